@@ -1,0 +1,133 @@
+"""The interface every simulator shares, and the result it returns.
+
+A backend is an object with three duties:
+  * `is_available()` (class method): can it run here (is numba / TensorFlow importable)?
+  * `prepare()`: do the one-off work (numba compilation, model loading, graph tracing).
+    It is idempotent; the timing harness measures the first call to `run` as cold start.
+  * `run(stimulus)`: simulate, returning a `SimResult` with V in mV.
+
+Concrete backends implement `_integrate` (current → V on the input's own time grid) or,
+like the CNN whose output covers a shorter window, override `run` and call `_result`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from hhbench.errors import DivergenceWarning, HHBenchError
+from hhbench.stimuli import Stimulus
+
+#: |V| beyond this (mV) is not physiology but an integrator running away.
+DIVERGED_ABS_MV = 1.0e4
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimResult:
+    """Voltage traces from one backend for one stimulus.
+
+    v_mv: (batch, samples) or (samples,) for a single-trace stimulus; NaN from the first
+          non-finite sample of a diverged trace on.
+    t_ms: time of each output sample on the stimulus' clock (the CNN covers a central window).
+    first_sample: index of the first output sample in the stimulus.
+    diverged: one flag per trace; gates: {"m", "h", "n"} like v_mv, when asked for.
+    """
+
+    backend: str
+    v_mv: np.ndarray
+    t_ms: np.ndarray
+    first_sample: int
+    diverged: np.ndarray
+    stimulus: Stimulus
+    device: str = "cpu"
+    gates: Mapping[str, np.ndarray] | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.v_mv.shape[-1] != self.t_ms.size:
+            raise ValueError(f"v_mv has {self.v_mv.shape[-1]} samples but t_ms {self.t_ms.size}")
+
+    @property
+    def v_batch(self) -> np.ndarray:
+        """V as (batch, samples) whatever the stimulus shape."""
+        return self.v_mv if self.v_mv.ndim == 2 else self.v_mv[np.newaxis]
+
+    @property
+    def any_diverged(self) -> bool:
+        return bool(np.any(self.diverged))
+
+
+class Backend(ABC):
+    """A Hodgkin-Huxley simulator (or surrogate) behind hhbench's common interface."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    #: importable modules this backend needs (checked by `is_available`)
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def is_available(cls) -> bool:
+        from importlib.util import find_spec
+        return all(find_spec(mod) is not None for mod in cls.requires)
+
+    def prepare(self) -> None:
+        """One-off work before the first run (compile, load). Idempotent."""
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def settings(self) -> dict:
+        """The backend's settings, JSON-ready (recorded with results)."""
+        return {}
+
+    def run(self, stimulus: Stimulus, *, gates: bool = False) -> SimResult:
+        """Simulate `stimulus`; V in mV at the stimulus' sample times."""
+        self.prepare()
+        v, gate_arrays = self._integrate(stimulus.current_ua, stimulus.dt_ms, gates)
+        return self._result(stimulus, v, stimulus.t_ms, 0, gate_arrays)
+
+    @abstractmethod
+    def _integrate(self, current_ua: np.ndarray, dt_ms: float, gates: bool
+                   ) -> tuple[np.ndarray, dict | None]:
+        """Integrate a (batch, samples) current; return V (batch, samples) and gates or None."""
+
+    def _result(self, stimulus: Stimulus, v: np.ndarray, t_ms: np.ndarray, first_sample: int,
+                gate_arrays: dict | None = None, info: Mapping | None = None) -> SimResult:
+        v, diverged = mark_divergence(v)
+        if diverged.any():
+            warnings.warn(f"{self.name}: {int(diverged.sum())} of {diverged.size} traces diverged "
+                          f"(the integrator overflowed); their V is NaN from that point",
+                          DivergenceWarning, stacklevel=3)
+        squeeze = stimulus.squeeze
+        return SimResult(backend=self.name, v_mv=squeeze(v), t_ms=t_ms, first_sample=first_sample,
+                         diverged=diverged, stimulus=stimulus, device=self.device,
+                         gates=None if gate_arrays is None
+                         else {k: squeeze(a) for k, a in gate_arrays.items()},
+                         info=dict(info or {}))
+
+
+def mark_divergence(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flag traces (rows) that went non-finite or beyond ±1e4 mV, and NaN them from there on.
+
+    Returns (v, diverged) where v is a copy only if something diverged.
+    """
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(v) | (np.abs(v) > DIVERGED_ABS_MV)
+    diverged = bad.any(axis=1)
+    if diverged.any():
+        v = v.copy()
+        after = np.cumsum(bad, axis=1) > 0
+        v[after] = np.nan
+    return v, diverged
+
+
+def check_substeps(substeps) -> int:
+    """Steps per sample interval (dt = 1/(fs·substeps)); 1 is the lab's method."""
+    if int(substeps) != substeps or substeps < 1:
+        raise HHBenchError(f"substeps must be a positive integer, got {substeps!r}")
+    return int(substeps)

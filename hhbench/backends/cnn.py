@@ -1,0 +1,52 @@
+"""`cnn`: the CNN surrogate (a lab model or hhbench's own) through `hhbench.cnn.runner`.
+
+Its output covers the central window of the stimulus only (context cropped), so results
+carry their own `t_ms`; compare with other backends on those samples.
+"""
+
+from __future__ import annotations
+
+from hhbench.backends import register
+from hhbench.backends.base import Backend
+
+
+@register
+class Cnn(Backend):
+    name = "cnn"
+    summary = "CNN surrogate (Keras model, TensorFlow), on the CPU or a chosen GPU"
+    requires = ("tensorflow", "tf_keras")
+
+    def __init__(self, *, model=None, device: str = "auto", mode: str = "compiled",
+                 input_scale: float | None = None, output_scale: float | None = None):
+        self.options = dict(model=model, device=device, mode=mode, input_scale=input_scale,
+                            output_scale=output_scale)
+        self.runner = None
+
+    def prepare(self):
+        if self.runner is None:
+            from hhbench.cnn.runner import CnnRunner
+            self.runner = CnnRunner(**self.options)
+
+    @property
+    def device(self) -> str:
+        if self.runner is None:
+            return str(self.options["device"])
+        return self.runner.last_device and self.runner.last_device.rsplit("device:", 1)[-1] \
+            or self.runner.tf_device.strip("/")
+
+    def settings(self):
+        self.prepare()
+        r = self.runner
+        return {"model": r.loaded.source, "mode": r.mode, "device_request": r.device_request,
+                "tf_device": r.tf_device, "input_scale": r.input_scale,
+                "output_scale": r.output_scale, "context": r.context, "window": r.window}
+
+    def run(self, stimulus, *, gates=False):
+        self.prepare()
+        out = self.runner.run(stimulus.current_ua, stimulus.fs_khz)
+        return self._result(stimulus, out.v_mv, out.t_ms, out.first_sample, None,
+                            {"padded_samples": out.padded_samples, "n_windows": out.n_windows,
+                             "device": out.device})
+
+    def _integrate(self, current_ua, dt_ms, gates):  # pragma: no cover - run() is overridden
+        raise NotImplementedError

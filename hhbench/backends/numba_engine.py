@@ -1,0 +1,100 @@
+"""The compiled engine shared by the numba-based backends (numba is imported only here).
+
+`integrate(current, dt_ms, method, substeps, gates)` runs one of the model's step kernels
+(`model.build_kernels` compiled with `numba.njit`) over a (batch, samples) current,
+in parallel over the batch. The current is held constant over each sample interval; with
+`substeps` > 1 each interval is split into that many equal steps. A trace that goes
+non-finite stops there (NaN afterwards) instead of burning time on NaNs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from hhbench import model
+
+EULER, RUSH_LARSEN, EXP_MIDPOINT = 0, 1, 2
+
+
+def _purge_stale_cache() -> None:
+    """Drop numba's on-disk cache when model.py or this file changed.
+
+    numba checks only the timestamp of the cached function's own file, but `drive` inlines
+    the kernels of model.py: an edit there would otherwise run stale machine code.
+    """
+    sources = [Path(model.__file__), Path(__file__)]
+    stamp = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    stamp_file = Path(__file__).parent / "__pycache__" / "hhbench-numba.stamp"
+    try:
+        if stamp_file.exists() and stamp_file.read_text() == stamp:
+            return
+        for src in sources:
+            for cached in (src.parent / "__pycache__").glob(f"{src.stem}.*.nb[ci]"):
+                cached.unlink(missing_ok=True)
+        stamp_file.parent.mkdir(exist_ok=True)
+        stamp_file.write_text(stamp)
+    except OSError:  # a read-only install: numba falls back to its own cache locations
+        pass
+
+
+@functools.cache
+def _compiled():
+    import numba
+
+    _purge_stale_cache()
+
+    jit = numba.njit(cache=True, fastmath=False)
+    kern = model.build_kernels(jit)
+    euler, rush_larsen = kern.euler_step, kern.rush_larsen_step
+    exp_midpoint = kern.exp_midpoint_step
+    v0, m0, h0, n0 = model.V0_MV, model.M0, model.H0, model.N0
+
+    @numba.njit(cache=True, parallel=True)
+    def drive(current, dt, method, substeps, want_gates):
+        batch, n_samples = current.shape
+        v_out = np.full((batch, n_samples), np.nan)
+        g_rows = batch if want_gates else 0
+        g_out = np.full((3, g_rows, n_samples if want_gates else 0), np.nan)
+        h_sub = dt / substeps
+        for b in numba.prange(batch):
+            v, m, h, n = v0, m0, h0, n0
+            for k in range(n_samples):
+                if not np.isfinite(v) or abs(v) > 1.0e4:
+                    break
+                v_out[b, k] = v
+                if want_gates:
+                    g_out[0, b, k] = m
+                    g_out[1, b, k] = h
+                    g_out[2, b, k] = n
+                i = current[b, k]
+                for _ in range(substeps):
+                    if method == EULER:
+                        v, m, h, n = euler(v, m, h, n, i, h_sub)
+                    elif method == RUSH_LARSEN:
+                        v, m, h, n = rush_larsen(v, m, h, n, i, h_sub)
+                    else:
+                        v, m, h, n = exp_midpoint(v, m, h, n, i, h_sub)
+        return v_out, g_out
+
+    return drive
+
+
+def compile_engine() -> None:
+    """Compile (or load from numba's cache) the engine for float64 inputs."""
+    integrate(np.zeros((1, 2)), 0.05, EULER, 1, True)
+
+
+def integrate(current_ua: np.ndarray, dt_ms: float, method: int, substeps: int = 1,
+              gates: bool = False) -> tuple[np.ndarray, dict | None]:
+    v, g = _compiled()(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
+                       int(method), int(substeps), bool(gates))
+    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None)
+
+
+def thread_count() -> int:
+    import numba
+    return numba.get_num_threads()

@@ -1,0 +1,286 @@
+"""The `hhbench` command: a thin dispatch from arguments to library functions.
+
+Every subcommand validates its paths before working, lets the library do the work, and
+turns an `HHBenchError` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from hhbench.errors import DivergenceWarning, HHBenchError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as for every other bad input
+        raise HHBenchError(message)
+
+
+def _out_path(value: str | None) -> Path | None:
+    """An output path whose folder must exist (checked before any work is done)."""
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.parent.is_dir():
+        raise HHBenchError(f"cannot write {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _csv_list(text: str, cast=str) -> tuple:
+    try:
+        return tuple(cast(x.strip()) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise HHBenchError(f"not a comma-separated list of numbers: {text!r}") from None
+
+
+# -- subcommands ---------------------------------------------------------------------------
+
+def cmd_backends(args) -> int:
+    from hhbench.backends import backend_classes
+    for name, cls in backend_classes().items():
+        state = "" if cls.is_available() else " (not installed)"
+        print(f"{name:10s} {cls.summary}{state}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from hhbench import stimuli
+    from hhbench.backends import get_backend
+    from hhbench.metrics import spike_count
+    from hhbench.results import write_trace_csv
+
+    csv_path, plot_path = _out_path(args.output), _out_path(args.plot)
+    params = {"n_samples": args.samples}
+    if args.onset_ms is not None:
+        params["onset_ms"] = args.onset_ms
+    if args.stimulus == "step":
+        stim = stimuli.step(20.0 if args.amplitude is None else args.amplitude, **params)
+    elif args.stimulus == "sine":
+        stim = stimuli.sine(args.freq_khz, amplitude_ua=80.0 if args.amplitude is None
+                            else args.amplitude, **params)
+    else:
+        stim = stimuli.white_noise(args.sigma, seed=args.seed, **params)
+    options = {"model": args.model, "device": args.device} if args.backend == "cnn" else {}
+    if args.backend != "cnn" and (args.model or args.device != "auto"):
+        raise HHBenchError("--model and --device apply to the cnn backend only")
+    backend = get_backend(args.backend, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DivergenceWarning)
+        result = backend.run(stim)
+    if csv_path:
+        write_trace_csv(result, csv_path)
+    if plot_path:
+        from hhbench.plot import plot_trace
+        plot_trace(result, plot_path)
+    state = "DIVERGED (the integrator overflowed)" if result.any_diverged else \
+        f"{int(spike_count(result.v_batch)[0])} spikes"
+    print(f"{args.backend} on {stim.kind} ({stim.describe()}): {state}; "
+          f"output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms on {result.device}"
+          + (f"; wrote {csv_path}" if csv_path else ""))
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return 0
+
+
+def cmd_model_info(args) -> int:
+    from hhbench.cnn.runner import CnnRunner
+    info = CnnRunner(args.model, device=args.device).describe()
+    rf = info["receptive_field"]
+    print(f"model        {info['source']} ({info['format']})\n"
+          f"parameters   {info['parameters']:,}\n"
+          f"input        {tuple(info['input_shape'])}\noutput       {tuple(info['output_shape'])}\n"
+          f"context      {info['context']} samples each side ({info['context'] / info['fs_khz']} ms)\n"
+          f"scaling      input x{info['input_scale']:g}, output / {info['output_scale']:g}\n"
+          f"receptive    {rf['samples']} samples = {rf['ms']:.2f} ms "
+          f"({rf['encoder_layers']} encoder layers)\nlayers:")
+    for line in info["layers"]:
+        print(f"  {line}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from hhbench.cnn.training import TrainConfig, train
+    if args.tiny:
+        config = TrainConfig.tiny(seed=args.seed, **_given(args, "epochs", "n_samples"))
+    else:
+        config = TrainConfig(seed=args.seed, **_given(args, "epochs", "n_samples", "batch_size"))
+    state = train(config, args.out, resume=args.resume, device=args.device,
+                  max_minutes=args.max_minutes, progress=not args.no_progress,
+                  epochs=args.epochs if args.resume else None)
+    best = state["best_val_loss"]
+    print(f"{args.out}: {state['epoch']} epochs, best validation loss "
+          f"{best if best is None else round(best, 5)} at epoch {state['best_epoch']}; "
+          + ("finished (" + str(state["stop_reason"]) + "), model card written" if state["finished"]
+             else "not finished: continue with --resume"))
+    return 0
+
+
+def _given(args, *names) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_run(args) -> int:
+    from hhbench.suite import SuiteConfig, run_suite
+    from hhbench.timing import TimingSettings
+
+    out, csv = _out_path(args.output), _out_path(args.csv)
+    overrides = {}
+    if args.backends:
+        overrides["backends"] = _csv_list(args.backends)
+    if args.stimuli:
+        overrides["stimuli"] = _csv_list(args.stimuli)
+    if args.batch:
+        overrides["batches"] = _csv_list(args.batch, int)
+    if args.device:
+        overrides["devices"] = _csv_list(args.device)
+    for name in ("reference", "model"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.config:
+        config = SuiteConfig.from_file(args.config, **overrides)
+    else:
+        config = (SuiteConfig.quick if args.quick else SuiteConfig)(**overrides)
+    if args.repeats is not None or args.min_time is not None:
+        t = config.timing
+        from dataclasses import replace
+        config = replace(config, timing=TimingSettings(
+            warmup_calls=t.warmup_calls, min_time_s=t.min_time_s if args.min_time is None else args.min_time,
+            min_repeats=t.min_repeats if args.repeats is None else args.repeats,
+            max_repeats=max(t.max_repeats, args.repeats or 0)))
+    results = run_suite(config, progress=not args.no_progress)
+    if out:
+        results.save(out, csv=csv or out.with_suffix(".csv"))
+    print(format_table(results))
+    if out:
+        print(f"wrote {out} and {csv or out.with_suffix('.csv')}")
+    return 0
+
+
+def format_table(results) -> str:
+    """The run's table as text: times in ms, accuracy against the stated reference."""
+    import pandas as pd
+    from hhbench.environment import one_line
+
+    df = results.table()
+    cols = ["backend", "stimulus", "batch", "device", "cold_ms", "warm_median_ms", "warm_iqr_ms",
+            "per_trace_ms", "traces_per_s", "rmse_mv", "spike_count_error", "gamma", "status"]
+    df = df[[c for c in cols if c in df.columns]]
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.float_format", lambda x: f"{x:.3g}"):
+        text = df.to_string(index=False, na_rep="-")
+    ref = results.settings.get("reference")
+    return (f"{one_line(results.environment)}\naccuracy against the {ref} reference; "
+            f"times in ms (cold = set-up + first call; warm = median of repeats)\n{text}")
+
+
+def cmd_compare(args) -> int:
+    from hhbench.compare import Tolerances, compare, format_comparison, parse_threshold
+    from hhbench.results import RunResults
+    old, new = RunResults.load(args.old), RunResults.load(args.new)
+    report = compare(old, new, Tolerances(threshold=parse_threshold(args.threshold),
+                                          alpha=args.alpha))
+    print(format_comparison(report))
+    return 1 if report.regressed else 0
+
+
+def cmd_plot(args) -> int:
+    from hhbench.plot import plot_results
+    from hhbench.results import RunResults
+    results = RunResults.load(args.results)
+    for path in plot_results(results, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hhbench", description="Benchmark Hodgkin-Huxley simulators and CNN "
+                                             "surrogates: latency and accuracy together.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("backends", help="list the simulators")
+    s.set_defaults(func=cmd_backends)
+
+    s = sub.add_parser("simulate", help="simulate one stimulus with one backend")
+    s.add_argument("--backend", default="numba")
+    s.add_argument("--stimulus", choices=("step", "sine", "noise"), default="step")
+    s.add_argument("--amplitude", type=float, help="µA/cm² (step: 20, sine: 80)")
+    s.add_argument("--onset-ms", type=float, help="ms (step 17.8, sine/noise 18.7)")
+    s.add_argument("--freq-khz", type=float, default=0.05, help="sine frequency in kHz")
+    s.add_argument("--sigma", type=float, default=20.0, help="noise σ in µA/cm²")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--samples", type=int, default=2560)
+    s.add_argument("--model", help="CNN model folder or .keras file (cnn backend)")
+    s.add_argument("--device", default="auto", help="cpu, gpu, gpu:N or auto (cnn backend)")
+    s.add_argument("-o", "--output", help="CSV file: t_ms,current,v_mV")
+    s.add_argument("--plot", help="PNG of current and voltage")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("model-info", help="describe a CNN model")
+    s.add_argument("--model")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_model_info)
+
+    s = sub.add_parser("train", help="train the CNN on HH step responses")
+    s.add_argument("--out", default="models/hh-step-cnn")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--samples", dest="n_samples", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--resume", action="store_true")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this")
+    s.add_argument("--tiny", action="store_true", help="a tiny model for tests (seconds)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("run", help="run the benchmark suite")
+    s.add_argument("-o", "--output", help="results JSON (CSV beside it unless --csv)")
+    s.add_argument("--csv")
+    s.add_argument("--quick", action="store_true", help="CI size: batch 1, 2 repeats")
+    s.add_argument("--backends", help="comma-separated, default all")
+    s.add_argument("--stimuli", help="comma-separated: step,sine,noise")
+    s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64")
+    s.add_argument("--device", help="CNN devices, comma-separated: cpu,gpu,gpu:N,auto")
+    s.add_argument("--repeats", type=int, help="minimum timed repeats")
+    s.add_argument("--min-time", type=float, help="minimum timed seconds per case")
+    s.add_argument("--reference", choices=("converged", "lab"))
+    s.add_argument("--model")
+    s.add_argument("--config", help="suite settings (JSON or TOML)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression")
+    s.add_argument("old")
+    s.add_argument("new")
+    s.add_argument("--threshold", default="10%")
+    s.add_argument("--alpha", type=float, default=0.01)
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("plot", help="plot a results file")
+    s.add_argument("results")
+    s.add_argument("-o", "--output", default="hhbench-plots")
+    s.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except HHBenchError as exc:
+        print(f"hhbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hhbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The CNN surrogate: architecture, Keras file formats, runner, training (TensorFlow inside)."""

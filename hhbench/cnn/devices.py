@@ -1,0 +1,52 @@
+"""Choosing where TensorFlow runs: "cpu", "gpu", "gpu:N" or "auto".
+
+`resolve_device` checks the request against the devices TensorFlow actually sees and
+returns the TensorFlow device name ("/CPU:0", "/GPU:1"), so a GPU that is asked for but
+absent is an error, not a silent fallback.
+"""
+
+from __future__ import annotations
+
+import re
+
+from hhbench.errors import HHBenchError
+
+_SPEC = re.compile(r"^(cpu|gpu|auto)(?::(\d+))?$")
+
+
+def visible_devices() -> dict[str, list[str]]:
+    """{"CPU": [...], "GPU": [...]} physical devices that TensorFlow sees."""
+    import tensorflow as tf
+    return {kind: [d.name for d in tf.config.list_physical_devices(kind)] for kind in ("CPU", "GPU")}
+
+
+def resolve_device(spec: str = "auto") -> str:
+    """Turn a device request into a TensorFlow device name; HHBenchError if it is not here."""
+    match = _SPEC.match(str(spec).strip().lower())
+    if not match or (match.group(1) != "gpu" and match.group(2) is not None):
+        raise HHBenchError(f"unknown device {spec!r}; use cpu, gpu, gpu:N or auto")
+    kind, index = match.group(1), match.group(2)
+    gpus = visible_devices()["GPU"]
+    if kind == "cpu" or (kind == "auto" and not gpus):
+        return "/CPU:0"
+    if kind == "auto":
+        return "/GPU:0"
+    n = int(index or 0)
+    if n >= len(gpus):
+        seen = ", ".join(visible_devices()["CPU"] + gpus) or "none"
+        raise HHBenchError(f"device {spec!r} requested but TensorFlow sees no such GPU "
+                           f"(devices seen: {seen})")
+    return f"/GPU:{n}"
+
+
+def device_description(tf_device: str) -> dict:
+    """Name and details of a TensorFlow device, as TensorFlow reports them."""
+    import tensorflow as tf
+    kind, _, index = tf_device.strip("/").partition(":")
+    desc = {"tf_device": tf_device, "kind": kind.lower()}
+    if kind.upper() == "GPU":
+        gpu = tf.config.list_physical_devices("GPU")[int(index)]
+        details = tf.config.experimental.get_device_details(gpu)
+        desc.update(name=details.get("device_name", gpu.name),
+                    compute_capability=details.get("compute_capability"))
+    return desc

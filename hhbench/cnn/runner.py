@@ -1,0 +1,222 @@
+"""Running a CNN surrogate on currents in µA/cm², returning V in mV on the right clock.
+
+The runner owns everything between a stimulus and the network:
+  * scaling: the network sees I·input_scale; V = output / output_scale (SPEC: 1e-3, 1e-2);
+  * context: output sample k belongs to input sample k + context;
+  * windows: a stimulus of N ≥ window samples is cut into windows of `window` samples
+    whose outputs tile samples [context, N − context): window j starts at j·out_len, the
+    last one is moved back to end at N, and of two overlapping outputs the earlier window
+    keeps its samples. A stimulus shorter than the window is zero-padded on the right
+    (`padded_samples` says how much) and its output trimmed to the stimulus;
+  * device: everything runs under one TensorFlow device scope, and the device that
+    produced the output is read back from TensorFlow;
+  * mode: "compiled" calls a `tf.function` over the model (traced once, batch dimension
+    free); "predict" calls `model.predict` as the lab did.
+Asynchronous work (a GPU) is finished before `run` returns: the output is copied to NumPy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hhbench.cnn import files
+from hhbench.cnn.architecture import receptive_field_samples
+from hhbench.errors import HHBenchError
+
+MODES = ("compiled", "predict")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CnnOutput:
+    """V (batch, out_samples) in mV at times t_ms; `first_sample` is the stimulus index of
+    the first output sample."""
+
+    v_mv: np.ndarray
+    t_ms: np.ndarray
+    first_sample: int
+    padded_samples: int
+    n_windows: int
+    device: str
+    info: dict = field(default_factory=dict)
+
+
+class CnnRunner:
+    """Load a model once, then run it on batches of currents.
+
+    model: a path (lab folder or .keras file), a `files.LoadedModel`, or None for the
+    default model. Scales given here override those stored with the model.
+    """
+
+    def __init__(self, model=None, *, device: str = "auto", mode: str = "compiled",
+                 input_scale: float | None = None, output_scale: float | None = None,
+                 max_windows_per_call: int = 256):
+        import tensorflow as tf
+
+        from hhbench.cnn.devices import resolve_device
+
+        if mode not in MODES:
+            raise HHBenchError(f"unknown CNN mode {mode!r}; choose one of: {', '.join(MODES)}")
+        if max_windows_per_call < 1:
+            raise HHBenchError("max_windows_per_call must be >= 1")
+        self.device_request = device
+        self.tf_device = resolve_device(device)
+        self.mode = mode
+        self.max_windows_per_call = int(max_windows_per_call)
+        with tf.device(self.tf_device):
+            self.loaded = model if isinstance(model, files.LoadedModel) else files.load_model(
+                default_model_path() if model is None else model)
+        self.model = self.loaded.keras_model
+        meta = self.loaded.meta
+        self.input_scale = float(input_scale if input_scale is not None else meta.input_scale)
+        self.output_scale = float(output_scale if output_scale is not None else meta.output_scale)
+        if not (self.input_scale > 0 and self.output_scale > 0):
+            raise HHBenchError("input and output scales must be > 0")
+        self.fs_khz = meta.fs_khz
+        self.window = int(self.model.input_shape[1])
+        self.out_len = int(self.model.output_shape[1])
+        self.context = (self.window - self.out_len) // 2
+        self._compiled = tf.function(
+            lambda x: self.model(x, training=False),
+            input_signature=[tf.TensorSpec([None, self.window, 1], tf.float32)])
+        self.last_device: str | None = None
+
+    # -- the network on whole windows --------------------------------------------------
+
+    def predict_windows(self, x_scaled: np.ndarray) -> np.ndarray:
+        """Network output for windows (n, window) of scaled input → (n, out_len), unscaled."""
+        import tensorflow as tf
+
+        outs = []
+        with tf.device(self.tf_device):
+            for start in range(0, len(x_scaled), self.max_windows_per_call):
+                chunk = x_scaled[start:start + self.max_windows_per_call, :, None]
+                if self.mode == "compiled":
+                    y = self._compiled(tf.constant(chunk, tf.float32))
+                    self.last_device = y.device
+                    outs.append(y.numpy()[..., 0])  # .numpy() waits for the device
+                else:
+                    outs.append(self.model.predict(chunk, verbose=0,
+                                                   batch_size=len(chunk))[..., 0])
+                    self.last_device = tf.identity(tf.constant(0.0)).device
+        return np.concatenate(outs, axis=0)
+
+    # -- stimulus in, V out --------------------------------------------------------------
+
+    def window_starts(self, n_samples: int) -> list[int]:
+        """Start index of each window covering a stimulus of n_samples ≥ window samples."""
+        last = n_samples - self.window
+        starts = list(range(0, last + 1, self.out_len))
+        if starts[-1] != last:
+            starts.append(last)
+        return starts
+
+    def run(self, current_ua: np.ndarray, fs_khz: float | None = None) -> CnnOutput:
+        """Run on a (batch, samples) or (samples,) current in µA/cm² (sampled at fs_khz,
+        which must be the model's rate)."""
+        current = np.atleast_2d(np.asarray(current_ua, dtype=np.float64))
+        if fs_khz is not None and abs(fs_khz - self.fs_khz) > 1e-9:
+            raise HHBenchError(f"the CNN was trained at {self.fs_khz} kHz; the stimulus is "
+                               f"sampled at {fs_khz} kHz")
+        batch, n = current.shape
+        if n <= 2 * self.context:
+            raise HHBenchError(f"stimulus of {n} samples is too short for the CNN: it needs "
+                               f"more than 2 x {self.context} samples of context")
+        padded = max(0, self.window - n)
+        x = np.pad(current, ((0, 0), (0, padded))) * self.input_scale
+        total = n + padded
+        starts = self.window_starts(total)
+        windows = np.stack([x[:, s:s + self.window] for s in starts], axis=1)
+        y = self.predict_windows(windows.reshape(-1, self.window)).reshape(batch, len(starts), -1)
+        # stitch: output of window j covers stimulus samples [s_j + context, s_j + context + out_len)
+        n_out = total - 2 * self.context
+        v = np.empty((batch, n_out), dtype=np.float64)
+        for j in reversed(range(len(starts))):  # earlier windows overwrite the shifted last one
+            v[:, starts[j]:starts[j] + self.out_len] = y[:, j]
+        v /= self.output_scale
+        keep = n - self.context - self.context if padded else n_out
+        keep = max(0, min(keep, n_out))
+        t_ms = (np.arange(keep) + self.context) / self.fs_khz
+        return CnnOutput(v_mv=v[:, :keep], t_ms=t_ms, first_sample=self.context,
+                         padded_samples=padded, n_windows=len(starts),
+                         device=_short_device(self.last_device))
+
+    def warmup(self, batch: int = 1, calls: int = 1) -> None:
+        """Run `calls` times on zeros of `batch` traces (tracing, kernel choice, upload)."""
+        zeros = np.zeros((batch, self.window))
+        for _ in range(calls):
+            self.run(zeros)
+
+    # -- description ---------------------------------------------------------------------
+
+    def receptive_field(self) -> dict:
+        return receptive_field(self.model, self.fs_khz)
+
+    def describe(self) -> dict:
+        """Everything `hhbench model-info` prints, JSON-ready."""
+        layers = list(iter_layers(self.model))
+        return {"source": self.loaded.source, "format": self.loaded.format,
+                "parameters": int(self.model.count_params()),
+                "input_shape": list(self.model.input_shape),
+                "output_shape": list(self.model.output_shape), "context": self.context,
+                "input_scale": self.input_scale, "output_scale": self.output_scale,
+                "fs_khz": self.fs_khz, "receptive_field": self.receptive_field(),
+                "layers": [_layer_line(layer) for layer in layers],
+                "device": self.tf_device, "mode": self.mode}
+
+
+def default_model_path() -> Path:
+    """The shipped model (`models/hh-step-cnn` in the repository), or $HHBENCH_MODEL."""
+    env = os.environ.get("HHBENCH_MODEL")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "models" / "hh-step-cnn"
+    if not (path / files.WEIGHTS_FILE).exists() and not path.is_file():
+        raise HHBenchError(f"no default CNN model at {path}: train one with `hhbench train` "
+                           f"or pass --model PATH")
+    return path
+
+
+def iter_layers(model):
+    """All leaf layers of a (possibly nested) Keras model, in order."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from iter_layers(layer)
+        else:
+            yield layer
+
+
+def receptive_field(model, fs_khz: float) -> dict:
+    """Receptive field of the encoder, read from the model's own strided convolutions.
+
+    Walking the convolutions in order, r grows by (k − 1)·j and the jump j (input samples
+    between neighbouring outputs) is multiplied by the stride s; for N identical layers this
+    is Drakopoulos et al.'s r = (k − 1)(sᴺ − 1)/(s − 1) + 1.
+    """
+    r, jump, convs = 1, 1, []
+    for layer in iter_layers(model):
+        if type(layer).__name__ in ("Conv2D", "Conv1D"):
+            k, s = int(layer.kernel_size[0]), int(layer.strides[0])
+            r += (k - 1) * jump
+            jump *= s
+            convs.append((k, s))
+    uniform = len(set(convs)) == 1
+    formula = receptive_field_samples(len(convs), *convs[0]) if uniform else None
+    return {"samples": r, "ms": r / fs_khz, "encoder_layers": len(convs),
+            "formula_samples": formula}
+
+
+def _layer_line(layer) -> str:
+    try:
+        shape = layer.output.shape
+    except (AttributeError, ValueError):
+        shape = "?"
+    return f"{layer.name} ({type(layer).__name__}) {tuple(shape)} params={layer.count_params()}"
+
+
+def _short_device(name: str | None) -> str:
+    """'/job:localhost/replica:0/task:0/device:GPU:0' → 'GPU:0'."""
+    if not name:
+        return "unknown"
+    return name.rsplit("device:", 1)[-1]

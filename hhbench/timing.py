@@ -1,0 +1,135 @@
+"""Measuring how long a call takes: cold start apart from warm time, repeats until enough.
+
+`measure(fn)` follows the usual discipline (pyperf, pytest-benchmark):
+  1. the first call is timed on its own as the cold start (numba compilation or cache
+     load, TensorFlow tracing and weight upload); it never enters the warm statistics;
+  2. `warmup_calls` more calls, untimed;
+  3. timed calls until at least `min_repeats` calls and `min_time_s` seconds are done
+     (at most `max_repeats` calls).
+Each timed call includes `finish(result)`, which waits for asynchronous work (a GPU
+tensor's copy to NumPy), so the clock stops when the result really exists.
+The clock is `time.perf_counter_ns` unless another one is passed (tests use a fake clock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from hhbench.errors import HHBenchError
+
+Clock = Callable[[], int]
+
+
+def _default_clock() -> int:
+    import time
+    return time.perf_counter_ns()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimingSettings:
+    warmup_calls: int = 1
+    min_repeats: int = 5
+    min_time_s: float = 0.2
+    max_repeats: int = 10_000
+
+    def __post_init__(self):
+        if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:
+            raise HHBenchError("timing: need warmup >= 0 and 1 <= min_repeats <= max_repeats")
+        if self.min_time_s < 0:
+            raise HHBenchError("timing: min_time_s must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timing:
+    """Cold-start time and warm samples, in seconds."""
+
+    cold_s: float | None
+    samples_s: tuple[float, ...]
+
+    def __post_init__(self):
+        if not self.samples_s:
+            raise ValueError("a Timing needs at least one warm sample")
+        object.__setattr__(self, "samples_s", tuple(float(s) for s in self.samples_s))
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.samples_s))
+
+    @property
+    def min_s(self) -> float:
+        return float(np.min(self.samples_s))
+
+    @property
+    def iqr_s(self) -> float:
+        q1, q3 = np.percentile(self.samples_s, [25, 75])
+        return float(q3 - q1)
+
+    def percentile_s(self, q: float) -> float:
+        return float(np.percentile(self.samples_s, q))
+
+    def summary(self) -> dict:
+        """Cold, median, IQR, min, p90, p99 and count (seconds), JSON-ready."""
+        return {"cold_s": self.cold_s, "median_s": self.median_s, "iqr_s": self.iqr_s,
+                "min_s": self.min_s, "p90_s": self.percentile_s(90),
+                "p99_s": self.percentile_s(99), "repeats": len(self.samples_s)}
+
+
+def finish(result) -> None:
+    """Wait until `result` is really computed (TensorFlow tensors live on their device)."""
+    if hasattr(result, "numpy"):
+        result.numpy()
+    elif hasattr(result, "v_mv"):
+        np.asarray(result.v_mv)
+
+
+def measure(fn: Callable[[], object], settings: TimingSettings = TimingSettings(), *,
+            cold: bool = True, clock: Clock = _default_clock) -> tuple[Timing, object]:
+    """Time `fn()` as described above; return the Timing and the last result."""
+    result, cold_s = None, None
+    if cold:
+        start = clock()
+        result = fn()
+        finish(result)
+        cold_s = (clock() - start) / 1e9
+    for _ in range(settings.warmup_calls):
+        result = fn()
+        finish(result)
+    samples: list[float] = []
+    spent_ns = 0
+    while len(samples) < settings.max_repeats and (
+            len(samples) < settings.min_repeats or spent_ns < settings.min_time_s * 1e9):
+        start = clock()
+        result = fn()
+        finish(result)
+        elapsed = clock() - start
+        spent_ns += elapsed
+        samples.append(elapsed / 1e9)
+    return Timing(cold_s=cold_s, samples_s=tuple(samples)), result
+
+
+def throughput(median_s: float, *, batch: int, n_samples: int, dt_ms: float) -> dict:
+    """Rates for one call on `batch` traces of `n_samples` steps of `dt_ms`:
+    traces/s; neuron-steps/s (batch·samples per second); real-time factor = simulated
+    neuron-ms per wall-clock ms (batch·samples·dt over the call's duration)."""
+    if median_s <= 0:
+        return {"traces_per_s": float("inf"), "neuron_steps_per_s": float("inf"),
+                "real_time_factor": float("inf")}
+    return {"traces_per_s": batch / median_s,
+            "neuron_steps_per_s": batch * n_samples / median_s,
+            "real_time_factor": batch * n_samples * dt_ms / (median_s * 1e3)}
+
+
+def calibrate(settings: TimingSettings = TimingSettings(min_repeats=5, min_time_s=0.1)) -> dict:
+    """Time two fixed kernels that say how fast this machine is, so results from different
+    machines can be read against each other: a float32 matrix product (512×512 @ 512×512)
+    and a vectorised exp over 2**20 float64 values. Medians in seconds."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((512, 512)).astype(np.float32)
+    b = rng.standard_normal((512, 512)).astype(np.float32)
+    x = rng.standard_normal(2 ** 20)
+    matmul, _ = measure(lambda: a @ b, settings)
+    vexp, _ = measure(lambda: np.exp(x), settings)
+    return {"matmul_f32_512_s": matmul.median_s, "exp_f64_1m_s": vexp.median_s}

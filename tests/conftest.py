@@ -1,0 +1,15 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DATA = Path(__file__).parent / "data"
+LAB_SMALL = DATA / "lab_small"
+
+
+@pytest.fixture(scope="session")
+def lab_small():
+    """A small model of the lab's family written by real Keras 2 (see data/make_lab_fixture.py)."""
+    return LAB_SMALL
