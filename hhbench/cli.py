@@ -110,7 +110,7 @@ def cmd_train(args) -> int:
         config = TrainConfig(seed=args.seed, **_given(args, "epochs", "n_samples", "batch_size"))
     state = train(config, args.out, resume=args.resume, device=args.device,
                   max_minutes=args.max_minutes, progress=not args.no_progress,
-                  epochs=args.epochs if args.resume else None)
+                  epochs=args.epochs if args.resume else None).state
     best = state["best_val_loss"]
     print(f"{args.out}: {state['epoch']} epochs, best validation loss "
           f"{best if best is None else round(best, 5)} at epoch {state['best_epoch']}; "
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter (cuInit on CPU-only machines)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -322,3 +322,25 @@ def _voltage_limits(ax, v_ref: np.ndarray, finite: list[np.ndarray]) -> None:
         lo, hi = float(np.percentile(values, 1)), float(np.percentile(values, 99))
     pad = max(0.05 * (hi - lo), 1.0)
     ax.set_ylim(lo - pad, hi + pad)
+
+
+def plot_trace(result, path: str | os.PathLike) -> Path:
+    """One simulated result (`hhbench simulate --plot`): the current (µA/cm²) above and V (mV)
+    below, against t (ms); every trace of a batch is drawn. Written atomically."""
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise HHBenchError(f"cannot write {path}: folder {path.parent} does not exist")
+    stim = result.stimulus
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax_i, ax_v = fig.subplots(2, 1, sharex=True, height_ratios=(1, 2))
+    ax_i.plot(stim.t_ms, stim.current_ua.T, lw=0.8)
+    ax_i.set_ylabel("I (µA/cm²)")
+    ax_v.plot(result.t_ms, result.v_batch.T, lw=0.9)
+    ax_v.set_ylabel("V (mV)")
+    ax_v.set_xlabel("t (ms)")
+    state = ", DIVERGED" if result.any_diverged else ""
+    ax_i.set_title(f"{result.backend} on {stim.kind} ({result.device}){state}")
+    fmt = path.suffix.lstrip(".") or "png"
+    return _save(fig, path, fmt)

@@ -139,10 +139,19 @@ def _write_json(path: Path, obj) -> None:
     tmp.replace(path)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainRun:
+    """What `train` leaves: the state (as in train_state.json) and the in-memory model,
+    holding the best weights (those written to Gmodel.h5)."""
+
+    state: dict
+    model: object
+
+
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "auto",
           max_minutes: float | None = None, progress: bool = True, evaluate: bool = True,
-          epochs: int | None = None) -> dict:
-    """Train (or resume training) a model into folder `out`; return the training state.
+          epochs: int | None = None) -> TrainRun:
+    """Train (or resume training) a model into folder `out`.
 
     The folder receives Gmodel.json + Gmodel.h5 (best weights so far, lab format),
     train_state.json (config, per-epoch history, counters) and checkpoint/ (model and
@@ -205,13 +214,14 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
                       validation_data=(val["x"], val["y"]), shuffle=True, verbose=0,
                       callbacks=[callback])
         bar.close()
+        model.load_weights(str(out / files.WEIGHTS_FILE))  # the best epoch, as saved
     if state["epoch"] >= config.epochs and not state["finished"]:
         state.update(finished=True, stop_reason=state["stop_reason"] or "epochs done")
     _write_json(out / STATE_FILE, state)
     if state["finished"] and evaluate:
         from hhbench.cnn.model_card import write_model_card
         write_model_card(out, state)
-    return state
+    return TrainRun(state=state, model=model)
 
 
 def _make_callback_class():

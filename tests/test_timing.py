@@ -1,0 +1,95 @@
+"""Timing logic with a fake clock (exact), and one real measurement against bounds."""
+
+import time
+
+import numpy as np
+import pytest
+
+from hhbench.errors import HHBenchError
+from hhbench.timing import Timing, TimingSettings, calibrate, measure, throughput
+
+
+class FakeClock:
+    """Each call of the timed function advances time by the next duration in `costs_ns`."""
+
+    def __init__(self, costs_ns):
+        self.now, self.costs = 0, list(costs_ns)
+        self.calls = 0
+
+    def __call__(self):
+        return self.now
+
+    def work(self):
+        self.now += self.costs[self.calls]
+        self.calls += 1
+        return self.calls
+
+
+def test_cold_call_is_kept_apart_from_warm_samples():
+    clock = FakeClock([900_000_000] + [5_000_000] * 100)  # 0.9 s first call, then 5 ms
+    timing, last = measure(clock.work, TimingSettings(warmup_calls=2, min_repeats=3,
+                                                      min_time_s=0.0), clock=clock)
+    assert timing.cold_s == pytest.approx(0.9)
+    assert timing.samples_s == (0.005, 0.005, 0.005)
+    assert clock.calls == 1 + 2 + 3 and last == 6
+
+
+def test_repeats_until_min_time_and_count():
+    clock = FakeClock([1] + [10_000_000] * 1000)  # 10 ms per call
+    timing, _ = measure(clock.work, TimingSettings(warmup_calls=0, min_repeats=3,
+                                                   min_time_s=0.25), clock=clock)
+    assert len(timing.samples_s) == 25  # 25 x 10 ms reaches 0.25 s
+    clock = FakeClock([1] * 100)
+    timing, _ = measure(clock.work, TimingSettings(warmup_calls=0, min_repeats=7, min_time_s=0.0),
+                        clock=clock)
+    assert len(timing.samples_s) == 7
+
+
+def test_max_repeats_caps_the_count():
+    clock = FakeClock([1] * 100)
+    timing, _ = measure(clock.work, TimingSettings(warmup_calls=0, min_repeats=1,
+                                                   min_time_s=10.0, max_repeats=4), clock=clock)
+    assert len(timing.samples_s) == 4
+
+
+def test_statistics_of_known_samples():
+    t = Timing(cold_s=None, samples_s=(1.0, 2.0, 3.0, 4.0, 100.0))
+    assert t.median_s == 3.0 and t.min_s == 1.0
+    assert t.iqr_s == pytest.approx(4.0 - 2.0)
+    assert t.percentile_s(90) == pytest.approx(4.0 + 0.6 * 96.0)
+    s = t.summary()
+    assert s["repeats"] == 5 and s["p99_s"] == pytest.approx(4.0 + 0.96 * 96.0)
+
+
+def test_throughput_definitions():
+    r = throughput(0.5, batch=10, n_samples=2000, dt_ms=0.05)
+    assert r["traces_per_s"] == 20.0
+    assert r["neuron_steps_per_s"] == 40_000.0
+    # 10 neurons x 100 ms simulated in 500 ms of wall time
+    assert r["real_time_factor"] == pytest.approx(2.0)
+
+
+def test_real_clock_on_a_busy_loop_of_known_duration():
+    def busy(seconds=0.002):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+    timing, _ = measure(busy, TimingSettings(warmup_calls=0, min_repeats=5, min_time_s=0.0))
+    assert len(timing.samples_s) == 5
+    # each call lasts at least its 2 ms; the bound above is loose (shared machines)
+    assert min(timing.samples_s) >= 0.002 and timing.median_s < 0.5
+
+
+def test_calibration_kernels_are_timed():
+    c = calibrate()
+    assert set(c) == {"matmul_f32_512_s", "exp_f64_1m_s"}
+    assert all(0 < v < 10 for v in c.values())
+
+
+def test_bad_settings():
+    with pytest.raises(HHBenchError):
+        TimingSettings(min_repeats=0)
+    with pytest.raises(HHBenchError):
+        TimingSettings(min_time_s=-1)
+    with pytest.raises(ValueError):
+        Timing(cold_s=None, samples_s=())
