@@ -7,7 +7,6 @@ turns an `HHBenchError` into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -270,7 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter (cuInit on CPU-only machines)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -20,7 +20,7 @@ import json
 import time
 import tomllib
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from hhbench.backends.base import SimResult
 from hhbench.environment import describe_machine
 from hhbench.errors import DivergenceWarning, HHBenchError
 from hhbench.results import CaseResult, RunResults
-from hhbench.timing import TimingSettings, calibrate, finish, measure
+from hhbench.timing import TimingSettings, calibrate, measure
 
 REFERENCES = {"converged": "reference", "lab": "numba"}
 #: the lab's sine frequency for the suite (kHz); the sweep lives in `hhbench lab`
@@ -114,7 +114,9 @@ def case_stimulus(kind: str, batch: int, *, n_samples: int = stimlib.DEFAULT_SAM
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_reference(kind: str, batch: int, n_samples: int, seed: int, reference: str):
+def cached_reference(kind: str, batch: int, n_samples: int = stimlib.DEFAULT_SAMPLES,
+                     seed: int = 0, reference: str = "converged") -> SimResult:
+    """The reference run for `case_stimulus(kind, batch, ...)`, computed once per process."""
     stim = case_stimulus(kind, batch, n_samples=n_samples, seed=seed)
     return reference_run(stim, reference)
 
@@ -206,7 +208,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     for name, kind, batch, device in bar:
         bar.set_postfix_str(f"{name} {kind} x{batch}")
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
-        ref = _cached_reference(kind, batch, config.n_samples, config.seed, config.reference)
+        ref = cached_reference(kind, batch, config.n_samples, config.seed, config.reference)
         key = (name, device)
         if key not in backends:
             try:
@@ -231,5 +233,5 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
                       environment=env, calibration=calib, cases=tuple(out), examples=examples)
 
 
-__all__ = ["SuiteConfig", "case_stimulus", "reference_run", "accuracy", "run_case",
-           "run_suite", "make_backend", "finish", "replace"]
+__all__ = ["SuiteConfig", "case_stimulus", "reference_run", "cached_reference", "accuracy",
+           "run_case", "run_suite", "make_backend"]

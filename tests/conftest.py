@@ -1,9 +1,7 @@
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATA = Path(__file__).parent / "data"
 LAB_SMALL = DATA / "lab_small"

@@ -41,46 +41,53 @@ def _purge_stale_cache() -> None:
         pass
 
 
+# the step kernels, set by _compiled(); module globals (not closure cells) so that numba's
+# on-disk cache of `_drive` is found again by the next process (closure contents are part
+# of numba's cache key and do not pickle the same way twice)
+_euler = _rush_larsen = _exp_midpoint = None
+
+
+def _drive(current, dt, method, substeps, want_gates):
+    batch, n_samples = current.shape
+    v_out = np.full((batch, n_samples), np.nan)
+    g_rows = batch if want_gates else 0
+    g_out = np.full((3, g_rows, n_samples if want_gates else 0), np.nan)
+    h_sub = dt / substeps
+    for b in prange(batch):
+        v, m, h, n = model.V0_MV, model.M0, model.H0, model.N0
+        for k in range(n_samples):
+            if not np.isfinite(v) or abs(v) > 1.0e4:
+                break
+            v_out[b, k] = v
+            if want_gates:
+                g_out[0, b, k] = m
+                g_out[1, b, k] = h
+                g_out[2, b, k] = n
+            i = current[b, k]
+            for _ in range(substeps):
+                if method == EULER:
+                    v, m, h, n = _euler(v, m, h, n, i, h_sub)
+                elif method == RUSH_LARSEN:
+                    v, m, h, n = _rush_larsen(v, m, h, n, i, h_sub)
+                else:
+                    v, m, h, n = _exp_midpoint(v, m, h, n, i, h_sub)
+    return v_out, g_out
+
+
+prange = range  # replaced by numba.prange when compiled
+
+
 @functools.cache
 def _compiled():
+    global _euler, _rush_larsen, _exp_midpoint, prange
     import numba
 
     _purge_stale_cache()
-
-    jit = numba.njit(cache=True, fastmath=False)
-    kern = model.build_kernels(jit)
-    euler, rush_larsen = kern.euler_step, kern.rush_larsen_step
-    exp_midpoint = kern.exp_midpoint_step
-    v0, m0, h0, n0 = model.V0_MV, model.M0, model.H0, model.N0
-
-    @numba.njit(cache=True, parallel=True)
-    def drive(current, dt, method, substeps, want_gates):
-        batch, n_samples = current.shape
-        v_out = np.full((batch, n_samples), np.nan)
-        g_rows = batch if want_gates else 0
-        g_out = np.full((3, g_rows, n_samples if want_gates else 0), np.nan)
-        h_sub = dt / substeps
-        for b in numba.prange(batch):
-            v, m, h, n = v0, m0, h0, n0
-            for k in range(n_samples):
-                if not np.isfinite(v) or abs(v) > 1.0e4:
-                    break
-                v_out[b, k] = v
-                if want_gates:
-                    g_out[0, b, k] = m
-                    g_out[1, b, k] = h
-                    g_out[2, b, k] = n
-                i = current[b, k]
-                for _ in range(substeps):
-                    if method == EULER:
-                        v, m, h, n = euler(v, m, h, n, i, h_sub)
-                    elif method == RUSH_LARSEN:
-                        v, m, h, n = rush_larsen(v, m, h, n, i, h_sub)
-                    else:
-                        v, m, h, n = exp_midpoint(v, m, h, n, i, h_sub)
-        return v_out, g_out
-
-    return drive
+    kern = model.build_kernels(numba.njit)
+    _euler, _rush_larsen, _exp_midpoint = (kern.euler_step, kern.rush_larsen_step,
+                                           kern.exp_midpoint_step)
+    prange = numba.prange
+    return numba.njit(cache=True, parallel=True)(_drive)
 
 
 def compile_engine() -> None:

@@ -17,7 +17,11 @@ _SPEC = re.compile(r"^(cpu|gpu|auto)(?::(\d+))?$")
 def visible_devices() -> dict[str, list[str]]:
     """{"CPU": [...], "GPU": [...]} physical devices that TensorFlow sees."""
     import tensorflow as tf
-    return {kind: [d.name for d in tf.config.list_physical_devices(kind)] for kind in ("CPU", "GPU")}
+
+    from hhbench.cnn import quiet_native_stderr
+    with quiet_native_stderr():  # the first query logs "failed call to cuInit" without a GPU
+        return {kind: [d.name for d in tf.config.list_physical_devices(kind)]
+                for kind in ("CPU", "GPU")}
 
 
 def resolve_device(spec: str = "auto") -> str:

@@ -1,0 +1,23 @@
+"""What every asv benchmark shares: the same cases as `hhbench run` (hhbench.suite)."""
+
+from hhbench.backends import backend_classes
+from hhbench.suite import SuiteConfig
+
+#: the cases of the default `hhbench run`
+BACKENDS = list(SuiteConfig().backends)
+STIMULI = list(SuiteConfig().stimuli)
+BATCHES = list(SuiteConfig().batches)
+
+
+def skip_if_unavailable(backend: str) -> None:
+    """asv skips a benchmark whose setup raises NotImplementedError."""
+    cls = backend_classes()[backend]
+    if not cls.is_available():
+        raise NotImplementedError(f"{backend} needs {cls.requires}")
+    if backend == "cnn":
+        from hhbench.errors import HHBenchError
+        try:
+            from hhbench.cnn.runner import default_model_path
+            default_model_path()
+        except HHBenchError as exc:
+            raise NotImplementedError(str(exc)) from None
