@@ -345,7 +345,7 @@ def summarise(per_trace: dict) -> dict[str, float]:
       n_traces                     number of traces
       frac_diverged                fraction where the reference or the compared trace diverged
       rmse_mv_median, _mean        median and mean RMSE (mV) over traces where it is defined
-      mae_mv_median                median MAE (mV) over traces where it is defined
+      mae_mv_median, _mean         median and mean MAE (mV) over traces where it is defined
       spike_count_abs_error_mean   mean |n_spikes_cmp − n_spikes_ref| over all traces
       frac_spike_count_exact       fraction of traces with equal spike counts
       frac_spike_count_within_1    fraction with counts differing by at most 1
@@ -368,6 +368,7 @@ def summarise(per_trace: dict) -> dict[str, float]:
         "rmse_mv_median": _finite_stat(np.median, per_trace["rmse_mv"]),
         "rmse_mv_mean": _finite_stat(np.mean, per_trace["rmse_mv"]),
         "mae_mv_median": _finite_stat(np.median, per_trace["mae_mv"]),
+        "mae_mv_mean": _finite_stat(np.mean, per_trace["mae_mv"]),
         "spike_count_abs_error_mean": _finite_stat(np.mean, abs_count_error),
         "frac_spike_count_exact": _finite_stat(np.mean, abs_count_error == 0),
         "frac_spike_count_within_1": _finite_stat(np.mean, abs_count_error <= 1),

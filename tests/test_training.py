@@ -43,9 +43,9 @@ def test_model_card_written_with_quality_figures(trained):
     out, _ = trained
     card = json.loads((out / "model_card.json").read_text())
     steps = card["quality"]["steps"]
-    assert set(steps["bars"]) == {"gamma_median", "frac_count_within_1", "frac_count_exact",
-                                  "frac_first_spike_within_0p5ms"}
-    assert 0 <= steps["frac_count_exact"] <= 1 and steps["mae_mv_mean"] > 0
+    assert set(steps["bars"]) == {"gamma_median", "frac_spike_count_within_1",
+                                  "frac_spike_count_exact", "frac_first_spike_within_0p5ms"}
+    assert 0 <= steps["frac_spike_count_exact"] <= 1 and steps["mae_mv_mean"] > 0
     assert card["training"]["epochs_run"] == 3 and card["hardware"]["cpu"]
     assert "median Γ" in (out / "MODEL_CARD.md").read_text()
 

@@ -97,11 +97,18 @@ def compile_engine() -> None:
 
 def integrate(current_ua: np.ndarray, dt_ms: float, method: int, substeps: int = 1,
               gates: bool = False) -> tuple[np.ndarray, dict | None]:
-    v, g = _compiled()(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
-                       int(method), int(substeps), bool(gates))
+    import numba
+
+    drive = _compiled()
+    # no more threads than traces: a batch of one then runs on the calling thread alone,
+    # without waking (and, on a busy machine, waiting for) idle workers
+    numba.set_num_threads(max(1, min(len(current_ua), numba.config.NUMBA_NUM_THREADS)))
+    v, g = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
+                 int(method), int(substeps), bool(gates))
     return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None)
 
 
 def thread_count() -> int:
+    """Threads available to the engine (a call uses at most one per trace)."""
     import numba
-    return numba.get_num_threads()
+    return numba.config.NUMBA_NUM_THREADS
