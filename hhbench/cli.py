@@ -53,7 +53,7 @@ def cmd_simulate(args) -> int:
     from hhbench.results import write_trace_csv
 
     csv_path, plot_path = _out_path(args.output), _out_path(args.plot)
-    params = {"n_samples": args.samples}
+    params = {"n_samples": args.samples, "fs_khz": args.fs_khz}
     if args.onset_ms is not None:
         params["onset_ms"] = args.onset_ms
     if args.stimulus == "step":
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sigma", type=float, default=20.0, help="noise σ in µA/cm²")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--samples", type=int, default=2560)
+    s.add_argument("--fs-khz", type=float, default=20.0, help="sampling rate (kHz)")
     s.add_argument("--model", help="CNN model folder or .keras file (cnn backend)")
     s.add_argument("--device", default="auto", help="cpu, gpu, gpu:N or auto (cnn backend)")
     s.add_argument("-o", "--output", help="CSV file: t_ms,current,v_mV")

@@ -59,6 +59,16 @@ def test_lab_folder_matches_tf_keras_prediction(runner, keras2_model):
     assert out.padded_samples == 0 and out.n_windows == 1
 
 
+def test_runner_keeps_its_cold_start_apart(lab_small):
+    fresh = CnnRunner(lab_small, device="cpu")
+    assert fresh.cold_start_s is None
+    fresh.warmup(batch=2, calls=2)
+    first = fresh.cold_start_s
+    assert first > 0
+    fresh.run(np.zeros((1, 2560)))
+    assert fresh.cold_start_s == first
+
+
 def test_predict_mode_equals_compiled_mode(lab_small, runner):
     stim = stimuli.white_noise(seed=3, batch=3)
     predicted = CnnRunner(lab_small, device="cpu", mode="predict").run(stim.current_ua)

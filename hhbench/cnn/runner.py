@@ -18,6 +18,7 @@ Asynchronous work (a GPU) is finished before `run` returns: the output is copied
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,8 @@ class CnnRunner:
             lambda x: self.model(x, training=False),
             input_signature=[tf.TensorSpec([None, self.window, 1], tf.float32)])
         self.last_device: str | None = None
+        #: seconds of the first `run` (tracing, kernel choice, weight upload); None before it
+        self.cold_start_s: float | None = None
 
     # -- the network on whole windows --------------------------------------------------
 
@@ -116,7 +119,16 @@ class CnnRunner:
 
     def run(self, current_ua: np.ndarray, fs_khz: float | None = None) -> CnnOutput:
         """Run on a (batch, samples) or (samples,) current in µA/cm² (sampled at fs_khz,
-        which must be the model's rate)."""
+        which must be the model's rate). The first call's duration is kept as
+        `cold_start_s`."""
+        if self.cold_start_s is None:
+            start = time.perf_counter()
+            out = self._run(current_ua, fs_khz)
+            self.cold_start_s = time.perf_counter() - start
+            return out
+        return self._run(current_ua, fs_khz)
+
+    def _run(self, current_ua, fs_khz) -> CnnOutput:
         current = np.atleast_2d(np.asarray(current_ua, dtype=np.float64))
         if fs_khz is not None and abs(fs_khz - self.fs_khz) > 1e-9:
             raise HHBenchError(f"the CNN was trained at {self.fs_khz} kHz; the stimulus is "
@@ -145,7 +157,8 @@ class CnnRunner:
                          device=_short_device(self.last_device))
 
     def warmup(self, batch: int = 1, calls: int = 1) -> None:
-        """Run `calls` times on zeros of `batch` traces (tracing, kernel choice, upload)."""
+        """Run `calls` times on zeros of `batch` traces (tracing, kernel choice, upload), so
+        that the next call is warm; the first of them sets `cold_start_s`."""
         zeros = np.zeros((batch, self.window))
         for _ in range(calls):
             self.run(zeros)
