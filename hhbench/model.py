@@ -98,10 +98,12 @@ def build_kernels(jit=_identity) -> SimpleNamespace:
         return x_inf + (x - x_inf) * np.exp(-tot * dt)
 
     @jit
-    def rush_larsen_step(v, m, h, n, i, dt):
-        am, bm, ah, bh, an, bn = rates(v)
-        g_tot, e_star = conductances(v, m, h, n)
-        # V relaxes exponentially towards E* + I/G: stable for any dt and any current
+    def frozen_exp_update(v, m, h, n, i, dt, vf, mf, hf, nf):
+        # exact update of (v, m, h, n) over dt with rates and conductances frozen at the
+        # state (vf, mf, hf, nf): each gate relaxes to x_inf, V to E* + I/G with rate G.
+        # Every result is a convex combination, so it is stable for any dt and current.
+        am, bm, ah, bh, an, bn = rates(vf)
+        g_tot, e_star = conductances(vf, mf, hf, nf)
         u_inf = e_star + i / g_tot
         u = v - V_REST_MV
         u_new = u_inf + (u - u_inf) * np.exp(-g_tot * dt)
@@ -109,19 +111,17 @@ def build_kernels(jit=_identity) -> SimpleNamespace:
                 gate_exact(n, an, bn, dt))
 
     @jit
+    def rush_larsen_step(v, m, h, n, i, dt):
+        return frozen_exp_update(v, m, h, n, i, dt, v, m, h, n)
+
+    @jit
     def exp_midpoint_step(v, m, h, n, i, dt):
-        # second-order exponential integrator: a Rush-Larsen half step predicts the
-        # midpoint, whose frozen rates and conductances drive an exact exponential update
-        # of the initial state over the whole step (stable for the stiff gate rates of
-        # strongly hyperpolarised membranes, where explicit RK4 needs dt < 1e-6 ms)
+        # second order: a Rush-Larsen half step predicts the midpoint, whose frozen rates
+        # drive the exact update of the initial state over the whole step (stable for the
+        # stiff gate rates of strongly hyperpolarised membranes, where explicit RK4 would
+        # need dt < 1e-6 ms)
         vm, mm, hm, nm = rush_larsen_step(v, m, h, n, i, 0.5 * dt)
-        am, bm, ah, bh, an, bn = rates(vm)
-        g_tot, e_star = conductances(vm, mm, hm, nm)
-        u_inf = e_star + i / g_tot
-        u = v - V_REST_MV
-        u_new = u_inf + (u - u_inf) * np.exp(-g_tot * dt)
-        return (u_new + V_REST_MV, gate_exact(m, am, bm, dt), gate_exact(h, ah, bh, dt),
-                gate_exact(n, an, bn, dt))
+        return frozen_exp_update(v, m, h, n, i, dt, vm, mm, hm, nm)
 
     return SimpleNamespace(x_over_expm1=x_over_expm1, rates=rates, conductances=conductances,
                            derivatives=derivatives, euler_step=euler_step,

@@ -7,27 +7,11 @@ Every update is a convex combination, so V, m, h, n stay bounded for any step an
 First order in dt, like forward Euler.
 """
 
-from __future__ import annotations
-
 from hhbench.backends import numba_engine, register
-from hhbench.backends.base import Backend, check_substeps
 
 
 @register
-class ExpEuler(Backend):
+class ExpEuler(numba_engine.EngineBackend):
     name = "exp-euler"
     summary = "exponential (Rush-Larsen) Euler compiled with numba: stable for any current"
-    requires = ("numba",)
-
-    def __init__(self, *, substeps: int = 1):
-        self.substeps = check_substeps(substeps)
-
-    def prepare(self):
-        numba_engine.compile_engine()
-
-    def settings(self):
-        return {"threads": numba_engine.thread_count(), "substeps": self.substeps}
-
-    def _integrate(self, current_ua, dt_ms, gates):
-        return numba_engine.integrate(current_ua, dt_ms, numba_engine.RUSH_LARSEN, self.substeps,
-                                     gates)
+    method = numba_engine.RUSH_LARSEN

@@ -13,9 +13,12 @@ import functools
 import hashlib
 from pathlib import Path
 
+from typing import ClassVar
+
 import numpy as np
 
 from hhbench import model
+from hhbench.backends.base import Backend, check_substeps
 
 EULER, RUSH_LARSEN, EXP_MIDPOINT = 0, 1, 2
 
@@ -112,3 +115,23 @@ def thread_count() -> int:
     """Threads available to the engine (a call uses at most one per trace)."""
     import numba
     return numba.config.NUMBA_NUM_THREADS
+
+
+class EngineBackend(Backend):
+    """A backend that runs one step kernel of this engine (`method`), parallel over the
+    batch; `substeps` > 1 splits each sample interval into that many steps."""
+
+    method: ClassVar[int]
+    requires = ("numba",)
+
+    def __init__(self, *, substeps: int = 1):
+        self.substeps = check_substeps(substeps)
+
+    def prepare(self):
+        compile_engine()
+
+    def settings(self):
+        return {"threads": thread_count(), "substeps": self.substeps}
+
+    def _integrate(self, current_ua, dt_ms, gates):
+        return integrate(current_ua, dt_ms, self.method, self.substeps, gates)

@@ -29,7 +29,7 @@ class Reference(Backend):
         self.tol_mv, self.start_substeps, self.max_substeps = tol_mv, start_substeps, max_substeps
 
     def prepare(self):
-        numba_engine.compile_engine()
+        numba_engine.compile_engine()  # the converged runs use the engine directly
 
     def settings(self):
         return {"tol_mv": self.tol_mv, "method": "exponential midpoint",
