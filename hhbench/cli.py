@@ -20,13 +20,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _out_path(value: str | None) -> Path | None:
-    """An output path whose folder must exist (checked before any work is done)."""
-    if value is None:
-        return None
-    path = Path(value)
-    if not path.parent.is_dir():
-        raise HHBenchError(f"cannot write {path}: folder {path.parent} does not exist")
-    return path
+    """An output path, checked before any work is done (its folder exists, it is no folder)."""
+    from hhbench.atomic import check_output_path
+    return None if value is None else check_output_path(value)
 
 
 def _csv_list(text: str, cast=str) -> tuple:
@@ -52,7 +48,10 @@ def cmd_simulate(args) -> int:
     from hhbench.metrics import spike_count
     from hhbench.results import write_trace_csv
 
-    csv_path, plot_path = _out_path(args.output), _out_path(args.plot)
+    csv_path = _out_path(args.output)
+    if args.plot:
+        from hhbench.plot import check_plot_path
+        check_plot_path(args.plot)
     params = {"n_samples": args.samples, "fs_khz": args.fs_khz}
     if args.onset_ms is not None:
         params["onset_ms"] = args.onset_ms
@@ -72,9 +71,9 @@ def cmd_simulate(args) -> int:
         result = backend.run(stim)
     if csv_path:
         write_trace_csv(result, csv_path)
-    if plot_path:
+    if args.plot:
         from hhbench.plot import plot_trace
-        plot_trace(result, plot_path)
+        plot_trace(result, args.plot)
     state = "DIVERGED (the integrator overflowed)" if result.any_diverged else \
         f"{int(spike_count(result.v_batch)[0])} spikes"
     print(f"{args.backend} on {stim.kind} ({stim.describe()}): {state}; "
@@ -151,11 +150,15 @@ def cmd_run(args) -> int:
             min_repeats=t.min_repeats if args.repeats is None else args.repeats,
             max_repeats=max(t.max_repeats, args.repeats or 0)))
     results = run_suite(config, progress=not args.no_progress)
+    csv = csv or (out.with_suffix(".csv") if out else None)
     if out:
-        results.save(out, csv=csv or out.with_suffix(".csv"))
+        results.save(out, csv=csv)
+    elif csv:
+        results.save_table(csv)
     print(format_table(results))
-    if out:
-        print(f"wrote {out} and {csv or out.with_suffix('.csv')}")
+    written = [str(p) for p in (out, csv) if p]
+    if written:
+        print(f"wrote {' and '.join(written)}")
     return 0
 
 
@@ -242,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the benchmark suite")
     s.add_argument("-o", "--output", help="results JSON (CSV beside it unless --csv)")
     s.add_argument("--csv")
-    s.add_argument("--quick", action="store_true", help="CI size: batch 1, 2 repeats")
+    size = s.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="CI size: batch 1, 2 repeats")
+    size.add_argument("--config", help="suite settings (JSON or TOML)")
     s.add_argument("--backends", help="comma-separated, default all")
     s.add_argument("--stimuli", help="comma-separated: step,sine,noise")
     s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64")
@@ -251,7 +256,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-time", type=float, help="minimum timed seconds per case")
     s.add_argument("--reference", choices=("converged", "lab"))
     s.add_argument("--model")
-    s.add_argument("--config", help="suite settings (JSON or TOML)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_run)
 
@@ -275,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except HHBenchError as exc:
         print(f"hhbench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk full, a permission denied: still one line
+        print(f"hhbench: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hhbench: interrupted", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Comparing two result files: did speed or accuracy regress?
 
-Cases are matched on (backend, stimulus, batch, device); a device name that differs only
-in spelling between machines ("cpu" vs "CPU:0") still matches when the case is otherwise
-unique. For each pair:
+Cases are matched on (backend, stimulus, batch, device); where the device differs (a run on
+another machine, "auto" resolved differently, a CNN that failed before reporting where it
+ran) a case that is unique by (backend, stimulus, batch) on both sides still matches. A
+case of OLD that NEW lacks is a regression (it may have stopped running). For each pair:
   * speed: ratio = NEW median / OLD median of the warm samples. A slowdown counts only when
     the ratio exceeds 1 + threshold AND a one-sided Mann-Whitney U test on the raw
     samples says NEW is slower with p < alpha (too few samples can never be significant,
@@ -62,20 +63,19 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def _norm_device(device: str) -> str:
-    return device.lower().split(":")[0]
-
-
 def match_cases(old: RunResults, new: RunResults) -> list[tuple[CaseResult | None, CaseResult | None]]:
     """Pairs of (old, new) cases; a case present on one side only is paired with None."""
     remaining = list(new.cases)
+
+    def unique(cases, case):
+        same = [c for c in cases if c.key[:3] == case.key[:3]]
+        return same[0] if len(same) == 1 else None
+
     pairs = []
     for o in old.cases:
         found = next((n for n in remaining if n.key == o.key), None)
-        if found is None:
-            loose = [n for n in remaining if n.key[:3] == o.key[:3]
-                     and _norm_device(n.device) == _norm_device(o.device)]
-            found = loose[0] if len(loose) == 1 else None
+        if found is None and unique(old.cases, o) is o:
+            found = unique(remaining, o)
         if found is not None:
             remaining.remove(found)
         pairs.append((o, found))
@@ -128,14 +128,16 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
         base = o or n
         row = {"backend": base.backend, "stimulus": base.stimulus, "batch": base.batch,
                "device": base.device}
-        if o is None or n is None:
-            row.update(speed="only in " + ("NEW" if o is None else "OLD"), accuracy="")
+        if o is None:
+            row.update(speed="new case", accuracy="")
+        elif n is None:
+            row.update(speed="MISSING in NEW", accuracy="")
         else:
             row.update(_speed(o, n, tol))
             row.update(_accuracy(o, n, tol))
         rows.append(row)
-    regressed = any(r["speed"] == "SLOWER" or str(r["accuracy"]).startswith("WORSE")
-                    for r in rows)
+    regressed = any(r["speed"] in ("SLOWER", "MISSING in NEW")
+                    or str(r["accuracy"]).startswith("WORSE") for r in rows)
     calib = {}
     for key, old_s in old.calibration.items():
         new_s = new.calibration.get(key)

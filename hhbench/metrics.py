@@ -300,12 +300,17 @@ def compare_traces(v_ref, v_cmp, *, fs_khz=DEFAULT_FS_KHZ, t0_ms=0.0,
     Inputs are (batch, samples); a 1-D trace is treated as a batch of one. Returns a dict
     of arrays with one entry per trace:
 
-      rmse_mv, mae_mv         point-wise errors (mV), NaN if either trace diverged
-      n_spikes_ref/_cmp       spike counts (see `detect_spikes`)
-      spike_count_error       n_spikes_cmp − n_spikes_ref
+      rmse_mv, mae_mv         point-wise errors (mV)
+      n_spikes_ref/_cmp       spike counts (see `detect_spikes`; of the finite part of a
+                              diverged trace)
+      spike_count_error       n_spikes_cmp − n_spikes_ref (float)
       gamma                   coincidence factor Γ (window ±window_ms, duration = samples / fs_khz)
       first_spike_shift_ms    first cmp spike time − first ref spike time (ms), NaN if either has none
       diverged_ref/_cmp       any non-finite sample
+
+    Where either trace diverged, the comparison figures (rmse_mv, mae_mv, spike_count_error,
+    gamma, first_spike_shift_ms) are NaN: a trace that stops half-way says nothing about
+    the spikes it never produced.
 
     `t0_ms` (time of sample 0) shifts all spike times equally, so it does not change
     these numbers; it is accepted so callers can pass their time base unchanged.
@@ -317,18 +322,21 @@ def compare_traces(v_ref, v_cmp, *, fs_khz=DEFAULT_FS_KHZ, t0_ms=0.0,
     trains_ref, trains_cmp = detect_spikes(ref, **detect_kw), detect_spikes(cmp_, **detect_kw)
     n_ref = _per_trace(trains_ref, len, dtype=np.int64)
     n_cmp = _per_trace(trains_cmp, len, dtype=np.int64)
+    div_ref, div_cmp = diverged(ref), diverged(cmp_)
+    undefined = div_ref | div_cmp
+    gamma = coincidence_factors(trains_ref, trains_cmp, window_ms=window_ms,
+                                duration_ms=ref.shape[1] / check_rate(fs_khz))
+    shift = _per_trace(trains_cmp, _first_time_ms) - _per_trace(trains_ref, _first_time_ms)
     return {
         "rmse_mv": rmse_mv(ref, cmp_),
         "mae_mv": mae_mv(ref, cmp_),
         "n_spikes_ref": n_ref,
         "n_spikes_cmp": n_cmp,
-        "spike_count_error": n_cmp - n_ref,
-        "gamma": coincidence_factors(trains_ref, trains_cmp, window_ms=window_ms,
-                                     duration_ms=ref.shape[1] / check_rate(fs_khz)),
-        "first_spike_shift_ms": (_per_trace(trains_cmp, _first_time_ms)
-                                 - _per_trace(trains_ref, _first_time_ms)),
-        "diverged_ref": diverged(ref),
-        "diverged_cmp": diverged(cmp_),
+        "spike_count_error": np.where(undefined, np.nan, (n_cmp - n_ref).astype(np.float64)),
+        "gamma": np.where(undefined, np.nan, gamma),
+        "first_spike_shift_ms": np.where(undefined, np.nan, shift),
+        "diverged_ref": div_ref,
+        "diverged_cmp": div_cmp,
     }
 
 
@@ -346,13 +354,14 @@ def summarise(per_trace: dict) -> dict[str, float]:
       frac_diverged                fraction where the reference or the compared trace diverged
       rmse_mv_median, _mean        median and mean RMSE (mV) over traces where it is defined
       mae_mv_median, _mean         median and mean MAE (mV) over traces where it is defined
-      spike_count_abs_error_mean   mean |n_spikes_cmp − n_spikes_ref| over all traces
+      spike_count_abs_error_mean   mean |n_spikes_cmp − n_spikes_ref|
       frac_spike_count_exact       fraction of traces with equal spike counts
       frac_spike_count_within_1    fraction with counts differing by at most 1
-      gamma_median                 median Γ over traces where it is defined (not NaN)
+      gamma_median                 median Γ
 
-    Statistics "where defined" skip NaN (diverged traces, undefined Γ) — `frac_diverged`
-    says how many were skipped — and are NaN when nothing is left.
+    Every statistic but `frac_diverged` is taken over the traces where it is defined
+    (neither trace diverged; Γ not NaN) — `frac_diverged` says how many were skipped —
+    and is NaN when nothing is left.
     """
     keys = ("rmse_mv", "mae_mv", "spike_count_error", "gamma", "diverged_ref", "diverged_cmp")
     missing = [k for k in keys if k not in per_trace]
@@ -360,6 +369,7 @@ def summarise(per_trace: dict) -> dict[str, float]:
         raise HHBenchError(f"per-trace metrics lack {', '.join(missing)}; "
                            f"pass the dict returned by compare_traces")
     abs_count_error = np.abs(np.asarray(per_trace["spike_count_error"], dtype=np.float64))
+    counted = np.isfinite(abs_count_error)
     either_diverged = (np.asarray(per_trace["diverged_ref"], dtype=bool)
                        | np.asarray(per_trace["diverged_cmp"], dtype=bool))
     return {
@@ -370,7 +380,7 @@ def summarise(per_trace: dict) -> dict[str, float]:
         "mae_mv_median": _finite_stat(np.median, per_trace["mae_mv"]),
         "mae_mv_mean": _finite_stat(np.mean, per_trace["mae_mv"]),
         "spike_count_abs_error_mean": _finite_stat(np.mean, abs_count_error),
-        "frac_spike_count_exact": _finite_stat(np.mean, abs_count_error == 0),
-        "frac_spike_count_within_1": _finite_stat(np.mean, abs_count_error <= 1),
+        "frac_spike_count_exact": _finite_stat(np.mean, abs_count_error[counted] == 0),
+        "frac_spike_count_within_1": _finite_stat(np.mean, abs_count_error[counted] <= 1),
         "gamma_median": _finite_stat(np.median, per_trace["gamma"]),
     }

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from hhbench.atomic import atomic_writer, check_output_path
 from hhbench.environment import one_line
 from hhbench.errors import HHBenchError
 from hhbench.results import CaseResult, RunResults
@@ -83,21 +83,30 @@ def _prepare_dir(path: Path) -> Path:
 
 
 def _save(fig, path: Path, fmt: str) -> Path:
-    """Render `fig` to a temporary file next to `path`, then rename it into place."""
+    """Render `fig` with Agg and write it atomically (see hhbench.atomic)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # Agg renderer for this figure only
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_writer(path, "wb") as fh:
             fig.savefig(fh, format=fmt, dpi=120)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         fig.clear()  # drop the artists now; the figure is not registered with pyplot
+    return path
+
+
+def check_plot_path(path: str | os.PathLike) -> Path:
+    """A writable path whose suffix names an image format matplotlib writes (before any
+    work is done)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = check_output_path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if fmt not in supported:
+        raise HHBenchError(f"cannot plot to {path}: unknown image format {fmt!r} "
+                           f"(use one of {', '.join(sorted(supported))})")
     return path
 
 
@@ -329,9 +338,7 @@ def plot_trace(result, path: str | os.PathLike) -> Path:
     below, against t (ms); every trace of a batch is drawn. Written atomically."""
     from matplotlib.figure import Figure
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise HHBenchError(f"cannot write {path}: folder {path.parent} does not exist")
+    path = check_plot_path(path)
     stim = result.stimulus
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax_i, ax_v = fig.subplots(2, 1, sharex=True, height_ratios=(1, 2))
@@ -342,5 +349,4 @@ def plot_trace(result, path: str | os.PathLike) -> Path:
     ax_v.set_xlabel("t (ms)")
     state = ", DIVERGED" if result.any_diverged else ""
     ax_i.set_title(f"{result.backend} on {stim.kind} ({result.device}){state}")
-    fmt = path.suffix.lstrip(".") or "png"
-    return _save(fig, path, fmt)
+    return _save(fig, path, path.suffix.lstrip(".").lower())

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hhbench.atomic import atomic_write
 from hhbench.errors import HHBenchError
 from hhbench.timing import Timing, throughput
 
@@ -123,7 +123,11 @@ class RunResults:
         """Write JSON (and the table as CSV) atomically."""
         atomic_write(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
         if csv is not None:
-            atomic_write(csv, self.table().to_csv(index=False))
+            self.save_table(csv)
+
+    def save_table(self, csv: str | os.PathLike) -> None:
+        """Write the table as CSV atomically."""
+        atomic_write(csv, self.table().to_csv(index=False))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RunResults":
@@ -157,21 +161,6 @@ def load_results(path: str | os.PathLike):
     df["commit"] = (env.get("git") or {}).get("commit")
     df["time_utc"] = env.get("time_utc")
     return df
-
-
-def atomic_write(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise HHBenchError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _ms(seconds):

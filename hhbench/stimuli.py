@@ -110,9 +110,10 @@ def _time_axis(n_samples: int, fs_khz: float) -> np.ndarray:
     return np.arange(int(n_samples)) / check_rate(fs_khz)
 
 
-def _onset_mask(t_ms: np.ndarray, onset_ms: float) -> np.ndarray:
-    onset = float(onset_ms)
-    if not np.isfinite(onset):
+def _onset_mask(t_ms: np.ndarray, onset_ms) -> np.ndarray:
+    """t ≥ onset for a scalar onset (→ 1-D) or a column of onsets (→ one row each)."""
+    onset = np.asarray(onset_ms, dtype=np.float64)
+    if not np.all(np.isfinite(onset)):
         raise HHBenchError(f"onset must be finite, got {onset_ms!r}")
     # tolerate rounding of onset*fs (17.8 ms * 20 kHz = 355.99999...)
     return t_ms >= onset - 1e-9
@@ -136,7 +137,7 @@ def step(amplitude_ua=20.0, *, onset_ms=17.8, n_samples=DEFAULT_SAMPLES,
     t = _time_axis(n_samples, fs_khz)
     amp, batched_a = _column(amplitude_ua, "amplitude")
     onsets, batched_o = _column(onset_ms, "onset")
-    current = amp * (t[np.newaxis, :] >= onsets - 1e-9)
+    current = amp * _onset_mask(t[np.newaxis, :], onsets)
     return Stimulus(current_ua=current if (batched_a or batched_o) else current[0],
                     fs_khz=fs_khz, kind="step",
                     params={"amplitude_ua": _jsonable(amplitude_ua), "onset_ms": _jsonable(onset_ms)})

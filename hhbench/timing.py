@@ -3,9 +3,7 @@
 `measure(fn)` follows the usual discipline (pyperf, pytest-benchmark):
   1. the first call is timed on its own as the cold start (numba compilation or cache
      load, TensorFlow tracing and weight upload); it never enters the warm statistics;
-  2. `warmup_calls` more calls, untimed — skipped when the cold call already took longer
-     than `slow_call_s`: for calls of seconds, one-off costs are noise and a second
-     untimed call would only double the run time;
+  2. `warmup_calls` more calls, untimed;
   3. timed calls until at least `min_repeats` calls and `min_time_s` seconds are done
      (at most `max_repeats` calls).
 Each timed call includes `finish(result)`, which waits for asynchronous work (a GPU
@@ -36,7 +34,6 @@ class TimingSettings:
     min_repeats: int = 3
     min_time_s: float = 0.5
     max_repeats: int = 10_000
-    slow_call_s: float = 1.0
 
     def __post_init__(self):
         if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:
@@ -97,8 +94,7 @@ def measure(fn: Callable[[], object], settings: TimingSettings = TimingSettings(
         result = fn()
         finish(result)
         cold_s = (clock() - start) / 1e9
-    slow = cold_s is not None and cold_s > settings.slow_call_s
-    for _ in range(0 if slow else settings.warmup_calls):
+    for _ in range(settings.warmup_calls):
         result = fn()
         finish(result)
     samples: list[float] = []

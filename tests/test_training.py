@@ -56,10 +56,13 @@ def test_resume_continues_instead_of_restarting(tmp_path):
     assert first["epoch"] == 1 and first["finished"]
     with pytest.raises(HHBenchError, match="--resume"):
         train(TrainConfig.tiny(), out, progress=False, evaluate=False)
-    more = train(TrainConfig.tiny(), out, resume=True, epochs=3, progress=False,
-                 evaluate=False).state
+    run = train(TrainConfig.tiny(), out, resume=True, epochs=3, progress=False, evaluate=False)
+    more = run.state
     assert [h["epoch"] for h in more["history"]] == [1, 2, 3]
     assert more["history"][0] == first["history"][0]  # the first epoch was kept, not redone
+    # the optimizer's state came back from the checkpoint: 3 epochs of steps, not 2
+    steps_per_epoch = -(-more["data"]["train"] // TrainConfig.tiny().batch_size)
+    assert int(run.model.optimizer.iterations.numpy()) == 3 * steps_per_epoch
 
 
 def test_max_minutes_ends_a_sitting_after_one_epoch(tmp_path):

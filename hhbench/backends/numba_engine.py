@@ -93,8 +93,9 @@ def _compiled():
     return numba.njit(cache=True, parallel=True)(_drive)
 
 
+@functools.cache
 def compile_engine() -> None:
-    """Compile (or load from numba's cache) the engine for float64 inputs."""
+    """Compile (or load from numba's cache) the engine for float64 inputs, once per process."""
     integrate(np.zeros((1, 2)), 0.05, EULER, 1, True)
 
 

@@ -10,6 +10,8 @@ returned. `info["substeps"]` and `info["convergence_mv"]` record where it stoppe
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from hhbench.backends import numba_engine, register
@@ -53,6 +55,10 @@ class Reference(Backend):
             if change < self.tol_mv or 2 * substeps >= self.max_substeps:
                 info = {"substeps": 2 * substeps, "convergence_mv": change,
                         "converged": change < self.tol_mv, "tol_mv": self.tol_mv}
+                if not info["converged"]:
+                    warnings.warn(f"reference: not converged to {self.tol_mv} mV at "
+                                  f"{2 * substeps} substeps (last change {change:.3g} mV)",
+                                  RuntimeWarning, stacklevel=3)
                 return fine, g, info
             coarse, substeps = fine, 2 * substeps
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hhbench.atomic import atomic_write
 from hhbench.errors import HHBenchError
 
 ARCH_FILE, WEIGHTS_FILE, META_FILE = "Gmodel.json", "Gmodel.h5", "hhbench_model.json"
@@ -136,18 +137,12 @@ def save_lab_model(model, folder: str | os.PathLike, *, meta: ModelMeta | None =
         meta = ModelMeta() if config is None else ModelMeta(
             input_scale=config.input_scale, output_scale=config.output_scale,
             context=config.arch.context, fs_khz=config.data.fs_khz)
-    _atomic_text(folder / ARCH_FILE, model.to_json())
+    atomic_write(folder / ARCH_FILE, model.to_json())
     extra = {"meta": asdict(meta)}
     if config is not None:
         extra["architecture"] = config.arch.as_dict()
-    _atomic_text(folder / META_FILE, json.dumps(extra, indent=1))
+    atomic_write(folder / META_FILE, json.dumps(extra, indent=1))
     if best:
         tmp = folder / "Gmodel.tmp.h5"
         model.save_weights(str(tmp))
         tmp.replace(folder / WEIGHTS_FILE)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

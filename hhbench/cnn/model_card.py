@@ -40,14 +40,9 @@ def _figures(v_ref: np.ndarray, v_cnn: np.ndarray, fs_khz: float, t0_ms: float) 
 
 
 def _score(runner, stim: stimuli.Stimulus) -> dict:
-    import warnings
+    from hhbench.suite import reference_run
 
-    from hhbench.backends import get_backend
-    from hhbench.errors import DivergenceWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DivergenceWarning)  # counted below
-        ref = get_backend("numba").run(stim)
+    ref = reference_run(stim, "lab")
     keep = ~ref.diverged
     out = runner.run(stim.current_ua[keep], stim.fs_khz)
     first = out.first_sample
@@ -65,8 +60,7 @@ def evaluate(runner, *, amplitude_range_ua: tuple[float, float], n_traces: int =
     window_ms = window / fs
     amps = rng.uniform(*amplitude_range_ua, n_traces)
     onsets = rng.uniform(0.0, 0.9 * window_ms, n_traces)
-    steps = stimuli.Stimulus(current_ua=amps[:, None] * (np.arange(window)[None] / fs >= onsets[:, None]),
-                             fs_khz=fs, kind="step")
+    steps = stimuli.step(amps, onset_ms=onsets, n_samples=window, fs_khz=fs)
     freqs = 10 ** rng.uniform(-3, np.log10(0.2), n_traces)
     sines = stimuli.sine(freqs, amplitude_ua=20.0, onset_ms=18.7, n_samples=window, fs_khz=fs)
     noise = stimuli.white_noise(20.0, seed=seed, batch=n_traces, n_samples=window, fs_khz=fs)
@@ -85,7 +79,7 @@ def write_model_card(folder: str | Path, state: dict, *, n_traces: int | None = 
     """Evaluate the model in `folder` and write model_card.json and MODEL_CARD.md."""
     from hhbench.cnn.runner import CnnRunner
     from hhbench.cnn.training import TrainConfig
-    from hhbench.results import atomic_write
+    from hhbench.atomic import atomic_write
 
     folder = Path(folder)
     config = TrainConfig.from_dict(state["config"])

@@ -104,7 +104,8 @@ class CnnRunner:
                 else:
                     outs.append(self.model.predict(chunk, verbose=0,
                                                    batch_size=len(chunk))[..., 0])
-                    self.last_device = tf.identity(tf.constant(0.0)).device
+                    # predict() hands back NumPy: where it ran is where the weights live
+                    self.last_device = self.model.weights[0].device
         return np.concatenate(outs, axis=0)
 
     # -- stimulus in, V out --------------------------------------------------------------

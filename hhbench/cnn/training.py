@@ -104,22 +104,15 @@ def draw_steps(data: StepData, arch: Architecture, n: int, rng: np.random.Genera
     early = rng.random(n) < data.early_fraction
     onsets = np.where(early, rng.uniform(0.0, min(data.early_onset_max_ms, window_ms), n),
                       rng.uniform(0.0, window_ms, n))
-    current = amps[:, None] * (np.arange(arch.window)[None, :] / data.fs_khz >= onsets[:, None])
-    return stimuli.Stimulus(current_ua=current, fs_khz=data.fs_khz, kind="step",
-                            params={"amplitude_ua": amps.tolist(), "onset_ms": onsets.tolist()})
+    return stimuli.step(amps, onset_ms=onsets, n_samples=arch.window, fs_khz=data.fs_khz)
 
 
 def make_dataset(config: TrainConfig, n: int, seed: int) -> dict:
     """Scaled network inputs/targets for `n` random steps; diverged traces dropped."""
-    import warnings
-
-    from hhbench.backends import get_backend
-    from hhbench.errors import DivergenceWarning
+    from hhbench.suite import reference_run
 
     stim = draw_steps(config.data, config.arch, n, np.random.default_rng(seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DivergenceWarning)  # counted below instead
-        res = get_backend("numba").run(stim)
+    res = reference_run(stim, "lab")  # forward Euler, what the lab's CNN learns
     keep = ~res.diverged
     ctx = config.arch.context
     v = res.v_batch[keep, ctx:ctx + config.arch.output_samples]
@@ -134,9 +127,8 @@ def _load_state(out: Path) -> dict | None:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
+    from hhbench.atomic import atomic_write
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 @dataclass(frozen=True, kw_only=True)
