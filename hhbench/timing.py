@@ -6,8 +6,10 @@
   2. `warmup_calls` more calls, untimed;
   3. timed calls until at least `min_repeats` calls and `min_time_s` seconds are done
      (at most `max_repeats` calls).
-Each timed call includes `finish(result)`, which waits for asynchronous work (a GPU
-tensor's copy to NumPy), so the clock stops when the result really exists.
+Each timed call includes `finish(result)`, so the clock stops only when the result really
+exists: a raw TensorFlow tensor (a bare compiled call, possibly still running on a GPU)
+is copied to NumPy; a backend's `SimResult` already holds NumPy arrays, which exist only
+once the device has finished, and is touched to make sure.
 The clock is `time.perf_counter_ns` unless another one is passed (tests use a fake clock).
 """
 
