@@ -106,9 +106,10 @@ def cmd_train(args) -> int:
         config = TrainConfig.tiny(seed=args.seed, **_given(args, "epochs", "n_samples"))
     else:
         config = TrainConfig(seed=args.seed, **_given(args, "epochs", "n_samples", "batch_size"))
+    phase = dict(epochs=args.epochs, learning_rate=args.learning_rate,
+                 early_fraction=args.early_fraction) if args.resume else {}
     state = train(config, args.out, resume=args.resume, device=args.device,
-                  max_minutes=args.max_minutes, progress=not args.no_progress,
-                  epochs=args.epochs if args.resume else None).state
+                  max_minutes=args.max_minutes, progress=not args.no_progress, **phase).state
     best = state["best_val_loss"]
     print(f"{args.out}: {state['epoch']} epochs, best validation loss "
           f"{best if best is None else round(best, 5)} at epoch {state['best_epoch']}; "
@@ -236,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--resume", action="store_true")
+    s.add_argument("--learning-rate", type=float, help="with --resume: a new phase's rate")
+    s.add_argument("--early-fraction", type=float,
+                   help="with --resume: share of training onsets early in the window")
     s.add_argument("--device", default="auto")
     s.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this")
     s.add_argument("--tiny", action="store_true", help="a tiny model for tests (seconds)")

@@ -65,6 +65,21 @@ def test_resume_continues_instead_of_restarting(tmp_path):
     assert int(run.model.optimizer.iterations.numpy()) == 3 * steps_per_epoch
 
 
+def test_a_resumed_phase_changes_rate_and_data_but_not_validation(tmp_path):
+    out = tmp_path / "m"
+    first = train(TrainConfig.tiny(epochs=1), out, progress=False, evaluate=False).state
+    second = train(TrainConfig.tiny(), out, resume=True, epochs=2, learning_rate=5e-4,
+                   early_fraction=0.9, progress=False, evaluate=False).state
+    assert second["phases"] == [{"from_epoch": 1, "changes": {"epochs": 2, "learning_rate": 5e-4,
+                                                              "early_fraction": 0.9}}]
+    assert second["history"][1]["lr"] == 5e-4 and second["config"]["data"]["early_fraction"] == 0.9
+    assert second["val_data"]["early_fraction"] == 0.5 and second["data"]["val"] == first["data"]["val"]
+    with pytest.raises(HHBenchError, match="cannot change"):
+        train(TrainConfig.tiny(), out, resume=True, batch_size=4, progress=False)
+    with pytest.raises(HHBenchError, match="resumed run"):
+        train(TrainConfig.tiny(), tmp_path / "new", learning_rate=1e-3, progress=False)
+
+
 def test_max_minutes_ends_a_sitting_after_one_epoch(tmp_path):
     state = train(TrainConfig.tiny(epochs=5), tmp_path / "m", max_minutes=0.0, progress=False,
                   evaluate=False).state

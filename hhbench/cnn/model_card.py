@@ -95,15 +95,25 @@ def write_model_card(folder: str | Path, state: dict, *, n_traces: int | None = 
                      "n_samples": config.n_samples, "val_fraction": config.val_fraction},
             "training": {"seed": config.seed, "epochs_run": state["epoch"],
                          "best_epoch": state["best_epoch"], "stop_reason": state["stop_reason"],
-                         "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+                         "batch_size": config.batch_size, "learning_rate": (state["history"][0]["lr"] if state["history"]
+                                           else config.learning_rate),
                          "final_loss": last.get("loss"), "final_val_loss": last.get("val_loss"),
                          "best_val_loss": state["best_val_loss"], "wall_s": state["wall_s"],
+                         "phases": state.get("phases", []),
                          "devices": state.get("devices", [])},
             "scaling": {"input_scale": config.input_scale, "output_scale": config.output_scale},
             "hardware": describe_machine(), "quality": quality}
     atomic_write(folder / "model_card.json", json.dumps(card, indent=1))
     atomic_write(folder / "MODEL_CARD.md", _markdown(card))
     return card
+
+
+def _phases(phases: list) -> str:
+    if not phases:
+        return ""
+    return " Resumed in phases: " + "; ".join(
+        f"from epoch {p['from_epoch']}: " + ", ".join(f"{k} = {v}" for k, v in p["changes"].items())
+        for p in phases) + "."
 
 
 def _markdown(card: dict) -> str:
@@ -129,7 +139,7 @@ Input scaled by {card['scaling']['input_scale']}, target by {card['scaling']['ou
 
 ## Training
 Adam, learning rate {t['learning_rate']} halved on plateaus, mean absolute error, batch
-{t['batch_size']}, seed {t['seed']}. {t['epochs_run']} epochs ({t['stop_reason']}), best epoch
+{t['batch_size']}, seed {t['seed']}.{_phases(t['phases'])} {t['epochs_run']} epochs ({t['stop_reason']}), best epoch
 {t['best_epoch']}; best validation loss {t['best_val_loss']:.5f} (final training loss
 {t['final_loss']:.5f}). Wall time {t['wall_s'] / 60:.1f} min on {one_line(card['hardware'])}.
 

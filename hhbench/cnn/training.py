@@ -140,15 +140,41 @@ class TrainRun:
     model: object
 
 
+#: settings a resumed run may change (a new phase); recorded in state["phases"]
+PHASE_SETTINGS = ("epochs", "learning_rate", "early_fraction", "early_onset_max_ms", "patience")
+
+
+def _new_phase(config: TrainConfig, state: dict, changes: dict) -> TrainConfig:
+    """Apply a resumed run's changes; the validation data keep their first distribution."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    unknown = set(changes) - set(PHASE_SETTINGS)
+    if unknown:
+        raise HHBenchError(f"a resumed run cannot change {', '.join(sorted(unknown))}")
+    if not changes:
+        return config
+    data = replace(config.data, **{k: changes[k] for k in ("early_fraction", "early_onset_max_ms")
+                                   if k in changes})
+    config = replace(config, data=data, **{k: changes[k] for k in ("epochs", "learning_rate",
+                                                                   "patience") if k in changes})
+    state["phases"].append({"from_epoch": state["epoch"], "changes": changes})
+    state.update(config=config.as_dict(), finished=False, stop_reason=None, wait=0, lr_wait=0)
+    if "learning_rate" in changes:
+        state["lr"] = float(changes["learning_rate"])
+    return config
+
+
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "auto",
           max_minutes: float | None = None, progress: bool = True, evaluate: bool = True,
-          epochs: int | None = None) -> TrainRun:
+          **changes) -> TrainRun:
     """Train (or resume training) a model into folder `out`.
 
     The folder receives Gmodel.json + Gmodel.h5 (best weights so far, lab format),
     train_state.json (config, per-epoch history, counters) and checkpoint/ (model and
     optimizer after the last epoch). When training is finished, the model card is written.
-    On resume the stored configuration is used; `epochs` may raise its epoch count.
+    On resume the stored configuration is used; `changes` (any of PHASE_SETTINGS) start a
+    new phase: more epochs, a new learning rate, more or fewer early onsets in the training
+    data. The validation data always follow the first phase's distribution, so validation
+    losses stay comparable across phases.
     """
     import tensorflow as tf
     import tf_keras as keras
@@ -165,20 +191,24 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
         raise HHBenchError(f"nothing to resume in {out} (no {STATE_FILE})")
     if state:
         config = TrainConfig.from_dict(state["config"])
-        if epochs is not None and epochs > state["epoch"]:
-            config = replace(config, epochs=int(epochs))
-            state.update(config=config.as_dict(), finished=False, stop_reason=None, wait=0)
+        state.setdefault("phases", [])
+        state.setdefault("val_data", asdict(config.data))
+        config = _new_phase(config, state, changes)
     else:
+        if any(v is not None for v in changes.values()):
+            raise HHBenchError("phase changes apply to a resumed run (--resume)")
         out.mkdir(parents=True, exist_ok=True)
         state = {"config": config.as_dict(), "epoch": 0, "history": [], "best_val_loss": None,
                  "best_epoch": None, "wait": 0, "lr_wait": 0, "lr": config.learning_rate,
-                 "wall_s": 0.0, "finished": False, "stop_reason": None}
+                 "wall_s": 0.0, "finished": False, "stop_reason": None, "phases": [],
+                 "val_data": asdict(config.data)}
     tf_device = resolve_device(device)
     state.setdefault("devices", []).append(device_description(tf_device))
 
     train_n = int(round(config.n_samples * (1 - config.val_fraction)))
     data = make_dataset(config, train_n, config.seed)
-    val = make_dataset(config, config.n_samples - train_n, config.seed + 10_000)
+    val = make_dataset(replace(config, data=StepData(**state["val_data"])),
+                       config.n_samples - train_n, config.seed + 10_000)
     state["data"] = {"train": train_n - data["n_diverged"], "val": len(val["x"]),
                      "diverged_dropped": data["n_diverged"] + val["n_diverged"]}
 
