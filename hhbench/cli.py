@@ -108,8 +108,11 @@ def cmd_train(args) -> int:
         config = TrainConfig(seed=args.seed, **_given(args, "epochs", "n_samples", "batch_size"))
     phase = dict(epochs=args.epochs, learning_rate=args.learning_rate,
                  early_fraction=args.early_fraction) if args.resume else {}
+    if args.finish and not args.resume:
+        raise HHBenchError("--finish ends a resumed run: pass --resume too")
     state = train(config, args.out, resume=args.resume, device=args.device,
-                  max_minutes=args.max_minutes, progress=not args.no_progress, **phase).state
+                  max_minutes=args.max_minutes, progress=not args.no_progress,
+                  finish=args.finish, **phase).state
     best = state["best_val_loss"]
     print(f"{args.out}: {state['epoch']} epochs, best validation loss "
           f"{best if best is None else round(best, 5)} at epoch {state['best_epoch']}; "
@@ -242,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: share of training onsets early in the window")
     s.add_argument("--device", default="auto")
     s.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this")
+    s.add_argument("--finish", action="store_true",
+                   help="with --resume: end the run where it stands and write the model card")
     s.add_argument("--tiny", action="store_true", help="a tiny model for tests (seconds)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)

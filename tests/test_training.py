@@ -80,10 +80,15 @@ def test_a_resumed_phase_changes_rate_and_data_but_not_validation(tmp_path):
         train(TrainConfig.tiny(), tmp_path / "new", learning_rate=1e-3, progress=False)
 
 
-def test_max_minutes_ends_a_sitting_after_one_epoch(tmp_path):
-    state = train(TrainConfig.tiny(epochs=5), tmp_path / "m", max_minutes=0.0, progress=False,
+def test_max_minutes_ends_a_sitting_after_one_epoch_and_finish_ends_the_run(tmp_path):
+    out = tmp_path / "m"
+    state = train(TrainConfig.tiny(epochs=5), out, max_minutes=0.0, progress=False,
                   evaluate=False).state
     assert state["epoch"] == 1 and not state["finished"]
+    assert not (out / "model_card.json").exists()
+    state = train(TrainConfig.tiny(), out, resume=True, finish=True, progress=False).state
+    assert state["epoch"] == 1 and state["finished"] and "--finish" in state["stop_reason"]
+    assert (out / "model_card.json").exists()
 
 
 def test_resume_without_a_run_is_an_error(tmp_path):

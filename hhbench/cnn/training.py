@@ -165,7 +165,7 @@ def _new_phase(config: TrainConfig, state: dict, changes: dict) -> TrainConfig:
 
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device: str = "auto",
           max_minutes: float | None = None, progress: bool = True, evaluate: bool = True,
-          **changes) -> TrainRun:
+          finish: bool = False, **changes) -> TrainRun:
     """Train (or resume training) a model into folder `out`.
 
     The folder receives Gmodel.json + Gmodel.h5 (best weights so far, lab format),
@@ -174,7 +174,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
     On resume the stored configuration is used; `changes` (any of PHASE_SETTINGS) start a
     new phase: more epochs, a new learning rate, more or fewer early onsets in the training
     data. The validation data always follow the first phase's distribution, so validation
-    losses stay comparable across phases.
+    losses stay comparable across phases. `finish=True` ends a resumed run where it stands
+    (the best weights so far are the model) and writes its model card.
     """
     import tensorflow as tf
     import tf_keras as keras
@@ -194,6 +195,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
         state.setdefault("phases", [])
         state.setdefault("val_data", asdict(config.data))
         config = _new_phase(config, state, changes)
+        if finish and not state["finished"]:
+            state.update(finished=True, stop_reason=f"ended after {state['epoch']} epochs "
+                                                    f"(--finish)")
     else:
         if any(v is not None for v in changes.values()):
             raise HHBenchError("phase changes apply to a resumed run (--resume)")
