@@ -7,6 +7,7 @@ turns an `HHBenchError` into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -289,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     except HHBenchError as exc:
         print(f"hhbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `hhbench ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a disk full, a permission denied: still one line
         print(f"hhbench: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
