@@ -223,3 +223,27 @@ def test_output_paths_checked_before_work(argv, message, capsys, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert message in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+def test_config_file_and_lab_reference(tmp_path, capsys):
+    config = tmp_path / "suite.toml"
+    config.write_text('backends = ["numba", "exp-euler"]\nstimuli = ["step"]\nbatches = [2]\n'
+                      'reference = "lab"\n[timing]\nwarmup_calls = 0\nmin_repeats = 4\n'
+                      'min_time_s = 0.0\n')
+    out = tmp_path / "r.json"
+    assert main(["run", "--config", str(config), "--no-progress", "-o", str(out)]) == 0
+    res = RunResults.load(out)
+    assert [(c.backend, c.batch) for c in res.cases] == [("numba", 2), ("exp-euler", 2)]
+    numba = res.case("numba", "step", 2)
+    # against the lab reference (forward Euler), the numba backend is exact
+    assert numba.reference == "lab" and numba.accuracy["rmse_mv_median"] == 0.0
+    assert len(numba.timing.samples_s) >= 4
+    assert res.case("exp-euler", "step", 2).accuracy["rmse_mv_median"] > 1.0
+    assert "against the lab reference" in capsys.readouterr().out
+
+
+def test_bad_config_file(tmp_path, capsys):
+    config = tmp_path / "suite.toml"
+    config.write_text('backends = ["numba"]\nbogus = 3\n')
+    assert main(["run", "--config", str(config)]) == 2
+    assert "bad suite config" in capsys.readouterr().err
