@@ -92,7 +92,8 @@ def write_model_card(folder: str | Path, state: dict, *, n_traces: int | None = 
     card = {"name": folder.name, "architecture": config.arch.as_dict(),
             "parameters": int(runner.model.count_params()),
             "data": {**config.data.__dict__, **state.get("data", {}),
-                     "n_samples": config.n_samples, "val_fraction": config.val_fraction},
+                     "n_samples": config.n_samples, "val_fraction": config.val_fraction,
+                     "validation_distribution": state.get("val_data", config.data.__dict__)},
             "training": {"seed": config.seed, "epochs_run": state["epoch"],
                          "best_epoch": state["best_epoch"], "stop_reason": state["stop_reason"],
                          "batch_size": config.batch_size, "learning_rate": (state["history"][0]["lr"] if state["history"]
@@ -133,7 +134,9 @@ to reproduce the lab reference (forward Euler, dt = 0.05 ms) on step currents.
 Step currents, amplitude uniform in [{d['amplitude_min_ua']}, {d['amplitude_max_ua']}] µA/cm²;
 onsets: {d['early_fraction']:.0%} uniform in [0, {d['early_onset_max_ms']}] ms (long spike
 trains), the rest uniform over the whole {card['architecture']['window']}-sample window
-(including the left context and the right edge). {d.get('train')} training and {d.get('val')}
+(including the left context and the right edge); that is the last phase's mix (see
+Training), the validation traces keep the first phase's
+({d['validation_distribution']['early_fraction']:.0%} early). {d.get('train')} training and {d.get('val')}
 validation traces; {d.get('diverged_dropped')} traces dropped because Euler diverged.
 Input scaled by {card['scaling']['input_scale']}, target by {card['scaling']['output_scale']}.
 
