@@ -7,7 +7,8 @@ asv suite and the pytest-benchmark suite all call it:
   * `reference_run(stimulus, reference)`: the trace accuracy is measured against
     ("converged": the `reference` backend; "lab": forward Euler, the lab's reference);
   * `accuracy(result, reference)`: metrics on the time-aligned traces;
-  * `run_case(...)` and `run_suite(config)`.
+  * `run_case(...)` (set-up and timing), `score_case(...)` (accuracy) and `run_suite(config)`,
+    which times every case first and scores them afterwards.
 Every case gets a fresh backend object. Its `prepare_s` is that backend's set-up (CNN: model
 loading; numba: compilation or on-disk cache load — once per process, shared by the numba,
 exp-euler and reference backends, so their first case in a run carries it) and the
@@ -17,6 +18,7 @@ kept apart from the warm samples.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -24,7 +26,6 @@ import tomllib
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -160,13 +161,9 @@ def make_backend(name: str, *, device: str = "auto", model: str | None = None,
 
 
 def run_case(backend, stimulus: stimlib.Stimulus, *, timing: TimingSettings,
-             reference: Callable[[], SimResult], reference_name: str, clock=None
-             ) -> tuple[CaseResult, SimResult | None]:
-    """Prepare, time and score one backend on one stimulus. Failures become status "failed".
-
-    `reference` is called only after the timing: computing it uses the numba engine, which
-    would otherwise be compiled before, and hidden from, a numba backend's cold start.
-    """
+             reference_name: str, clock=None) -> tuple[CaseResult, SimResult | None]:
+    """Prepare and time one backend on one stimulus (accuracy is added by `score_case`).
+    Failures become status "failed"."""
     base = dict(backend=backend.name, stimulus=stimulus.kind, batch=stimulus.batch_size,
                 n_samples=stimulus.n_samples, dt_ms=stimulus.dt_ms, reference=reference_name,
                 stimulus_params=stimulus.describe())
@@ -182,11 +179,16 @@ def run_case(backend, stimulus: stimlib.Stimulus, *, timing: TimingSettings,
         return CaseResult(device=getattr(backend, "device", "cpu"), status="failed",
                           error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
                           if str(exc).strip() else type(exc).__name__, **base), None
-    acc = accuracy(result, reference())
     status = "diverged" if result.any_diverged else "ok"
     return CaseResult(device=result.device, status=status, timing=timed, prepare_s=prepare_s,
-                      accuracy=acc,
                       settings=backend.settings(), **base), result
+
+
+def score_case(case: CaseResult, result: SimResult | None, reference: SimResult) -> CaseResult:
+    """`case` with its accuracy against `reference` (unchanged if the case failed)."""
+    if result is None:
+        return case
+    return dataclasses.replace(case, accuracy=accuracy(result, reference))
 
 
 def check_devices(config: SuiteConfig) -> None:
@@ -210,33 +212,40 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
              for n in config.batches for d in (config.devices if b == "cnn" else ("cpu",))]
     env = describe_machine()
     calib = calibrate()
-    out, examples = [], {}
     bar = tqdm(cases, disable=not progress, unit="case", dynamic_ncols=True, desc="hhbench run")
+    timed = []
     for name, kind, batch, device in bar:
         bar.set_postfix_str(f"{name} {kind} x{batch}")
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
-        ref = functools.partial(cached_reference, kind, batch, config.n_samples, config.seed,
-                                config.reference)
         try:
             backend = make_backend(name, device=device, model=config.model,
                                    cnn_mode=config.cnn_mode)
         except HHBenchError as exc:  # e.g. not installed here: recorded, the run goes on
-            out.append(CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
-                                  status="failed", n_samples=stim.n_samples, dt_ms=stim.dt_ms,
-                                  reference=config.reference, error=str(exc)))
+            timed.append((CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
+                                     status="failed", n_samples=stim.n_samples,
+                                     dt_ms=stim.dt_ms, reference=config.reference,
+                                     error=str(exc)), None))
             continue
-        case, result = run_case(backend, stim, timing=config.timing, reference=ref,
-                                reference_name=config.reference)
-        out.append(case)
-        if result is not None and batch == min(config.batches):
-            ex = examples.setdefault(kind, {"t_ms": np.round(stim.t_ms, 4),
-                                            "current_ua": np.round(stim.current_ua[0], 4),
-                                            "reference": np.round(ref().v_batch[0], 3),
-                                            "backends": {}})
-            ex["backends"][f"{name}@{case.device}" if name == "cnn" else name] = _example(result)
+        timed.append(run_case(backend, stim, timing=config.timing,
+                              reference_name=config.reference))
+    # accuracy after all timings: the references use the numba engine, which would
+    # otherwise be compiled before, and hidden from, the numba backends' cold start
+    out, examples = [], {}
+    for case, result in timed:
+        ref = cached_reference(case.stimulus, case.batch, config.n_samples, config.seed,
+                               config.reference)
+        out.append(score_case(case, result, ref))
+        if result is not None and case.batch == min(config.batches):
+            stim = result.stimulus
+            ex = examples.setdefault(case.stimulus, {"t_ms": np.round(stim.t_ms, 4),
+                                                     "current_ua": np.round(stim.current_ua[0], 4),
+                                                     "reference": np.round(ref.v_batch[0], 3),
+                                                     "backends": {}})
+            label = f"{case.backend}@{case.device}" if case.backend == "cnn" else case.backend
+            ex["backends"][label] = _example(result)
     return RunResults(settings={**config.as_dict(), "schema_note": "times in seconds"},
                       environment=env, calibration=calib, cases=tuple(out), examples=examples)
 
 
 __all__ = ["SuiteConfig", "case_stimulus", "reference_run", "cached_reference", "accuracy",
-           "run_case", "run_suite", "make_backend"]
+           "run_case", "score_case", "run_suite", "make_backend"]
