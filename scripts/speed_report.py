@@ -64,9 +64,10 @@ def simulators() -> None:
 
 def cnn(model: str | None, device: str) -> None:
     import numpy as np
-    import tensorflow as tf
 
-    from hhbench.cnn.runner import CnnRunner
+    from hhbench.cnn.runner import CnnRunner  # first: imports TensorFlow quietly
+
+    import tensorflow as tf
 
     stim = stimuli.step(20.0)
     cold, _ = measure(lambda: CnnRunner(model, device=device).run(stim.current_ua),
