@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from hhbench.errors import DivergenceWarning, HHBenchError
@@ -53,16 +54,15 @@ def cmd_simulate(args) -> int:
     if args.plot:
         from hhbench.plot import check_plot_path
         check_plot_path(args.plot)
-    params = {"n_samples": args.samples, "fs_khz": args.fs_khz}
-    if args.onset_ms is not None:
-        params["onset_ms"] = args.onset_ms
-    if args.stimulus == "step":
-        stim = stimuli.step(20.0 if args.amplitude is None else args.amplitude, **params)
-    elif args.stimulus == "sine":
-        stim = stimuli.sine(args.freq_khz, amplitude_ua=80.0 if args.amplitude is None
-                            else args.amplitude, **params)
-    else:
-        stim = stimuli.white_noise(args.sigma, seed=args.seed, **params)
+    # what is not given takes the lab's defaults (stimuli.step, sine, white_noise)
+    params = {"n_samples": args.samples, "fs_khz": args.fs_khz, "onset_ms": args.onset_ms}
+    if args.stimulus in ("step", "sine"):
+        params["amplitude_ua"] = args.amplitude
+    if args.stimulus == "sine":
+        params["freq_khz"] = args.freq_khz
+    if args.stimulus == "noise":
+        params.update(sigma_ua=args.sigma, seed=args.seed)
+    stim = stimuli.make(args.stimulus, **{k: v for k, v in params.items() if v is not None})
     options = {"model": args.model, "device": args.device} if args.backend == "cnn" else {}
     if args.backend != "cnn" and (args.model or args.device != "auto"):
         raise HHBenchError("--model and --device apply to the cnn backend only")
@@ -107,10 +107,9 @@ def cmd_train(args) -> int:
         config = TrainConfig.tiny(seed=args.seed, **_given(args, "epochs", "n_samples"))
     else:
         config = TrainConfig(seed=args.seed, **_given(args, "epochs", "n_samples", "batch_size"))
-    phase = dict(epochs=args.epochs, learning_rate=args.learning_rate,
-                 early_fraction=args.early_fraction) if args.resume else {}
-    if args.finish and not args.resume:
-        raise HHBenchError("--finish ends a resumed run: pass --resume too")
+    # --epochs sizes a new run, or (with --resume) extends one; the rest only resume
+    phase = dict(learning_rate=args.learning_rate, early_fraction=args.early_fraction,
+                 epochs=args.epochs if args.resume else None)
     state = train(config, args.out, resume=args.resume, device=args.device,
                   max_minutes=args.max_minutes, progress=not args.no_progress,
                   finish=args.finish, **phase).state
@@ -128,7 +127,6 @@ def _given(args, *names) -> dict:
 
 def cmd_run(args) -> int:
     from hhbench.suite import SuiteConfig, run_suite
-    from hhbench.timing import TimingSettings
 
     out, csv = _out_path(args.output), _out_path(args.csv)
     overrides = {}
@@ -147,13 +145,14 @@ def cmd_run(args) -> int:
         config = SuiteConfig.from_file(args.config, **overrides)
     else:
         config = (SuiteConfig.quick if args.quick else SuiteConfig)(**overrides)
-    if args.repeats is not None or args.min_time is not None:
-        t = config.timing
-        from dataclasses import replace
-        config = replace(config, timing=TimingSettings(
-            warmup_calls=t.warmup_calls, min_time_s=t.min_time_s if args.min_time is None else args.min_time,
-            min_repeats=t.min_repeats if args.repeats is None else args.repeats,
-            max_repeats=max(t.max_repeats, args.repeats or 0)))
+    timing = {}
+    if args.repeats is not None:
+        timing.update(min_repeats=args.repeats,
+                      max_repeats=max(config.timing.max_repeats, args.repeats))
+    if args.min_time is not None:
+        timing["min_time_s"] = args.min_time
+    if timing:
+        config = replace(config, timing=replace(config.timing, **timing))
     results = run_suite(config, progress=not args.no_progress)
     csv = csv or (out.with_suffix(".csv") if out else None)
     if out:
@@ -218,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stimulus", choices=("step", "sine", "noise"), default="step")
     s.add_argument("--amplitude", type=float, help="µA/cm² (step: 20, sine: 80)")
     s.add_argument("--onset-ms", type=float, help="ms (step 17.8, sine/noise 18.7)")
-    s.add_argument("--freq-khz", type=float, default=0.05, help="sine frequency in kHz")
-    s.add_argument("--sigma", type=float, default=20.0, help="noise σ in µA/cm²")
+    s.add_argument("--freq-khz", type=float, help="sine frequency in kHz (0.05)")
+    s.add_argument("--sigma", type=float, help="noise σ in µA/cm² (20)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--samples", type=int, default=2560)
     s.add_argument("--fs-khz", type=float, default=20.0, help="sampling rate (kHz)")

@@ -184,12 +184,18 @@ def white_noise(sigma_ua=20.0, *, onset_ms=18.7, seed=0, batch=None, n_samples=D
                                           "seed": seed})
 
 
-def make(kind: str, **params) -> Stimulus:
-    """Build a stimulus by name ("step", "sine" or "noise") with keyword parameters."""
-    makers = {"step": step, "sine": sine, "noise": white_noise}
-    if kind not in makers:
+def check_kind(kind: str) -> str:
+    """`kind` if it names one of the lab's stimuli, else HHBenchError listing them."""
+    if kind not in KINDS:
         raise HHBenchError(f"unknown stimulus {kind!r}; choose one of: {', '.join(KINDS)}")
-    return makers[kind](**params)
+    return kind
+
+
+def make(kind: str, **params) -> Stimulus:
+    """Build a stimulus by name ("step", "sine" or "noise") with keyword parameters; what is
+    not given takes the lab's defaults."""
+    makers = {"step": step, "sine": sine, "noise": white_noise}
+    return makers[check_kind(kind)](**params)
 
 
 def _jsonable(value):

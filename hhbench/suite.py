@@ -31,7 +31,7 @@ import numpy as np
 
 from hhbench import metrics
 from hhbench import stimuli as stimlib
-from hhbench.backends import backend_classes, get_backend
+from hhbench.backends import backend_classes, check_name, get_backend
 from hhbench.backends.base import SimResult
 from hhbench.environment import describe_machine
 from hhbench.errors import DivergenceWarning, HHBenchError
@@ -39,8 +39,6 @@ from hhbench.results import CaseResult, RunResults
 from hhbench.timing import TimingSettings, calibrate, measure
 
 REFERENCES = {"converged": "reference", "lab": "numba"}
-#: the lab's sine frequency for the suite (kHz); the sweep lives in `hhbench lab`
-SUITE_SINE_FREQ_KHZ = 0.05
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,13 +55,10 @@ class SuiteConfig:
     timing: TimingSettings = field(default_factory=TimingSettings)
 
     def __post_init__(self):
-        known = backend_classes()
         for name in self.backends:
-            if name not in known:
-                raise HHBenchError(f"unknown backend {name!r}; valid backends: {', '.join(known)}")
+            check_name(name)
         for kind in self.stimuli:
-            if kind not in stimlib.KINDS:
-                raise HHBenchError(f"unknown stimulus {kind!r}; choose from {', '.join(stimlib.KINDS)}")
+            stimlib.check_kind(kind)
         if not self.backends or not self.stimuli or not self.batches:
             raise HHBenchError("the suite needs at least one backend, stimulus and batch size")
         for b in self.batches:
@@ -108,13 +103,11 @@ class SuiteConfig:
 
 def case_stimulus(kind: str, batch: int, *, n_samples: int = stimlib.DEFAULT_SAMPLES,
                   seed: int = 0) -> stimlib.Stimulus:
-    """The lab's default stimulus of `kind` for a case of `batch` traces."""
+    """The lab's default stimulus of `kind` (`stimuli.make` defaults) for a case of `batch`
+    traces: noise draws `batch` independent traces, step and sine tile their one trace."""
     if kind == "noise":
         return stimlib.white_noise(seed=seed, batch=batch, n_samples=n_samples)
-    single = (stimlib.step(n_samples=n_samples) if kind == "step" else
-              stimlib.sine(SUITE_SINE_FREQ_KHZ, n_samples=n_samples) if kind == "sine" else
-              stimlib.make(kind))
-    return single.repeat(batch)
+    return stimlib.make(kind, n_samples=n_samples).repeat(batch)
 
 
 @functools.lru_cache(maxsize=32)

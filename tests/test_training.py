@@ -78,6 +78,9 @@ def test_a_resumed_phase_changes_rate_and_data_but_not_validation(tmp_path):
         train(TrainConfig.tiny(), out, resume=True, batch_size=4, progress=False)
     with pytest.raises(HHBenchError, match="resumed run"):
         train(TrainConfig.tiny(), tmp_path / "new", learning_rate=1e-3, progress=False)
+    with pytest.raises(HHBenchError, match="resumed run"):
+        train(TrainConfig.tiny(), tmp_path / "new", finish=True, progress=False)
+    assert not (tmp_path / "new").exists()
 
 
 def test_max_minutes_ends_a_sitting_after_one_epoch_and_finish_ends_the_run(tmp_path):

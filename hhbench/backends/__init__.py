@@ -46,15 +46,21 @@ def backend_names() -> list[str]:
     return list(backend_classes())
 
 
-def get_backend(name: str, **options) -> Backend:
-    """Instantiate the backend called `name` with its options (e.g. model=, device= for cnn)."""
+def check_name(name: str) -> type[Backend]:
+    """The class registered as `name`, else HHBenchError listing the valid names."""
     classes = backend_classes()
     if name not in classes:
         raise HHBenchError(f"unknown backend {name!r}; valid backends: {', '.join(classes)}")
-    cls = classes[name]
+    return classes[name]
+
+
+def get_backend(name: str, **options) -> Backend:
+    """Instantiate the backend called `name` with its options (e.g. model=, device= for cnn)."""
+    cls = check_name(name)
     if not cls.is_available():
         raise HHBenchError(f"backend {name!r} needs {', '.join(cls.requires)}, which is not installed")
     return cls(**options)
 
 
-__all__ = ["Backend", "SimResult", "register", "get_backend", "backend_names", "backend_classes"]
+__all__ = ["Backend", "SimResult", "register", "check_name", "get_backend", "backend_names",
+           "backend_classes"]

@@ -13,7 +13,7 @@ like the CNN whose output covers a shorter window, override `run` and call `_res
 from __future__ import annotations
 
 import warnings
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -91,10 +91,11 @@ class Backend(ABC):
         v, gate_arrays = self._integrate(stimulus.current_ua, stimulus.dt_ms, gates)
         return self._result(stimulus, v, stimulus.t_ms, 0, gate_arrays)
 
-    @abstractmethod
     def _integrate(self, current_ua: np.ndarray, dt_ms: float, gates: bool
                    ) -> tuple[np.ndarray, dict | None]:
-        """Integrate a (batch, samples) current; return V (batch, samples) and gates or None."""
+        """Integrate a (batch, samples) current; return V (batch, samples) and gates or None.
+        A backend implements this or overrides `run`."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _integrate nor run")
 
     def _result(self, stimulus: Stimulus, v: np.ndarray, t_ms: np.ndarray, first_sample: int,
                 gate_arrays: dict | None = None, info: Mapping | None = None) -> SimResult:

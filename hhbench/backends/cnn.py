@@ -31,8 +31,8 @@ class Cnn(Backend):
     def device(self) -> str:
         if self.runner is None:
             return str(self.options["device"])
-        return self.runner.last_device and self.runner.last_device.rsplit("device:", 1)[-1] \
-            or self.runner.tf_device.strip("/")
+        from hhbench.cnn.devices import short_device_name
+        return short_device_name(self.runner.last_device or self.runner.tf_device)
 
     def settings(self):
         self.prepare()
@@ -47,6 +47,3 @@ class Cnn(Backend):
         return self._result(stimulus, out.v_mv, out.t_ms, out.first_sample, None,
                             {"padded_samples": out.padded_samples, "n_windows": out.n_windows,
                              "device": out.device})
-
-    def _integrate(self, current_ua, dt_ms, gates):  # pragma: no cover - run() is overridden
-        raise NotImplementedError

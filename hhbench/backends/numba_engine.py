@@ -12,13 +12,12 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
-
 from typing import ClassVar
 
 import numpy as np
 
 from hhbench import model
-from hhbench.backends.base import Backend, check_substeps
+from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps
 
 EULER, RUSH_LARSEN, EXP_MIDPOINT = 0, 1, 2
 
@@ -59,7 +58,7 @@ def _drive(current, dt, method, substeps, want_gates):
     for b in prange(batch):
         v, m, h, n = model.V0_MV, model.M0, model.H0, model.N0
         for k in range(n_samples):
-            if not np.isfinite(v) or abs(v) > 1.0e4:
+            if not np.isfinite(v) or abs(v) > DIVERGED_ABS_MV:
                 break
             v_out[b, k] = v
             if want_gates:

@@ -3,8 +3,8 @@
 The same ODE, current held constant over each sample interval, integrated with the
 exponential midpoint method (second order, and stable for the very stiff gate rates of a
 strongly hyperpolarised membrane, where explicit RK4 would need steps below 1e-6 ms) on
-`substeps` equal steps per sample interval. The step is refined until it is converged: the run is repeated with twice the substeps, and accepted when the two differ
-by less than `tol_mv` (default 0.01 mV) at every sample of every trace; the finer run is
+`substeps` equal steps per sample interval. The step is refined until it is converged:
+the run is repeated with twice the substeps, and accepted when the two differ by less than `tol_mv` (default 0.01 mV) at every sample of every trace; the finer run is
 returned. `info["substeps"]` and `info["convergence_mv"]` record where it stopped.
 """
 
@@ -61,7 +61,3 @@ class Reference(Backend):
                                   RuntimeWarning, stacklevel=3)
                 return fine, g, info
             coarse, substeps = fine, 2 * substeps
-
-    def _integrate(self, current_ua, dt_ms, gates):
-        v, g, _ = self.converge(current_ua, dt_ms, gates)
-        return v, g

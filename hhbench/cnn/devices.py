@@ -54,3 +54,8 @@ def device_description(tf_device: str) -> dict:
         desc.update(name=details.get("device_name", gpu.name),
                     compute_capability=details.get("compute_capability"))
     return desc
+
+
+def short_device_name(name: str) -> str:
+    """'/job:localhost/replica:0/task:0/device:GPU:0' or '/GPU:0' → 'GPU:0'."""
+    return name.rsplit("device:", 1)[-1].strip("/")

@@ -73,9 +73,13 @@ def _read_meta(folder: Path, keras_model) -> tuple[ModelMeta, dict]:
         except (ValueError, TypeError) as exc:
             _fail(meta_path, f"unreadable model metadata ({exc})")
     else:
-        in_len, out_len = keras_model.input_shape[1], keras_model.output_shape[1]
-        meta = ModelMeta(context=(in_len - out_len) // 2 if in_len and out_len else 256)
+        meta = ModelMeta(context=shape_context(keras_model))
     return meta, extra
+
+
+def shape_context(keras_model) -> int:
+    """Samples cropped on each side: half of what the output lacks against the input."""
+    return (keras_model.input_shape[1] - keras_model.output_shape[1]) // 2
 
 
 def _load_lab_folder(folder: Path) -> LoadedModel:
@@ -115,9 +119,8 @@ def _load_keras3(path: Path) -> LoadedModel:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as exc:
         _fail(path, f"not a loadable Keras 3 model ({type(exc).__name__}: {_first_line(exc)})")
-    in_len, out_len = model.input_shape[1], model.output_shape[1]
-    meta = ModelMeta(context=(in_len - out_len) // 2)
-    return LoadedModel(keras_model=model, meta=meta, source=str(path), format="keras3")
+    return LoadedModel(keras_model=model, meta=ModelMeta(context=shape_context(model)),
+                       source=str(path), format="keras3")
 
 
 def _first_line(exc: Exception) -> str:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hhbench.cnn import files
 from hhbench.cnn.architecture import receptive_field_samples
+from hhbench.cnn.devices import short_device_name
 from hhbench.errors import HHBenchError
 
 MODES = ("compiled", "predict")
@@ -42,7 +43,6 @@ class CnnOutput:
     padded_samples: int
     n_windows: int
     device: str
-    info: dict = field(default_factory=dict)
 
 
 class CnnRunner:
@@ -79,7 +79,7 @@ class CnnRunner:
         self.fs_khz = meta.fs_khz
         self.window = int(self.model.input_shape[1])
         self.out_len = int(self.model.output_shape[1])
-        self.context = (self.window - self.out_len) // 2
+        self.context = files.shape_context(self.model)
         self._compiled = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=[tf.TensorSpec([None, self.window, 1], tf.float32)])
@@ -150,12 +150,11 @@ class CnnRunner:
         for j in reversed(range(len(starts))):  # earlier windows overwrite the shifted last one
             v[:, starts[j]:starts[j] + self.out_len] = y[:, j]
         v /= self.output_scale
-        keep = n - self.context - self.context if padded else n_out
-        keep = max(0, min(keep, n_out))
+        keep = n - 2 * self.context  # padding gives no output: context on the right too
         t_ms = (np.arange(keep) + self.context) / self.fs_khz
         return CnnOutput(v_mv=v[:, :keep], t_ms=t_ms, first_sample=self.context,
                          padded_samples=padded, n_windows=len(starts),
-                         device=_short_device(self.last_device))
+                         device=short_device_name(self.last_device))
 
     def warmup(self, batch: int = 1, calls: int = 1) -> None:
         """Run `calls` times on zeros of `batch` traces (tracing, kernel choice, upload), so
@@ -228,9 +227,3 @@ def _layer_line(layer) -> str:
         shape = "?"
     return f"{layer.name} ({type(layer).__name__}) {tuple(shape)} params={layer.count_params()}"
 
-
-def _short_device(name: str | None) -> str:
-    """'/job:localhost/replica:0/task:0/device:GPU:0' → 'GPU:0'."""
-    if not name:
-        return "unknown"
-    return name.rsplit("device:", 1)[-1]

@@ -199,8 +199,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
             state.update(finished=True, stop_reason=f"ended after {state['epoch']} epochs "
                                                     f"(--finish)")
     else:
-        if any(v is not None for v in changes.values()):
-            raise HHBenchError("phase changes apply to a resumed run (--resume)")
+        if any(v is not None for v in changes.values()) or finish:
+            raise HHBenchError("phase changes and --finish apply to a resumed run (--resume)")
         out.mkdir(parents=True, exist_ok=True)
         state = {"config": config.as_dict(), "epoch": 0, "history": [], "best_val_loss": None,
                  "best_epoch": None, "wait": 0, "lr_wait": 0, "lr": config.learning_rate,
@@ -209,12 +209,14 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
     tf_device = resolve_device(device)
     state.setdefault("devices", []).append(device_description(tf_device))
 
-    train_n = int(round(config.n_samples * (1 - config.val_fraction)))
-    data = make_dataset(config, train_n, config.seed)
-    val = make_dataset(replace(config, data=StepData(**state["val_data"])),
-                       config.n_samples - train_n, config.seed + 10_000)
-    state["data"] = {"train": train_n - data["n_diverged"], "val": len(val["x"]),
-                     "diverged_dropped": data["n_diverged"] + val["n_diverged"]}
+    fitting = not state["finished"] and state["epoch"] < config.epochs
+    if fitting:  # a finished run (resumed to --finish or re-card) needs no data
+        train_n = int(round(config.n_samples * (1 - config.val_fraction)))
+        data = make_dataset(config, train_n, config.seed)
+        val = make_dataset(replace(config, data=StepData(**state["val_data"])),
+                           config.n_samples - train_n, config.seed + 10_000)
+        state["data"] = {"train": train_n - data["n_diverged"], "val": len(val["x"]),
+                         "diverged_dropped": data["n_diverged"] + val["n_diverged"]}
 
     keras.utils.set_random_seed(config.seed + state["epoch"])
     with tf.device(tf_device):
@@ -229,17 +231,17 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
             files.save_lab_model(model, out, config=config, best=False)
         model.optimizer.learning_rate.assign(state["lr"])
 
-        steps = math.ceil(len(data["x"]) / config.batch_size)
-        bar = tqdm(total=steps * config.epochs, initial=steps * state["epoch"], unit="batch",
-                   disable=not progress, dynamic_ncols=True, desc="training")
-        sitting_start = time.monotonic()
-        callback = _EpochCallback(config, state, out, manager, bar, sitting_start, max_minutes)
-        if not state["finished"] and state["epoch"] < config.epochs:
+        if fitting:
+            steps = math.ceil(len(data["x"]) / config.batch_size)
+            bar = tqdm(total=steps * config.epochs, initial=steps * state["epoch"],
+                       unit="batch", disable=not progress, dynamic_ncols=True, desc="training")
+            callback = _EpochCallback(config, state, out, manager, bar, time.monotonic(),
+                                      max_minutes)
             model.fit(data["x"], data["y"], batch_size=config.batch_size,
                       epochs=config.epochs, initial_epoch=state["epoch"],
                       validation_data=(val["x"], val["y"]), shuffle=True, verbose=0,
                       callbacks=[callback])
-        bar.close()
+            bar.close()
         model.load_weights(str(out / files.WEIGHTS_FILE))  # the best epoch, as saved
     if state["epoch"] >= config.epochs and not state["finished"]:
         state.update(finished=True, stop_reason=state["stop_reason"] or "epochs done")
