@@ -103,12 +103,16 @@ def cmd_model_info(args) -> int:
 
 def cmd_train(args) -> int:
     from hhbench.cnn.training import TrainConfig, train
+    settings = _given(args, "epochs", "n_samples", "input_scale", "output_scale", "lr_schedule")
     if args.tiny:
-        config = TrainConfig.tiny(seed=args.seed, **_given(args, "epochs", "n_samples"))
+        config = TrainConfig.tiny(seed=args.seed, **settings)
     else:
-        config = TrainConfig(seed=args.seed, **_given(args, "epochs", "n_samples", "batch_size"))
+        config = TrainConfig(seed=args.seed, **settings, **_given(args, "batch_size"))
+    if args.early_fraction is not None and not args.resume:
+        config = replace(config, data=replace(config.data, early_fraction=args.early_fraction))
     # --epochs sizes a new run, or (with --resume) extends one; the rest only resume
-    phase = dict(learning_rate=args.learning_rate, early_fraction=args.early_fraction,
+    phase = dict(learning_rate=args.learning_rate,
+                 early_fraction=args.early_fraction if args.resume else None,
                  epochs=args.epochs if args.resume else None)
     state = train(config, args.out, resume=args.resume, device=args.device,
                   max_minutes=args.max_minutes, progress=not args.no_progress,
@@ -242,7 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true")
     s.add_argument("--learning-rate", type=float, help="with --resume: a new phase's rate")
     s.add_argument("--early-fraction", type=float,
-                   help="with --resume: share of training onsets early in the window")
+                   help="share of training onsets early in the window (default 0.5; with "
+                        "--resume: a new phase's share)")
+    s.add_argument("--input-scale", type=float,
+                   help="network input = I [µA/cm²] x this (lab: 0.001); stored with the model")
+    s.add_argument("--output-scale", type=float,
+                   help="network output = V [mV] x this (lab: 0.01); stored with the model")
+    s.add_argument("--lr-schedule", choices=("plateau", "cosine"),
+                   help="halve the rate on plateaus (default) or cosine decay over --epochs")
     s.add_argument("--device", default="auto")
     s.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this")
     s.add_argument("--finish", action="store_true",

@@ -32,6 +32,7 @@ from hhbench.cnn.architecture import Architecture, build_model
 from hhbench.errors import HHBenchError
 
 STATE_FILE = "train_state.json"
+LR_SCHEDULES = ("plateau", "cosine")
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -70,6 +71,10 @@ class TrainConfig:
     seed: int = 1
     input_scale: float = 1e-3
     output_scale: float = 1e-2
+    #: "plateau": halve the rate after `lr_patience` epochs without improvement (down to
+    #: `min_learning_rate`); "cosine": decay from `learning_rate` to `min_learning_rate`
+    #: along half a cosine over `epochs` (the rate of epoch e is set as it begins)
+    lr_schedule: str = "plateau"
     jit_compile: bool = True
 
     def __post_init__(self):
@@ -77,6 +82,19 @@ class TrainConfig:
             raise HHBenchError("need at least 2 samples and 0 < val_fraction < 1")
         if self.epochs < 1 or self.batch_size < 1:
             raise HHBenchError("epochs and batch size must be >= 1")
+        if not (self.input_scale > 0 and self.output_scale > 0):
+            raise HHBenchError("input and output scales must be > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise HHBenchError(f"unknown learning-rate schedule {self.lr_schedule!r}; "
+                               f"choose one of: {', '.join(LR_SCHEDULES)}")
+
+    def scheduled_rate(self, epoch: int) -> float | None:
+        """The cosine schedule's rate for (0-based) `epoch`; None for "plateau"."""
+        if self.lr_schedule != "cosine":
+            return None
+        frac = min(epoch / self.epochs, 1.0)
+        return self.min_learning_rate + 0.5 * (self.learning_rate - self.min_learning_rate) * (
+            1.0 + math.cos(math.pi * frac))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -268,6 +286,10 @@ def _make_callback_class():
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_start = time.monotonic()
+            rate = self.config.scheduled_rate(epoch)
+            if rate is not None:
+                self.state["lr"] = rate
+                self.model.optimizer.learning_rate.assign(rate)
 
         def on_train_batch_end(self, batch, logs=None):
             self.bar.update(1)
@@ -287,7 +309,8 @@ def _make_callback_class():
             else:
                 st["wait"] += 1
                 st["lr_wait"] += 1
-                if st["lr_wait"] >= cfg.lr_patience and st["lr"] > cfg.min_learning_rate:
+                if (cfg.lr_schedule == "plateau" and st["lr_wait"] >= cfg.lr_patience
+                        and st["lr"] > cfg.min_learning_rate):
                     st["lr"] = max(st["lr"] * cfg.lr_factor, cfg.min_learning_rate)
                     st["lr_wait"] = 0
                     self.model.optimizer.learning_rate.assign(st["lr"])
