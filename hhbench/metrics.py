@@ -179,22 +179,25 @@ def _spike_times(train) -> np.ndarray:
     return np.sort(arr)
 
 
-def _count_coincidences(ref_ms: np.ndarray, cmp_ms: np.ndarray, window_ms: float) -> int:
-    """Number of reference spikes matched one-to-one to a compared spike within ±window_ms.
+def matched_reference_spikes(ref_ms, cmp_ms, window_ms: float = DEFAULT_WINDOW_MS) -> np.ndarray:
+    """For each reference spike (in time order), whether a compared spike lies within
+    ±window_ms (ms), matched one-to-one (bool array).
 
     Greedy in time order: each reference spike takes the earliest still unused compared
     spike within its window. Because all windows have the same width, this greedy choice
-    gives the largest possible one-to-one matching. Both inputs are sorted.
+    gives the largest possible one-to-one matching. Inputs: `SpikeTrain`s or spike times.
     """
-    n_coinc, j = 0, 0
+    ref, cmp_ = _spike_times(ref_ms), _spike_times(cmp_ms)
+    matched = np.zeros(ref.size, dtype=bool)
+    j = 0
     reach = window_ms + _WINDOW_SLACK_MS
-    for t in ref_ms:
-        while j < cmp_ms.size and cmp_ms[j] < t - reach:   # too early for this and later refs
+    for k, t in enumerate(ref):
+        while j < cmp_.size and cmp_[j] < t - reach:   # too early for this and later refs
             j += 1
-        if j < cmp_ms.size and cmp_ms[j] <= t + reach:
-            n_coinc += 1
+        if j < cmp_.size and cmp_[j] <= t + reach:
+            matched[k] = True
             j += 1
-    return n_coinc
+    return matched
 
 
 def coincidence_factor(times_ref_ms, times_cmp_ms, *, window_ms=DEFAULT_WINDOW_MS,
@@ -204,7 +207,7 @@ def coincidence_factor(times_ref_ms, times_cmp_ms, *, window_ms=DEFAULT_WINDOW_M
         Γ = (N_coinc − ⟨N_coinc⟩) / (½ (N_ref + N_cmp)) · 1/𝒩
 
     N_ref, N_cmp: spike counts; N_coinc: reference spikes with a compared spike within
-    ±Δ = ±window_ms (ms), each compared spike used at most once (see `_count_coincidences`);
+    ±Δ = ±window_ms (ms), each compared spike used at most once (see `matched_reference_spikes`);
     ν = N_cmp / duration_ms: rate of the compared train (1/ms);
     ⟨N_coinc⟩ = 2 ν Δ N_ref: coincidences expected by chance from a Poisson train of rate ν;
     𝒩 = 1 − 2 ν Δ: normalisation so that identical trains give Γ = 1.
@@ -229,7 +232,7 @@ def coincidence_factor(times_ref_ms, times_cmp_ms, *, window_ms=DEFAULT_WINDOW_M
     if norm <= 0:
         return float("nan")
     expected = 2.0 * rate * window * n_ref
-    n_coinc = _count_coincidences(ref, cmp_, window)
+    n_coinc = int(matched_reference_spikes(ref, cmp_, window).sum())
     return float((n_coinc - expected) / (0.5 * (n_ref + n_cmp)) / norm)
 
 

@@ -314,3 +314,13 @@ def test_summarise_all_nan_is_nan_without_warning(no_warnings):
 def test_summarise_rejects_incomplete_input():
     with pytest.raises(HHBenchError, match="lack"):
         metrics.summarise({"rmse_mv": np.zeros(2)})
+
+
+def test_matched_reference_spikes_marks_which_reference_spikes_are_reproduced():
+    # ref spikes at 10, 20, 30, 40 ms; cmp reproduces the 1st (1 ms late), the 3rd (2 ms
+    # early: on the window's edge) and has one spike far from any reference spike
+    matched = metrics.matched_reference_spikes([10.0, 20.0, 30.0, 40.0], [11.0, 28.0, 55.0],
+                                               window_ms=2.0)
+    assert matched.tolist() == [True, False, True, False]
+    # one compared spike serves one reference spike only
+    assert metrics.matched_reference_spikes([10.0, 11.0], [10.5]).tolist() == [True, False]

@@ -42,7 +42,7 @@ def test_saved_folder_loads_back_and_predicts_like_the_model(trained):
 def test_model_card_written_with_quality_figures(trained):
     out, _ = trained
     card = json.loads((out / "model_card.json").read_text())
-    steps = card["quality"]["steps"]
+    steps = card["quality"]["steps_supra"]
     assert set(steps["bars"]) == {"gamma_median", "frac_spike_count_within_1",
                                   "frac_spike_count_exact", "frac_first_spike_within_0p5ms"}
     assert 0 <= steps["frac_spike_count_exact"] <= 1 and steps["mae_mv_mean"] > 0
@@ -120,3 +120,28 @@ def test_cli_tiny_training(tmp_path, capsys):
     assert main(["train", "--tiny", "--epochs", "1", "--out", str(tmp_path / "cli"),
                  "--no-progress"]) == 0
     assert "1 epochs" in capsys.readouterr().out
+
+
+def test_cosine_schedule_runs_from_the_rate_to_its_floor():
+    cfg = TrainConfig.tiny(epochs=10, lr_schedule="cosine", learning_rate=2e-3,
+                           min_learning_rate=1e-4)
+    assert cfg.scheduled_rate(0) == pytest.approx(2e-3)
+    assert cfg.scheduled_rate(5) == pytest.approx(0.5 * (2e-3 + 1e-4))  # half-way: the mean
+    assert cfg.scheduled_rate(10) == pytest.approx(1e-4)
+    assert TrainConfig.tiny().scheduled_rate(3) is None  # "plateau": no fixed schedule
+    with pytest.raises(HHBenchError, match="schedule"):
+        TrainConfig.tiny(lr_schedule="linear")
+
+
+def test_scales_are_stored_with_the_model_and_used_by_the_runner(tmp_path):
+    out = tmp_path / "scaled"
+    run = train(TrainConfig.tiny(epochs=1, input_scale=0.025, output_scale=0.02,
+                                 lr_schedule="cosine"), out, progress=False, evaluate=False)
+    meta = json.loads((out / "hhbench_model.json").read_text())["meta"]
+    assert meta["input_scale"] == 0.025 and meta["output_scale"] == 0.02
+    runner = CnnRunner(out, device="cpu")
+    current = np.random.default_rng(2).normal(0, 10, (2, 256))
+    expected = run.model.predict((current * 0.025)[..., None].astype("float32"),
+                                 verbose=0)[..., 0] / 0.02
+    np.testing.assert_allclose(runner.run(current).v_mv, expected, rtol=1e-5, atol=1e-4)
+    assert run.state["history"][0]["lr"] == pytest.approx(2e-3)  # cosine starts at the rate
