@@ -17,7 +17,7 @@ def skip_if_unavailable(backend: str) -> None:
     if backend == "cnn":
         from hhbench.errors import HHBenchError
         try:
-            from hhbench.cnn.runner import default_model_path
-            default_model_path()
+            from hhbench.model_location import locate_model
+            locate_model()
         except HHBenchError as exc:
             raise NotImplementedError(str(exc)) from None

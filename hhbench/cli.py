@@ -90,6 +90,7 @@ def cmd_model_info(args) -> int:
     info = CnnRunner(args.model, device=args.device).describe()
     rf = info["receptive_field"]
     print(f"model        {info['source']} ({info['format']})\n"
+          f"from         {info['origin']}\n"
           f"parameters   {info['parameters']:,}\n"
           f"input        {tuple(info['input_shape'])}\noutput       {tuple(info['output_shape'])}\n"
           f"context      {info['context']} samples each side ({info['context'] / info['fs_khz']} ms)\n"

@@ -18,8 +18,9 @@ from typing import Any
 
 from hhbench.atomic import atomic_write
 from hhbench.errors import HHBenchError
+from hhbench.model_location import WEIGHTS_FILE  # noqa: F401  (named once, re-exported)
 
-ARCH_FILE, WEIGHTS_FILE, META_FILE = "Gmodel.json", "Gmodel.h5", "hhbench_model.json"
+ARCH_FILE, META_FILE = "Gmodel.json", "hhbench_model.json"
 
 
 @dataclass(frozen=True, kw_only=True)

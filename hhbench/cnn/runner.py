@@ -17,7 +17,6 @@ Asynchronous work (a GPU) is finished before `run` returns: the output is copied
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from hhbench.cnn import files
 from hhbench.cnn.architecture import receptive_field_samples
 from hhbench.cnn.devices import short_device_name
 from hhbench.errors import HHBenchError
+from hhbench.model_location import locate_model
 
 MODES = ("compiled", "predict")
 
@@ -67,9 +67,11 @@ class CnnRunner:
         self.tf_device = resolve_device(device)
         self.mode = mode
         self.max_windows_per_call = int(max_windows_per_call)
+        #: where the model came from (--model, HHBENCH_MODEL, package data, checkout)
+        self.location = None if isinstance(model, files.LoadedModel) else locate_model(model)
         with tf.device(self.tf_device):
-            self.loaded = model if isinstance(model, files.LoadedModel) else files.load_model(
-                default_model_path() if model is None else model)
+            self.loaded = model if self.location is None else files.load_model(
+                self.location.path)
         self.model = self.loaded.keras_model
         meta = self.loaded.meta
         self.input_scale = float(input_scale if input_scale is not None else meta.input_scale)
@@ -172,6 +174,7 @@ class CnnRunner:
         """Everything `hhbench model-info` prints, JSON-ready."""
         layers = list(iter_layers(self.model))
         return {"source": self.loaded.source, "format": self.loaded.format,
+                "origin": self.location.origin if self.location else "a loaded model",
                 "parameters": int(self.model.count_params()),
                 "input_shape": list(self.model.input_shape),
                 "output_shape": list(self.model.output_shape), "context": self.context,
@@ -182,13 +185,13 @@ class CnnRunner:
 
 
 def default_model_path() -> Path:
-    """The shipped model (`models/hh-step-cnn` in the repository), or $HHBENCH_MODEL."""
-    env = os.environ.get("HHBENCH_MODEL")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "models" / "hh-step-cnn"
-    if not (path / files.WEIGHTS_FILE).exists() and not path.is_file():
-        raise HHBenchError(f"no default CNN model at {path}: train one with `hhbench train` "
-                           f"or pass --model PATH")
-    return path
+    """The model used when none is given: $HHBENCH_MODEL, else the shipped one (package
+    data, or the repository's models/ in a checkout); see `hhbench.model_location`."""
+    location = locate_model()
+    if location.origin == "HHBENCH_MODEL" and not (
+            location.path.is_file() or (location.path / files.WEIGHTS_FILE).exists()):
+        raise HHBenchError(f"no CNN model at HHBENCH_MODEL={location.path}")
+    return location.path
 
 
 def iter_layers(model):
