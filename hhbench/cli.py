@@ -39,14 +39,15 @@ def _csv_list(text: str, cast=str) -> tuple:
 def cmd_backends(args) -> int:
     from hhbench.backends import backend_classes
     for name, cls in backend_classes().items():
-        state = "" if cls.is_available() else " (not installed)"
-        print(f"{name:10s} {cls.summary}{state}")
+        reason = cls.unavailable_reason()
+        print(f"{name:10s} {cls.summary}" + (f" [unavailable: {reason}]" if reason else ""))
     return 0
 
 
 def cmd_simulate(args) -> int:
     from hhbench import stimuli
     from hhbench.backends import get_backend
+    from hhbench.memory import case_bytes, check_fits
     from hhbench.metrics import spike_count
     from hhbench.results import write_trace_csv
 
@@ -54,6 +55,7 @@ def cmd_simulate(args) -> int:
     if args.plot:
         from hhbench.plot import check_plot_path
         check_plot_path(args.plot)
+    check_fits(case_bytes(1, args.samples), f"a trace of {args.samples} samples")
     # what is not given takes the lab's defaults (stimuli.step, sine, white_noise)
     params = {"n_samples": args.samples, "fs_khz": args.fs_khz, "onset_ms": args.onset_ms}
     if args.stimulus in ("step", "sine"):
@@ -165,10 +167,18 @@ def cmd_run(args) -> int:
     elif csv:
         results.save_table(csv)
     print(format_table(results))
+    for line in skip_notes(results):
+        print(line)
     written = [str(p) for p in (out, csv) if p]
     if written:
         print(f"wrote {' and '.join(written)}")
     return 0
+
+
+def skip_notes(results) -> list[str]:
+    """One note per backend whose cases were skipped, with the reason stored in the results."""
+    reasons = {c.backend: c.error for c in results.cases if c.status == "skipped"}
+    return [f"note: {name} skipped: {why}" for name, why in reasons.items()]
 
 
 def format_table(results) -> str:
@@ -209,87 +219,209 @@ def cmd_plot(args) -> int:
 
 # -- the parser ----------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="hhbench", description="Benchmark Hodgkin-Huxley simulators and CNN "
-                                             "surrogates: latency and accuracy together.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, refused in the option's own words."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
-    s = sub.add_parser("backends", help="list the simulators")
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0, got 0")
+    return value
+
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+RUN_WORDS = """\
+status of each case (the table's last column, and "status" in the JSON):
+  ok        ran; timing and accuracy are in the row
+  diverged  ran, but the integrator overflowed on at least one trace (forward Euler on
+            a strong current); timed, and those traces have no accuracy figures
+  failed    the backend raised an error; the message is in the results ("error")
+  skipped   the backend is not installed here (e.g. cnn without TensorFlow); the reason
+            is in the results ("error") and printed as a note below the table
+columns: cold_ms = set-up + first call; warm_median_ms / warm_iqr_ms = median and
+interquartile range of the timed calls; per_trace_ms = warm median / batch;
+traces_per_s = batch / warm median; rmse_mv, spike_count_error (mean |count difference|),
+gamma (coincidence factor, 1 = every spike matched within 2 ms) against the reference."""
+
+COMPARE_WORDS = """\
+speed verdict per case, from NEW/OLD = ratio of the warm medians:
+  slower        ratio > 1 + threshold, and a one-sided Mann-Whitney U test on the raw
+                samples says NEW is slower at significance alpha
+  faster        ratio < 1 - threshold, confirmed the same way
+  same          the change is smaller than the threshold
+  inconclusive  the change exceeds the threshold but the test does not confirm it
+                (too few or too noisy samples: repeat with more --repeats)
+accuracy verdict: "same", or "WORSE (rmse, gamma, spike count)" when one grew beyond its
+tolerance, or "WORSE (diverged/failed)" when an ok case no longer runs.
+exit status: 0 no regression, 1 a regression (slower, or WORSE accuracy, or a case of OLD
+missing in NEW), 2 bad input."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hhbench import __version__
+
+    p = _Parser(prog="hhbench", formatter_class=_FMT,
+                description="Benchmark Hodgkin-Huxley simulators and CNN surrogates: latency "
+                            "and accuracy together.",
+                epilog="Bad input gets one line on stderr and exit status 2. "
+                       "`hhbench COMMAND --help` explains each command.")
+    p.add_argument("--version", action="version", version=f"hhbench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                           metavar="COMMAND")
+
+    s = sub.add_parser("backends", help="list the simulators", formatter_class=_FMT,
+                       description="List the simulators, one line each. A backend that "
+                                   "cannot run here is followed by 'unavailable:' with what "
+                                   "is missing and the one command that installs it.")
     s.set_defaults(func=cmd_backends)
 
-    s = sub.add_parser("simulate", help="simulate one stimulus with one backend")
-    s.add_argument("--backend", default="numba")
-    s.add_argument("--stimulus", choices=("step", "sine", "noise"), default="step")
-    s.add_argument("--amplitude", type=float, help="µA/cm² (step: 20, sine: 80)")
-    s.add_argument("--onset-ms", type=float, help="ms (step 17.8, sine/noise 18.7)")
-    s.add_argument("--freq-khz", type=float, help="sine frequency in kHz (0.05)")
-    s.add_argument("--sigma", type=float, help="noise σ in µA/cm² (20)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--samples", type=int, default=2560)
-    s.add_argument("--fs-khz", type=float, default=20.0, help="sampling rate (kHz)")
-    s.add_argument("--model", help="CNN model folder or .keras file (cnn backend)")
-    s.add_argument("--device", default="auto", help="cpu, gpu, gpu:N or auto (cnn backend)")
-    s.add_argument("-o", "--output", help="CSV file: t_ms,current,v_mV")
-    s.add_argument("--plot", help="PNG of current and voltage")
+    s = sub.add_parser("simulate", help="simulate one stimulus with one backend",
+                       formatter_class=_FMT,
+                       description="Simulate one stimulus with one backend and print its spike "
+                                   "count, or DIVERGED when the integrator overflowed (forward "
+                                   "Euler on a strong current; V is then NaN from that point).",
+                       epilog="Stimulus settings not given take the lab's defaults.")
+    s.add_argument("--backend", default="numba",
+                   help="a name from `hhbench backends` (default: numba)")
+    s.add_argument("--stimulus", choices=("step", "sine", "noise"), default="step",
+                   help="current waveform (default: step)")
+    s.add_argument("--amplitude", type=float,
+                   help="step height or sine amplitude in µA/cm² (default: step 20, sine 80)")
+    s.add_argument("--onset-ms", type=float,
+                   help="time the current starts, ms (default: step 17.8, sine and noise 18.7)")
+    s.add_argument("--freq-khz", type=float, help="sine frequency in kHz (default: 0.05)")
+    s.add_argument("--sigma", type=float, help="noise standard deviation in µA/cm² (default: 20)")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    s.add_argument("--samples", type=_positive_int, default=2560,
+                   help="trace length in samples (default: 2560 = 128 ms)")
+    s.add_argument("--fs-khz", type=float, default=20.0,
+                   help="sampling rate in kHz (default: 20, the CNN's rate)")
+    s.add_argument("--model", help="cnn only: a model folder (Gmodel.json + Gmodel.h5) or "
+                                    ".keras file (default: $HHBENCH_MODEL, else the shipped model)")
+    s.add_argument("--device", default="auto",
+                   help="cnn only: cpu, gpu, gpu:N or auto (default: auto = a GPU if present)")
+    s.add_argument("-o", "--output", help="write the trace as CSV with columns t_ms,current,v_mV "
+                                          "(for the cnn: its output window)")
+    s.add_argument("--plot", help="write a PNG of current and voltage")
     s.set_defaults(func=cmd_simulate)
 
-    s = sub.add_parser("model-info", help="describe a CNN model")
-    s.add_argument("--model")
-    s.add_argument("--device", default="cpu")
+    s = sub.add_parser("model-info", help="describe a CNN model", formatter_class=_FMT,
+                       description="Describe a CNN model: where it came from (--model, "
+                                   "HHBENCH_MODEL, package data = the model installed with "
+                                   "hhbench, or repository checkout), parameters, input and "
+                                   "output shapes, context, scaling, receptive field, layers.")
+    s.add_argument("--model", help="a model folder or .keras file (default: $HHBENCH_MODEL, "
+                                    "else the shipped model)")
+    s.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
     s.set_defaults(func=cmd_model_info)
 
-    s = sub.add_parser("train", help="train the CNN on HH step responses")
-    s.add_argument("--out", default="models/hh-step-cnn")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--samples", dest="n_samples", type=int)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--resume", action="store_true")
-    s.add_argument("--learning-rate", type=float, help="with --resume: a new phase's rate")
-    s.add_argument("--early-fraction", type=float,
+    s = sub.add_parser("train", help="train the CNN on HH step responses", formatter_class=_FMT,
+                       description="Train the lab's CNN on forward-Euler responses to steps, "
+                                   "with a progress bar. The folder receives the model "
+                                   "(Gmodel.json + Gmodel.h5: the best weights so far), "
+                                   "train_state.json and checkpoint/ after every epoch; the "
+                                   "model card when training is finished.")
+    s.add_argument("--out", default="models/hh-step-cnn",
+                   help="output folder (default: models/hh-step-cnn)")
+    s.add_argument("--epochs", type=_positive_int,
+                   help="epochs of a new run; with --resume: the run's new total")
+    s.add_argument("--samples", dest="n_samples", type=_positive_int,
+                   help="training + validation traces")
+    s.add_argument("--batch-size", type=_positive_int, help="traces per optimisation step")
+    s.add_argument("--seed", type=int, default=1, help="seed of data and weights (default: 1)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run stored in --out (its settings are kept)")
+    s.add_argument("--learning-rate", type=_positive_float,
+                   help="with --resume: a new phase's rate")
+    s.add_argument("--early-fraction", type=_nonnegative_float,
                    help="share of training onsets early in the window (default 0.5; with "
                         "--resume: a new phase's share)")
-    s.add_argument("--input-scale", type=float,
+    s.add_argument("--input-scale", type=_positive_float,
                    help="network input = I [µA/cm²] x this (lab: 0.001); stored with the model")
-    s.add_argument("--output-scale", type=float,
+    s.add_argument("--output-scale", type=_positive_float,
                    help="network output = V [mV] x this (lab: 0.01); stored with the model")
     s.add_argument("--lr-schedule", choices=("plateau", "cosine"),
                    help="halve the rate on plateaus (default) or cosine decay over --epochs")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this")
+    s.add_argument("--device", default="auto", help="cpu, gpu, gpu:N or auto (default: auto)")
+    s.add_argument("--max-minutes", type=_positive_float,
+                   help="end this sitting after the epoch that passes this many minutes")
     s.add_argument("--finish", action="store_true",
                    help="with --resume: end the run where it stands and write the model card")
     s.add_argument("--tiny", action="store_true", help="a tiny model for tests (seconds)")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("run", help="run the benchmark suite")
-    s.add_argument("-o", "--output", help="results JSON (CSV beside it unless --csv)")
-    s.add_argument("--csv")
+    s = sub.add_parser("run", help="run the benchmark suite", formatter_class=_FMT,
+                       description="Run every backend x stimulus x batch (x device for the "
+                                   "cnn): set-up, first call (cold), warm-up, timed calls; then "
+                                   "accuracy against the reference. Prints a table; writes "
+                                   "every sample, setting and the machine's description.",
+                       epilog=RUN_WORDS)
+    s.add_argument("-o", "--output", help="results JSON (and a CSV table beside it unless --csv)")
+    s.add_argument("--csv", help="the table as CSV")
     size = s.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="CI size: batch 1, 2 repeats")
-    size.add_argument("--config", help="suite settings (JSON or TOML)")
-    s.add_argument("--backends", help="comma-separated, default all")
-    s.add_argument("--stimuli", help="comma-separated: step,sine,noise")
-    s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64")
-    s.add_argument("--device", help="CNN devices, comma-separated: cpu,gpu,gpu:N,auto")
-    s.add_argument("--repeats", type=int, help="minimum timed repeats")
-    s.add_argument("--min-time", type=float, help="minimum timed seconds per case")
-    s.add_argument("--reference", choices=("converged", "lab"))
-    s.add_argument("--model")
-    s.add_argument("--no-progress", action="store_true")
+    size.add_argument("--quick", action="store_true",
+                      help="CI size: batch 1, 2 timed calls, no warm-up")
+    size.add_argument("--config", help="suite settings from a JSON or TOML file")
+    s.add_argument("--backends", help="comma-separated names (default: all of `hhbench backends`)")
+    s.add_argument("--stimuli", help="comma-separated: step,sine,noise (default: all)")
+    s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64 (default: 1,16)")
+    s.add_argument("--device", help="cnn devices, comma-separated: cpu,gpu,gpu:N,auto "
+                                    "(default: auto)")
+    s.add_argument("--repeats", type=_positive_int,
+                   help="at least this many timed calls per case (default: 3)")
+    s.add_argument("--min-time", type=_nonnegative_float,
+                   help="and at least this many seconds of timed calls per case (default: 0.5)")
+    s.add_argument("--reference", choices=("converged", "lab"),
+                   help="accuracy against the converged reference (default) or the lab's "
+                        "forward Euler")
+    s.add_argument("--model", help="cnn model folder or .keras file (default: $HHBENCH_MODEL, "
+                                    "else the shipped model)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression")
-    s.add_argument("old")
-    s.add_argument("new")
-    s.add_argument("--threshold", default="10%")
-    s.add_argument("--alpha", type=float, default=0.01)
+    s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression",
+                       formatter_class=_FMT,
+                       description="Compare two `hhbench run` results files case by case: "
+                                   "speed (NEW/OLD warm median) and accuracy. From two "
+                                   "machines, both machines and their calibration kernels are "
+                                   "shown.", epilog=COMPARE_WORDS)
+    s.add_argument("old", help="results JSON of the baseline")
+    s.add_argument("new", help="results JSON to judge")
+    s.add_argument("--threshold", default="10%",
+                   help="smallest relative change of the warm median worth reporting, as 10%% "
+                        "or 0.1 (default: 10%%)")
+    s.add_argument("--alpha", type=float, default=0.01,
+                   help="significance level of the Mann-Whitney U test on the raw samples "
+                        "(default: 0.01)")
     s.set_defaults(func=cmd_compare)
 
-    s = sub.add_parser("plot", help="plot a results file")
-    s.add_argument("results")
-    s.add_argument("-o", "--output", default="hhbench-plots")
+    s = sub.add_parser("plot", help="plot a results file", formatter_class=_FMT,
+                       description="Plot a results file: cost_vs_batch.png (per-trace cost "
+                                   "against batch, log-log), accuracy.png, "
+                                   "overlay_<stimulus>.png (each backend over the reference).")
+    s.add_argument("results", help="results JSON from `hhbench run`")
+    s.add_argument("-o", "--output", default="hhbench-plots",
+                   help="output folder (default: hhbench-plots)")
     s.set_defaults(func=cmd_plot)
     return p
 

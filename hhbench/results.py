@@ -23,7 +23,7 @@ from hhbench.errors import HHBenchError
 from hhbench.timing import Timing, throughput
 
 SCHEMA = "hhbench-results/1"
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "failed", "skipped")
 
 
 @dataclass(frozen=True, kw_only=True)

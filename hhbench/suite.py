@@ -184,6 +184,23 @@ def score_case(case: CaseResult, result: SimResult | None, reference: SimResult)
     return dataclasses.replace(case, accuracy=accuracy(result, reference))
 
 
+def suite_cases(config: SuiteConfig) -> list[tuple[str, str, int, str]]:
+    """(backend, stimulus, batch, device) of every case, in the order they run."""
+    return [(b, s, n, d) for s in config.stimuli for b in config.backends
+            for n in config.batches for d in (config.devices if b == "cnn" else ("cpu",))]
+
+
+def check_memory(config: SuiteConfig) -> None:
+    """Refuse (HHBenchError, before anything is allocated) a suite that cannot fit in the
+    machine's available memory; the estimate is `hhbench.memory.suite_bytes`."""
+    from hhbench.memory import check_fits, suite_bytes
+    cases = [(kind, batch) for _, kind, batch, _ in suite_cases(config)]
+    largest = max(config.batches)
+    check_fits(suite_bytes(cases, config.n_samples),
+               f"this run (largest batch {largest} x {config.n_samples} samples, "
+               f"{len(cases)} cases)")
+
+
 def check_devices(config: SuiteConfig) -> None:
     """Fail early (HHBenchError) when the CNN is asked for a device that is not here."""
     if "cnn" in config.backends and backend_classes()["cnn"].is_available():
@@ -200,9 +217,9 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     """Run every case of `config`; a failing or diverging case is recorded, not fatal."""
     from tqdm.auto import tqdm
 
+    check_memory(config)
     check_devices(config)
-    cases = [(b, s, n, d) for s in config.stimuli for b in config.backends
-             for n in config.batches for d in (config.devices if b == "cnn" else ("cpu",))]
+    cases = suite_cases(config)
     env = describe_machine()
     calib = calibrate()
     bar = tqdm(cases, disable=not progress, unit="case", dynamic_ncols=True, desc="hhbench run")
@@ -210,6 +227,13 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     for name, kind, batch, device in bar:
         bar.set_postfix_str(f"{name} {kind} x{batch}")
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
+        missing = backend_classes()[name].unavailable_reason()
+        if missing:  # not installed here (e.g. the cnn without TensorFlow): skipped, said why
+            timed.append((CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
+                                     status="skipped", n_samples=stim.n_samples,
+                                     dt_ms=stim.dt_ms, reference=config.reference,
+                                     error=missing), None))
+            continue
         try:
             backend = make_backend(name, device=device, model=config.model,
                                    cnn_mode=config.cnn_mode)
@@ -224,7 +248,11 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     # accuracy after all timings: the references use the numba engine, which would
     # otherwise be compiled before, and hidden from, the numba backends' cold start
     out, examples = [], {}
-    for case, result in timed:
+    # the references of large batches take long (the converged one most): show them
+    scoring = tqdm(timed, disable=not progress, unit="case", dynamic_ncols=True,
+                   desc="accuracy")
+    for case, result in scoring:
+        scoring.set_postfix_str(f"{config.reference} reference {case.stimulus} x{case.batch}")
         ref = cached_reference(case.stimulus, case.batch, config.n_samples, config.seed,
                                config.reference)
         out.append(score_case(case, result, ref))

@@ -14,6 +14,8 @@ from hhbench.results import CaseResult, RunResults
 from hhbench.suite import accuracy, case_stimulus, reference_run
 from hhbench.timing import Timing
 
+from conftest import needs_tf
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, lab_small):
@@ -166,7 +168,7 @@ def test_plot_writes_pngs(quick_run, tmp_path):
     (["run", "--stimuli", "ramp"], "unknown stimulus 'ramp'"),
     (["run", "--batch", "0"], "batch sizes must be positive"),
     (["run", "--batch", "x"], "comma-separated list"),
-    (["run", "--backends", "cnn", "--device", "gpu"], "no such GPU"),
+    pytest.param(["run", "--backends", "cnn", "--device", "gpu"], "no such GPU", marks=needs_tf),
     (["run", "-o", "/no/such/folder/r.json"], "does not exist"),
     (["simulate", "--backend", "nest"], "valid backends"),
     (["simulate", "--stimulus", "noise", "--sigma", "-2"], "sigma"),
@@ -176,9 +178,9 @@ def test_plot_writes_pngs(quick_run, tmp_path):
     (["simulate", "--fs-khz", "-20"], "sampling rate"),
     (["simulate", "--amplitude", "nan"], "amplitude must be finite"),
     (["simulate", "-o", "/no/such/folder/t.csv"], "does not exist"),
-    (["simulate", "--backend", "cnn", "--model", "/no/such/model"], "no such model"),
-    (["simulate", "--backend", "cnn", "--device", "gpu:3"], "no such GPU"),
-    (["model-info", "--model", "/no/such/model"], "no such model"),
+    pytest.param(["simulate", "--backend", "cnn", "--model", "/no/such/model"], "no such model", marks=needs_tf),
+    pytest.param(["simulate", "--backend", "cnn", "--device", "gpu:3"], "no such GPU", marks=needs_tf),
+    pytest.param(["model-info", "--model", "/no/such/model"], "no such model", marks=needs_tf),
     (["plot", "/no/such/results.json"], "no such results file"),
     (["frobnicate"], "invalid choice"),
 ])

@@ -57,8 +57,9 @@ def check_name(name: str) -> type[Backend]:
 def get_backend(name: str, **options) -> Backend:
     """Instantiate the backend called `name` with its options (e.g. model=, device= for cnn)."""
     cls = check_name(name)
-    if not cls.is_available():
-        raise HHBenchError(f"backend {name!r} needs {', '.join(cls.requires)}, which is not installed")
+    reason = cls.unavailable_reason()
+    if reason:
+        raise HHBenchError(f"backend {name!r} {reason}")
     return cls(**options)
 
 

@@ -68,11 +68,24 @@ class Backend(ABC):
     summary: ClassVar[str]
     #: importable modules this backend needs (checked by `is_available`)
     requires: ClassVar[tuple[str, ...]] = ()
+    #: the command that installs what `requires` names (e.g. an extra of hhbench)
+    install_hint: ClassVar[str] = ""
 
     @classmethod
     def is_available(cls) -> bool:
         from importlib.util import find_spec
         return all(find_spec(mod) is not None for mod in cls.requires)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when the backend can run here, else one line: what is missing and how to
+        install it."""
+        if cls.is_available():
+            return None
+        from importlib.util import find_spec
+        missing = [mod for mod in cls.requires if find_spec(mod) is None]
+        hint = f"; install it with: {cls.install_hint}" if cls.install_hint else ""
+        return f"needs {', '.join(missing)}, which is not installed{hint}"
 
     def prepare(self) -> None:
         """One-off work before the first run (compile, load). Idempotent."""

@@ -14,7 +14,8 @@ from hhbench.backends.base import Backend
 class Cnn(Backend):
     name = "cnn"
     summary = "CNN surrogate (Keras model, TensorFlow), on the CPU or a chosen GPU"
-    requires = ("tensorflow", "tf_keras")
+    requires = ("tensorflow", "tf_keras", "h5py")
+    install_hint = "pip install 'hhbench[cnn]'"
 
     def __init__(self, *, model=None, device: str = "auto", mode: str = "compiled",
                  input_scale: float | None = None, output_scale: float | None = None):

@@ -203,6 +203,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
     from hhbench.cnn.devices import device_description, resolve_device
 
     out = Path(out)
+    tf_device = resolve_device(device)  # before any file: a missing GPU leaves no folder
     state = _load_state(out)
     if state and not resume:
         raise HHBenchError(f"{out} already holds a training run; pass --resume to continue it")
@@ -224,7 +225,6 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
                  "best_epoch": None, "wait": 0, "lr_wait": 0, "lr": config.learning_rate,
                  "wall_s": 0.0, "finished": False, "stop_reason": None, "phases": [],
                  "val_data": asdict(config.data)}
-    tf_device = resolve_device(device)
     state.setdefault("devices", []).append(device_description(tf_device))
 
     fitting = not state["finished"] and state["epoch"] < config.epochs

@@ -1,0 +1,125 @@
+"""Bad input that used to escape: a batch larger than memory, option values out of range,
+training on a GPU that is not there. Each gets one line on stderr, exit status 2, and
+leaves nothing behind."""
+
+from importlib.util import find_spec
+
+import pytest
+
+from hhbench.cli import main
+from hhbench.errors import HHBenchError
+from hhbench.memory import available_bytes, case_bytes, check_fits, suite_bytes
+
+from conftest import needs_tf
+
+
+def _one_line_exit_2(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_suite_memory_estimate_counts_held_outputs_references_and_a_working_set():
+    # 2 cases of 10 traces x 100 samples (float64 = 8000 bytes each) and 1 case of 20 traces
+    cases = [("step", 10), ("step", 10), ("sine", 20)]
+    held = 8000 + 8000 + 16000
+    references = 8000 + 16000          # one per (stimulus, batch)
+    working = 6 * 16000                # the largest case
+    assert suite_bytes(cases, 100) == held + references + working
+    assert case_bytes(1, 1000) == 6 * 8 * 1000
+
+
+def test_check_fits_refuses_beyond_what_is_available():
+    check_fits(1000, "x", available=1000)
+    with pytest.raises(HHBenchError, match="needs about 1.0 GiB.*0.5 GiB available"):
+        check_fits(2**30, "x", available=2**29)
+
+
+def test_a_batch_beyond_memory_is_refused_before_anything_runs(tmp_path, capsys):
+    batch = available_bytes() // (2560 * 8) + 1   # one float64 array alone would not fit
+    out = tmp_path / "r.json"
+    err = _one_line_exit_2(["run", "--backends", "numpy", "--stimuli", "step",
+                            "--batch", str(batch), "--no-progress", "-o", str(out)], capsys)
+    assert f"largest batch {batch}" in err and "available" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trace_beyond_memory_is_refused(tmp_path, capsys):
+    samples = available_bytes() // 8 + 1
+    err = _one_line_exit_2(["simulate", "--samples", str(samples), "-o",
+                            str(tmp_path / "t.csv")], capsys)
+    assert "memory" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+    (["run", "--repeats", "two"], "argument --repeats: must be a whole number"),
+    (["run", "--min-time", "-1"], "argument --min-time: must be 0 or more"),
+    (["run", "--min-time", "nan"], "argument --min-time: must be 0 or more"),
+    (["simulate", "--samples", "0"], "argument --samples: must be at least 1"),
+    (["train", "--epochs", "0"], "argument --epochs: must be at least 1"),
+    (["train", "--max-minutes", "0"], "argument --max-minutes: must be more than 0"),
+])
+def test_option_errors_name_the_option(argv, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = _one_line_exit_2(argv, capsys)
+    assert words in err
+    assert "min_repeats" not in err and "min_time_s" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_tf
+def test_train_on_a_missing_gpu_leaves_no_folder(tmp_path, capsys):
+    from hhbench.cnn.devices import visible_devices
+    if visible_devices()["GPU"]:
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "new-model"
+    err = _one_line_exit_2(["train", "--tiny", "--device", "gpu", "--out", str(out),
+                            "--no-progress"], capsys)
+    assert "no such GPU" in err
+    assert not out.exists()
+
+
+def test_version(capsys):
+    import hhbench
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hhbench {hhbench.__version__}"
+
+
+@pytest.mark.parametrize("command, words", [
+    ("run", ["ok ", "diverged", "failed", "skipped", "--repeats", "--min-time", "--reference"]),
+    ("simulate", ["DIVERGED", "--backend", "--onset-ms", "--sigma"]),
+    ("compare", ["slower", "faster", "same", "inconclusive", "--threshold", "--alpha"]),
+    ("model-info", ["package data", "HHBENCH_MODEL"]),
+    ("backends", ["unavailable"]),
+])
+def test_help_explains_the_words_each_command_prints(command, words, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    for word in words:
+        assert word in text, word
+
+
+def test_every_option_has_a_help_text():
+    from hhbench.cli import build_parser
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.option_strings or action.dest}"
+
+
+def test_backends_says_how_to_install_what_is_missing(capsys):
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    has_tf = all(find_spec(m) is not None for m in ("tensorflow", "tf_keras", "h5py"))
+    if has_tf:
+        assert "unavailable" not in out
+    else:
+        assert "unavailable: needs tensorflow" in out and "pip install 'hhbench[cnn]'" in out
