@@ -37,7 +37,9 @@ def _csv_list(text: str, cast=str) -> tuple:
 # -- subcommands ---------------------------------------------------------------------------
 
 def cmd_backends(args) -> int:
-    from hhbench.backends import backend_classes
+    from hhbench.backends import backend_classes, plugin_errors
+    for line in plugin_errors().values():
+        print(f"hhbench: warning: {line}", file=sys.stderr)
     for name, cls in backend_classes().items():
         reason = cls.unavailable_reason()
         print(f"{name:10s} {cls.summary}" + (f" [unavailable: {reason}]" if reason else ""))
