@@ -89,7 +89,16 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _require_cnn(command: str) -> None:
+    """One line instead of an ImportError when TensorFlow (the [cnn] extra) is missing."""
+    from hhbench.backends import check_name
+    reason = check_name("cnn").unavailable_reason()
+    if reason:
+        raise HHBenchError(f"{command} {reason}")
+
+
 def cmd_model_info(args) -> int:
+    _require_cnn("model-info")
     from hhbench.cnn.runner import CnnRunner
     info = CnnRunner(args.model, device=args.device).describe()
     rf = info["receptive_field"]
@@ -107,6 +116,7 @@ def cmd_model_info(args) -> int:
 
 
 def cmd_train(args) -> int:
+    _require_cnn("train")
     from hhbench.cnn.training import TrainConfig, train
     settings = _given(args, "epochs", "n_samples", "input_scale", "output_scale", "lr_schedule")
     if args.tiny:

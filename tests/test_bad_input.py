@@ -123,3 +123,30 @@ def test_backends_says_how_to_install_what_is_missing(capsys):
         assert "unavailable" not in out
     else:
         assert "unavailable: needs tensorflow" in out and "pip install 'hhbench[cnn]'" in out
+
+
+@pytest.mark.skipif(all(find_spec(m) for m in ("tensorflow", "tf_keras", "h5py")),
+                    reason="TensorFlow is installed: this checks a core install")
+@pytest.mark.parametrize("argv", [["model-info"], ["train", "--tiny"],
+                                  ["simulate", "--backend", "cnn"]])
+def test_without_tensorflow_the_cnn_commands_say_how_to_install_it(argv, capsys, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = _one_line_exit_2(argv, capsys)
+    assert "needs tensorflow" in err and "pip install 'hhbench[cnn]'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(all(find_spec(m) for m in ("tensorflow", "tf_keras", "h5py")),
+                    reason="TensorFlow is installed: this checks a core install")
+def test_without_tensorflow_run_skips_the_cnn_and_records_why(tmp_path, capsys):
+    import json
+    out = tmp_path / "r.json"
+    assert main(["run", "--quick", "--no-progress", "--stimuli", "step",
+                 "--backends", "numba,cnn", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "note: cnn skipped: needs tensorflow" in printed
+    cases = {c["backend"]: c for c in json.loads(out.read_text())["cases"]}
+    assert cases["numba"]["status"] == "ok"
+    assert cases["cnn"]["status"] == "skipped"
+    assert "pip install 'hhbench[cnn]'" in cases["cnn"]["error"]

@@ -84,8 +84,9 @@ class Backend(ABC):
             return None
         from importlib.util import find_spec
         missing = [mod for mod in cls.requires if find_spec(mod) is None]
-        hint = f"; install it with: {cls.install_hint}" if cls.install_hint else ""
-        return f"needs {', '.join(missing)}, which is not installed{hint}"
+        hint = f"; install with: {cls.install_hint}" if cls.install_hint else ""
+        verb = "is" if len(missing) == 1 else "are"
+        return f"needs {', '.join(missing)}, which {verb} not installed{hint}"
 
     def prepare(self) -> None:
         """One-off work before the first run (compile, load). Idempotent."""
