@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import sys
 import time
 import tomllib
 import warnings
@@ -190,15 +191,16 @@ def suite_cases(config: SuiteConfig) -> list[tuple[str, str, int, str]]:
             for n in config.batches for d in (config.devices if b == "cnn" else ("cpu",))]
 
 
-def check_memory(config: SuiteConfig) -> None:
+def check_memory(config: SuiteConfig) -> int:
     """Refuse (HHBenchError, before anything is allocated) a suite that cannot fit in the
-    machine's available memory; the estimate is `hhbench.memory.suite_bytes`."""
+    machine's available memory; the estimate (`hhbench.memory.suite_bytes`) is returned."""
     from hhbench.memory import check_fits, suite_bytes
     cases = [(kind, batch) for _, kind, batch, _ in suite_cases(config)]
     largest = max(config.batches)
-    check_fits(suite_bytes(cases, config.n_samples),
-               f"this run (largest batch {largest} x {config.n_samples} samples, "
-               f"{len(cases)} cases)")
+    needed = suite_bytes(cases, config.n_samples)
+    check_fits(needed, f"this run (largest batch {largest} x {config.n_samples} samples, "
+                       f"{len(cases)} cases)")
+    return needed
 
 
 def check_devices(config: SuiteConfig) -> None:
@@ -217,9 +219,13 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     """Run every case of `config`; a failing or diverging case is recorded, not fatal."""
     from tqdm.auto import tqdm
 
-    check_memory(config)
+    needed = check_memory(config)
     check_devices(config)
     cases = suite_cases(config)
+    if progress and needed > 2**30:  # minutes per case ahead: say so before the first one
+        tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
+                   f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
+                   file=sys.stderr)
     env = describe_machine()
     calib = calibrate()
     bar = tqdm(cases, disable=not progress, unit="case", dynamic_ncols=True, desc="hhbench run")

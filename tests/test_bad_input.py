@@ -150,3 +150,12 @@ def test_without_tensorflow_run_skips_the_cnn_and_records_why(tmp_path, capsys):
     assert cases["numba"]["status"] == "ok"
     assert cases["cnn"]["status"] == "skipped"
     assert "pip install 'hhbench[cnn]'" in cases["cnn"]["error"]
+
+
+def test_the_suite_checks_its_own_cases():
+    from hhbench.suite import SuiteConfig, check_memory
+    config = SuiteConfig(backends=("numba", "exp-euler"), stimuli=("step",), batches=(4, 8))
+    one = 4 * 2560 * 8                      # bytes of a (4, 2560) float64 array
+    held = 2 * one + 2 * (2 * one)          # two backends' outputs at batch 4 and at 8
+    references = one + 2 * one              # one per (stimulus, batch)
+    assert check_memory(config) == held + references + 6 * (2 * one)
