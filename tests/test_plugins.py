@@ -4,6 +4,7 @@ plugin costs one line, not hhbench."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,11 @@ def _hhbench(*args, paths, cwd):
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
     target = tmp_path_factory.mktemp("plugin")
+    source = tmp_path_factory.mktemp("plugin-src") / EXAMPLE.name
+    # built from a copy: pip's build folder must not land in the repository
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "install",
-                    "--no-deps", "-q", "--target", str(target), str(EXAMPLE)],
+                    "--no-deps", "-q", "--target", str(target), str(source)],
                    check=True, capture_output=True)
     return target
 
