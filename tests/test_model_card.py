@@ -1,8 +1,11 @@
 """The model card's lost-spike table on hand-made traces with known spikes."""
 
 import numpy as np
+import pytest
 
-from hhbench.cnn.model_card import lost_spikes
+pytest.importorskip("tensorflow")  # hhbench.cnn imports TensorFlow (the [cnn] extra)
+
+from hhbench.cnn.model_card import lost_spikes  # noqa: E402
 
 
 def _trace(spike_ms, n=2000, fs=20.0):
