@@ -206,6 +206,15 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_lab(args) -> int:
+    from hhbench.lab import run_lab
+    results = run_lab(args.questions, model=args.model, device=args.device,
+                      out_dir=args.output, progress=not args.no_progress)
+    main_file = "report.md" if len(results) == 6 else ", ".join(f"{k}.md" for k in results)
+    print(f"wrote {args.output}: {main_file} with its figures")
+    return 0
+
+
 # -- the parser ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,6 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("lab", help="answer the lab's questions: Markdown sections and figures")
+    s.add_argument("questions", nargs="*", metavar="QUESTION",
+                   help="q1 … q6 or all (default: all)")
+    s.add_argument("--model", help="CNN model folder or .keras file (default: the shipped one)")
+    s.add_argument("--device", default="auto", help="CNN device: cpu, gpu, gpu:N or auto")
+    s.add_argument("-o", "--output", default="lab-report", help="report folder (lab-report)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_lab)
 
     s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression")
     s.add_argument("old")

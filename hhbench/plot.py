@@ -95,6 +95,10 @@ def _save(fig, path: Path, fmt: str) -> Path:
     return path
 
 
+#: the public name, for other report writers (hhbench.lab)
+save_figure = _save
+
+
 def check_plot_path(path: str | os.PathLike) -> Path:
     """A writable path whose suffix names an image format matplotlib writes (before any
     work is done)."""

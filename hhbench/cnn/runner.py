@@ -217,7 +217,8 @@ def receptive_field(model, fs_khz: float) -> dict:
     uniform = len(set(convs)) == 1
     formula = receptive_field_samples(len(convs), *convs[0]) if uniform else None
     return {"samples": r, "ms": r / fs_khz, "encoder_layers": len(convs),
-            "formula_samples": formula}
+            "formula_samples": formula, "kernel": convs[0][0] if uniform else None,
+            "stride": convs[0][1] if uniform else None}
 
 
 def _layer_line(layer) -> str:
