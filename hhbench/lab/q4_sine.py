@@ -80,16 +80,17 @@ def sweep_frequencies(setup: LabSetup) -> np.ndarray:
 
 
 class SineProbe:
-    """Runs one backend on sines and counts spikes in the window; remembers the traces."""
+    """Runs one backend on sines of `amplitude_ua` (other stimulus settings: `stim_kw`)
+    and counts spikes on samples [first, first + n_out); remembers each trace there."""
 
-    def __init__(self, backend, setup: LabSetup, first: int, n_out: int):
-        self.backend, self.setup, self.first, self.n_out = backend, setup, first, n_out
+    def __init__(self, backend, *, amplitude_ua: float, stim_kw: dict, first: int, n_out: int):
+        self.backend, self.amplitude_ua, self.stim_kw = backend, float(amplitude_ua), dict(stim_kw)
+        self.first, self.n_out = first, n_out
         self.traces: dict[float, np.ndarray] = {}
 
     def counts(self, freqs) -> list[int | None]:
-        s = self.setup.settings
-        stim = stimlib.sine(np.asarray(freqs, dtype=float), amplitude_ua=s.sine_amplitude_ua,
-                            **self.setup.stim_kw())
+        stim = stimlib.sine(np.asarray(freqs, dtype=float), amplitude_ua=self.amplitude_ua,
+                            **self.stim_kw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DivergenceWarning)  # reported per frequency
             result = self.backend.run(stim)
@@ -109,6 +110,9 @@ class SineProbe:
 
 
 def sweep_and_bisect(name: str, probe: SineProbe, freqs: np.ndarray, rel_tol: float) -> SineBoundary:
+    """One backend's answer: spike counts on the sweep `freqs` (one batched call), then
+    bisection between the highest frequency with a spike and the next sweep frequency,
+    to hi/lo − 1 ≤ `rel_tol`. See `SineBoundary` for the statuses."""
     counts = probe.counts(freqs)
     diverged = tuple(float(f) for f, n in zip(freqs, counts) if n is None)
     spiking = [i for i, n in enumerate(counts) if n]
@@ -144,7 +148,8 @@ def compute(setup: LabSetup, done: dict | None = None, progress=None) -> SineAns
             progress(f"sine sweep: {name}")
         backend = setup.backend(name)
         backend.prepare()
-        probe = SineProbe(backend, setup, first, n_out)
+        probe = SineProbe(backend, amplitude_ua=s.sine_amplitude_ua, stim_kw=setup.stim_kw(),
+                          first=first, n_out=n_out)
         row = sweep_and_bisect(name, probe, freqs, s.rel_tol)
         rows.append(row)
         if row.lo_khz is not None and row.hi_khz is not None:
