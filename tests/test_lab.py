@@ -348,3 +348,14 @@ def test_one_question_into_an_existing_folder_keeps_the_rest(tmp_path, lab_small
     assert sorted(p.name for p in out.iterdir()) == [
         "notes.txt", "q6.json", "q6.md", "q6_receptive_field_vs_layers.png"]
     assert "q6.md" in capsys.readouterr().out
+
+
+def test_a_gpu_that_is_not_there(tmp_path, capsys, lab_small):
+    from hhbench.cnn.devices import visible_devices
+    if len(visible_devices()["GPU"]) > 7:
+        pytest.skip("this machine has a GPU 7")
+    out = tmp_path / "r"
+    assert main(["lab", "q6", "--model", str(lab_small), "--device", "gpu:7", "-o", str(out),
+                 "--no-progress"]) == 2
+    assert "gpu:7" in one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []

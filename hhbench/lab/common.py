@@ -94,6 +94,12 @@ class LabSetup:
         return self.runner.loaded.source
 
     @property
+    def model_name(self) -> str:
+        """The model's path for the report: relative to the working folder when inside it
+        (so a report kept in the repository names no machine's folders)."""
+        return display_path(self.model_path)
+
+    @property
     def n_samples(self) -> int:
         return self.runner.window
 
@@ -117,12 +123,21 @@ class LabSetup:
                             model=self.model_path if load_model else self.runner.loaded)
 
     def describe(self) -> dict:
-        return {"model": self.model_path, "device_request": self.device,
+        return {"model": self.model_name, "device_request": self.device,
                 "tf_device": self.runner.tf_device, "n_samples": self.n_samples,
                 "fs_khz": self.fs_khz, "context": self.context,
                 "output_samples": self.runner.out_len,
                 "input_scale": self.runner.input_scale,
                 "output_scale": self.runner.output_scale}
+
+
+def display_path(path) -> str:
+    """`path` relative to the working folder if it lies inside it, else as it is."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 # -- timing ---------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def compute(setup: LabSetup, done: dict | None = None, progress=None) -> ModelAn
     timed, _ = time_backend(setup.backend(ANALYTIC), stim, setup.settings.timing)
     n, ctx, fs = setup.n_samples, setup.context, setup.fs_khz
     return ModelAnswer(
-        model=info["source"], format=info["format"], parameters=info["parameters"],
+        model=setup.model_name, format=info["format"], parameters=info["parameters"],
         input_layer=info["layers"][0], output_layer=info["layers"][-1],
         input_shape=tuple(info["input_shape"]), output_shape=tuple(info["output_shape"]),
         context_samples=ctx, fs_khz=fs, input_scale=info["input_scale"],
