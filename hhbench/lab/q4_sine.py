@@ -227,6 +227,9 @@ def write(a: SineAnswer, out_dir: Path) -> list[Path]:
                     f"`{stable.backend}` answers there: at those frequencies it fires "
                     + (f"{min(spiking_there)} to {max(spiking_there)} spikes" if spiking_there
                        else "no spikes") + ". Its boundary is " + _answer(stable) + ".\n")
+    top_text = (" (a quarter of the sampling rate, 4 samples per period: the lab swept up "
+                "to about 2 kHz, this sweep goes further so that a boundary above 2 kHz is "
+                "bracketed too)" if np.isclose(freqs[-1], a.fs_khz / 4) else "")
     onset_text = ""
     if (stable is not None and stable.status == "found" and stable.repetitive_up_to_khz
             and stable.repetitive_up_to_khz < stable.lo_khz):
@@ -247,8 +250,7 @@ model, the frequencies at which it spikes and the frequency at which it stops.
 {a.first_sample} to {a.first_sample + a.output_samples - 1}, t = {num(a.window_start_ms)} to
 {num(a.window_end_ms)} ms — for every backend, so all are judged on the same samples.
 Each backend runs once on a batch of {freqs.size} log-spaced frequencies from
-{num(freqs[0])} to {num(freqs[-1])} kHz (a quarter of the sampling rate: 4 samples per
-period). The boundary is bracketed by the highest sweep frequency with at least one spike
+{num(freqs[0])} to {num(freqs[-1])} kHz{top_text}. The boundary is bracketed by the highest sweep frequency with at least one spike
 and the next one above it, and the bracket is halved (geometric midpoint) until
 hi/lo − 1 ≤ {num(a.rel_tol)}: *lo* still spikes, *hi* does not. The estimate is √(lo·hi).
 `odeint` is left out: it restarts at every sample of a sine (seconds per trace) and agrees

@@ -61,13 +61,14 @@ def run_lab(questions=("all",), *, model=None, device: str = "auto",
     out = check_out_dir(out_dir)
     bar = tqdm(total=len(keys) + 1, disable=not progress, unit="step", desc="hhbench lab",
                dynamic_ncols=True)
+    started = time.perf_counter()
     try:
         bar.set_postfix_str("loading the model")
         setup = LabSetup(model, device=device, settings=settings)
         bar.update()
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
         try:
-            results, started = {}, time.perf_counter()
+            results = {}
             for key in keys:
                 module = QUESTIONS[key]
                 note = lambda text, key=key: bar.set_postfix_str(f"{key} {text}")  # noqa: E731
@@ -133,7 +134,7 @@ samples above 0 mV. *Cold* time = set-up (compilation, model loading) + first ca
 *warm* time = median of repeated calls after one untimed warm-up (never one call timed
 by hand). Times depend on the machine: {one_line(env)}; generated
 {env['time_utc']} by hhbench {_version()}{f' (commit {commit[:10]})' if commit else ''}
-in {seconds:.0f} s.
+in {seconds:.0f} s (from loading TensorFlow and the model to the last figure).
 
 | question | answer in short |
 |---|---|
@@ -141,7 +142,8 @@ in {seconds:.0f} s.
 """
     atomic_write(folder / REPORT, md)
     atomic_write(folder / "report.json", json.dumps(
-        {"setup": d, "environment": env, "seconds": seconds,
+        {"setup": d, "machine": one_line(env), "versions": env["versions"], "git": env["git"],
+         "time_utc": env["time_utc"], "seconds": seconds,
          "sections": {k: f"{k}.json" for k in results}}, indent=1) + "\n")
 
 
