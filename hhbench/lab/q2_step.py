@@ -96,6 +96,7 @@ def write(a: StepAnswer, out_dir: Path) -> list[Path]:
     ref = a.row(a.lab_reference)
     amps = np.asarray(a.spike_amplitudes_mv)
     amp_rows = [[i + 1, a.spike_times_ms[i], a.spike_amplitudes_mv[i]] for i in range(amps.size)]
+    first = f" The first peaks at {num(ref.first_amplitude_mv)} mV." if amps.size else ""
     later = ""
     if amps.size > 1:
         lower = ref.later_mean_mv < ref.first_amplitude_mv
@@ -120,7 +121,7 @@ A *spike* is a peak of V above 0 mV in a run of at least 10 samples above 0 mV
 (`hhbench.metrics.detect_spikes`), searched over the whole trace.
 
 **Answer.** The lab reference (`{a.lab_reference}`: forward Euler at dt = {num(1 / s['fs_khz'])} ms)
-fires {amps.size} spikes. The first peaks at {num(ref.first_amplitude_mv)} mV. {later}
+fires {amps.size} spikes.{first} {later}
 
 {md_table(["spike", "time (ms)", "peak V (mV)"], amp_rows)}
 
