@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hhbench import model
+from hhbench import model, threads
 from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps
 
 EULER, RUSH_LARSEN, EXP_MIDPOINT = 0, 1, 2
@@ -82,6 +82,7 @@ prange = range  # replaced by numba.prange when compiled
 @functools.cache
 def _compiled():
     global _euler, _rush_larsen, _exp_midpoint, prange
+    threads.apply()  # before numba's pool starts: see hhbench.threads
     import numba
 
     _purge_stale_cache()
@@ -103,9 +104,7 @@ def integrate(current_ua: np.ndarray, dt_ms: float, method: int, substeps: int =
     import numba
 
     drive = _compiled()
-    # no more threads than traces: a batch of one then runs on the calling thread alone,
-    # without waking (and, on a busy machine, waiting for) idle workers
-    numba.set_num_threads(max(1, min(len(current_ua), numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(threads.numba_threads(len(current_ua)))  # policy: hhbench.threads
     v, g = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
                  int(method), int(substeps), bool(gates))
     return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None)
