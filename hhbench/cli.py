@@ -145,6 +145,8 @@ def cmd_run(args) -> int:
     for name in ("reference", "model"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    if args.processes is not None:
+        overrides["processes"] = args.processes
     if args.config:
         config = SuiteConfig.from_file(args.config, **overrides)
     else:
@@ -167,6 +169,15 @@ def cmd_run(args) -> int:
     written = [str(p) for p in (out, csv) if p]
     if written:
         print(f"wrote {' and '.join(written)}")
+    from hhbench.check import report
+    _, warned = report(results.environment.get("state", {}), results)
+    for line in warned:
+        print(f"warning: {line}", file=sys.stderr)
+    failed = [c for c in results.cases if c.status == "failed"]
+    if failed:
+        print(f"hhbench: {len(failed)} of {len(results.cases)} cases failed (reasons in the "
+              "table)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -176,15 +187,22 @@ def format_table(results) -> str:
     from hhbench.environment import one_line
 
     df = results.table()
+    if "reason" in df:  # a failed case says why, in a few words
+        df["status"] = [s if not isinstance(r, str) else f"{s}: {r}"
+                        for s, r in zip(df["status"], df["reason"])]
     cols = ["backend", "stimulus", "batch", "device", "cold_ms", "warm_median_ms", "warm_iqr_ms",
-            "per_trace_ms", "traces_per_s", "rmse_mv", "spike_count_error", "gamma", "status"]
+            "spread_pct", "per_trace_ms", "traces_per_s", "rmse_mv", "spike_count_error", "gamma",
+            "status"]
     df = df[[c for c in cols if c in df.columns]]
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", lambda x: f"{x:.3g}"):
         text = df.to_string(index=False, na_rep="-")
     ref = results.settings.get("reference")
+    n = results.settings.get("processes", 1)
     return (f"{one_line(results.environment)}\naccuracy against the {ref} reference; "
-            f"times in ms (cold = set-up + first call; warm = median of repeats)\n{text}")
+            f"times in ms, each case timed in {n} fresh processes (cold = set-up + first call; "
+            f"warm = median over processes of each one's median; spread_pct = variation "
+            f"between processes)\n{text}")
 
 
 def cmd_compare(args) -> int:
@@ -192,9 +210,31 @@ def cmd_compare(args) -> int:
     from hhbench.results import RunResults
     old, new = RunResults.load(args.old), RunResults.load(args.new)
     report = compare(old, new, Tolerances(threshold=parse_threshold(args.threshold),
-                                          alpha=args.alpha))
+                                          alpha=args.alpha, strict=args.strict))
     print(format_comparison(report))
     return 1 if report.regressed else 0
+
+
+def cmd_check(args) -> int:
+    from hhbench.check import report
+    from hhbench.environment import machine_state
+    from hhbench.results import RunResults
+
+    results = RunResults.load(args.results) if args.results else None
+    state = machine_state() if results is None else results.environment.get("state")
+    if state is None:
+        raise HHBenchError(f"{args.results}: this results file has no machine state "
+                           "(written before hhbench recorded it)")
+    lines, warned = report(state, results)
+    print(("this machine now:" if results is None else f"{args.results} at its start:"))
+    for line in lines:
+        print(f"  {line}")
+    for line in warned:
+        print(f"warning: {line}")
+    if not warned:
+        print("no warnings: the machine looks stable" + ("" if results is None else
+                                                         " and the processes agree"))
+    return 0
 
 
 def cmd_plot(args) -> int:
@@ -275,14 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="results JSON (CSV beside it unless --csv)")
     s.add_argument("--csv")
     size = s.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="CI size: batch 1, 2 repeats")
+    size.add_argument("--quick", action="store_true", help="CI size: batch 1, 3 repeats per process, no warm-up")
     size.add_argument("--config", help="suite settings (JSON or TOML)")
     s.add_argument("--backends", help="comma-separated, default all")
     s.add_argument("--stimuli", help="comma-separated: step,sine,noise")
     s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64")
     s.add_argument("--device", help="CNN devices, comma-separated: cpu,gpu,gpu:N,auto")
-    s.add_argument("--repeats", type=int, help="minimum timed repeats")
-    s.add_argument("--min-time", type=float, help="minimum timed seconds per case")
+    s.add_argument("--processes", type=int,
+                   help="fresh processes that time each case (default 3; compare needs >= 3)")
+    s.add_argument("--repeats", type=int, help="minimum timed repeats per process")
+    s.add_argument("--min-time", type=float, help="minimum timed seconds per case and process")
     s.add_argument("--reference", choices=("converged", "lab"))
     s.add_argument("--model")
     s.add_argument("--no-progress", action="store_true")
@@ -301,8 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("old")
     s.add_argument("new")
     s.add_argument("--threshold", default="10%")
-    s.add_argument("--alpha", type=float, default=0.01)
+    s.add_argument("--alpha", type=float, default=0.01,
+                   help="1 - confidence of the ratio's interval (default 0.01: 99%%)")
+    s.add_argument("--strict", action="store_true",
+                   help="also exit 1 when a case is inconclusive")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("check", help="warn when this machine (or a run's) looks unstable "
+                                     "for timing")
+    s.add_argument("results", nargs="?", help="a results file: its machine state at the "
+                                              "start and the spread between its processes")
+    s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("plot", help="plot a results file")
     s.add_argument("results")

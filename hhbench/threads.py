@@ -70,7 +70,8 @@ def numba_threads(batch: int) -> int:
 
 def speed_environment() -> dict:
     """The environment variables that decide speed (OMP_*, NUMBA_*, MKL_*, TF_*, ...)."""
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(RECORDED_PREFIXES)}
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith(RECORDED_PREFIXES) and not k.startswith("TF_CLI_")}  # TF_CLI_: terraform
 
 
 def describe() -> dict:

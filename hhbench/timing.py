@@ -79,6 +79,37 @@ class Timing:
                 "p99_s": self.percentile_s(99), "repeats": len(self.samples_s)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProcessTiming:
+    """One process' measurement of a case: its set-up (`prepare_s`), first call (`cold_s`)
+    and warm samples, in seconds."""
+
+    prepare_s: float | None
+    cold_s: float | None
+    samples_s: tuple[float, ...]
+
+    def __post_init__(self):
+        if not self.samples_s:
+            raise ValueError("a ProcessTiming needs at least one warm sample")
+        object.__setattr__(self, "samples_s", tuple(float(s) for s in self.samples_s))
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.samples_s))
+
+    def to_dict(self) -> dict:
+        return {"prepare_s": self.prepare_s, "cold_s": self.cold_s,
+                "samples_s": list(self.samples_s)}
+
+
+def pooled(processes: "tuple[ProcessTiming, ...]") -> Timing:
+    """All processes' warm samples as one Timing (in process order); its cold start is
+    the median of the processes' first calls."""
+    colds = [p.cold_s for p in processes if p.cold_s is not None]
+    return Timing(cold_s=float(np.median(colds)) if colds else None,
+                  samples_s=tuple(s for p in processes for s in p.samples_s))
+
+
 def finish(result) -> None:
     """Wait until `result` is really computed (TensorFlow tensors live on their device)."""
     if hasattr(result, "numpy"):

@@ -63,7 +63,9 @@ def run_option(env_extra: dict, batches: list[int], processes: int, min_time: fl
     rows = []
     for _ in range(processes):
         done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(batches), str(min_time)],
-                              env=env, capture_output=True, text=True, check=True)
+                              env=env, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"probe failed under {env_extra}:\n{done.stderr[-2000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return rows
 
