@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 VERDICTS = ("slower", "faster", "same", "inconclusive")
 #: fewest processes per side for a verdict: below this the spread between processes,
@@ -76,6 +75,11 @@ def _log_sd(logs: np.ndarray) -> float:
     return float(np.std(logs, ddof=1)) if logs.size >= 2 else float("nan")
 
 
+def _t_quantile(q: float, df: float) -> float:
+    from scipy import stats as sps  # here, not at import: `hhbench` itself stays light
+    return float(sps.t.ppf(q, df))
+
+
 def _half_width(sd_old: float, sd_new: float, n_old: int, n_new: int,
                 alpha: float) -> tuple[float, float]:
     """(half-width of Welch's interval on the log scale, degrees of freedom)."""
@@ -84,7 +88,7 @@ def _half_width(sd_old: float, sd_new: float, n_old: int, n_new: int,
     if se2 == 0:
         return 0.0, float("inf")
     df = se2 ** 2 / (v_old ** 2 / (n_old - 1) + v_new ** 2 / (n_new - 1))
-    return float(sps.t.ppf(1 - alpha / 2, df) * math.sqrt(se2)), df
+    return _t_quantile(1 - alpha / 2, df) * math.sqrt(se2), df
 
 
 def processes_needed(sd_log: float, margin_log: float, alpha: float) -> int | None:
@@ -98,7 +102,7 @@ def processes_needed(sd_log: float, margin_log: float, alpha: float) -> int | No
     if margin_log <= 0:
         return _MAX_NEEDED + 1
     for n in range(MIN_PROCESSES, _MAX_NEEDED + 1):
-        if sps.t.ppf(1 - alpha / 2, 2 * n - 2) * sd_log * math.sqrt(2 / n) < margin_log:
+        if _t_quantile(1 - alpha / 2, 2 * n - 2) * sd_log * math.sqrt(2 / n) < margin_log:
             return n
     return _MAX_NEEDED + 1
 

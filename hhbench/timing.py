@@ -3,7 +3,9 @@
 `measure(fn)` follows the usual discipline (pyperf, pytest-benchmark):
   1. the first call is timed on its own as the cold start (numba compilation or cache
      load, TensorFlow tracing and weight upload); it never enters the warm statistics;
-  2. `warmup_calls` more calls, untimed;
+  2. `warmup_calls` more calls, untimed (none when `skip_warmup_after_s` is set and the
+     first call took longer: a call that long has warmed caches and predictors itself,
+     and a warm-up would only add its cost to every process);
   3. timed calls until at least `min_repeats` calls and `min_time_s` seconds are done
      (at most `max_repeats` calls).
 Each timed call includes `finish(result)`, so the clock stops only when the result really
@@ -36,6 +38,7 @@ class TimingSettings:
     min_repeats: int = 3
     min_time_s: float = 0.5
     max_repeats: int = 10_000
+    skip_warmup_after_s: float | None = None
 
     def __post_init__(self):
         if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:
@@ -127,7 +130,9 @@ def measure(fn: Callable[[], object], settings: TimingSettings = TimingSettings(
         result = fn()
         finish(result)
         cold_s = (clock() - start) / 1e9
-    for _ in range(settings.warmup_calls):
+    long_first = (settings.skip_warmup_after_s is not None and cold_s is not None
+                  and cold_s > settings.skip_warmup_after_s)
+    for _ in range(0 if long_first else settings.warmup_calls):
         result = fn()
         finish(result)
     samples: list[float] = []
