@@ -61,8 +61,9 @@ def spread_warnings(results: RunResults, limit: float = SPREAD_LIMIT) -> list[st
                        f"{cv:.1%} (> {limit:.0%})")
     single = [c for c in results.cases if c.timing is not None and len(c.processes) < 2]
     if single:
-        out.append(f"{len(single)} cases were timed in a single process: their spread between "
-                   "processes is unknown and `hhbench compare` cannot give them a verdict")
+        out.append(f"{len(single)} case{'s were' if len(single) > 1 else ' was'} timed in a "
+                   "single process: the spread between processes is unknown and `hhbench "
+                   "compare` cannot give a verdict")
     return out
 
 

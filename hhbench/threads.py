@@ -94,7 +94,8 @@ def describe() -> dict:
         try:
             out["tensorflow"] = {
                 "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-                "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+                "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+                "note": "0 = TensorFlow's default (one thread per core)"}
         except Exception as exc:  # a half-imported TF must not break the record
             out["tensorflow"] = {"error": type(exc).__name__}
     try:

@@ -41,7 +41,7 @@ def test_spread_between_processes_above_3_percent_is_warned_about():
     warned = spread_warnings(RunResults(settings={}, environment={}, calibration={},
                                         cases=(steady, bimodal, single)))
     assert len(warned) == 2 and warned[0].startswith("exp-euler step x1: spread")
-    assert "1 cases were timed in a single process" in warned[1]
+    assert "1 case was timed in a single process" in warned[1]
     assert np.isclose(float(warned[0].split("processes ")[1].split("%")[0]),
                       100 * np.std([1.2, 8.0, 1.2], ddof=1) / np.mean([1.2, 8.0, 1.2]), atol=0.05)
 
