@@ -9,7 +9,8 @@ in `--processes` fresh processes (`hhbench run`, exactly as a user runs it).
       before: `hhbench compare` must exit 0 every time (no false alarm);
   (b) A/B: `--rounds` runs with the synthetic backend `--slowdown` times slower, each
       compared with an A run: `hhbench compare` must exit 1 and flag as slower exactly the
-      synthetic backend's cases, every time.
+      synthetic backend's cases, every time (with `--inconclusive-ok`, for noisy CI
+      machines, "inconclusive" on its cases is accepted; a wrong verdict never is).
 It prints the observed false-alarm rate (per comparison and per case) and detection rate,
 and exits 1 if any comparison went wrong. CI runs it in its benchmark step; about two
 minutes on 2 quiet cores.
@@ -61,6 +62,10 @@ def main(argv=None) -> int:
     p.add_argument("--processes", type=int, default=3)
     p.add_argument("--slowdown", type=float, default=1.25)
     p.add_argument("--keep", help="folder for the results files (default: a temporary one)")
+    p.add_argument("--inconclusive-ok", action="store_true",
+                   help="on a noisy machine: an A/B comparison that calls the synthetic cases "
+                        "inconclusive (not wrong, just unsure) does not fail the check; wrong "
+                        "verdicts (false alarms, a 1.25x slowdown called same or faster) still do")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from hhbench.check import machine_warnings
@@ -106,8 +111,11 @@ def main(argv=None) -> int:
             b_extra += len(slow - synthetic)
             print(f"A/B {i + 1}: compare exit {code}; " + ", ".join(
                 f"{b} x{n}: {v}" for (b, _, n), v in speeds.items()))
-            if not exact:
-                failures.append(f"A/B {i + 1}: exit {code}, flagged {sorted(slow)}")
+            wrong = {k for k in synthetic if speeds[k] in ("same", "faster")} | (slow - synthetic)
+            honest = not wrong and all(speeds[k] in ("slower", "inconclusive") for k in synthetic)
+            if not exact and not (args.inconclusive_ok and honest):
+                failures.append(f"A/B {i + 1}: exit {code}, flagged {sorted(slow)}"
+                                + (f", wrong verdicts on {sorted(wrong)}" if wrong else ""))
 
     n = args.rounds
     print(f"\nfalse alarms (A/A, same settings): {aa_alarms} of {n} comparisons "
