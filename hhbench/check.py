@@ -23,6 +23,21 @@ SPREAD_LIMIT = 0.03
 LOAD_PER_CORE_LIMIT = 0.5
 
 
+def busy(state: dict | None) -> str | None:
+    """Why a run's recorded start state makes its timings unfit for a verdict (another
+    job's load: it slows whole runs, not single processes, so no spread between processes
+    shows it), or None. Unknown state (older files) counts as not busy."""
+    if not state:
+        return None
+    cores = state.get("logical_cores") or 1
+    load = state.get("load_average")
+    # one core's worth more than the warning's limit: back-to-back runs (an A/A check,
+    # OLD then NEW) leave up to about 1 in the 1-minute load average themselves
+    if load and load[0] > LOAD_PER_CORE_LIMIT * cores + 1:
+        return f"load average {load[0]:.2f} on {cores} logical cores"
+    return None
+
+
 def machine_warnings(state: dict) -> list[str]:
     """Warnings from a `environment.machine_state()` record (now, or stored with a run)."""
     out = []

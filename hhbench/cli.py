@@ -210,7 +210,8 @@ def cmd_compare(args) -> int:
     from hhbench.results import RunResults
     old, new = RunResults.load(args.old), RunResults.load(args.new)
     report = compare(old, new, Tolerances(threshold=parse_threshold(args.threshold),
-                                          alpha=args.alpha, strict=args.strict))
+                                          alpha=args.alpha, strict=args.strict,
+                                          allow_busy=args.allow_busy))
     print(format_comparison(report))
     return 1 if report.regressed else 0
 
@@ -347,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1 - confidence of the ratio's interval (default 0.01: 99%%)")
     s.add_argument("--strict", action="store_true",
                    help="also exit 1 when a case is inconclusive")
+    s.add_argument("--allow-busy", action="store_true",
+                   help="give speed verdicts even when a run started on a busy machine")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("check", help="warn when this machine (or a run's) looks unstable "

@@ -10,6 +10,9 @@ case of OLD that NEW lacks is a regression (it may have stopped running). For ea
     ±threshold) or inconclusive (too few processes, or an interval too wide or straddling
     the threshold — with how many processes per side would resolve it). Results timed in
     one process (schema 1, or `--processes 1`) are always inconclusive.
+  * a run that started on a busy machine (load average above half the cores, recorded in
+    its environment) gets no speed verdict: another job's load slows whole runs, every
+    process alike, which no spread between processes reveals (`allow_busy` overrides);
   * the report exits 1 on a case that is slower, missing, or less accurate; with
     `strict`, also on an inconclusive one. It never says "no regression" while a case is
     inconclusive: it says which slowdowns it could not rule out.
@@ -39,6 +42,7 @@ class Tolerances:
     alpha: float = 0.01          # 1 - confidence of the ratio's interval
     min_processes: int = MIN_PROCESSES  # fewer per side: inconclusive
     strict: bool = False         # inconclusive cases fail too
+    allow_busy: bool = False     # give verdicts even when a run started on a busy machine
     rmse_abs_mv: float = 0.1
     rmse_rel: float = 0.10
     gamma_drop: float = 0.05
@@ -133,8 +137,18 @@ def _accuracy(o: CaseResult, n: CaseResult, tol: Tolerances) -> dict:
             "accuracy": "WORSE (" + ", ".join(worse) + ")" if worse else "same"}
 
 
+def _busy_reason(old: RunResults, new: RunResults) -> str | None:
+    from hhbench.check import busy
+    reasons = [f"{side} started at {why}" for side, res in (("OLD", old), ("NEW", new))
+               if (why := busy(res.environment.get("state")))]
+    return "; ".join(reasons) or None
+
+
 def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) -> Comparison:
     rows = []
+    # another job's load slows a whole run, every process alike: no spread between
+    # processes shows it, so a verdict from such a run could be wrong either way
+    busy = None if tol.allow_busy else _busy_reason(old, new)
     for o, n in match_cases(old, new):
         base = o or n
         row = {"backend": base.backend, "stimulus": base.stimulus, "batch": base.batch,
@@ -145,6 +159,10 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
             row.update(speed="MISSING in NEW", accuracy="")
         else:
             row.update(_speed(o, n, tol))
+            if busy and row["speed"] in ("slower", "faster", "same"):
+                row.update(why=f"would be {row['speed']}, but {busy}: a busy machine's load "
+                               "shifts whole runs (rerun on a quiet machine, or --allow-busy)",
+                           speed="inconclusive", processes_needed=None)
             row.update(_accuracy(o, n, tol))
         rows.append(row)
     failing = ("slower", "MISSING in NEW") + (("inconclusive",) if tol.strict else ())
@@ -156,6 +174,7 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
         if old_s and new_s:
             calib[key] = {"old_s": old_s, "new_s": new_s, "new_over_old": new_s / old_s}
     machines = {"old": one_line(old.environment), "new": one_line(new.environment),
+                "busy": busy,
                 "old_commit": (old.environment.get("git") or {}).get("commit"),
                 "new_commit": (new.environment.get("git") or {}).get("commit"),
                 "calibration": calib}
@@ -174,6 +193,8 @@ def format_comparison(cmp: Comparison) -> str:
         lines.append(f"calibration {key}: NEW/OLD = {c['new_over_old']:.2f}")
     lines.append(f"speed: NEW/OLD of the per-process median warm times, {1 - tol.alpha:.0%} "
                  f"interval; threshold ±{tol.threshold:.0%}")
+    if m.get("busy"):
+        lines.append(f"warning: {m['busy']}: no speed verdicts (--allow-busy gives them anyway)")
     table = cmp.table()
     if "ci_low" in table:
         table["interval"] = [f"{lo:.3f}-{hi:.3f}" if math.isfinite(lo) else "-"

@@ -64,3 +64,21 @@ def test_record_of_numba_threads_and_cache_after_a_run():
     assert info["numba"]["threads_now"] == threads.numba_threads(3)
     cache = threads.numba_cache_stats()
     assert "_drive" in cache["functions"] and cache["cache_hits"] + cache["cache_misses"] >= 1
+
+
+def test_a_run_started_on_a_busy_machine_gets_no_speed_verdict():
+    from hhbench.check import busy
+    from hhbench.compare import Tolerances, compare
+    assert busy(QUIET) is None and busy(None) is None
+    # back-to-back runs leave about 1 in the load average: not busy on 2 cores
+    assert busy({**QUIET, "logical_cores": 2, "load_average": [1.1, 1, 1]}) is None
+    loaded = {**QUIET, "logical_cores": 2, "load_average": [9.5, 9.0, 6.0]}
+    assert "load average 9.50 on 2" in busy(loaded)
+    old = RunResults(settings={}, environment={"state": QUIET}, calibration={},
+                     cases=(_case("numba", [1.00, 1.01, 0.99]),))
+    new = RunResults(settings={}, environment={"state": loaded}, calibration={},
+                     cases=(_case("numba", [2.00, 2.02, 1.98]),))
+    row = compare(old, new).rows[0]
+    assert row["speed"] == "inconclusive" and "would be slower" in row["why"]
+    assert "NEW started at load average 9.50" in row["why"]
+    assert compare(old, new, Tolerances(allow_busy=True)).rows[0]["speed"] == "slower"
