@@ -28,7 +28,7 @@ import tempfile
 import time
 import tomllib
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,7 @@ class SuiteConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "SuiteConfig":
-        """The CI-sized suite: batch 1, few repeats (under 30 s on 2 cores)."""
+        """The CI-sized suite: batch 1, no warm-up, 3 timed calls per process."""
         return cls(**{"batches": (1,), "timing": TimingSettings(warmup_calls=0, min_repeats=3,
                                                                 min_time_s=0.0), **overrides})
 

@@ -115,7 +115,7 @@ def work(job: dict, out_path: Path) -> None:
 
     import warnings
 
-    from hhbench.errors import DivergenceWarning, HHBenchError
+    from hhbench.errors import HHBenchError
     from hhbench.suite import SuiteConfig, case_stimulus, make_backend, run_case
 
     config = SuiteConfig.from_dict(job["config"])
