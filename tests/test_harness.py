@@ -198,7 +198,19 @@ class Broken(Backend):
 """
 
 
-def test_a_failed_case_is_loud_exit_1_with_its_reason(tmp_path, capsys):
+@pytest.fixture
+def restore_registry(monkeypatch):
+    """Backends registered by a test's extra module vanish afterwards."""
+    import sys
+
+    from hhbench import backends
+    backends.backend_classes()  # discover the package's own backends first
+    monkeypatch.setattr(backends, "_REGISTRY", dict(backends._REGISTRY))
+    yield
+    sys.modules.pop("hhbench_extra_broken_backend", None)
+
+
+def test_a_failed_case_is_loud_exit_1_with_its_reason(tmp_path, capsys, restore_registry):
     module = tmp_path / "broken_backend.py"
     module.write_text(BROKEN_BACKEND)
     config = tmp_path / "suite.json"
