@@ -39,7 +39,8 @@ class Cnn(Backend):
         r = self.runner
         return {"model": r.loaded.source, "mode": r.mode, "device_request": r.device_request,
                 "tf_device": r.tf_device, "input_scale": r.input_scale,
-                "output_scale": r.output_scale, "context": r.context, "window": r.window}
+                "output_scale": r.output_scale, "context": r.context, "window": r.window,
+                "graph": r.graph}
 
     def run(self, stimulus, *, gates=False):
         self.prepare()
