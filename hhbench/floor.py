@@ -194,6 +194,13 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
     gets a line with its error as the note."""
     from importlib.util import find_spec
 
+    if int(batch) != batch or batch < 1:
+        raise HHBenchError(f"batch must be a positive integer, got {batch!r}")
+    if not backends:
+        raise HHBenchError("floor needs at least one backend")
+    from hhbench.backends import check_name
+    for name in backends:
+        check_name(name)
     tf_device = "/CPU:0"
     if "cnn" in backends and find_spec("tensorflow") is not None:
         from hhbench.cnn.devices import resolve_device
