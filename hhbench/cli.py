@@ -239,7 +239,7 @@ def cmd_scaling(args) -> int:
     from hhbench.scaling import ScalingConfig, run_scaling, write_scaling
 
     options = {"max_batch": args.max_batch, "budget_s": args.budget_s, "device": args.device,
-               "model": args.model}
+               "model": args.model, "n_samples": args.samples}
     if args.backends:
         options["backends"] = _csv_list(args.backends)
     if args.lengths:
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="hhbench-scaling", help="folder for CSV/MD/JSON/PNG")
     s.add_argument("--backends", help="comma-separated, default all")
     s.add_argument("--max-batch", type=int, default=4096)
+    s.add_argument("--samples", type=int, default=2560, help="samples per trace, batch sweep")
     s.add_argument("--lengths", help="comma-separated sample counts for the length sweep")
     s.add_argument("--budget-s", type=float, default=30.0, help="seconds per backend and sweep")
     s.add_argument("--device", default="auto", help="CNN device: cpu, gpu, gpu:N, auto")

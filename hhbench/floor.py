@@ -190,8 +190,9 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
 def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str | None = None,
                  settings: TimingSettings = TimingSettings(),
                  n_samples: int | None = None) -> dict:
-    """Ceilings and one FloorLine per backend, JSON-ready. A backend that cannot run here
-    gets a line with its error as the note."""
+    """Ceilings (per device: the CPU's, and the CNN's device's when that is a GPU) and one
+    FloorLine per backend, JSON-ready. A backend that cannot run here gets a line with its
+    error as the note."""
     from importlib.util import find_spec
 
     if int(batch) != batch or batch < 1:
@@ -201,29 +202,35 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
     from hhbench.backends import check_name
     for name in backends:
         check_name(name)
+    # HH backends run on the CPU: their ceilings are the CPU's; the CNN's are its device's
     tf_device = "/CPU:0"
     if "cnn" in backends and find_spec("tensorflow") is not None:
         from hhbench.cnn.devices import resolve_device
         tf_device = resolve_device(device)
-    ceilings = measure_ceilings(tf_device)
+    cpu = measure_ceilings("/CPU:0")
+    ceilings = {"/CPU:0": cpu}
+    if tf_device != "/CPU:0":
+        ceilings[tf_device] = measure_ceilings(tf_device)
     lines = []
     for name in backends:
         try:
-            lines.append(floor_line(name, ceilings, batch=batch, device=device, model=model,
+            lines.append(floor_line(name, ceilings[tf_device] if name == "cnn" else cpu,
+                                    batch=batch, device=device, model=model,
                                     settings=settings, n_samples=n_samples))
         except HHBenchError as exc:
             lines.append(FloorLine(backend=name, unit="-", batch=batch, note=str(exc)))
-    return {"ceilings": asdict(ceilings), "batch": batch,
+    return {"ceilings": {dev: asdict(c) for dev, c in ceilings.items()}, "batch": batch,
             "backends": [line.as_dict() for line in lines]}
 
 
 def format_floor(report: dict) -> str:
     """The report as a Markdown table (times per unit in µs for neuron-steps, ms for traces)."""
-    c = report["ceilings"]
-    head = (f"ceilings ({c['device']}, matmul via {c['matmul_source']}): float32 matmul "
-            f"{c['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, float64 matmul "
-            f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp {c['exp_f64_per_s'] / 1e6:.0f} M/s; "
-            f"batch {report['batch']}")
+    head = "\n".join(
+        f"ceilings on {dev} (matmul via {c['matmul_source']}): float32 matmul "
+        f"{c['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, float64 matmul "
+        f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU) "
+        f"{c['exp_f64_per_s'] / 1e6:.0f} M/s" for dev, c in report["ceilings"].items())
+    head += f"\nbatch {report['batch']}; HH backends against the CPU's ceilings"
     rows = ["| backend | unit | work per unit | floor | bound | achieved | achieved/floor | note |",
             "|---|---|---|---|---|---|---|---|"]
     for line in report["backends"]:

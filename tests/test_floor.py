@@ -127,7 +127,7 @@ def test_cnn_floor_line_counts_the_windows(lab_small):
     assert line.operations["matmul_flops"] == 3 * per_window
     assert line.floor_s == pytest.approx(3 * per_window / CEIL.matmul_f32_flops)
     assert line.achieved_s > 0 and line.note.startswith("fast")
-    text = format_floor({"ceilings": {**CEIL.__dict__}, "batch": 2,
+    text = format_floor({"ceilings": {"/CPU:0": {**CEIL.__dict__}}, "batch": 2,
                          "backends": [line.as_dict()]})
     assert "| cnn | trace |" in text and f"{line.ratio:.2f}x" in text
 
@@ -143,7 +143,8 @@ def test_floor_cli(tmp_path, lab_small, capsys):
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert [b["backend"] for b in report["backends"]] == ["numpy", "cnn"]
-    assert report["ceilings"]["matmul_f32_flops"] > 0
+    assert list(report["ceilings"]) == ["/CPU:0"]
+    assert report["ceilings"]["/CPU:0"]["matmul_f32_flops"] > 0
     assert np.isfinite(report["backends"][1]["ratio"])
     assert main(["floor", "--batch", "0"]) == 2
     assert "batch" in capsys.readouterr().err
