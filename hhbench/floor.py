@@ -28,8 +28,12 @@ import numpy as np
 from hhbench.errors import HHBenchError
 from hhbench.timing import TimingSettings, measure
 
-#: HH backend -> the step kernel whose operations one neuron-step costs
-HH_KERNELS = {"numpy": "euler", "numba": "euler", "exp-euler": "exp-euler"}
+#: HH backend -> the step function (in `hhbench.model.build_kernels`) of one neuron-step;
+#: other backends: their name with "_" for "-" and "_step" appended
+HH_KERNELS = {"numpy": "euler_step", "numba": "euler_step_fused", "exp-euler": "exp_euler_step"}
+#: operations that count one flop each (an fma two); "exp" is bound apart, and totals
+#: ("flops") and comparisons ("cmp") in a count are not arithmetic to add again
+FLOP_KEYS = {"div": 1, "mul": 1, "add": 1, "sub": 1, "neg": 1, "fma": 2}
 CEILING_SETTINGS = TimingSettings(warmup_calls=1, min_repeats=5, min_time_s=0.3)
 
 
@@ -119,12 +123,13 @@ def measure_ceilings(device: str = "/CPU:0", *, n_matmul: int | None = None,
 def hh_floor_s(ops: dict, ceilings: Ceilings) -> tuple[float, str]:
     """Seconds per neuron-step allowed by the ceilings, and which bound sets it.
 
-    ops: counts per neuron-step with keys "exp" and any of "div", "mul", "add", "fma"
-    (an fma is two operations). exp-bound: exp / exp rate; flop-bound: the rest / float64
-    matmul rate. The floor is the larger."""
+    ops: counts per neuron-step with key "exp" and any of `FLOP_KEYS` (an fma is two
+    operations; other keys, e.g. a "flops" total or "cmp", are ignored). exp-bound:
+    exp / exp rate; flop-bound: the arithmetic / float64 matmul rate. The floor is the
+    larger."""
     if "exp" not in ops:
         raise HHBenchError("HH operation counts need an 'exp' entry")
-    flops = sum(int(v) * (2 if k == "fma" else 1) for k, v in ops.items() if k != "exp")
+    flops = sum(int(v) * FLOP_KEYS[k] for k, v in ops.items() if k in FLOP_KEYS)
     t_exp = int(ops["exp"]) / ceilings.exp_f64_per_s
     t_flop = flops / ceilings.matmul_f64_flops
     return (t_exp, "exp") if t_exp >= t_flop else (t_flop, "flops")
@@ -144,10 +149,10 @@ def hh_operations(backend: str) -> tuple[dict | None, str]:
     counter = getattr(model, "count_step_operations", None)
     if counter is None:
         return None, "hhbench.model.count_step_operations is not available"
-    kernel = HH_KERNELS.get(backend, backend)
+    kernel = HH_KERNELS.get(backend, backend.replace("-", "_") + "_step")
     try:
-        return dict(counter(kernel)), f"kernel {kernel}"
-    except (KeyError, ValueError, HHBenchError) as exc:
+        return dict(counter(kernel)), f"step {kernel}"
+    except (KeyError, ValueError, HHBenchError, AttributeError) as exc:
         return None, f"no operation count for {backend} ({exc})"
 
 

@@ -18,8 +18,9 @@ def test_hh_floor_takes_the_larger_bound():
     # 3 exps at 5e8/s = 6 ns; 2 + 10 + 8 = 20 flops at 1e11/s = 0.2 ns -> exp-bound
     t, bound = hh_floor_s({"exp": 3, "div": 2, "mul": 10, "add": 8}, CEIL)
     assert bound == "exp" and t == pytest.approx(6e-9)
-    # 1 exp = 2 ns; 400 flops (an fma counts 2) = 4 ns -> flop-bound
-    t, bound = hh_floor_s({"exp": 1, "fma": 100, "mul": 200}, CEIL)
+    # 1 exp = 2 ns; 400 flops (an fma counts 2) = 4 ns -> flop-bound; a "flops" total and
+    # comparisons in the count are not added again
+    t, bound = hh_floor_s({"exp": 1, "fma": 100, "mul": 200, "flops": 999, "cmp": 7}, CEIL)
     assert bound == "flops" and t == pytest.approx(4e-9)
     with pytest.raises(HHBenchError):
         hh_floor_s({"mul": 1}, CEIL)
@@ -44,9 +45,13 @@ def test_hh_counts_from_the_model_when_present():
     from hhbench import model
     if not hasattr(model, "count_step_operations"):
         pytest.skip("hhbench.model.count_step_operations not available on this branch")
-    ops, note = hh_operations("numba")
-    assert ops is not None and ops["exp"] >= 2 and all(v >= 0 for v in ops.values()), note
-    assert hh_operations("numpy")[0] == ops  # the same Euler step
+    for backend in ("numpy", "numba", "exp-euler"):
+        ops, note = hh_operations(backend)
+        # every step evaluates the rates: at least two distinct exponentials, and arithmetic
+        assert ops is not None and ops["exp"] >= 2 and ops["mul"] > 0, note
+        t, _ = hh_floor_s(ops, CEIL)
+        arith = sum(ops.get(k, 0) for k in ("div", "mul", "add", "neg"))
+        assert t == pytest.approx(max(ops["exp"] / 5e8, arith / 1e11))
 
 
 def test_hh_line_without_counts_says_why():
