@@ -34,6 +34,8 @@ HH_KERNELS = {"numpy": "euler_step", "numba": "euler_step_fused", "exp-euler": "
 #: operations that count one flop each (an fma two); "exp" is bound apart, and totals
 #: ("flops") and comparisons ("cmp") in a count are not arithmetic to add again
 FLOP_KEYS = {"div": 1, "mul": 1, "add": 1, "sub": 1, "neg": 1, "fma": 2}
+#: backends whose steps per sample depend on the solution (no fixed work per neuron-step)
+ADAPTIVE = {"odeint", "odeint-lab", "reference"}
 CEILING_SETTINGS = TimingSettings(warmup_calls=1, min_repeats=5, min_time_s=0.3)
 
 
@@ -146,6 +148,8 @@ def hh_operations(backend: str) -> tuple[dict | None, str]:
     `hhbench.model.count_step_operations`; (None, why) where not counted."""
     from hhbench import model
 
+    if backend in ADAPTIVE:
+        return None, "adaptive steps: no fixed work per neuron-step"
     counter = getattr(model, "count_step_operations", None)
     if counter is None:
         return None, "hhbench.model.count_step_operations is not available"

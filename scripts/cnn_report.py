@@ -112,7 +112,8 @@ def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} |")
     for b in batches:
         lab_t, fast_t = times[(variants[0][0], b)], times[(variants[1][0], b)]
-        lines.append(f"\nBatch {b}: the fast graph is {lab_t / fast_t:.2f}× faster than the lab graph.")
+        lines.append(f"\nBatch {b}: the fast graph is {lab_t / fast_t:.2f}× faster than the "
+                     f"lab graph.")
     return lines, {"floor_s": floor_s}
 
 
@@ -181,7 +182,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", default="1,64")
     parser.add_argument("--half", action="store_true", help="float16/bfloat16 rows on a CPU too")
-    parser.add_argument("--variants", action="store_true", help="TensorFlow settings, fresh processes")
+    parser.add_argument("--variants", action="store_true",
+                        help="TensorFlow settings, in fresh processes")
     parser.add_argument("--quick", action="store_true", help="few repeats (a check, not figures)")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", help=argparse.SUPPRESS)

@@ -138,7 +138,7 @@ class _Ops:
         q_taps = -(-k // s)
         w = tf.pad(w, [[0, q_taps * s - k], [0, 0], [0, 0]])             # (Q·s, Cout, Cin)
         w = tf.reshape(w, [q_taps, s, cout, cin])
-        w = tf.reverse(w, [0])                                           # frame order: x[b−Q+1] … x[b]
+        w = tf.reverse(w, [0])              # frames run x[b−Q+1] … x[b]: taps in reverse
         w = tf.reshape(tf.transpose(w, [0, 3, 1, 2]), [q_taps * cin, s * cout])
         xp = tf.pad(x, [[0, 0], [q_taps - 1, q_taps - 1], [0, 0]])
         frames = tf.signal.frame(xp, q_taps, 1, axis=1)                 # (B, L+Q−1, Q, Cin)
