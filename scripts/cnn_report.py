@@ -83,7 +83,7 @@ def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict
     from hhbench.cnn.fastgraph import build_fast_graph
 
     floor_s, rate, flops = _floor(runner, settings)
-    lab = runner._lab_graph
+    lab = runner.lab_network
     on_gpu = "GPU" in runner.tf_device.upper()
     variants = [("lab graph (Keras, (k, 1) Conv2D)", lab),
                 ("fast: conv1d", build_fast_graph(runner.model, device=runner.tf_device)),
@@ -151,7 +151,7 @@ def probe(args) -> None:
     fast = build_fast_graph(runner.model, device=runner.tf_device)
     out = {"floor_s": floor_s}
     for b in args.batch_list:
-        out[f"lab_{b}"] = _bare(runner._lab_graph, b, runner, settings)
+        out[f"lab_{b}"] = _bare(runner.lab_network, b, runner, settings)
         out[f"fast_{b}"] = _bare(fast, b, runner, settings)
     print("PROBE " + json.dumps(out))
 

@@ -86,12 +86,14 @@ class CnnRunner:
         self.window = int(self.model.input_shape[1])
         self.out_len = int(self.model.output_shape[1])
         self.context = files.shape_context(self.model)
-        self._lab_graph = tf.function(
+        self.lab_network = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=[tf.TensorSpec([None, self.window, 1], tf.float32)])
-        self._compiled, self.graph = self._lab_graph, "lab"
+        #: the compiled callables: `network` is what "compiled" and "lab-graph" call (the fast
+        #: graph or the lab graph; `graph` says which), `lab_network` the lab graph always
+        self.network, self.graph = self.lab_network, "lab"
         if mode == "compiled":
-            self._compiled, self.graph = self._fast_graph(fast_options)
+            self.network, self.graph = self._fast_graph(fast_options)
         self.last_device: str | None = None
         #: seconds of the first `run` (tracing, kernel choice, weight upload); None before it
         self.cold_start_s: float | None = None
@@ -103,11 +105,11 @@ class CnnRunner:
 
         options = options or FastGraphOptions()
         if self.loaded.format != "keras2-folder":
-            return self._lab_graph, f"lab (fast graph: not built for {self.loaded.format} models)"
+            return self.lab_network, f"lab (fast graph: not built for {self.loaded.format} models)"
         try:
             graph = FastGraph(self.model, options, self.tf_device)
         except FastGraphError as exc:
-            return self._lab_graph, f"lab ({exc})"
+            return self.lab_network, f"lab ({exc})"
         xla = ", XLA" if options.jit_compile else ""
         return graph, f"fast ({options.impl}, {options.dtype}{xla})"
 
@@ -122,7 +124,7 @@ class CnnRunner:
             for start in range(0, len(x_scaled), self.max_windows_per_call):
                 chunk = x_scaled[start:start + self.max_windows_per_call, :, None]
                 if self.mode != "predict":
-                    y = self._compiled(tf.constant(chunk, tf.float32))
+                    y = self.network(tf.constant(chunk, tf.float32))
                     self.last_device = y.device
                     outs.append(y.numpy()[..., 0])  # .numpy() waits for the device
                 else:
