@@ -260,12 +260,12 @@ class FastGraph:
         with tf.device(device):
             body = _plan(keras_model, ops)
         window = int(keras_model.input_shape[1])
-        out_rank = len(keras_model.output_shape)
         out_shape = [int(v) for v in keras_model.output_shape[1:]]
 
         def call(x):
             y = body(tf.cast(x, ops.dtype))
-            return tf.reshape(tf.cast(y, tf.float32), [-1, *out_shape]) if out_rank else y
+            # back to the model's own output shape and float32
+            return tf.reshape(tf.cast(y, tf.float32), [-1, *out_shape])
 
         self._fn = tf.function(call, jit_compile=options.jit_compile, reduce_retracing=True,
                                input_signature=[tf.TensorSpec([None, window, 1], tf.float32)])

@@ -42,7 +42,7 @@ def layer_flops(keras_model) -> list[dict]:
             matmul = 2 * k * cin * cout * where
         elif cls == "Dense":
             matmul = 2 * int(in_shape[-1]) * int(out_shape[-1]) * _positions(in_shape)
-        if getattr(layer, "use_bias", False) and (matmul or cls == "Dense"):
+        if getattr(layer, "use_bias", False) and matmul:
             bias = math.prod(int(d) for d in out_shape[1:])
         name = getattr(getattr(layer, "activation", None), "__name__", "linear")
         if name not in ("linear", "relu"):
