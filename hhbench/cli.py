@@ -256,6 +256,45 @@ def cmd_lab(args) -> int:
     return 0
 
 
+def cmd_floor(args) -> int:
+    import json
+
+    from hhbench.floor import floor_report, format_floor
+    from hhbench.timing import TimingSettings
+
+    out = _out_path(args.json)
+    backends = _csv_list(args.backends) if args.backends else ("numpy", "numba", "exp-euler",
+                                                                "cnn")
+    settings = TimingSettings(min_repeats=args.repeats, min_time_s=args.min_time)
+    report = floor_report(backends, batch=args.batch, device=args.device, model=args.model,
+                          settings=settings)
+    print(format_floor(report))
+    if out:
+        from hhbench.atomic import atomic_write
+        atomic_write(out, json.dumps(report, indent=1))
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_scaling(args) -> int:
+    from hhbench.scaling import ScalingConfig, run_scaling, write_scaling
+
+    options = {"max_batch": args.max_batch, "budget_s": args.budget_s, "device": args.device,
+               "model": args.model, "n_samples": args.samples}
+    if args.backends:
+        options["backends"] = _csv_list(args.backends)
+    if args.lengths:
+        options["lengths"] = _csv_list(args.lengths, int)
+    config = ScalingConfig(**options)
+    from hhbench.plot import prepare_folder
+    prepare_folder(args.output)  # before the work: a bad folder fails now
+    results = run_scaling(config, progress=not args.no_progress)
+    print(results.to_markdown())
+    for path in write_scaling(results, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
 # -- the parser ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,6 +378,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="lab-report", help="report folder (lab-report)")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_lab)
+
+    s = sub.add_parser("floor", help="each backend against the floor the hardware allows")
+    s.add_argument("--backends", help="comma-separated (default numpy,numba,exp-euler,cnn)")
+    s.add_argument("--batch", type=int, default=64, help="traces per timed call (64)")
+    s.add_argument("--device", default="auto", help="CNN and matmul device: cpu, gpu, gpu:N, auto")
+    s.add_argument("--model")
+    s.add_argument("--repeats", type=int, default=3, help="minimum timed repeats (3)")
+    s.add_argument("--min-time", type=float, default=0.5, help="minimum timed seconds (0.5)")
+    s.add_argument("--json", help="write the report as JSON")
+    s.set_defaults(func=cmd_floor)
+
+    s = sub.add_parser("scaling", help="cost against batch size and stimulus length")
+    s.add_argument("-o", "--output", default="hhbench-scaling", help="folder for CSV/MD/JSON/PNG")
+    s.add_argument("--backends", help="comma-separated, default all")
+    s.add_argument("--max-batch", type=int, default=4096)
+    s.add_argument("--samples", type=int, default=2560, help="samples per trace, batch sweep")
+    s.add_argument("--lengths", help="comma-separated sample counts for the length sweep")
+    s.add_argument("--budget-s", type=float, default=30.0, help="seconds per backend and sweep")
+    s.add_argument("--device", default="auto", help="CNN device: cpu, gpu, gpu:N, auto")
+    s.add_argument("--model")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_scaling)
 
     s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression")
     s.add_argument("old")
