@@ -70,7 +70,7 @@ def euler_section(batch: int, settings: TimingSettings) -> None:
         numpy_settings = TimingSettings(warmup_calls=0, min_repeats=1 if n_traces > 1 else 3,
                                         min_time_s=0.0)
         t_numpy, r_numpy = measure(lambda: numpy_b.run(stim), numpy_settings)
-        rate = lambda t: f"{steps / t.median_s / 1e6:.1f} M/s"  # noqa: E731
+        rate = lambda t: f"{steps / t.median_s / 1e6:.3g} M/s"  # noqa: E731
         ratio = t_base.median_s / t_numba.median_s
         print(f"| {label} | {rate(t_base)} | {rate(t_numba)} | **{ratio:.2f}x** (≥ {target}x) | "
               f"{rate(t_numpy)} | {max_abs_diff(r_numba.v_batch, r_numpy.v_batch):.1e} mV |")
