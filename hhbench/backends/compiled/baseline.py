@@ -9,12 +9,13 @@ import math
 
 import numpy as np
 
-from hhbench import model
+from hhbench import model, threads
 
 
 @functools.cache
 def straightforward_euler():
     """f(current (batch, samples), dt_ms) -> V (batch, samples), compiled on first use."""
+    threads.apply()  # before numba's pool starts: see hhbench.threads
     import numba
 
     @numba.njit(parallel=True, cache=True)
@@ -43,10 +44,10 @@ def straightforward_euler():
 
 
 def run_straightforward(current_ua: np.ndarray, dt_ms: float) -> np.ndarray:
-    """V (batch, samples) from the straightforward kernel, with one thread per trace at most
-    (as the engine allows itself)."""
+    """V (batch, samples) from the straightforward kernel, under hhbench's thread policy
+    (one thread per trace at most)."""
     import numba
 
     kernel = straightforward_euler()
-    numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, len(current_ua)))
+    numba.set_num_threads(threads.numba_threads(len(current_ua)))
     return kernel(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms))
