@@ -10,8 +10,8 @@ asv suite and the pytest-benchmark suite all call it:
   * `run_case(...)` (set-up and timing), `score_case(...)` (accuracy) and `run_suite(config)`,
     which times every case first and scores them afterwards.
 Every case gets a fresh backend object. Its `prepare_s` is that backend's set-up (CNN: model
-loading; numba: compilation or on-disk cache load — once per process, shared by the numba,
-exp-euler and reference backends, so their first case in a run carries it) and the
+loading; numba: compilation or on-disk cache load of its step kernel's driver — once per
+process and kernel, so the first case of each kernel in a process carries it) and the
 timing's cold start is its first call (CNN: tracing, kernel choice, weight upload); both are
 kept apart from the warm samples.
 """

@@ -130,8 +130,8 @@ fires {amps.size} spikes.{first} {later}
 **Every HH simulator on this step.** Spikes over the whole trace; times in ms per call
 (one trace): cold = set-up (compilation or loading its cache, where there is one) + first
 call; warm = median and interquartile range of the timed calls after an untimed warm-up.
-The numba-compiled backends (`numba`, `exp-euler`, `reference`) share one engine, so the
-first of them to run carries its compilation or cache load.
+Each numba-compiled backend (`numba`, `exp-euler`, `reference`) compiles its own step
+kernel, or loads it from numba's on-disk cache, once per process: that is in its cold time.
 
 {md_table(["backend", "status", "spikes", "first peak (mV)", "later peaks, mean (mV)",
            "cold (ms)", "warm median (ms)", "IQR (ms)", "repeats"], table)}
