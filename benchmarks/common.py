@@ -1,7 +1,12 @@
 """What every asv benchmark shares: the same cases as `hhbench run` (hhbench.suite)."""
 
+from hhbench import threads
 from hhbench.backends import backend_classes
 from hhbench.suite import SuiteConfig
+
+# the thread pools `hhbench run`'s workers use (numba's layer, OpenMP waiting), set before
+# any pool starts, so that asv times the same configuration
+threads.apply()
 
 #: the cases of the default `hhbench run`
 BACKENDS = list(SuiteConfig().backends)

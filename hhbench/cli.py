@@ -160,6 +160,8 @@ def cmd_run(args) -> int:
     for name in ("reference", "model"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    if args.processes is not None:
+        overrides["processes"] = args.processes
     if args.config:
         config = SuiteConfig.from_file(args.config, **overrides)
     else:
@@ -184,6 +186,15 @@ def cmd_run(args) -> int:
     written = [str(p) for p in (out, csv) if p]
     if written:
         print(f"wrote {' and '.join(written)}")
+    from hhbench.check import report
+    _, warned = report(results.environment.get("state", {}), results)
+    for line in warned:
+        print(f"warning: {line}", file=sys.stderr)
+    failed = [c for c in results.cases if c.status == "failed"]
+    if failed:
+        print(f"hhbench: {len(failed)} of {len(results.cases)} cases failed (reasons in the "
+              "table)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -199,15 +210,22 @@ def format_table(results) -> str:
     from hhbench.environment import one_line
 
     df = results.table()
+    if "reason" in df:  # a failed case says why, in a few words
+        df["status"] = [s if not isinstance(r, str) else f"{s}: {r}"
+                        for s, r in zip(df["status"], df["reason"])]
     cols = ["backend", "stimulus", "batch", "device", "cold_ms", "warm_median_ms", "warm_iqr_ms",
-            "per_trace_ms", "traces_per_s", "rmse_mv", "spike_count_error", "gamma", "status"]
+            "spread_pct", "per_trace_ms", "traces_per_s", "rmse_mv", "spike_count_error", "gamma",
+            "status"]
     df = df[[c for c in cols if c in df.columns]]
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", lambda x: f"{x:.3g}"):
         text = df.to_string(index=False, na_rep="-")
     ref = results.settings.get("reference")
+    n = results.settings.get("processes", 1)
     return (f"{one_line(results.environment)}\naccuracy against the {ref} reference; "
-            f"times in ms (cold = set-up + first call; warm = median of repeats)\n{text}")
+            f"times in ms, each case timed in {n} fresh processes (cold = set-up + first call; "
+            f"warm = median over processes of each one's median; spread_pct = variation "
+            f"between processes)\n{text}")
 
 
 def cmd_compare(args) -> int:
@@ -215,9 +233,32 @@ def cmd_compare(args) -> int:
     from hhbench.results import RunResults
     old, new = RunResults.load(args.old), RunResults.load(args.new)
     report = compare(old, new, Tolerances(threshold=parse_threshold(args.threshold),
-                                          alpha=args.alpha))
+                                          alpha=args.alpha, strict=args.strict,
+                                          allow_busy=args.allow_busy))
     print(format_comparison(report))
     return 1 if report.regressed else 0
+
+
+def cmd_check(args) -> int:
+    from hhbench.check import report
+    from hhbench.environment import machine_state
+    from hhbench.results import RunResults
+
+    results = RunResults.load(args.results) if args.results else None
+    state = machine_state() if results is None else results.environment.get("state")
+    if state is None:
+        raise HHBenchError(f"{args.results}: this results file has no machine state "
+                           "(written before hhbench recorded it)")
+    lines, warned = report(state, results)
+    print(("this machine now:" if results is None else f"{args.results} at its start:"))
+    for line in lines:
+        print(f"  {line}")
+    for line in warned:
+        print(f"warning: {line}")
+    if not warned:
+        print("no warnings: the machine looks stable" + ("" if results is None else
+                                                         " and the processes agree"))
+    return 0
 
 
 def cmd_plot(args) -> int:
@@ -225,6 +266,54 @@ def cmd_plot(args) -> int:
     from hhbench.results import RunResults
     results = RunResults.load(args.results)
     for path in plot_results(results, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_lab(args) -> int:
+    from hhbench.lab import run_lab
+    results = run_lab(args.questions, model=args.model, device=args.device,
+                      out_dir=args.output, progress=not args.no_progress)
+    main_file = "report.md" if len(results) == 6 else ", ".join(f"{k}.md" for k in results)
+    print(f"wrote {args.output}: {main_file} with its figures")
+    return 0
+
+
+def cmd_floor(args) -> int:
+    import json
+
+    from hhbench.floor import floor_report, format_floor
+    from hhbench.timing import TimingSettings
+
+    out = _out_path(args.json)
+    backends = _csv_list(args.backends) if args.backends else ("numpy", "numba", "exp-euler",
+                                                                "cnn")
+    settings = TimingSettings(min_repeats=args.repeats, min_time_s=args.min_time)
+    report = floor_report(backends, batch=args.batch, device=args.device, model=args.model,
+                          settings=settings)
+    print(format_floor(report))
+    if out:
+        from hhbench.atomic import atomic_write
+        atomic_write(out, json.dumps(report, indent=1))
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_scaling(args) -> int:
+    from hhbench.scaling import ScalingConfig, run_scaling, write_scaling
+
+    options = {"max_batch": args.max_batch, "budget_s": args.budget_s, "device": args.device,
+               "model": args.model, "n_samples": args.samples}
+    if args.backends:
+        options["backends"] = _csv_list(args.backends)
+    if args.lengths:
+        options["lengths"] = _csv_list(args.lengths, int)
+    config = ScalingConfig(**options)
+    from hhbench.plot import prepare_folder
+    prepare_folder(args.output)  # before the work: a bad folder fails now
+    results = run_scaling(config, progress=not args.no_progress)
+    print(results.to_markdown())
+    for path in write_scaling(results, args.output):
         print(f"wrote {path}")
     return 0
 
@@ -275,17 +364,18 @@ traces_per_s = batch / warm median; rmse_mv, spike_count_error (mean |count diff
 gamma (coincidence factor, 1 = every spike matched within 2 ms) against the reference."""
 
 COMPARE_WORDS = """\
-speed verdict per case, from NEW/OLD = ratio of the warm medians:
-  slower        ratio > 1 + threshold, and a one-sided Mann-Whitney U test on the raw
-                samples says NEW is slower at significance alpha
-  faster        ratio < 1 - threshold, confirmed the same way
-  same          the change is smaller than the threshold
-  inconclusive  the change exceeds the threshold but the test does not confirm it
-                (too few or too noisy samples: repeat with more --repeats)
+speed verdict per case, from NEW/OLD = ratio of the per-process medians and its
+(1 - alpha) interval (every case is timed in several fresh processes):
+  slower        the interval lies above 1 + threshold
+  faster        the interval lies below 1 - threshold
+  same          the interval lies inside 1 ± threshold
+  inconclusive  too few processes, or an interval too wide or straddling the threshold
+                (the report says how many processes per side would resolve it)
+A run that started on a busy machine gets no speed verdict unless --allow-busy.
 accuracy verdict: "same", or "WORSE (rmse, gamma, spike count)" when one grew beyond its
 tolerance, or "WORSE (diverged/failed)" when an ok case no longer runs.
 exit status: 0 no regression, 1 a regression (slower, or WORSE accuracy, or a case of OLD
-missing in NEW), 2 bad input."""
+missing in NEW; with --strict also an inconclusive case), 2 bad input."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -392,17 +482,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", help="the table as CSV")
     size = s.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="CI size: batch 1, 2 timed calls, no warm-up")
+                      help="CI size: batch 1, 3 repeats per process, no warm-up")
     size.add_argument("--config", help="suite settings from a JSON or TOML file")
     s.add_argument("--backends", help="comma-separated names (default: all of `hhbench backends`)")
     s.add_argument("--stimuli", help="comma-separated: step,sine,noise (default: all)")
     s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64 (default: 1,16)")
     s.add_argument("--device", help="cnn devices, comma-separated: cpu,gpu,gpu:N,auto "
                                     "(default: auto)")
+    s.add_argument("--processes", type=_positive_int,
+                   help="fresh processes that time each case (default 3; compare needs >= 3)")
     s.add_argument("--repeats", type=_positive_int,
-                   help="at least this many timed calls per case (default: 3)")
+                   help="at least this many timed calls per case and process")
     s.add_argument("--min-time", type=_nonnegative_float,
-                   help="and at least this many seconds of timed calls per case (default: 0.5)")
+                   help="and at least this many seconds of timed calls per case and process")
     s.add_argument("--reference", choices=("converged", "lab"),
                    help="accuracy against the converged reference (default) or the lab's "
                         "forward Euler")
@@ -411,21 +503,67 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
 
+    s = sub.add_parser("lab", help="answer the lab's questions: Markdown sections and figures")
+    s.add_argument("questions", nargs="*", metavar="QUESTION",
+                   help="q1 … q6 or all (default: all)")
+    s.add_argument("--model", help="CNN model folder or .keras file (default: the shipped one)")
+    s.add_argument("--device", default="auto", help="CNN device: cpu, gpu, gpu:N or auto")
+    s.add_argument("-o", "--output", default="lab-report", help="report folder (lab-report)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_lab)
+
+    s = sub.add_parser("floor", help="each backend against the floor the hardware allows")
+    s.add_argument("--backends", help="comma-separated (default numpy,numba,exp-euler,cnn)")
+    s.add_argument("--batch", type=_positive_int, default=64, help="traces per timed call (64)")
+    s.add_argument("--device", default="auto", help="CNN and matmul device: cpu, gpu, gpu:N, auto")
+    s.add_argument("--model", help="cnn model folder or .keras file (default: the shipped one)")
+    s.add_argument("--repeats", type=_positive_int, default=3, help="minimum timed repeats (3)")
+    s.add_argument("--min-time", type=_nonnegative_float, default=0.5,
+                   help="minimum timed seconds (0.5)")
+    s.add_argument("--json", help="write the report as JSON")
+    s.set_defaults(func=cmd_floor)
+
+    s = sub.add_parser("scaling", help="cost against batch size and stimulus length")
+    s.add_argument("-o", "--output", default="hhbench-scaling", help="folder for CSV/MD/JSON/PNG")
+    s.add_argument("--backends", help="comma-separated, default all")
+    s.add_argument("--max-batch", type=_positive_int, default=4096,
+                   help="largest batch of the batch sweep (4096)")
+    s.add_argument("--samples", type=_positive_int, default=2560,
+                   help="samples per trace, batch sweep")
+    s.add_argument("--lengths", help="comma-separated sample counts for the length sweep")
+    s.add_argument("--budget-s", type=_positive_float, default=30.0,
+                   help="seconds per backend and sweep")
+    s.add_argument("--device", default="auto", help="CNN device: cpu, gpu, gpu:N, auto")
+    s.add_argument("--model", help="cnn model folder or .keras file (default: the shipped one)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_scaling)
+
     s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression",
                        formatter_class=_FMT,
                        description="Compare two `hhbench run` results files case by case: "
-                                   "speed (NEW/OLD warm median) and accuracy. From two "
-                                   "machines, both machines and their calibration kernels are "
-                                   "shown.", epilog=COMPARE_WORDS)
+                                   "speed (NEW/OLD ratio of the per-process medians, with its "
+                                   "interval) and accuracy. From two machines, both machines "
+                                   "and their calibration kernels are shown.",
+                       epilog=COMPARE_WORDS)
     s.add_argument("old", help="results JSON of the baseline")
     s.add_argument("new", help="results JSON to judge")
     s.add_argument("--threshold", default="10%",
-                   help="smallest relative change of the warm median worth reporting, as 10%% "
-                        "or 0.1 (default: 10%%)")
+                   help="smallest relative change worth reporting, as 10%% or 0.1 "
+                        "(default: 10%%)")
     s.add_argument("--alpha", type=float, default=0.01,
-                   help="significance level of the Mann-Whitney U test on the raw samples "
-                        "(default: 0.01)")
+                   help="significance level: 1 - confidence of the ratio's interval "
+                        "(default 0.01: 99%%)")
+    s.add_argument("--strict", action="store_true",
+                   help="also exit 1 when a case is inconclusive")
+    s.add_argument("--allow-busy", action="store_true",
+                   help="give speed verdicts even when a run started on a busy machine")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("check", help="warn when this machine (or a run's) looks unstable "
+                                     "for timing")
+    s.add_argument("results", nargs="?", help="a results file: its machine state at the "
+                                              "start and the spread between its processes")
+    s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("plot", help="plot a results file", formatter_class=_FMT,
                        description="Plot a results file: cost_vs_batch.png (per-trace cost "

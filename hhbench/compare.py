@@ -4,10 +4,18 @@ Cases are matched on (backend, stimulus, batch, device); where the device differ
 another machine, "auto" resolved differently, a CNN that failed before reporting where it
 ran) a case that is unique by (backend, stimulus, batch) on both sides still matches. A
 case of OLD that NEW lacks is a regression (it may have stopped running). For each pair:
-  * speed: ratio = NEW median / OLD median of the warm samples. A slowdown counts only when
-    the ratio exceeds 1 + threshold AND a one-sided Mann-Whitney U test on the raw
-    samples says NEW is slower with p < alpha (too few samples can never be significant,
-    which the report says). Speed-ups are reported the same way.
+  * speed: each side's evidence is its per-process medians (every case is timed in
+    several fresh processes); `hhbench.stats.compare_processes` gives the NEW/OLD ratio,
+    its (1 − alpha) interval and one verdict: slower, faster, same (the interval inside
+    ±threshold) or inconclusive (too few processes, or an interval too wide or straddling
+    the threshold — with how many processes per side would resolve it). Results timed in
+    one process (schema 1, or `--processes 1`) are always inconclusive.
+  * a run that started on a busy machine (load average above half the cores, recorded in
+    its environment) gets no speed verdict: another job's load slows whole runs, every
+    process alike, which no spread between processes reveals (`allow_busy` overrides);
+  * the report exits 1 on a case that is slower, missing, or less accurate; with
+    `strict`, also on an inconclusive one. It never says "no regression" while a case is
+    inconclusive: it says which slowdowns it could not rule out.
   * accuracy: RMSE may grow by at most max(rmse_abs_mv, rmse_rel·OLD), the median Γ may
     drop by at most gamma_drop, the mean |spike-count error| may grow by at most
     count_increase; a case that was ok and now diverges or fails is a regression.
@@ -20,17 +28,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy.stats import mannwhitneyu
+import numpy as np
 
 from hhbench.environment import one_line
 from hhbench.errors import HHBenchError
 from hhbench.results import CaseResult, RunResults
+from hhbench.stats import MIN_PROCESSES, compare_processes
 
 
 @dataclass(frozen=True, kw_only=True)
 class Tolerances:
     threshold: float = 0.10      # relative slowdown that matters
-    alpha: float = 0.01          # significance level of the U test
+    alpha: float = 0.01          # 1 - confidence of the ratio's interval
+    min_processes: int = MIN_PROCESSES  # fewer per side: inconclusive
+    strict: bool = False         # inconclusive cases fail too
+    allow_busy: bool = False     # give verdicts even when a run started on a busy machine
     rmse_abs_mv: float = 0.1
     rmse_rel: float = 0.10
     gamma_drop: float = 0.05
@@ -39,13 +51,20 @@ class Tolerances:
     def __post_init__(self):
         if not self.threshold >= 0 or not 0 < self.alpha < 1:
             raise HHBenchError("threshold must be >= 0 and alpha within (0, 1)")
+        if self.min_processes < 2:
+            raise HHBenchError("a verdict needs at least 2 processes per side")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Comparison:
     rows: list[dict]
     machines: dict
+    #: a case slower, missing or less accurate (or, with `strict`, inconclusive)
     regressed: bool
+    tolerances: Tolerances = Tolerances()
+
+    def count(self, speed: str) -> int:
+        return sum(r.get("speed") == speed for r in self.rows)
 
     def table(self):
         import pandas as pd
@@ -85,18 +104,14 @@ def match_cases(old: RunResults, new: RunResults) -> list[tuple[CaseResult | Non
 
 def _speed(o: CaseResult, n: CaseResult, tol: Tolerances) -> dict:
     if o.timing is None or n.timing is None:
-        return {"speed": "n/a"}
-    ratio = n.timing.median_s / o.timing.median_s
-    slower = mannwhitneyu(n.timing.samples_s, o.timing.samples_s, alternative="greater").pvalue
-    faster = mannwhitneyu(n.timing.samples_s, o.timing.samples_s, alternative="less").pvalue
-    if ratio > 1 + tol.threshold:
-        verdict = "SLOWER" if slower < tol.alpha else "slower?"
-    elif ratio < 1 / (1 + tol.threshold):
-        verdict = "faster" if faster < tol.alpha else "faster?"
-    else:
-        verdict = "same"
-    return {"old_ms": o.timing.median_s * 1e3, "new_ms": n.timing.median_s * 1e3,
-            "ratio": ratio, "p_slower": slower, "speed": verdict}
+        return {"speed": "no timing"}
+    old_m, new_m = o.process_medians(), n.process_medians()
+    v = compare_processes(old_m, new_m, threshold=tol.threshold, alpha=tol.alpha,
+                          min_processes=tol.min_processes)
+    return {"old_ms": float(np.median(old_m)) * 1e3, "new_ms": float(np.median(new_m)) * 1e3,
+            "ratio": v.ratio, "ci_low": v.ci_low, "ci_high": v.ci_high,
+            "processes": f"{v.n_old}/{v.n_new}", "speed": v.verdict, "why": v.why,
+            "processes_needed": v.processes_needed}
 
 
 def _num(d: dict, key: str) -> float:
@@ -122,8 +137,18 @@ def _accuracy(o: CaseResult, n: CaseResult, tol: Tolerances) -> dict:
             "accuracy": "WORSE (" + ", ".join(worse) + ")" if worse else "same"}
 
 
+def _busy_reason(old: RunResults, new: RunResults) -> str | None:
+    from hhbench.check import busy
+    reasons = [f"{side} started at {why}" for side, res in (("OLD", old), ("NEW", new))
+               if (why := busy(res.environment.get("state")))]
+    return "; ".join(reasons) or None
+
+
 def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) -> Comparison:
     rows = []
+    # another job's load slows a whole run, every process alike: no spread between
+    # processes shows it, so a verdict from such a run could be wrong either way
+    busy = None if tol.allow_busy else _busy_reason(old, new)
     for o, n in match_cases(old, new):
         base = o or n
         row = {"backend": base.backend, "stimulus": base.stimulus, "batch": base.batch,
@@ -134,34 +159,72 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
             row.update(speed="MISSING in NEW", accuracy="")
         else:
             row.update(_speed(o, n, tol))
+            if busy and row["speed"] in ("slower", "faster", "same"):
+                row.update(why=f"would be {row['speed']}, but {busy}: a busy machine's load "
+                               "shifts whole runs (rerun on a quiet machine, or --allow-busy)",
+                           speed="inconclusive", processes_needed=None)
             row.update(_accuracy(o, n, tol))
         rows.append(row)
-    regressed = any(r["speed"] in ("SLOWER", "MISSING in NEW")
-                    or str(r["accuracy"]).startswith("WORSE") for r in rows)
+    failing = ("slower", "MISSING in NEW") + (("inconclusive",) if tol.strict else ())
+    regressed = any(r["speed"] in failing or str(r["accuracy"]).startswith("WORSE")
+                    for r in rows)
     calib = {}
     for key, old_s in old.calibration.items():
         new_s = new.calibration.get(key)
         if old_s and new_s:
             calib[key] = {"old_s": old_s, "new_s": new_s, "new_over_old": new_s / old_s}
     machines = {"old": one_line(old.environment), "new": one_line(new.environment),
+                "busy": busy,
                 "old_commit": (old.environment.get("git") or {}).get("commit"),
                 "new_commit": (new.environment.get("git") or {}).get("commit"),
                 "calibration": calib}
-    return Comparison(rows=rows, machines=machines, regressed=regressed)
+    return Comparison(rows=rows, machines=machines, regressed=regressed, tolerances=tol)
 
 
 def format_comparison(cmp: Comparison) -> str:
-    """A readable report: machines, calibration, then one line per case."""
+    """A readable report: machines, calibration, one line per case, the reasons of the
+    inconclusive cases, then the conclusion (which never claims more than was shown)."""
     import pandas as pd
 
-    m = cmp.machines
+    m, tol = cmp.machines, cmp.tolerances
     lines = [f"OLD: {m['old']} (commit {str(m['old_commit'])[:10]})",
              f"NEW: {m['new']} (commit {str(m['new_commit'])[:10]})"]
     for key, c in m["calibration"].items():
         lines.append(f"calibration {key}: NEW/OLD = {c['new_over_old']:.2f}")
+    lines.append(f"speed: NEW/OLD of the per-process median warm times, {1 - tol.alpha:.0%} "
+                 f"interval; threshold ±{tol.threshold:.0%}")
+    if m.get("busy"):
+        lines.append(f"warning: {m['busy']}: no speed verdicts (--allow-busy gives them anyway)")
     table = cmp.table()
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
+    if "ci_low" in table:
+        table["interval"] = [f"{lo:.3f}-{hi:.3f}" if math.isfinite(lo) else "-"
+                             for lo, hi in zip(table["ci_low"].fillna(float("nan")),
+                                               table["ci_high"].fillna(float("nan")))]
+    cols = [c for c in ("backend", "stimulus", "batch", "device", "old_ms", "new_ms", "ratio",
+                        "interval", "processes", "speed", "d_rmse_mv", "d_gamma",
+                        "d_count_error", "accuracy") if c in table]
+    with pd.option_context("display.width", 250, "display.max_columns", 30,
                            "display.float_format", lambda x: f"{x:.3g}" if math.isfinite(x) else "nan"):
-        lines.append(table.to_string(index=False))
-    lines.append("REGRESSION" if cmp.regressed else "no regression")
+        lines.append(table[cols].to_string(index=False, na_rep="-"))
+    unsure = [r for r in cmp.rows if r.get("speed") == "inconclusive"]
+    for r in unsure:
+        lines.append(f"  inconclusive {r['backend']} {r['stimulus']} x{r['batch']}: {r['why']}")
+    slower, worse = cmp.count("slower"), sum(str(r.get("accuracy", "")).startswith("WORSE")
+                                             for r in cmp.rows)
+    missing = cmp.count("MISSING in NEW")
+    if cmp.regressed:
+        parts = [f"{k} {what}" for k, what in ((slower, "slower"), (worse, "less accurate"),
+                                                (missing, "missing"),
+                                                (len(unsure) if tol.strict else 0,
+                                                 "inconclusive (--strict)")) if k]
+        lines.append("REGRESSION: " + ", ".join(parts))
+    elif unsure:
+        needed = [r["processes_needed"] for r in unsure if r.get("processes_needed")]
+        hint = (f"; rerun both with --processes {min(max(needed), 50)} or more to decide"
+                if needed else "")
+        lines.append(f"no slowdown shown, but {len(unsure)} of {len(cmp.rows)} cases are "
+                     f"inconclusive: a slowdown there cannot be ruled out{hint}")
+    else:
+        lines.append(f"no regression: every case is the same (within ±{tol.threshold:.0%}) "
+                     "or faster, and as accurate")
     return "\n".join(lines)

@@ -4,6 +4,10 @@ Everything is read, not assumed: CPU model from /proc/cpuinfo (or `platform`), c
 memory from psutil, GPU name and driver from `nvidia-smi` when it exists (and, when the
 run used TensorFlow, the GPUs TensorFlow sees), versions from the installed packages'
 metadata (nothing heavy is imported here), the git commit of the working tree.
+`machine_state()` adds what decides speed at the moment a run starts: load average, CPU
+frequency and scaling governor where readable, the speed-relevant environment variables
+and hhbench's threading policy (each worker process records its own thread pools and
+numba's cache use: see hhbench.threads).
 """
 
 from __future__ import annotations
@@ -84,3 +88,46 @@ def one_line(env: dict) -> str:
     """'Intel Xeon ..., 2 cores, 23.4 GiB, no GPU' for tables and plots."""
     gpu = ", ".join(g["name"] for g in env.get("gpus", [])) or "no GPU"
     return f"{env.get('cpu')}, {env.get('logical_cores')} cores, {env.get('memory_gib')} GiB, {gpu}"
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def cpu_frequency() -> dict:
+    """Current/min/max CPU frequency in MHz (psutil) and the scaling governor and driver
+    (/sys, Linux); None for what this machine does not expose (e.g. a virtual machine)."""
+    import psutil
+
+    try:
+        freq = psutil.cpu_freq()
+    except (OSError, NotImplementedError, AttributeError):
+        freq = None
+    cpufreq = "/sys/devices/system/cpu/cpu0/cpufreq"
+    return {"current_mhz": getattr(freq, "current", None) or None,
+            "min_mhz": getattr(freq, "min", None) or None,
+            "max_mhz": getattr(freq, "max", None) or None,
+            "governor": _read(f"{cpufreq}/scaling_governor"),
+            "driver": _read(f"{cpufreq}/scaling_driver"),
+            "intel_no_turbo": _read("/sys/devices/system/cpu/intel_pstate/no_turbo")}
+
+
+def machine_state() -> dict:
+    """What decides speed right now: load average (1, 5, 15 min) against the logical cores,
+    CPU frequency and governor, the CPU affinity of this process, the environment variables
+    of the thread pools (OMP_*, NUMBA_*, OPENBLAS_*, MKL_*, TF_*, ...), hhbench's policy."""
+    from hhbench import threads
+
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    return {"load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "logical_cores": os.cpu_count(), "affinity": affinity,
+            "cpu_frequency": cpu_frequency(),
+            "threading_policy": {"enabled": threads.enabled(), "numba_layer": threads.LAYER,
+                                 "env": threads.ENV},
+            "env": threads.speed_environment()}

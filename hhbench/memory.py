@@ -7,8 +7,8 @@ scales with:
   * per case while it runs (`WORKING_ARRAYS`): the stimulus current, the backend's output of
     the timed call and of the previous call, divergence masking, and during scoring the
     reference and the differences the metrics take;
-  * held for the whole run: every case's last output (kept until scoring) and one
-    reference per (stimulus, batch).
+  * held while scoring: one reference per (stimulus, batch) (cached), and one case's
+    output at a time (the worker processes leave their outputs on disk).
 It is a lower bound of the right order (a backend's own temporaries come on top), which
 is what refusing needs: a request above it cannot succeed.
 """
@@ -33,13 +33,12 @@ def case_bytes(batch: int, n_samples: int) -> int:
 
 def suite_bytes(cases: list[tuple[str, int]], n_samples: int) -> int:
     """Estimated peak bytes of a run of `cases` [(stimulus, batch), ...]: the largest case's
-    working set plus every output and reference held until scoring."""
+    working set plus the references cached while scoring."""
     if not cases:
         return 0
-    held = sum(trace_bytes(b, n_samples) for _, b in cases)
     references = sum(trace_bytes(b, n_samples) for _, b in set(cases))
     working = max(case_bytes(b, n_samples) for _, b in cases)
-    return held + references + working
+    return references + working
 
 
 def available_bytes() -> int:

@@ -95,6 +95,10 @@ def _save(fig, path: Path, fmt: str) -> Path:
     return path
 
 
+#: the public name, for other report writers (hhbench.lab)
+save_figure = _save
+
+
 def check_plot_path(path: str | os.PathLike) -> Path:
     """A writable path whose suffix names an image format matplotlib writes (before any
     work is done)."""
@@ -350,3 +354,38 @@ def plot_trace(result, path: str | os.PathLike) -> Path:
     state = ", DIVERGED" if result.any_diverged else ""
     ax_i.set_title(f"{result.backend} on {stim.kind} ({result.device}){state}")
     return _save(fig, path, path.suffix.lstrip(".").lower())
+
+
+def prepare_folder(path: str | os.PathLike) -> Path:
+    """`path` as an existing folder (created if only its last level is missing)."""
+    return _prepare_dir(Path(path))
+
+
+def plot_scaling(results, path: str | os.PathLike, *, fmt: str = "png") -> Path:
+    """Per-trace cost against batch size and against stimulus length, log-log, one line per
+    backend, each labelled with its fitted growth exponent (`hhbench.scaling`)."""
+    from matplotlib.figure import Figure
+
+    exps = results.exponents()
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
+    for ax, axis, xlabel in ((axes[0], "batch", "batch size (traces)"),
+                             (axes[1], "length", "stimulus length (samples), one trace")):
+        for backend in results.config.backends:
+            pts = [p for p in results.points if p.backend == backend and p.axis == axis]
+            if not pts:
+                continue
+            p = exps.get((backend, axis))
+            label = backend if p is None else f"{backend} (p = {p:.2f})"
+            ax.plot([q.size for q in pts], [q.per_trace_s * 1e3 for q in pts], "o-", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("time per trace (ms)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("per-trace cost against batch size")
+    axes[1].set_title("per-trace cost against stimulus length")
+    fig.suptitle("growth exponent p: time per call ∝ sizeᵖ", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, Path(path), fmt)

@@ -1,8 +1,11 @@
 """Result files: what `hhbench run` measured, with its settings and environment.
 
 A `RunResults` holds one `CaseResult` per (backend, stimulus, batch, device): status,
-every raw timing sample, the accuracy summary against the stated reference, the backend's
-settings. It round-trips through JSON (schema tag "hhbench-results/1"), is written
+every raw timing sample of every worker process (`processes`: set-up, first call and warm
+samples per process; `timing` pools them), the accuracy summary against the stated
+reference, the backend's settings. It round-trips through JSON (schema tag
+"hhbench-results/2"; files of schema 1, timed in one process, still load as one process
+each), is written
 atomically (temporary file, then rename, so an interrupted run leaves no broken file),
 and turns into a table (pandas) for printing, CSV and notebooks.
 """
@@ -20,9 +23,12 @@ import numpy as np
 
 from hhbench.atomic import atomic_write
 from hhbench.errors import HHBenchError
-from hhbench.timing import Timing, throughput
+from hhbench.stats import spread
+from hhbench.timing import ProcessTiming, Timing, pooled, throughput
 
-SCHEMA = "hhbench-results/1"
+SCHEMA = "hhbench-results/2"
+#: older schemas that still load (schema 1: one process per case)
+READABLE_SCHEMAS = (SCHEMA, "hhbench-results/1")
 STATUSES = ("ok", "diverged", "failed", "skipped")
 
 
@@ -38,9 +44,13 @@ class CaseResult:
     n_samples: int
     dt_ms: float
     reference: str
+    #: all warm samples pooled over processes (cold: the median first call); derived from
+    #: `processes` when not given
     timing: Timing | None = None
-    #: one-off set-up in this process before the first call (compile, load), seconds
+    #: median one-off set-up before the first call (compile, load) over processes, seconds
     prepare_s: float | None = None
+    #: one entry per worker process that timed this case
+    processes: tuple[ProcessTiming, ...] = ()
     accuracy: dict = field(default_factory=dict)
     error: str | None = None
     settings: dict = field(default_factory=dict)
@@ -51,7 +61,28 @@ class CaseResult:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
         if self.batch < 1:
             raise ValueError("batch must be >= 1")
+        procs = tuple(self.processes)
+        if procs and self.timing is None:
+            object.__setattr__(self, "timing", pooled(procs))
+        if procs and self.prepare_s is None:
+            prep = [p.prepare_s for p in procs if p.prepare_s is not None]
+            object.__setattr__(self, "prepare_s", float(np.median(prep)) if prep else None)
+        if not procs and self.timing is not None:  # timed in one process (schema 1, tests)
+            procs = (ProcessTiming(prepare_s=self.prepare_s, cold_s=self.timing.cold_s,
+                                   samples_s=self.timing.samples_s),)
+        object.__setattr__(self, "processes", procs)
 
+    def process_medians(self) -> np.ndarray:
+        """Median warm time of each process (seconds)."""
+        return np.array([p.median_s for p in self.processes])
+
+    @property
+    def short_reason(self) -> str | None:
+        """The error's first clause, short enough for a table cell."""
+        if not self.error:
+            return None
+        text = self.error.strip().splitlines()[0].removeprefix("HHBenchError: ")
+        return text if len(text) <= 60 else text[:57] + "..."
     @property
     def key(self) -> tuple:
         return (self.backend, self.stimulus, self.batch, self.device)
@@ -63,18 +94,25 @@ class CaseResult:
         if self.timing is not None:
             t = self.timing.summary()
             setup_ms = _ms(self.prepare_s) or 0.0
-            row.update(cold_ms=setup_ms + (_ms(t["cold_s"]) or 0.0), setup_ms=setup_ms,
-                       first_call_ms=_ms(t["cold_s"]), warm_median_ms=_ms(t["median_s"]),
+            # per process first, then the median over processes: the process is the unit
+            colds = [(p.prepare_s or 0.0) + p.cold_s for p in self.processes
+                     if p.cold_s is not None]
+            medians = self.process_medians()
+            warm_s = float(np.median(medians))
+            row.update(cold_ms=_ms(float(np.median(colds))) if colds else None,
+                       setup_ms=setup_ms, first_call_ms=_ms(t["cold_s"]),
+                       warm_median_ms=_ms(warm_s), processes=len(self.processes),
+                       spread_pct=100 * spread(medians),
                        warm_iqr_ms=_ms(t["iqr_s"]), warm_min_ms=_ms(t["min_s"]),
                        p90_ms=_ms(t["p90_s"]), p99_ms=_ms(t["p99_s"]), repeats=t["repeats"],
-                       per_trace_ms=_ms(t["median_s"] / self.batch),
-                       **throughput(t["median_s"], batch=self.batch, n_samples=self.n_samples,
+                       per_trace_ms=_ms(warm_s / self.batch),
+                       **throughput(warm_s, batch=self.batch, n_samples=self.n_samples,
                                     dt_ms=self.dt_ms))
         acc = self.accuracy
         row.update(rmse_mv=acc.get("rmse_mv_median"), mae_mv=acc.get("mae_mv_median"),
                    spike_count_error=acc.get("spike_count_abs_error_mean"),
                    gamma=acc.get("gamma_median"), diverged=acc.get("frac_diverged"),
-                   reference=self.reference, error=self.error)
+                   reference=self.reference, error=self.error, reason=self.short_reason)
         return row
 
     def to_dict(self) -> dict:
@@ -83,12 +121,18 @@ class CaseResult:
                                            "error", "settings", "stimulus_params")}
         d["timing"] = None if self.timing is None else {
             "cold_s": self.timing.cold_s, "samples_s": list(self.timing.samples_s)}
+        d["processes"] = [p.to_dict() for p in self.processes]
         return _clean(d)
 
     @classmethod
     def from_dict(cls, d: dict) -> "CaseResult":
         d = dict(d)
         timing = d.pop("timing", None)
+        procs = tuple(ProcessTiming(prepare_s=p.get("prepare_s"), cold_s=p.get("cold_s"),
+                                    samples_s=tuple(p["samples_s"]))
+                      for p in d.pop("processes", None) or ())
+        if procs:  # the pooled timing is derived from them
+            return cls(processes=procs, **d)
         return cls(timing=None if timing is None else Timing(cold_s=timing["cold_s"],
                                                              samples_s=tuple(timing["samples_s"])),
                    **d)
@@ -139,7 +183,7 @@ class RunResults:
             raise HHBenchError(f"{path}: no such results file") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise HHBenchError(f"{path}: not a readable JSON results file ({exc})") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        if not isinstance(data, dict) or data.get("schema") not in READABLE_SCHEMAS:
             raise HHBenchError(f"{path}: not an hhbench results file (expected schema {SCHEMA})")
         try:
             return cls(settings=data["settings"], environment=data["environment"],

@@ -10,8 +10,8 @@ asv suite and the pytest-benchmark suite all call it:
   * `run_case(...)` (set-up and timing), `score_case(...)` (accuracy) and `run_suite(config)`,
     which times every case first and scores them afterwards.
 Every case gets a fresh backend object. Its `prepare_s` is that backend's set-up (CNN: model
-loading; numba: compilation or on-disk cache load — once per process, shared by the numba,
-exp-euler and reference backends, so their first case in a run carries it) and the
+loading; numba: compilation or on-disk cache load of its step kernel's driver — once per
+process and kernel, so the first case of each kernel in a process carries it) and the
 timing's cold start is its first call (CNN: tracing, kernel choice, weight upload); both are
 kept apart from the warm samples.
 """
@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+import importlib.util
 import json
 import sys
+import tempfile
 import time
 import tomllib
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +37,41 @@ from hhbench import metrics
 from hhbench import stimuli as stimlib
 from hhbench.backends import backend_classes, check_name, get_backend
 from hhbench.backends.base import SimResult
-from hhbench.environment import describe_machine
+from hhbench.environment import describe_machine, machine_state
 from hhbench.errors import DivergenceWarning, HHBenchError
 from hhbench.results import CaseResult, RunResults
-from hhbench.timing import TimingSettings, calibrate, measure
+from hhbench.timing import ProcessTiming, TimingSettings, calibrate, measure
 
 REFERENCES = {"converged": "reference", "lab": "numba"}
+
+#: per process: one warm-up call (none after a first call over 1 s), then timed calls until
+#: 2 calls and 0.15 s (a fast case gets hundreds, a slow one 2: the evidence for a verdict
+#: is the spread between processes, not the samples of one); with 3 processes the default
+#: suite aims at about 90 s on 2 cores
+DEFAULT_TIMING = TimingSettings(warmup_calls=1, min_repeats=2, min_time_s=0.15,
+                                skip_warmup_after_s=1.0)
+DEFAULT_PROCESSES = 3
+
+
+def import_backend_module(spec: str) -> None:
+    """Import a module that registers extra backends: a dotted name, or a path to a .py file
+    (imported under its file name). Used for `extra_backend_modules` in parent and workers."""
+    try:
+        if spec.endswith(".py"):
+            path = Path(spec).resolve()
+            name = f"hhbench_extra_{path.stem}"
+            if name in sys.modules:
+                return
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            if module_spec is None or not path.is_file():
+                raise ImportError(f"no such file {path}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            importlib.import_module(spec)
+    except ImportError as exc:
+        raise HHBenchError(f"extra backend module {spec!r}: {exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,9 +85,18 @@ class SuiteConfig:
     cnn_mode: str = "compiled"
     n_samples: int = stimlib.DEFAULT_SAMPLES
     seed: int = 0
-    timing: TimingSettings = field(default_factory=TimingSettings)
+    timing: TimingSettings = DEFAULT_TIMING
+    #: fresh worker processes that time every case (each: set-up, first call, warm-up, timing)
+    processes: int = DEFAULT_PROCESSES
+    #: modules (dotted names or .py paths) imported first, in this process and in every
+    #: worker, that register more backends (e.g. a synthetic backend for a check)
+    extra_backend_modules: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if int(self.processes) != self.processes or self.processes < 1:
+            raise HHBenchError(f"processes must be a positive integer, got {self.processes!r}")
+        for spec in self.extra_backend_modules:
+            import_backend_module(spec)
         for name in self.backends:
             check_name(name)
         for kind in self.stimuli:
@@ -72,8 +113,8 @@ class SuiteConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "SuiteConfig":
-        """The CI-sized suite: batch 1, few repeats (under 30 s on 2 cores)."""
-        return cls(**{"batches": (1,), "timing": TimingSettings(warmup_calls=0, min_repeats=2,
+        """The CI-sized suite: batch 1, no warm-up, 3 timed calls per process."""
+        return cls(**{"batches": (1,), "timing": TimingSettings(warmup_calls=0, min_repeats=3,
                                                                 min_time_s=0.0), **overrides})
 
     @classmethod
@@ -89,14 +130,20 @@ class SuiteConfig:
             raise HHBenchError(f"{path}: a suite config must be a table of settings")
         data.update(overrides)
         try:
-            if isinstance(data.get("timing"), dict):
-                data["timing"] = TimingSettings(**data["timing"])
-            for key in ("backends", "stimuli", "batches", "devices"):
-                if key in data:
-                    data[key] = tuple(data[key])
-            return cls(**data)
+            return cls.from_dict(data)
         except TypeError as exc:
             raise HHBenchError(f"{path}: bad suite config ({exc})") from None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SuiteConfig":
+        """Settings from `as_dict()` (or a config file's table); TypeError on unknown keys."""
+        data = dict(data)
+        if isinstance(data.get("timing"), dict):
+            data["timing"] = TimingSettings(**data["timing"])
+        for key in ("backends", "stimuli", "batches", "devices", "extra_backend_modules"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -216,62 +263,97 @@ def _example(result: SimResult) -> dict:
 
 
 def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
-    """Run every case of `config`; a failing or diverging case is recorded, not fatal."""
+    """Run every case of `config`: time each in `config.processes` fresh worker processes,
+    then score the first process' output against the reference (computed once, here, after
+    all timings). A failing or diverging case is recorded, not fatal; a case that failed in
+    any process is "failed" with that process' reason."""
     from tqdm.auto import tqdm
+
+    from hhbench.workers import run_processes
 
     needed = check_memory(config)
     check_devices(config)
     cases = suite_cases(config)
+    # a backend not installed here (e.g. the cnn without TensorFlow) is skipped, and says why
+    missing = {name: backend_classes()[name].unavailable_reason() for name in config.backends}
+    runnable = [i for i, c in enumerate(cases) if not missing[c[0]]]
     if progress and needed > 2**30:  # minutes per case ahead: say so before the first one
         tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
                    f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
                    file=sys.stderr)
-    env = describe_machine()
+    env = {**describe_machine(), "state": machine_state()}
     calib = calibrate()
-    bar = tqdm(cases, disable=not progress, unit="case", dynamic_ncols=True, desc="hhbench run")
-    timed = []
-    for name, kind, batch, device in bar:
-        bar.set_postfix_str(f"{name} {kind} x{batch}")
-        stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
-        missing = backend_classes()[name].unavailable_reason()
-        if missing:  # not installed here (e.g. the cnn without TensorFlow): skipped, said why
-            timed.append((CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
-                                     status="skipped", n_samples=stim.n_samples,
-                                     dt_ms=stim.dt_ms, reference=config.reference,
-                                     error=missing), None))
-            continue
-        try:
-            backend = make_backend(name, device=device, model=config.model,
-                                   cnn_mode=config.cnn_mode)
-        except HHBenchError as exc:  # e.g. not installed here: recorded, the run goes on
-            timed.append((CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
-                                     status="failed", n_samples=stim.n_samples,
-                                     dt_ms=stim.dt_ms, reference=config.reference,
-                                     error=str(exc)), None))
-            continue
-        timed.append(run_case(backend, stim, timing=config.timing,
-                              reference_name=config.reference))
-    # accuracy after all timings: the references use the numba engine, which would
-    # otherwise be compiled before, and hidden from, the numba backends' cold start
-    out, examples = [], {}
-    # the references of large batches take long (the converged one most): show them
-    scoring = tqdm(timed, disable=not progress, unit="case", dynamic_ncols=True,
-                   desc="accuracy")
-    for case, result in scoring:
-        scoring.set_postfix_str(f"{config.reference} reference {case.stimulus} x{case.batch}")
-        ref = cached_reference(case.stimulus, case.batch, config.n_samples, config.seed,
-                               config.reference)
-        out.append(score_case(case, result, ref))
-        if result is not None and case.batch == min(config.batches):
-            stim = result.stimulus
-            ex = examples.setdefault(case.stimulus, {"t_ms": np.round(stim.t_ms, 4),
-                                                     "current_ua": np.round(stim.current_ua[0], 4),
-                                                     "reference": np.round(ref.v_batch[0], 3),
-                                                     "backends": {}})
-            label = f"{case.backend}@{case.device}" if case.backend == "cnn" else case.backend
-            ex["backends"][label] = _example(result)
+    bar = tqdm(total=len(runnable) * config.processes, disable=not progress, unit="case",
+               dynamic_ncols=True, desc=f"hhbench run ({config.processes} processes)")
+    with tempfile.TemporaryDirectory(prefix="hhbench-outputs-") as keep:
+        outputs = run_processes(config.as_dict(), [cases[i] for i in runnable],
+                                config.processes, keep_dir=Path(keep),
+                                on_case=lambda: bar.update(1))
+        bar.close()
+        env["workers"] = [o.record for o in outputs]
+        out, examples = [], {}
+        position = {case_index: k for k, case_index in enumerate(runnable)}
+        for case_index, (name, kind, batch, device) in enumerate(cases):
+            stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
+            if missing[name]:
+                out.append(CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
+                                      status="skipped", n_samples=stim.n_samples,
+                                      dt_ms=stim.dt_ms, reference=config.reference,
+                                      error=missing[name]))
+                continue
+            index = position[case_index]
+            per_process = [o.cases[index] for o in outputs if index in o.cases]
+            case = _assemble(name, stim, device, config.reference, per_process)
+            result = _load_output(Path(keep) / f"{index}.npz", name, stim, case.device)
+            if case.status == "failed":
+                result = None
+            # accuracy after all timings: the references use the numba engine
+            ref = cached_reference(kind, batch, config.n_samples, config.seed, config.reference)
+            out.append(score_case(case, result, ref))
+            if result is not None and batch == min(config.batches):
+                ex = examples.setdefault(kind, {"t_ms": np.round(stim.t_ms, 4),
+                                                "current_ua": np.round(stim.current_ua[0], 4),
+                                                "reference": np.round(ref.v_batch[0], 3),
+                                                "backends": {}})
+                label = f"{name}@{case.device}" if name == "cnn" else name
+                ex["backends"][label] = _example(result)
     return RunResults(settings={**config.as_dict(), "schema_note": "times in seconds"},
                       environment=env, calibration=calib, cases=tuple(out), examples=examples)
+
+
+def _assemble(name: str, stim: stimlib.Stimulus, device: str, reference: str,
+              per_process: list[dict]) -> CaseResult:
+    """One CaseResult from the workers' reports of a case (one dict per process)."""
+    base = dict(backend=name, stimulus=stim.kind, batch=stim.batch_size, n_samples=stim.n_samples,
+                dt_ms=stim.dt_ms, reference=reference, stimulus_params=stim.describe())
+    ran = [p for p in per_process if p.get("samples_s")]
+    errors = [p["error"] for p in per_process if p.get("error") and not p.get("samples_s")]
+    if errors or not ran:
+        n_failed = len(errors) if errors else len(per_process)
+        reason = errors[0] if errors else "no worker process reported this case"
+        if len(per_process) > 1:
+            reason = f"{reason} (in {n_failed} of {len(per_process)} processes)"
+        return CaseResult(device=(ran[0]["device"] if ran else device), status="failed",
+                          error=reason, processes=tuple(_timing(p) for p in ran), **base)
+    statuses = {p["status"] for p in ran}
+    return CaseResult(device=ran[0]["device"], status="diverged" if "diverged" in statuses
+                      else "ok", processes=tuple(_timing(p) for p in ran),
+                      settings=ran[0].get("settings") or {}, **base)
+
+
+def _timing(report: dict) -> ProcessTiming:
+    return ProcessTiming(prepare_s=report.get("prepare_s"), cold_s=report.get("cold_s"),
+                         samples_s=tuple(report["samples_s"]))
+
+
+def _load_output(path: Path, name: str, stim: stimlib.Stimulus, device: str) -> SimResult | None:
+    """The first process' output of a case (saved by its worker), as a SimResult."""
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return SimResult(backend=name, v_mv=data["v"], t_ms=data["t_ms"],
+                         first_sample=int(data["first_sample"]), diverged=data["diverged"],
+                         stimulus=stim, device=device)
 
 
 __all__ = ["SuiteConfig", "case_stimulus", "reference_run", "cached_reference", "accuracy",

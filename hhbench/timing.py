@@ -3,7 +3,9 @@
 `measure(fn)` follows the usual discipline (pyperf, pytest-benchmark):
   1. the first call is timed on its own as the cold start (numba compilation or cache
      load, TensorFlow tracing and weight upload); it never enters the warm statistics;
-  2. `warmup_calls` more calls, untimed;
+  2. `warmup_calls` more calls, untimed (none when `skip_warmup_after_s` is set and the
+     first call took longer: a call that long has warmed caches and predictors itself,
+     and a warm-up would only add its cost to every process);
   3. timed calls until at least `min_repeats` calls and `min_time_s` seconds are done
      (at most `max_repeats` calls).
 Each timed call includes `finish(result)`, so the clock stops only when the result really
@@ -36,6 +38,7 @@ class TimingSettings:
     min_repeats: int = 3
     min_time_s: float = 0.5
     max_repeats: int = 10_000
+    skip_warmup_after_s: float | None = None
 
     def __post_init__(self):
         if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:
@@ -79,6 +82,37 @@ class Timing:
                 "p99_s": self.percentile_s(99), "repeats": len(self.samples_s)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProcessTiming:
+    """One process' measurement of a case: its set-up (`prepare_s`), first call (`cold_s`)
+    and warm samples, in seconds."""
+
+    prepare_s: float | None
+    cold_s: float | None
+    samples_s: tuple[float, ...]
+
+    def __post_init__(self):
+        if not self.samples_s:
+            raise ValueError("a ProcessTiming needs at least one warm sample")
+        object.__setattr__(self, "samples_s", tuple(float(s) for s in self.samples_s))
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.samples_s))
+
+    def to_dict(self) -> dict:
+        return {"prepare_s": self.prepare_s, "cold_s": self.cold_s,
+                "samples_s": list(self.samples_s)}
+
+
+def pooled(processes: "tuple[ProcessTiming, ...]") -> Timing:
+    """All processes' warm samples as one Timing (in process order); its cold start is
+    the median of the processes' first calls."""
+    colds = [p.cold_s for p in processes if p.cold_s is not None]
+    return Timing(cold_s=float(np.median(colds)) if colds else None,
+                  samples_s=tuple(s for p in processes for s in p.samples_s))
+
+
 def finish(result) -> None:
     """Wait until `result` is really computed (TensorFlow tensors live on their device)."""
     if hasattr(result, "numpy"):
@@ -96,7 +130,9 @@ def measure(fn: Callable[[], object], settings: TimingSettings = TimingSettings(
         result = fn()
         finish(result)
         cold_s = (clock() - start) / 1e9
-    for _ in range(settings.warmup_calls):
+    long_first = (settings.skip_warmup_after_s is not None and cold_s is not None
+                  and cold_s > settings.skip_warmup_after_s)
+    for _ in range(0 if long_first else settings.warmup_calls):
         result = fn()
         finish(result)
     samples: list[float] = []

@@ -6,7 +6,7 @@
    stimulus), and numba's compilation time on its own: a fresh process with an empty
    numba cache directory compiles; a second fresh process loads the on-disk cache.
 2. The CNN, batch 1: warm latency of hhbench's runner vs the lab's `model.predict` vs a bare
-   compiled call (a tf.function over the model on a ready tensor, nothing else), the
+   compiled call (the runner's own compiled graph on a ready tensor, nothing else), the
    runner's cold start, and the per-trace cost at batch 1, 8 and 64.
 All timings use hhbench.timing.measure (cold call apart, warm-up, repeats).
 """
@@ -77,7 +77,7 @@ def cnn(model: str | None, device: str) -> None:
                        TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0))
     x = tf.constant(stim.current_ua[..., None] * runner.input_scale, tf.float32)
     with tf.device(runner.tf_device):
-        bare = tf.function(lambda t: runner.model(t, training=False))
+        bare = runner.network  # the compiled graph the runner calls (the fast graph)
         t_bare, _ = measure(lambda: bare(x).numpy(), SETTINGS)
         t_runner, _ = measure(lambda: runner.run(stim.current_ua), SETTINGS)
         xn = x.numpy()

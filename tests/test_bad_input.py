@@ -20,13 +20,12 @@ def _one_line_exit_2(argv, capsys) -> str:
     return err
 
 
-def test_suite_memory_estimate_counts_held_outputs_references_and_a_working_set():
+def test_suite_memory_estimate_counts_references_and_a_working_set():
     # 2 cases of 10 traces x 100 samples (float64 = 8000 bytes each) and 1 case of 20 traces
     cases = [("step", 10), ("step", 10), ("sine", 20)]
-    held = 8000 + 8000 + 16000
     references = 8000 + 16000          # one per (stimulus, batch)
     working = 6 * 16000                # the largest case
-    assert suite_bytes(cases, 100) == held + references + working
+    assert suite_bytes(cases, 100) == references + working
     assert case_bytes(1, 1000) == 6 * 8 * 1000
 
 
@@ -156,6 +155,5 @@ def test_the_suite_checks_its_own_cases():
     from hhbench.suite import SuiteConfig, check_memory
     config = SuiteConfig(backends=("numba", "exp-euler"), stimuli=("step",), batches=(4, 8))
     one = 4 * 2560 * 8                      # bytes of a (4, 2560) float64 array
-    held = 2 * one + 2 * (2 * one)          # two backends' outputs at batch 4 and at 8
     references = one + 2 * one              # one per (stimulus, batch)
-    assert check_memory(config) == held + references + 6 * (2 * one)
+    assert check_memory(config) == references + 6 * (2 * one)

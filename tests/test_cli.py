@@ -48,8 +48,8 @@ def test_diverging_simulation_says_so(capsys):
 def test_backends_lists_every_backend(capsys):
     assert main(["backends"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [l.split()[0] for l in lines] == ["numpy", "numba", "odeint", "exp-euler",
-                                             "reference", "cnn"]
+    assert [l.split()[0] for l in lines] == ["numpy", "numba", "odeint", "odeint-lab",
+                                             "exp-euler", "reference", "cnn"]
 
 
 def test_model_info(lab_small, capsys):

@@ -34,6 +34,17 @@ def test_cold_call_is_kept_apart_from_warm_samples():
     assert clock.calls == 1 + 2 + 3 and last == 6
 
 
+def test_warm_up_is_skipped_after_a_long_first_call_only():
+    settings = TimingSettings(warmup_calls=2, min_repeats=3, min_time_s=0.0,
+                              skip_warmup_after_s=1.0)
+    clock = FakeClock([1_500_000_000] + [5_000_000] * 100)  # first call 1.5 s
+    measure(clock.work, settings, clock=clock)
+    assert clock.calls == 1 + 0 + 3
+    clock = FakeClock([900_000_000] + [5_000_000] * 100)  # 0.9 s: warm-up as usual
+    measure(clock.work, settings, clock=clock)
+    assert clock.calls == 1 + 2 + 3
+
+
 def test_repeats_until_min_time_and_count():
     clock = FakeClock([1] + [10_000_000] * 1000)  # 10 ms per call
     timing, _ = measure(clock.work, TimingSettings(warmup_calls=0, min_repeats=3,

@@ -131,13 +131,20 @@ def mark_divergence(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns (v, diverged) where v is a copy only if something diverged.
     """
+    if v.size == 0:
+        return v, np.zeros(v.shape[0], dtype=bool)
+    # two row reductions find the diverged rows without temporaries the size of v (NaN
+    # propagates through max and min, so a NaN row fails both tests); only those rows are
+    # then searched for their first bad sample
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(v) | (np.abs(v) > DIVERGED_ABS_MV)
-    diverged = bad.any(axis=1)
+        diverged = ~((v.max(axis=1) <= DIVERGED_ABS_MV) & (v.min(axis=1) >= -DIVERGED_ABS_MV))
     if diverged.any():
         v = v.copy()
-        after = np.cumsum(bad, axis=1) > 0
-        v[after] = np.nan
+        rows = v[diverged]
+        with np.errstate(invalid="ignore"):
+            after = np.cumsum(~(np.abs(rows) <= DIVERGED_ABS_MV), axis=1) > 0
+        rows[after] = np.nan
+        v[diverged] = rows
     return v, diverged
 
 

@@ -18,15 +18,19 @@ class Cnn(Backend):
     install_hint = "pip install 'hhbench[cnn]'"
 
     def __init__(self, *, model=None, device: str = "auto", mode: str = "compiled",
-                 input_scale: float | None = None, output_scale: float | None = None):
+                 input_scale: float | None = None, output_scale: float | None = None,
+                 precision: str = "float32", jit_compile: bool = False):
         self.options = dict(model=model, device=device, mode=mode, input_scale=input_scale,
                             output_scale=output_scale)
+        # the fast graph's precision (float16 / bfloat16 are meant for GPUs) and XLA
+        self.fast = dict(dtype=precision, impl="conv1d", jit_compile=jit_compile)
         self.runner = None
 
     def prepare(self):
         if self.runner is None:
+            from hhbench.cnn.fastgraph import FastGraphOptions
             from hhbench.cnn.runner import CnnRunner
-            self.runner = CnnRunner(**self.options)
+            self.runner = CnnRunner(**self.options, fast_options=FastGraphOptions(**self.fast))
 
     @property
     def device(self) -> str:
@@ -40,7 +44,8 @@ class Cnn(Backend):
         r = self.runner
         return {"model": r.loaded.source, "mode": r.mode, "device_request": r.device_request,
                 "tf_device": r.tf_device, "input_scale": r.input_scale,
-                "output_scale": r.output_scale, "context": r.context, "window": r.window}
+                "output_scale": r.output_scale, "context": r.context, "window": r.window,
+                "graph": r.graph}
 
     def run(self, stimulus, *, gates=False):
         self.prepare()

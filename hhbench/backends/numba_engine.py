@@ -1,34 +1,65 @@
-"""The compiled engine shared by the numba-based backends (numba is imported only here).
+"""The compiled engine shared by the numba-based backends (numba is imported only here and in
+`backends.compiled`).
 
-`integrate(current, dt_ms, method, substeps, gates)` runs one of the model's step kernels
-(`model.build_kernels` compiled with `numba.njit`) over a (batch, samples) current,
-in parallel over the batch. The current is held constant over each sample interval; with
-`substeps` > 1 each interval is split into that many equal steps. A trace that goes
-non-finite stops there (NaN afterwards) instead of burning time on NaNs.
+`integrate(current, dt_ms, kernel, substeps, gates)` runs one registered step kernel
+(`backends.kernels`, e.g. "euler", "exp-euler", "exp-midpoint") over a (batch, samples)
+current. The current is held constant over each sample interval; with `substeps` > 1 each
+interval is split into that many equal steps.
+
+Why it is fast:
+  * time outer, traces inner: the batch is cut into chunks of up to `LANES` traces, whose
+    states live in small contiguous arrays; the innermost loop applies the step to every
+    trace of the chunk, so LLVM turns it into SIMD code (8 traces per AVX-512 instruction).
+    For that the step must be branch-free and call no libm function: the kernels use the
+    model's fused rates and `compiled.vector_exp.exp`, and are compiled with numba's
+    `error_model="numpy"` (no zero-division check, which would be a branch).
+  * the chunks run in parallel (`prange`); a batch of one is one chunk of one lane, run
+    with the state in registers and no thread wake-up.
+  * time is processed in blocks of `BLOCK` samples: the chunk's current for a block is
+    copied (transposed) into a contiguous buffer, and V (and the gates, only when asked
+    for) go to block buffers that are copied out afterwards. Divergence is counted there,
+    per block, not tested per step: a chunk whose traces have all gone non-finite or
+    beyond ±1e4 mV stops (NaN from there on); marking each diverged trace NaN from its
+    first bad sample is the backends' job (`base.mark_divergence`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import types
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from hhbench import model
+from hhbench import model, threads
+from hhbench.backends import kernels as kernel_registry
 from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps
 
-EULER, RUSH_LARSEN, EXP_MIDPOINT = 0, 1, 2
+#: traces per chunk (a multiple of every SIMD width; small enough that a chunk's block
+#: buffers stay in the L1 cache)
+LANES = 32
+#: fewest traces per chunk when a batch is split over threads (one AVX-512 register)
+MIN_LANES = 8
+#: samples per block (divergence is checked once per block)
+BLOCK = 256
+
+
+def _kernel_sources() -> list[Path]:
+    """Every file whose code the compiled drivers contain."""
+    here = Path(__file__).parent
+    return [Path(model.__file__), Path(__file__), *sorted((here / "kernels").glob("*.py")),
+            *sorted((here / "compiled").glob("*.py"))]
 
 
 def _purge_stale_cache() -> None:
-    """Drop numba's on-disk cache when model.py or this file changed.
+    """Drop numba's on-disk cache when the model, a kernel or this file changed.
 
-    numba checks only the timestamp of the cached function's own file, but `drive` inlines
-    the kernels of model.py: an edit there would otherwise run stale machine code.
+    numba checks only the timestamp of the cached function's own file (this one), but the
+    drivers inline the model's kernels: an edit there would otherwise run stale machine code.
     """
-    sources = [Path(model.__file__), Path(__file__)]
+    sources = _kernel_sources()
     stamp = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     stamp_file = Path(__file__).parent / "__pycache__" / "hhbench-numba.stamp"
     try:
@@ -43,95 +74,248 @@ def _purge_stale_cache() -> None:
         pass
 
 
-# the step kernels, set by _compiled(); module globals (not closure cells) so that numba's
-# on-disk cache of `_drive` is found again by the next process (closure contents are part
-# of numba's cache key and do not pickle the same way twice)
-_euler = _rush_larsen = _exp_midpoint = None
+prange = range    # replaced by numba.prange when compiled
+_step = None      # the step kernel, and
+_advance = None   # the block loop compiled around it: each driver is a copy of `_drive`
+                  # and `_advance_block` with these globals set (see `driver_function`)
 
 
-def _drive(current, dt, method, substeps, want_gates):
-    batch, n_samples = current.shape
-    v_out = np.full((batch, n_samples), np.nan)
-    g_rows = batch if want_gates else 0
-    g_out = np.full((3, g_rows, n_samples if want_gates else 0), np.nan)
-    h_sub = dt / substeps
-    for b in prange(batch):
-        v, m, h, n = model.V0_MV, model.M0, model.H0, model.N0
-        for k in range(n_samples):
-            if not np.isfinite(v) or abs(v) > DIVERGED_ABS_MV:
-                break
-            v_out[b, k] = v
+def _advance_block(state, nxt, cur, v_blk, g_blk, kn, nb, substeps, h_sub, want_gates):
+    """Advance the nb traces of a chunk over kn samples; record V (and gates) before each.
+
+    state/nxt: (4, nb) states (v, m, h, n by rows); each step reads one and writes the
+    other, then the two swap (distinct arrays keep LLVM's alias check before the SIMD loop
+    short). Returns the arrays in their new roles. A function of its own, so that LLVM
+    optimises this loop nest apart from the driver's bookkeeping.
+    """
+    if nb == 1:  # one trace: the state in registers, no loop over lanes
+        v, m, h, n = state[0, 0], state[1, 0], state[2, 0], state[3, 0]
+        for t in range(kn):
+            v_blk[t, 0] = v
             if want_gates:
-                g_out[0, b, k] = m
-                g_out[1, b, k] = h
-                g_out[2, b, k] = n
-            i = current[b, k]
+                g_blk[0, t, 0] = m
+                g_blk[1, t, 0] = h
+                g_blk[2, t, 0] = n
+            i = cur[t, 0]
             for _ in range(substeps):
-                if method == EULER:
-                    v, m, h, n = _euler(v, m, h, n, i, h_sub)
-                elif method == RUSH_LARSEN:
-                    v, m, h, n = _rush_larsen(v, m, h, n, i, h_sub)
-                else:
-                    v, m, h, n = _exp_midpoint(v, m, h, n, i, h_sub)
+                v, m, h, n = _step(v, m, h, n, i, h_sub)
+        state[0, 0], state[1, 0], state[2, 0], state[3, 0] = v, m, h, n
+        return state, nxt
+    for t in range(kn):
+        for j in range(nb):
+            v_blk[t, j] = state[0, j]
+        if want_gates:
+            for j in range(nb):
+                g_blk[0, t, j] = state[1, j]
+                g_blk[1, t, j] = state[2, j]
+                g_blk[2, t, j] = state[3, j]
+        for _ in range(substeps):
+            for j in range(nb):  # the SIMD loop: one step of every trace of the chunk
+                vj, mj, hj, nj = _step(state[0, j], state[1, j], state[2, j], state[3, j],
+                                       cur[t, j], h_sub)
+                nxt[0, j] = vj
+                nxt[1, j] = mj
+                nxt[2, j] = hj
+                nxt[3, j] = nj
+            state, nxt = nxt, state
+    return state, nxt
+
+
+def _drive(current, dt, substeps, want_gates, lanes):
+    batch, n_samples = current.shape
+    v_out = np.empty((batch, n_samples))
+    g_out = np.empty((3, batch if want_gates else 0, n_samples if want_gates else 0))
+    h_sub = dt / substeps
+    n_chunks = (batch + lanes - 1) // lanes
+    for c in prange(n_chunks):
+        b0 = c * lanes
+        nb = min(lanes, batch - b0)
+        state = np.empty((4, nb))
+        nxt = np.empty((4, nb))
+        state[0, :] = model.V0_MV
+        state[1, :] = model.M0
+        state[2, :] = model.H0
+        state[3, :] = model.N0
+        cur = np.empty((BLOCK, nb))
+        v_blk = np.empty((BLOCK, nb))
+        g_blk = np.empty((3, BLOCK if want_gates else 0, nb))
+        dead = np.zeros(nb, dtype=np.bool_)
+        n_dead = 0
+        for k0 in range(0, n_samples, BLOCK):
+            kn = min(BLOCK, n_samples - k0)
+            if n_dead == nb:  # every trace of the chunk diverged: nothing left to compute
+                v_out[b0:b0 + nb, k0:] = np.nan
+                if want_gates:
+                    g_out[:, b0:b0 + nb, k0:] = np.nan
+                break
+            for j in range(nb):
+                for t in range(kn):
+                    cur[t, j] = current[b0 + j, k0 + t]
+            state, nxt = _advance(state, nxt, cur, v_blk, g_blk, kn, nb, substeps, h_sub,
+                                  want_gates)
+            for j in range(nb):
+                b = b0 + j
+                # copy out, counting samples that are non-finite or beyond the limit: a
+                # count (not a branch) keeps this loop vectorisable
+                n_bad = 0
+                for t in range(kn):
+                    vt = v_blk[t, j]
+                    v_out[b, k0 + t] = vt
+                    n_bad += not (abs(vt) <= DIVERGED_ABS_MV)
+                if want_gates:
+                    for t in range(kn):
+                        g_out[0, b, k0 + t] = g_blk[0, t, j]
+                        g_out[1, b, k0 + t] = g_blk[1, t, j]
+                        g_out[2, b, k0 + t] = g_blk[2, t, j]
+                if n_bad > 0 and not dead[j]:
+                    dead[j] = True
+                    n_dead += 1
     return v_out, g_out
 
 
-prange = range  # replaced by numba.prange when compiled
+def jit_options() -> dict:
+    """numba options of the kernels and drivers: numpy's error model, so that a division
+    gives inf/NaN instead of testing for a zero divisor (a branch that stops SIMD)."""
+    return {"error_model": "numpy"}
 
 
 @functools.cache
-def _compiled():
-    global _euler, _rush_larsen, _exp_midpoint, prange
+def _compiled_kernels():
+    threads.apply()  # before numba's pool starts: see hhbench.threads
     import numba
+
+    from hhbench.backends.compiled.vector_exp import exp
 
     _purge_stale_cache()
-    kern = model.build_kernels(numba.njit)
-    _euler, _rush_larsen, _exp_midpoint = (kern.euler_step, kern.rush_larsen_step,
-                                           kern.exp_midpoint_step)
-    prange = numba.prange
-    return numba.njit(cache=True, parallel=True)(_drive)
+    # inline="always": numba inlines the kernels into the driver itself, so LLVM sees one
+    # loop body it can vectorise (a call to a separately compiled kernel stays a call)
+    return model.build_kernels(numba.njit(inline="always", **jit_options()), exp=exp)
+
+
+def driver_function(kernel_name: str):
+    """The Python function that the driver of one step kernel compiles from.
+
+    Each kernel gets its own copies of `_drive` and `_advance_block` whose globals hold
+    that kernel as `_step`:
+    numba treats a global function as a compile-time constant, so the step is inlined, and
+    the copy's distinct `__qualname__` gives it its own cache entry. (A closure or a function
+    argument would also work, but their contents are part of numba's cache key and do not
+    pickle the same way twice, so the cache would never be found again.)
+    """
+    import numba
+
+    step = kernel_registry.get_kernel(kernel_name).build(_compiled_kernels())
+    suffix = kernel_name.replace("-", "_")
+    advance = _copy_function(_advance_block, f"_advance_block_{suffix}", _step=step)
+    return _copy_function(_drive, f"_drive_{suffix}", prange=numba.prange,
+                          _advance=numba.njit(**jit_options())(advance))
+
+
+def _copy_function(func, qualname: str, **module_globals):
+    """`func` with this module's globals updated by `module_globals`, named `qualname`."""
+    copy = types.FunctionType(func.__code__, dict(globals(), **module_globals), func.__name__)
+    copy.__qualname__ = qualname
+    return copy
 
 
 @functools.cache
-def compile_engine() -> None:
-    """Compile (or load from numba's cache) the engine for float64 inputs, once per process."""
-    integrate(np.zeros((1, 2)), 0.05, EULER, 1, True)
+def _driver(kernel_name: str):
+    """The compiled driver of one step kernel, loaded from numba's on-disk cache if there."""
+    import numba
+    return numba.njit(cache=True, parallel=True, **jit_options())(driver_function(kernel_name))
 
 
-def integrate(current_ua: np.ndarray, dt_ms: float, method: int, substeps: int = 1,
+@functools.cache
+def compile_engine(kernel_name: str = "euler") -> None:
+    """Compile (or load from numba's cache) one kernel's driver for float64, once per process."""
+    integrate(np.zeros((1, 2)), 0.05, kernel_name, 1, True)
+
+
+def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", substeps: int = 1,
               gates: bool = False) -> tuple[np.ndarray, dict | None]:
+    """V (batch, samples) in mV, and the gates {"m", "h", "n"} if asked for, from step
+    kernel `kernel` with `substeps` steps per sample interval; V[:, 0] is the initial state.
+
+    A trace that goes non-finite or beyond ±1e4 mV keeps whatever the arithmetic gives
+    after that sample (inf, NaN, or NaN where its whole chunk stopped); the backends' result
+    (`base.mark_divergence`) sets V to NaN from that sample on, and the gates are set NaN
+    here.
+    """
     import numba
 
-    drive = _compiled()
-    # no more threads than traces: a batch of one then runs on the calling thread alone,
-    # without waking (and, on a busy machine, waiting for) idle workers
-    numba.set_num_threads(max(1, min(len(current_ua), numba.config.NUMBA_NUM_THREADS)))
+    drive = _driver(kernel)
+    batch = len(current_ua)
+    lanes = chunk_lanes(batch, numba.config.NUMBA_NUM_THREADS)
+    # the chunks are the parallel work items: at most one thread per chunk (a batch of one
+    # then runs on the calling thread alone)
+    numba.set_num_threads(threads.numba_threads(-(-batch // lanes)))  # policy: hhbench.threads
     v, g = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
-                 int(method), int(substeps), bool(gates))
-    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None)
+                 int(substeps), bool(gates), lanes)
+    if not gates:
+        return v, None
+    with np.errstate(invalid="ignore"):
+        after = np.cumsum(~(np.abs(v) <= DIVERGED_ABS_MV), axis=1) > 0
+    g[:, after] = np.nan  # gates of a diverged trace: NaN from where its V went bad, as V
+    return v, {"m": g[0], "h": g[1], "n": g[2]}
+
+
+_derivatives = None  # the model's right-hand side, set in the copy `compiled_rhs` makes
+
+
+def _rhs(y, t, i):
+    # dy/dt of `batch` neurons stacked as y = (v..., m..., h..., n...), currents i (batch,)
+    batch = i.size
+    dy = np.empty(4 * batch)
+    for b in range(batch):
+        dv, dm, dh, dn = _derivatives(y[b], y[batch + b], y[2 * batch + b], y[3 * batch + b],
+                                      i[b])
+        dy[b] = dv
+        dy[batch + b] = dm
+        dy[2 * batch + b] = dh
+        dy[3 * batch + b] = dn
+    return dy
+
+
+@functools.cache
+def compiled_rhs():
+    """The model's right-hand side compiled for `scipy.integrate.odeint`: f(y, t, i) with y
+    the 4·batch states (v, m, h, n blocks) and i the batch's currents; cached on disk."""
+    import numba
+
+    func = _copy_function(_rhs, "_rhs_compiled", _derivatives=_compiled_kernels().derivatives)
+    rhs = numba.njit(cache=True, **jit_options())(func)
+    rhs(np.zeros(4), 0.0, np.zeros(1))  # compile or load from the cache now, not in a timing
+    return rhs
+
+
+def chunk_lanes(batch: int, threads: int) -> int:
+    """Traces per chunk: LANES, fewer when that leaves threads idle (but not below MIN_LANES,
+    where SIMD registers would go part empty), and the whole batch when it is smaller."""
+    return max(1, min(batch, LANES, max(MIN_LANES, -(-batch // max(1, threads)))))
 
 
 def thread_count() -> int:
-    """Threads available to the engine (a call uses at most one per trace)."""
+    """Threads available to the engine (a call uses at most one per chunk of LANES traces)."""
     import numba
     return numba.config.NUMBA_NUM_THREADS
 
 
 class EngineBackend(Backend):
-    """A backend that runs one step kernel of this engine (`method`), parallel over the
-    batch; `substeps` > 1 splits each sample interval into that many steps."""
+    """A backend that runs one registered step kernel (`kernel`) of this engine, parallel over
+    chunks of the batch; `substeps` > 1 splits each sample interval into that many steps."""
 
-    method: ClassVar[int]
+    kernel: ClassVar[str]
     requires = ("numba",)
 
     def __init__(self, *, substeps: int = 1):
         self.substeps = check_substeps(substeps)
 
     def prepare(self):
-        compile_engine()
+        compile_engine(self.kernel)
 
     def settings(self):
-        return {"threads": thread_count(), "substeps": self.substeps}
+        return {"threads": thread_count(), "substeps": self.substeps, "kernel": self.kernel,
+                "lanes": LANES}
 
     def _integrate(self, current_ua, dt_ms, gates):
-        return integrate(current_ua, dt_ms, self.method, self.substeps, gates)
+        return integrate(current_ua, dt_ms, self.kernel, self.substeps, gates)

@@ -24,6 +24,7 @@ class Reference(Backend):
     name = "reference"
     summary = "converged reference: exponential midpoint, steps halved until V changes < 0.01 mV"
     requires = ("numba",)
+    kernel = "exp-midpoint"  # the engine's step kernel
 
     def __init__(self, *, tol_mv: float = 0.01, start_substeps: int = 32, max_substeps: int = 4096):
         if not tol_mv > 0:
@@ -31,7 +32,7 @@ class Reference(Backend):
         self.tol_mv, self.start_substeps, self.max_substeps = tol_mv, start_substeps, max_substeps
 
     def prepare(self):
-        numba_engine.compile_engine()  # the converged runs use the engine directly
+        numba_engine.compile_engine(self.kernel)  # the converged runs use the engine directly
 
     def settings(self):
         return {"tol_mv": self.tol_mv, "method": "exponential midpoint",
@@ -45,7 +46,7 @@ class Reference(Backend):
     def converge(self, current_ua, dt_ms, gates=False):
         """Return (v, gates, info) for the coarsest doubling that meets the tolerance."""
         substeps = self.start_substeps
-        method = numba_engine.EXP_MIDPOINT
+        method = self.kernel
         coarse, _ = numba_engine.integrate(current_ua, dt_ms, method, substeps)
         while True:
             fine, g = numba_engine.integrate(current_ua, dt_ms, method, 2 * substeps, gates)

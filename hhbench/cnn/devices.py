@@ -59,3 +59,20 @@ def device_description(tf_device: str) -> dict:
 def short_device_name(name: str) -> str:
     """'/job:localhost/replica:0/task:0/device:GPU:0' or '/GPU:0' → 'GPU:0'."""
     return name.rsplit("device:", 1)[-1].strip("/")
+
+
+def matmul_call(dtype: str, n: int, tf_device: str):
+    """A function computing the sum of an n×n by n×n product (2·n³ FLOPs) in `dtype` on
+    `tf_device` with TensorFlow's matmul: what the floor's matmul ceiling is timed with.
+    The sum (n² more additions) comes back as a scalar, so that timing the call waits for
+    the device without copying the product."""
+    import tensorflow as tf
+
+    with tf.device(tf_device):
+        a = tf.random.stateless_normal((n, n), seed=(1, 2), dtype=getattr(tf, dtype))
+        b = tf.random.stateless_normal((n, n), seed=(3, 4), dtype=getattr(tf, dtype))
+
+    def call():
+        with tf.device(tf_device):
+            return tf.reduce_sum(tf.matmul(a, b))
+    return call

@@ -10,8 +10,13 @@ The runner owns everything between a stimulus and the network:
     (`padded_samples` says how much) and its output trimmed to the stimulus;
   * device: everything runs under one TensorFlow device scope, and the device that
     produced the output is read back from TensorFlow;
-  * mode: "compiled" calls a `tf.function` over the model (traced once, batch dimension
-    free); "predict" calls `model.predict` as the lab did.
+  * mode: "compiled" (default) calls the fast graph of `hhbench.cnn.fastgraph` — the same
+    network and weights on 1-D tensors, in a `tf.function` (traced once, batch dimension
+    free); "lab-graph" calls a `tf.function` over the lab's own Keras graph ((k, 1) Conv2D
+    layers), kept so that the fast graph's speed-up stays measured; "predict" calls
+    `model.predict` as the lab did. A model the fast graph cannot map (a Keras 3 file,
+    another layer type) runs through the lab graph in "compiled" mode; `graph` says which
+    graph ran and why.
 Asynchronous work (a GPU) is finished before `run` returns: the output is copied to NumPy.
 """
 
@@ -29,7 +34,7 @@ from hhbench.cnn.devices import short_device_name
 from hhbench.errors import HHBenchError
 from hhbench.model_location import locate_model
 
-MODES = ("compiled", "predict")
+MODES = ("compiled", "lab-graph", "predict")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,11 +55,12 @@ class CnnRunner:
 
     model: a path (lab folder or .keras file), a `files.LoadedModel`, or None for the
     default model. Scales given here override those stored with the model.
+    fast_options: a `fastgraph.FastGraphOptions` (impl, dtype, XLA) for mode "compiled".
     """
 
     def __init__(self, model=None, *, device: str = "auto", mode: str = "compiled",
                  input_scale: float | None = None, output_scale: float | None = None,
-                 max_windows_per_call: int = 256):
+                 max_windows_per_call: int = 256, fast_options=None):
         import tensorflow as tf
 
         from hhbench.cnn.devices import resolve_device
@@ -82,12 +88,32 @@ class CnnRunner:
         self.window = int(self.model.input_shape[1])
         self.out_len = int(self.model.output_shape[1])
         self.context = files.shape_context(self.model)
-        self._compiled = tf.function(
+        self.lab_network = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=[tf.TensorSpec([None, self.window, 1], tf.float32)])
+        #: the compiled callables: `network` is what "compiled" and "lab-graph" call (the fast
+        #: graph or the lab graph; `graph` says which), `lab_network` the lab graph always
+        self.network, self.graph = self.lab_network, "lab"
+        if mode == "compiled":
+            self.network, self.graph = self._fast_graph(fast_options)
         self.last_device: str | None = None
         #: seconds of the first `run` (tracing, kernel choice, weight upload); None before it
         self.cold_start_s: float | None = None
+
+    def _fast_graph(self, options):
+        """(callable, description) of the fast graph, or of the lab graph with the reason
+        the fast one could not be built."""
+        from hhbench.cnn.fastgraph import FastGraph, FastGraphError, FastGraphOptions
+
+        options = options or FastGraphOptions()
+        if self.loaded.format != "keras2-folder":
+            return self.lab_network, f"lab (fast graph: not built for {self.loaded.format} models)"
+        try:
+            graph = FastGraph(self.model, options, self.tf_device)
+        except FastGraphError as exc:
+            return self.lab_network, f"lab ({exc})"
+        xla = ", XLA" if options.jit_compile else ""
+        return graph, f"fast ({options.impl}, {options.dtype}{xla})"
 
     # -- the network on whole windows --------------------------------------------------
 
@@ -99,8 +125,8 @@ class CnnRunner:
         with tf.device(self.tf_device):
             for start in range(0, len(x_scaled), self.max_windows_per_call):
                 chunk = x_scaled[start:start + self.max_windows_per_call, :, None]
-                if self.mode == "compiled":
-                    y = self._compiled(tf.constant(chunk, tf.float32))
+                if self.mode != "predict":
+                    y = self.network(tf.constant(chunk, tf.float32))
                     self.last_device = y.device
                     outs.append(y.numpy()[..., 0])  # .numpy() waits for the device
                 else:
@@ -181,7 +207,7 @@ class CnnRunner:
                 "input_scale": self.input_scale, "output_scale": self.output_scale,
                 "fs_khz": self.fs_khz, "receptive_field": self.receptive_field(),
                 "layers": [_layer_line(layer) for layer in layers],
-                "device": self.tf_device, "mode": self.mode}
+                "device": self.tf_device, "mode": self.mode, "graph": self.graph}
 
 
 def default_model_path() -> Path:
@@ -220,7 +246,8 @@ def receptive_field(model, fs_khz: float) -> dict:
     uniform = len(set(convs)) == 1
     formula = receptive_field_samples(len(convs), *convs[0]) if uniform else None
     return {"samples": r, "ms": r / fs_khz, "encoder_layers": len(convs),
-            "formula_samples": formula}
+            "formula_samples": formula, "kernel": convs[0][0] if uniform else None,
+            "stride": convs[0][1] if uniform else None}
 
 
 def _layer_line(layer) -> str:

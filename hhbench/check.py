@@ -1,0 +1,105 @@
+"""Is this machine (or was it, for a results file) stable enough to time on?
+
+Like pyperf's `system show` / `check`, this only reads and warns; it changes nothing.
+Warnings:
+  * load: the 1-minute load average above half the logical cores (other work competes for
+    the cores the timed process and its threads need);
+  * frequency scaling: a scaling governor other than "performance", turbo boost enabled,
+    or a current frequency far below the maximum (the clock then depends on the load and
+    the temperature);
+  * spread between processes (for a results file): a case whose per-process medians
+    vary by more than `SPREAD_LIMIT` (coefficient of variation): its comparisons need more
+    processes, and its thread configuration may be bimodal.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hhbench.results import RunResults
+from hhbench.stats import spread
+
+SPREAD_LIMIT = 0.03
+LOAD_PER_CORE_LIMIT = 0.5
+
+
+def busy(state: dict | None) -> str | None:
+    """Why a run's recorded start state makes its timings unfit for a verdict (another
+    job's load: it slows whole runs, not single processes, so no spread between processes
+    shows it), or None. Unknown state (older files) counts as not busy."""
+    if not state:
+        return None
+    cores = state.get("logical_cores") or 1
+    load = state.get("load_average")
+    # one core's worth more than the warning's limit: back-to-back runs (an A/A check,
+    # OLD then NEW) leave up to about 1 in the 1-minute load average themselves
+    if load and load[0] > LOAD_PER_CORE_LIMIT * cores + 1:
+        return f"load average {load[0]:.2f} on {cores} logical cores"
+    return None
+
+
+def machine_warnings(state: dict) -> list[str]:
+    """Warnings from a `environment.machine_state()` record (now, or stored with a run)."""
+    out = []
+    cores = state.get("logical_cores") or 1
+    load = state.get("load_average")
+    if load and load[0] > LOAD_PER_CORE_LIMIT * cores:
+        out.append(f"load average {load[0]:.2f} on {cores} logical cores: other work competes "
+                   "for the cores; timings will be noisy (stop it, or use more --processes)")
+    freq = state.get("cpu_frequency") or {}
+    governor = freq.get("governor")
+    if governor and governor != "performance":
+        out.append(f"CPU frequency governor is {governor!r}, not 'performance': the clock "
+                   "follows the load (e.g. `sudo cpupower frequency-set -g performance`)")
+    if freq.get("intel_no_turbo") == "0":
+        out.append("turbo boost is on: the clock depends on temperature and on how many cores "
+                   "are busy (`echo 1 | sudo tee /sys/devices/system/cpu/intel_pstate/no_turbo`)")
+    cur, top = freq.get("current_mhz"), freq.get("max_mhz")
+    if cur and top and cur < 0.8 * top:
+        out.append(f"CPU runs at {cur:.0f} MHz of at most {top:.0f} MHz: frequency scaling "
+                   "is active")
+    if not state.get("threading_policy", {}).get("enabled", True):
+        out.append("hhbench's threading policy is off (HHBENCH_THREADING=default): numba's "
+                   "batch timings may be bimodal between processes")
+    return out
+
+
+def spread_warnings(results: RunResults, limit: float = SPREAD_LIMIT) -> list[str]:
+    """One warning per timed case whose spread between processes exceeds `limit`."""
+    out = []
+    for case in results.cases:
+        if case.timing is None or len(case.processes) < 2:
+            continue
+        cv = spread(case.process_medians())
+        if math.isfinite(cv) and cv > limit:
+            out.append(f"{case.backend} {case.stimulus} x{case.batch}: spread between processes "
+                       f"{cv:.1%} (> {limit:.0%})")
+    single = [c for c in results.cases if c.timing is not None and len(c.processes) < 2]
+    if single:
+        out.append(f"{len(single)} case{'s were' if len(single) > 1 else ' was'} timed in a "
+                   "single process: the spread between processes is unknown and `hhbench "
+                   "compare` cannot give a verdict")
+    return out
+
+
+def report(state: dict, results: RunResults | None = None) -> tuple[list[str], list[str]]:
+    """(description lines, warning lines) for the machine state and, optionally, a run."""
+    load = state.get("load_average")
+    freq = state.get("cpu_frequency") or {}
+    numba_layer = state.get("threading_policy", {}).get("numba_layer")
+    lines = [f"load average: {' '.join(f'{x:.2f}' for x in load) if load else 'unknown'} "
+             f"({state.get('logical_cores')} logical cores)",
+             f"CPU frequency: {_mhz(freq.get('current_mhz'))} (max {_mhz(freq.get('max_mhz'))}), "
+             f"governor {freq.get('governor') or 'not readable'}",
+             f"threading policy: {'on' if state.get('threading_policy', {}).get('enabled') else 'off'}"
+             f" (numba layer {numba_layer})",
+             "thread-pool environment: " + (", ".join(f"{k}={v}" for k, v in
+                                                       state.get("env", {}).items()) or "none")]
+    warnings = machine_warnings(state)
+    if results is not None:
+        warnings += spread_warnings(results)
+    return lines, warnings
+
+
+def _mhz(value) -> str:
+    return f"{value:.0f} MHz" if value else "not readable"

@@ -1,0 +1,284 @@
+"""A faster graph for a loaded lab model: the same network on 1-D tensors, same weights.
+
+The lab's network is 1-D at heart but written with Conv2D / Conv2DTranspose layers whose
+kernels are (k, 1) over a (window, 1, channels) image. `build_fast_graph` walks the loaded
+Keras model's own layer graph (its config: layer types, settings and which layers feed
+which) and evaluates it on (batch, length, channels) tensors:
+
+  * Conv2D kernel (k, 1, Cin, Cout), strides (s, 1)  ->  a 1-D convolution, kernel (k, Cin, Cout);
+  * Conv2DTranspose kernel (k, 1, Cout, Cin)         ->  a 1-D transposed convolution with
+    the output length Keras computes (L·s for "same", L·s + max(k − s, 0) for "valid"),
+    which is exactly the (k, 1) transposed convolution restricted to its one column;
+  * Reshape to (L, 1, C) or (L, C) -> (L, C); Activation, Concatenate, Cropping1D, Dense,
+    Conv1D/Conv1DTranspose, nested functional models as themselves.
+
+Nothing about the weights or sizes is written in here: a model this module cannot map
+(another layer type, a kernel wider than one column, dilation) raises `FastGraphError`,
+and the runner keeps the lab graph for it.
+
+Two implementations of the convolutions ("impl"):
+  * "conv1d": `tf.nn.conv1d` / `tf.nn.conv1d_transpose` (TensorFlow turns them into
+    (1, k) 2-D convolutions, the layout its CPU kernels (oneDNN) handle best);
+  * "matmul": every convolution as one matrix product over frames of the input
+    (`tf.signal.frame`); transposed convolutions in polyphase form (output phase r of
+    block b is Σ_q x[b − q]·W[q·s + r]), so no multiplication by inserted zeros is done.
+`dtype` "float32" (default), "float16" or "bfloat16" runs the network in that precision
+(weights and activations; the output is returned as float32) — meant for GPUs.
+`jit_compile=True` compiles the function with XLA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hhbench.errors import HHBenchError
+
+IMPLS = ("conv1d", "matmul")
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+class FastGraphError(HHBenchError):
+    """The model has a layer the fast graph cannot map (the lab graph still runs it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FastGraphOptions:
+    impl: str = "conv1d"
+    dtype: str = "float32"
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        if self.impl not in IMPLS:
+            raise HHBenchError(f"unknown fast-graph impl {self.impl!r}; use {', '.join(IMPLS)}")
+        if self.dtype not in DTYPES:
+            raise HHBenchError(f"unknown dtype {self.dtype!r}; use {', '.join(DTYPES)}")
+
+
+def _as_1d_shape(shape, layer_name: str) -> tuple[int, ...]:
+    """A per-example shape as (length, channels): (L, 1, C) and (L, C) map, others do not."""
+    shape = tuple(shape)
+    if len(shape) == 3 and shape[1] == 1:
+        return (shape[0], shape[2])
+    if len(shape) == 2:
+        return shape
+    if len(shape) == 1:
+        return (shape[0], 1)
+    raise FastGraphError(f"fast graph: layer {layer_name!r} reshapes to {shape}, not 1-D")
+
+
+def _column_kernel(layer) -> tuple[int, int]:
+    """(kernel length, stride) of a convolution that acts along axis 1 only."""
+    cls = type(layer).__name__
+    k, s, d = layer.kernel_size, layer.strides, layer.dilation_rate
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise FastGraphError(f"fast graph: {layer.name} is not channels_last")
+    if cls.startswith("Conv2D"):
+        if k[1] != 1 or s[1] != 1:
+            raise FastGraphError(f"fast graph: {layer.name} kernel {k} stride {s} is not (k, 1)")
+    if any(int(v) != 1 for v in d):
+        raise FastGraphError(f"fast graph: {layer.name} is dilated")
+    if cls.endswith("Transpose") and getattr(layer, "output_padding", None) is not None:
+        raise FastGraphError(f"fast graph: {layer.name} has output_padding")
+    if layer.padding not in ("same", "valid"):
+        raise FastGraphError(f"fast graph: {layer.name} has padding {layer.padding!r}")
+    return int(k[0]), int(s[0])
+
+
+def same_padding(length: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding (left, right) of a strided convolution along one axis:
+    out = ceil(L/s) samples, total = max((out − 1)·s + k − L, 0), the extra one on the right."""
+    out = -(-length // stride)
+    total = max((out - 1) * stride + kernel - length, 0)
+    return total // 2, total - total // 2
+
+
+def transpose_length(length: int, kernel: int, stride: int, padding: str) -> int:
+    """Output length of a transposed convolution as Keras computes it (no output_padding)."""
+    return length * stride if padding == "same" else length * stride + max(kernel - stride, 0)
+
+
+class _Ops:
+    """The tensor operations of one implementation; weights as constants of the dtype."""
+
+    def __init__(self, tf, options: FastGraphOptions):
+        self.tf, self.impl = tf, options.impl
+        self.dtype = getattr(tf, options.dtype)
+
+    def const(self, array):
+        return self.tf.constant(array, dtype=self.dtype)
+
+    def conv(self, x, w, k: int, s: int, padding: str):
+        """x (B, L, Cin), w (k, Cin, Cout) → (B, L', Cout) as Keras' convolution."""
+        tf = self.tf
+        if self.impl == "conv1d":
+            return tf.nn.conv1d(x, w, stride=s, padding=padding.upper())
+        cin, cout = w.shape[1], w.shape[2]
+        if padding == "same":
+            left, right = same_padding(x.shape[1], k, s)
+            x = tf.pad(x, [[0, 0], [left, right], [0, 0]])
+        frames = tf.signal.frame(x, k, s, axis=1)                  # (B, L', k, Cin)
+        n_out = frames.shape[1]
+        y = tf.matmul(tf.reshape(frames, [-1, k * cin]), tf.reshape(w, [k * cin, cout]))
+        return tf.reshape(y, [-1, n_out, cout])
+
+    def conv_transpose(self, x, w, k: int, s: int, padding: str):
+        """x (B, L, Cin), w (k, Cout, Cin) → (B, L_out, Cout) as Keras' transposed convolution."""
+        tf = self.tf
+        length, cout, cin = x.shape[1], w.shape[1], w.shape[2]
+        n_out = transpose_length(length, k, s, padding)
+        # the transposed convolution computes the full scatter (length (L−1)·s + k) and
+        # keeps the window the forward convolution's padding selects
+        left = same_padding(n_out, k, s)[0] if padding == "same" else 0
+        if self.impl == "conv1d":
+            batch = tf.shape(x)[0]
+            return tf.nn.conv1d_transpose(x, w, output_shape=tf.stack([batch, n_out, cout]),
+                                          strides=s, padding=padding.upper())
+        # polyphase: pad k to a multiple of s; full output block b (s samples), phase r:
+        # y[b·s + r] = Σ_q x[b − q] · W[q·s + r],  q = 0 … Q−1,  Q = ceil(k/s)
+        q_taps = -(-k // s)
+        w = tf.pad(w, [[0, q_taps * s - k], [0, 0], [0, 0]])             # (Q·s, Cout, Cin)
+        w = tf.reshape(w, [q_taps, s, cout, cin])
+        w = tf.reverse(w, [0])              # frames run x[b−Q+1] … x[b]: taps in reverse
+        w = tf.reshape(tf.transpose(w, [0, 3, 1, 2]), [q_taps * cin, s * cout])
+        xp = tf.pad(x, [[0, 0], [q_taps - 1, q_taps - 1], [0, 0]])
+        frames = tf.signal.frame(xp, q_taps, 1, axis=1)                 # (B, L+Q−1, Q, Cin)
+        n_blocks = frames.shape[1]
+        y = tf.matmul(tf.reshape(frames, [-1, q_taps * cin]), w)
+        y = tf.reshape(y, [-1, n_blocks * s, cout])
+        return y[:, left:left + n_out]
+
+
+def _activation(tf, layer, x):
+    act = getattr(layer, "activation", None)
+    name = getattr(act, "__name__", "linear")
+    if name == "linear":
+        return x
+    table = {"tanh": tf.tanh, "sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu,
+             "softplus": tf.nn.softplus, "swish": tf.nn.silu, "silu": tf.nn.silu}
+    if name not in table:
+        raise FastGraphError(f"fast graph: activation {name!r} of {layer.name} not supported")
+    return table[name](x)
+
+
+def _plan(model, ops: _Ops):
+    """A function evaluating `model`'s layer graph on 1-D tensors; weights prepared once."""
+    tf = ops.tf
+    config = model.get_config()
+    if "layers" not in config or "input_layers" not in config:
+        raise FastGraphError(f"fast graph: {model.name} is not a functional Keras 2 model")
+    steps = []  # (name, [input names], fn)
+    for spec in config["layers"]:
+        layer = model.get_layer(spec["name"])
+        cls = spec["class_name"]
+        nodes = spec.get("inbound_nodes") or []
+        if len(nodes) > 1:
+            raise FastGraphError(f"fast graph: layer {layer.name} is shared")
+        inputs = [entry[0] for entry in nodes[0]] if nodes else []
+        steps.append((layer.name, inputs, _step(cls, layer, ops, tf)))
+    in_names = [entry[0] for entry in config["input_layers"]]
+    out_names = [entry[0] for entry in config["output_layers"]]
+    if len(in_names) != 1 or len(out_names) != 1:
+        raise FastGraphError("fast graph: one input and one output expected")
+
+    def run(x):
+        values = {in_names[0]: x}
+        for name, inputs, fn in steps:
+            if not inputs:
+                continue  # the input layer
+            values[name] = fn(*[values[i] for i in inputs])
+        return values[out_names[0]]
+
+    return run
+
+
+def _step(cls: str, layer, ops: _Ops, tf):
+    if cls == "InputLayer":
+        return None
+    if cls in ("Functional", "Model", "Sequential"):
+        if cls == "Sequential":
+            raise FastGraphError("fast graph: nested Sequential models are not supported")
+        return _plan(layer, ops)
+    if cls == "Reshape":
+        target = _as_1d_shape(layer.target_shape, layer.name)
+        return lambda x: tf.reshape(x, [-1, *target])
+    if cls in ("Conv2D", "Conv1D"):
+        k, s = _column_kernel(layer)
+        w = ops.const(layer.kernel.numpy().reshape(k, *layer.kernel.shape[-2:]))
+        b = ops.const(layer.bias.numpy()) if layer.use_bias else None
+        padding = layer.padding
+
+        def conv(x):
+            y = ops.conv(x, w, k, s, padding)
+            return _activation(tf, layer, y if b is None else y + b)
+        return conv
+    if cls in ("Conv2DTranspose", "Conv1DTranspose"):
+        k, s = _column_kernel(layer)
+        w = ops.const(layer.kernel.numpy().reshape(k, *layer.kernel.shape[-2:]))
+        b = ops.const(layer.bias.numpy()) if layer.use_bias else None
+        padding = layer.padding
+
+        def deconv(x):
+            y = ops.conv_transpose(x, w, k, s, padding)
+            return _activation(tf, layer, y if b is None else y + b)
+        return deconv
+    if cls == "Dense":
+        w = ops.const(layer.kernel.numpy())
+        b = ops.const(layer.bias.numpy()) if layer.use_bias else None
+
+        def dense(x):
+            y = tf.tensordot(x, w, axes=1)
+            return _activation(tf, layer, y if b is None else y + b)
+        return dense
+    if cls == "Activation":
+        return lambda x: _activation(tf, layer, x)
+    if cls == "Concatenate":
+        rank = len(layer.input_shape[0])
+        if layer.axis % rank != rank - 1:  # only the channel axis maps to the 1-D graph
+            raise FastGraphError(f"fast graph: {layer.name} concatenates along axis {layer.axis}")
+        return lambda *xs: tf.concat(xs, axis=-1)
+    if cls == "Add":
+        return lambda *xs: tf.add_n(list(xs))
+    if cls == "Cropping1D":
+        left, right = (int(v) for v in layer.cropping)
+        return lambda x: x[:, left:x.shape[1] - right]
+    raise FastGraphError(f"fast graph: layer type {cls} ({layer.name}) is not supported")
+
+
+class FastGraph:
+    """`graph(x)` for x (batch, window, 1) float32 → the model's output (batch, out, 1) float32.
+
+    Built from a loaded tf_keras model; `options` chooses impl, dtype and XLA. The traced
+    function has a free batch dimension.
+    """
+
+    def __init__(self, keras_model, options: FastGraphOptions = FastGraphOptions(),
+                 device: str = "/CPU:0"):
+        import tensorflow as tf
+
+        self.options, self.device = options, device
+        ops = _Ops(tf, options)
+        with tf.device(device):
+            body = _plan(keras_model, ops)
+        window = int(keras_model.input_shape[1])
+        out_shape = [int(v) for v in keras_model.output_shape[1:]]
+
+        def call(x):
+            y = body(tf.cast(x, ops.dtype))
+            # back to the model's own output shape and float32
+            return tf.reshape(tf.cast(y, tf.float32), [-1, *out_shape])
+
+        self._fn = tf.function(call, jit_compile=options.jit_compile, reduce_retracing=True,
+                               input_signature=[tf.TensorSpec([None, window, 1], tf.float32)])
+
+    def __call__(self, x):
+        import tensorflow as tf
+        with tf.device(self.device):
+            return self._fn(x)
+
+
+def build_fast_graph(keras_model, *, impl: str = "conv1d", dtype: str = "float32",
+                     jit_compile: bool = False, device: str = "/CPU:0") -> FastGraph:
+    """The fast graph of `keras_model` (see the module docstring); FastGraphError if a
+    layer cannot be mapped."""
+    return FastGraph(keras_model, FastGraphOptions(impl=impl, dtype=dtype,
+                                                   jit_compile=jit_compile), device)

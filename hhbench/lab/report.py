@@ -1,0 +1,152 @@
+"""`run_lab`: answer the chosen questions and write their sections, figures and numbers.
+
+Everything is written into a temporary folder beside the target first and moved into
+place only when every question has been answered, so a failure or an interruption
+leaves nothing half-written. Into an existing folder the files are moved one by one
+(each replacement atomic), so regenerating one question leaves the others' files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from hhbench.atomic import atomic_write
+from hhbench.errors import HHBenchError
+from hhbench.lab import (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
+                         q6_receptive_field)
+from hhbench.lab.common import LabSettings, LabSetup, num
+
+QUESTIONS = {m.KEY: m for m in (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
+                                q6_receptive_field)}
+REPORT = "report.md"
+
+
+def check_questions(questions) -> list[str]:
+    """The question keys in the lab's order; "all" means all six."""
+    asked = list(questions) or ["all"]
+    unknown = [q for q in asked if q != "all" and q not in QUESTIONS]
+    if unknown:
+        raise HHBenchError(f"unknown question {unknown[0]!r}; choose from "
+                           f"{', '.join(QUESTIONS)} or all")
+    return list(QUESTIONS) if "all" in asked else [q for q in QUESTIONS if q in asked]
+
+
+def check_out_dir(out_dir) -> Path:
+    """`out_dir` as a folder we can fill: it is a folder, or only its last level is missing."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise HHBenchError(f"cannot write the lab report into {out}: it is a file")
+    if not out.exists() and not out.parent.is_dir():
+        raise HHBenchError(f"cannot write the lab report into {out}: folder {out.parent} "
+                           f"does not exist")
+    if not os.access(out if out.exists() else out.parent, os.W_OK):
+        raise HHBenchError(f"cannot write the lab report into {out}: permission denied")
+    return out
+
+
+def run_lab(questions=("all",), *, model=None, device: str = "auto",
+            out_dir="lab-report", progress: bool = True,
+            settings: LabSettings = LabSettings()) -> dict:
+    """Answer `questions` (keys of QUESTIONS, or "all") with the CNN `model` (None: the
+    default model) on `device`; write `<q>.md`, `<q>.json` and the figures of each into
+    `out_dir`, and for all six `report.md` linking them. Returns the results by key."""
+    from tqdm.auto import tqdm
+
+    keys = check_questions(questions)
+    out = check_out_dir(out_dir)
+    bar = tqdm(total=len(keys) + 1, disable=not progress, unit="step", desc="hhbench lab",
+               dynamic_ncols=True)
+    started = time.perf_counter()
+    try:
+        bar.set_postfix_str("loading the model")
+        setup = LabSetup(model, device=device, settings=settings)
+        bar.update()
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        try:
+            results = {}
+            for key in keys:
+                module = QUESTIONS[key]
+                note = lambda text, key=key: bar.set_postfix_str(f"{key} {text}")  # noqa: E731
+                note("")
+                results[key] = module.compute(setup, results, progress=note)
+                note("writing")
+                module.write(results[key], staging)
+                bar.update()
+            if keys == list(QUESTIONS):
+                _write_report(staging, setup, results, time.perf_counter() - started)
+            _move_into_place(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        bar.close()
+    return results
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    os.chmod(staging, 0o777 & ~_umask())
+    if not out.exists():
+        os.rename(staging, out)  # the whole report appears at once
+        return
+    for path in sorted(staging.iterdir()):
+        os.replace(path, out / path.name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_report(folder: Path, setup: LabSetup, results: dict, seconds: float) -> None:
+    from hhbench.environment import describe_machine, one_line
+
+    env = describe_machine()
+    d = setup.describe()
+    commit = (env.get("git") or {}).get("commit")
+    rows = "\n".join(f"| [{QUESTIONS[k].TITLE}]({k}.md) | {QUESTIONS[k].headline(r)} |"
+                     for k, r in results.items())
+    md = f"""# The HH lab, reproduced by `hhbench lab`
+
+A computational-neurophysiology lab compares a Hodgkin-Huxley (HH) neuron model, integrated
+numerically, with a convolutional neural network (CNN) trained to reproduce its membrane
+voltage from the injected current. Its six questions are answered below, each in its own
+section with figures; every number is also in the section's `.json` file.
+
+**Set-up.** Model `{d['model']}` on {d['tf_device']} (asked: `{d['device_request']}`);
+its input window is {d['n_samples']} samples at {num(d['fs_khz'])} kHz
+({num(d['n_samples'] / d['fs_khz'])} ms), its output the central {d['output_samples']}
+samples ({d['context']} samples of context cropped on each side); it sees the current
+times {num(d['input_scale'])} and its output divided by {num(d['output_scale'])} is V in mV.
+Every stimulus below has that window and rate. The HH model is Kramer's formulation of
+the 1952 squid-axon model (membrane capacitance 1 µF/cm², I in µA/cm², V in mV, starting
+from V = −70 mV, m = 0.05, h = 0.54, n = 0.34). Simulators: `numpy` and `numba` (forward
+Euler at dt = 1/fs, the lab's method; `numpy` loops in Python), `odeint` (SciPy's LSODA),
+`exp-euler` (exponential Euler), `reference` (converged: exponential midpoint with steps
+halved until V changes by less than 0.01 mV), `cnn`.
+
+**Definitions.** A *spike* is a peak of V above 0 mV in a run of at least 10 consecutive
+samples above 0 mV. *Cold* time = set-up (compilation, model loading) + first call;
+*warm* time = median of repeated calls after one untimed warm-up (never one call timed
+by hand). Times depend on the machine: {one_line(env)}; generated
+{env['time_utc']} by hhbench {_version()}{f' (commit {commit[:10]})' if commit else ''}
+in {seconds:.0f} s (from loading TensorFlow and the model to the last figure).
+
+| question | answer in short |
+|---|---|
+{rows}
+"""
+    atomic_write(folder / REPORT, md)
+    atomic_write(folder / "report.json", json.dumps(
+        {"setup": d, "machine": one_line(env), "versions": env["versions"], "git": env["git"],
+         "time_utc": env["time_utc"], "seconds": seconds,
+         "sections": {k: f"{k}.json" for k in results}}, indent=1) + "\n")
+
+
+def _version() -> str:
+    from hhbench import __version__
+    return __version__

@@ -1,0 +1,147 @@
+"""The fast 1-D graph against the lab's Keras graph and against a float64 evaluation."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+tf_keras = pytest.importorskip("tf_keras")
+
+from hhbench import stimuli  # noqa: E402
+from hhbench.cnn import files  # noqa: E402
+from hhbench.cnn.fastgraph import (FastGraphError, build_fast_graph, same_padding,  # noqa: E402
+                                   transpose_length)
+from hhbench.cnn.runner import CnnRunner  # noqa: E402
+from hhbench.errors import HHBenchError  # noqa: E402
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "hh-step-cnn"
+IMPLS = [("conv1d", False), ("conv1d", True), ("matmul", False)]
+
+
+def _inputs(loaded, batch=2):
+    """The lab's three stimuli (scaled as the network sees them), `batch` traces each."""
+    window = int(loaded.keras_model.input_shape[1])
+    current = np.concatenate([stimuli.step(20.0).current_ua, stimuli.sine().current_ua,
+                              stimuli.white_noise(seed=2, batch=batch).current_ua])[:, :window]
+    return tf.constant((current * loaded.meta.input_scale)[..., None], tf.float32)
+
+
+def _check_against_lab(loaded):
+    x = _inputs(loaded)
+    lab = loaded.keras_model(x, training=False).numpy()
+    truth = build_fast_graph(loaded.keras_model, dtype="float64")(x).numpy()
+    lab_err = np.abs(lab - truth).max() / loaded.meta.output_scale   # mV
+    for impl, jit in IMPLS:
+        fast = build_fast_graph(loaded.keras_model, impl=impl, jit_compile=jit)(x).numpy()
+        assert fast.shape == lab.shape
+        err = np.abs(fast - truth).max() / loaded.meta.output_scale
+        diff = np.abs(fast - lab).max() / loaded.meta.output_scale
+        # float32 rounding only: no further from the float64 evaluation than the lab graph
+        # itself (with slack for a different summation order), and close to the lab graph
+        assert err <= 2 * lab_err + 1e-5, (impl, jit, err, lab_err)
+        assert diff <= 3 * lab_err + 1e-5, (impl, jit, diff, lab_err)
+
+
+def test_fast_graph_agrees_on_lab_small(lab_small):
+    _check_against_lab(files.load_model(lab_small))
+
+
+@pytest.mark.skipif(not (SHIPPED / files.WEIGHTS_FILE).exists(), reason="no shipped model")
+def test_fast_graph_agrees_on_the_shipped_model():
+    _check_against_lab(files.load_model(SHIPPED))
+
+
+def test_float64_graph_is_the_lab_graph_in_float64(lab_small):
+    # the float64 evaluation itself must be right: against the Keras graph in float64
+    loaded = files.load_model(lab_small)
+    text = (lab_small / files.ARCH_FILE).read_text()  # every layer states its dtype
+    model64 = tf_keras.models.model_from_json(text.replace('"float32"', '"float64"'))
+    model64.set_weights([w.astype(np.float64) for w in loaded.keras_model.get_weights()])
+    x = tf.cast(_inputs(loaded), tf.float64)
+    expected = model64(x, training=False).numpy()
+    assert expected.dtype == np.float64
+    got = build_fast_graph(loaded.keras_model, dtype="float64")(tf.cast(x, tf.float32)).numpy()
+    # the input is rounded to float32 on the way in: the rest agrees to float64 rounding
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
+def test_half_precision_runs_and_stays_near(lab_small):
+    loaded = files.load_model(lab_small)
+    x = _inputs(loaded, batch=1)
+    lab = loaded.keras_model(x, training=False).numpy()
+    half = build_fast_graph(loaded.keras_model, dtype="float16")(x).numpy()
+    assert half.dtype == np.float32
+    # float16 keeps about 3 significant digits: 1e-2 of the output's range
+    assert np.abs(half - lab).max() < 1e-2 * max(1.0, np.abs(lab).max())
+
+
+def _odd_model():
+    """Valid and same padding, strides not dividing kernels, Conv1D and Dense at the end."""
+    inp = tf_keras.Input(shape=(37, 1))
+    x = tf_keras.layers.Reshape((37, 1, 1))(inp)
+    x = tf_keras.layers.Conv2D(3, (5, 1), strides=(2, 1), padding="valid", activation="tanh")(x)
+    x = tf_keras.layers.Conv2DTranspose(2, (4, 1), strides=(3, 1), padding="same")(x)
+    skip = x
+    x = tf_keras.layers.Activation("sigmoid")(x)
+    x = tf_keras.layers.Concatenate(axis=-1)([x, skip])
+    x = tf_keras.layers.Conv2DTranspose(2, (5, 1), strides=(2, 1), padding="valid")(x)
+    x = tf_keras.layers.Reshape((int(x.shape[1]), 2))(x)
+    x = tf_keras.layers.Conv1D(3, 3, padding="same", activation="relu")(x)
+    x = tf_keras.layers.Dense(1, activation="sigmoid")(x)
+    x = tf_keras.layers.Cropping1D((2, 3))(x)
+    tf_keras.utils.set_random_seed(3)
+    return tf_keras.Model(inp, x)
+
+
+@pytest.mark.parametrize("impl", ["conv1d", "matmul"])
+def test_fast_graph_follows_keras_padding_rules(impl):
+    model = _odd_model()
+    x = tf.random.stateless_normal((3, 37, 1), seed=(4, 5))
+    expected = model(x, training=False).numpy()
+    got = build_fast_graph(model, impl=impl)(x).numpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_padding_helpers_follow_tensorflow():
+    # SAME: out = ceil(L/s), total = (out-1)s + k - L; left gets the smaller half
+    assert same_padding(2560, 16, 2) == (7, 7)
+    assert same_padding(10, 4, 3) == (1, 2)   # out 4: 3*3 + 4 - 10 = 3
+    assert same_padding(5, 1, 2) == (0, 0)
+    assert transpose_length(5, 16, 2, "same") == 10
+    assert transpose_length(5, 5, 2, "valid") == 13
+
+
+def test_unmappable_model_is_refused_and_runner_keeps_the_lab_graph(tmp_path):
+    inp = tf_keras.Input(shape=(64, 1))
+    x = tf_keras.layers.Conv1D(2, 3, padding="same")(inp)
+    x = tf_keras.layers.LayerNormalization()(x)
+    out = tf_keras.layers.Conv1D(1, 3, padding="same")(x)
+    model = tf_keras.Model(inp, out)
+    with pytest.raises(FastGraphError, match="LayerNormalization"):
+        build_fast_graph(model)
+    files.save_lab_model(model, tmp_path / "m", meta=files.ModelMeta(context=0))
+    runner = CnnRunner(tmp_path / "m", device="cpu")
+    assert runner.graph.startswith("lab (") and "LayerNormalization" in runner.graph
+    out = runner.run(np.ones((1, 64)))
+    assert out.v_mv.shape == (1, 64)
+
+
+def test_runner_modes_agree(lab_small):
+    stim = stimuli.white_noise(seed=5, batch=2)
+    fast = CnnRunner(lab_small, device="cpu")
+    lab = CnnRunner(lab_small, device="cpu", mode="lab-graph")
+    assert fast.graph.startswith("fast") and lab.graph == "lab"
+    np.testing.assert_allclose(fast.run(stim.current_ua).v_mv, lab.run(stim.current_ua).v_mv,
+                               atol=1e-3)
+    with pytest.raises(HHBenchError, match="unknown CNN mode"):
+        CnnRunner(lab_small, device="cpu", mode="fast-ish")
+
+
+def test_bad_options_are_refused(lab_small):
+    model = files.load_model(lab_small).keras_model
+    with pytest.raises(HHBenchError, match="impl"):
+        build_fast_graph(model, impl="fft")
+    with pytest.raises(HHBenchError, match="dtype"):
+        build_fast_graph(model, dtype="int8")

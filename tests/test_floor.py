@@ -1,0 +1,155 @@
+"""Counting (FLOPs from layers, HH operations) and the floor arithmetic."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hhbench.errors import HHBenchError
+from hhbench.floor import (Ceilings, FloorLine, cnn_floor_s, floor_line, floor_report,
+                           format_floor, hh_floor_s, hh_operations, measure_ceilings)
+from hhbench.timing import TimingSettings
+
+QUICK = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
+CEIL = Ceilings(matmul_f32_flops=2e11, matmul_f64_flops=1e11, exp_f64_per_s=5e8)
+
+
+def test_hh_floor_takes_the_larger_bound():
+    # 3 exps at 5e8/s = 6 ns; 2 + 10 + 8 = 20 flops at 1e11/s = 0.2 ns -> exp-bound
+    t, bound = hh_floor_s({"exp": 3, "div": 2, "mul": 10, "add": 8}, CEIL)
+    assert bound == "exp" and t == pytest.approx(6e-9)
+    # 1 exp = 2 ns; 400 flops (an fma counts 2) = 4 ns -> flop-bound; a "flops" total and
+    # comparisons in the count are not added again
+    t, bound = hh_floor_s({"exp": 1, "fma": 100, "mul": 200, "flops": 999, "cmp": 7}, CEIL)
+    assert bound == "flops" and t == pytest.approx(4e-9)
+    with pytest.raises(HHBenchError):
+        hh_floor_s({"mul": 1}, CEIL)
+
+
+def test_cnn_floor_is_flops_over_the_matmul_rate():
+    # the lab's network: 0.509 GFLOP at 208 GFLOP/s -> 2.45 ms
+    rate = Ceilings(matmul_f32_flops=208e9, matmul_f64_flops=1e11, exp_f64_per_s=1e9)
+    assert cnn_floor_s(508_559_360, rate) == pytest.approx(508_559_360 / 208e9)
+    assert cnn_floor_s(1000, CEIL, dtype="float64") == pytest.approx(1e-8)
+
+
+def test_ratio_and_validation():
+    line = FloorLine(backend="x", unit="trace", batch=1, floor_s=2e-3, achieved_s=3e-3)
+    assert line.ratio == pytest.approx(1.5) and line.as_dict()["ratio"] == pytest.approx(1.5)
+    assert FloorLine(backend="x", unit="trace", batch=1).ratio is None
+    with pytest.raises(HHBenchError):
+        Ceilings(matmul_f32_flops=0, matmul_f64_flops=1, exp_f64_per_s=1)
+
+
+def test_hh_counts_from_the_model_when_present():
+    from hhbench import model
+    if not hasattr(model, "count_step_operations"):
+        pytest.skip("hhbench.model.count_step_operations not available on this branch")
+    for backend in ("numpy", "numba", "exp-euler"):
+        ops, note = hh_operations(backend)
+        # every step evaluates the rates: at least two distinct exponentials, and arithmetic
+        assert ops is not None and ops["exp"] >= 2 and ops["mul"] > 0, note
+        t, _ = hh_floor_s(ops, CEIL)
+        arith = sum(ops.get(k, 0) for k in ("div", "mul", "add", "neg"))
+        assert t == pytest.approx(max(ops["exp"] / 5e8, arith / 1e11))
+
+
+def test_hh_line_without_counts_says_why():
+    from hhbench import model
+    if hasattr(model, "count_step_operations"):
+        pytest.skip("operations are counted on this branch")
+    line = floor_line("numpy", CEIL, batch=2, settings=QUICK, n_samples=200)
+    assert line.floor_s is None and "count_step_operations" in line.note
+    assert line.unit == "neuron-step" and line.achieved_s > 0
+
+
+def test_ceilings_are_measured():
+    c = measure_ceilings("/CPU:0", n_matmul=128, settings=QUICK)
+    # any real machine: between 0.1 GFLOP/s and 1 PFLOP/s, between 1e6 and 1e12 exp/s
+    for rate in (c.matmul_f32_flops, c.matmul_f64_flops):
+        assert 1e8 < rate < 1e15
+    assert 1e6 < c.exp_f64_per_s < 1e12
+
+
+def test_bad_floor_input():
+    with pytest.raises(HHBenchError, match="batch"):
+        floor_report(("numpy",), batch=0)
+    with pytest.raises(HHBenchError):
+        floor_report(("no-such-backend",))
+
+
+# -- the CNN's FLOPs, counted by hand --------------------------------------------------
+
+tf_keras = pytest.importorskip("tf_keras")
+
+
+def _tiny_model():
+    inp = tf_keras.Input(shape=(32, 1))
+    x = tf_keras.layers.Reshape((32, 1, 1))(inp)
+    x = tf_keras.layers.Conv2D(4, (5, 1), strides=(2, 1), padding="same", activation="tanh")(x)
+    x = tf_keras.layers.Conv2DTranspose(3, (4, 1), strides=(2, 1), padding="same")(x)
+    x = tf_keras.layers.Reshape((32, 3))(x)
+    x = tf_keras.layers.Dense(2, use_bias=False)(x)
+    return tf_keras.Model(inp, x)
+
+
+def test_flops_of_a_tiny_model_by_hand():
+    from hhbench.cnn.flops import count_flops
+
+    counts = count_flops(_tiny_model())
+    # conv: 16 outputs x 4 filters x (5 taps x 1 channel) MACs = 320 MACs = 640 FLOPs
+    # transposed conv: 16 inputs x 4 channels x 4 taps x 3 filters = 768 MACs = 1536
+    # dense: 32 positions x 3 inputs x 2 units = 192 MACs = 384
+    assert [r["matmul_flops"] for r in counts["layers"]] == [640, 1536, 384]
+    assert counts["matmul_flops"] == 2560
+    assert counts["bias_adds"] == 16 * 4 + 32 * 3        # the dense layer has no bias
+    assert counts["activations"] == 16 * 4               # tanh after the convolution
+
+
+def test_flops_of_the_labs_architecture_by_formula():
+    from hhbench.cnn.architecture import Architecture, build_model
+    from hhbench.cnn.flops import count_flops
+
+    a = Architecture()
+    k, f, n, w = a.kernel, a.filters, a.n_layers, a.window
+    # encoder layer i (1..n) writes w/2^i positions from c_in channels (1, then f)
+    enc = sum(2 * k * (1 if i == 1 else f) * f * w // 2 ** i for i in range(1, n + 1))
+    # decoder layer j (1..n) reads w/2^(n-j+1) positions of f (j = 1) or 2f channels and
+    # writes f channels (1 for the last)
+    dec = sum(2 * k * (f if j == 1 else 2 * f) * (1 if j == n else f) * w // 2 ** (n - j + 1)
+              for j in range(1, n + 1))
+    assert count_flops(build_model(a))["matmul_flops"] == enc + dec
+    assert math.isclose(enc + dec, 0.509e9, rel_tol=2e-3)
+
+
+def test_cnn_floor_line_counts_the_windows(lab_small):
+    from hhbench.cnn import files
+    from hhbench.cnn.flops import count_flops
+
+    per_window = count_flops(files.load_model(lab_small).keras_model)["matmul_flops"]
+    line = floor_line("cnn", CEIL, batch=2, device="cpu", model=str(lab_small), settings=QUICK,
+                      n_samples=5000)   # 5000 samples: windows at 0, 2048 and 2440
+    assert line.operations["matmul_flops"] == 3 * per_window
+    assert line.floor_s == pytest.approx(3 * per_window / CEIL.matmul_f32_flops)
+    assert line.achieved_s > 0 and line.note.startswith("fast")
+    text = format_floor({"ceilings": {"/CPU:0": {**CEIL.__dict__}}, "batch": 2,
+                         "backends": [line.as_dict()]})
+    assert "| cnn | trace |" in text and f"{line.ratio:.2f}x" in text
+
+
+def test_floor_cli(tmp_path, lab_small, capsys):
+    import json
+
+    from hhbench.cli import main
+
+    out = tmp_path / "floor.json"
+    assert main(["floor", "--backends", "numpy,cnn", "--batch", "1", "--device", "cpu",
+                 "--model", str(lab_small), "--repeats", "1", "--min-time", "0",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [b["backend"] for b in report["backends"]] == ["numpy", "cnn"]
+    assert list(report["ceilings"]) == ["/CPU:0"]
+    assert report["ceilings"]["/CPU:0"]["matmul_f32_flops"] > 0
+    assert np.isfinite(report["backends"][1]["ratio"])
+    assert main(["floor", "--batch", "0"]) == 2
+    assert "batch" in capsys.readouterr().err

@@ -1,0 +1,186 @@
+"""The compiled kernels: the vectorisable exponential, the step-kernel registry, SIMD code,
+agreement with NumPy on the lab's stimuli, odeint against its lab baseline, and the
+operation count."""
+
+import platform
+import warnings
+
+import numpy as np
+import pytest
+
+from hhbench import metrics, model, stimuli
+from hhbench.backends import get_backend, kernels, numba_engine
+from hhbench.errors import DivergenceWarning, HHBenchError
+
+numba = pytest.importorskip("numba")
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+@pytest.fixture(scope="module")
+def exp_loop():
+    from hhbench.backends.compiled.vector_exp import exp
+
+    @numba.njit(error_model="numpy")
+    def loop(x, out):
+        for k in range(x.size):
+            out[k] = exp(x[k])
+    return loop
+
+
+# -- the exponential -----------------------------------------------------------------------
+
+def test_vector_exp_within_one_ulp_of_numpy(exp_loop):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-708.0, 709.0, 200_000), rng.uniform(-3.0, 3.0, 200_000),
+                        np.arange(-60.0, 60.0, 0.1)])
+    out = np.empty_like(x)
+    exp_loop(x, out)
+    ref = np.exp(x)
+    assert np.max(np.abs(out - ref) / np.spacing(ref)) <= 1.0
+
+
+def test_vector_exp_edges(exp_loop):
+    x = np.array([0.0, -0.0, 1.0, 709.78, 709.79, 1e308, np.inf, -745.2, -1e308, -np.inf, np.nan,
+                  -744.0, -720.0])
+    out = np.empty_like(x)
+    exp_loop(x, out)
+    with np.errstate(over="ignore", under="ignore"):
+        ref = np.exp(x)
+    assert out[0] == 1.0 and out[1] == 1.0 and abs(out[2] - np.e) <= np.spacing(np.e)
+    assert np.isfinite(out[3]) and out[3] == pytest.approx(ref[3], rel=1e-15)
+    assert out[4] == np.inf and out[5] == np.inf and out[6] == np.inf
+    assert out[7] == 0.0 and out[8] == 0.0 and out[9] == 0.0
+    assert np.isnan(out[10])
+    # subnormal results, to within their (absolute) resolution
+    assert np.all(np.abs(out[11:] - ref[11:]) <= 2 * np.spacing(0.0))
+
+
+@pytest.mark.skipif(not X86, reason="checks x86 SIMD instructions")
+def test_vector_exp_loop_is_simd(exp_loop):
+    exp_loop(np.zeros(4), np.zeros(4))
+    asm = exp_loop.inspect_asm(exp_loop.signatures[0])
+    assert "mulpd" in asm  # packed (SIMD) double multiplies: mulpd / vmulpd
+
+
+@pytest.mark.skipif(not X86, reason="checks x86 SIMD instructions")
+def test_engine_step_loop_is_simd():
+    """The engine's loop over a chunk's traces runs the Euler step as SIMD code: its
+    divisions are packed (divpd), not one scalar division per trace."""
+    numba_engine.driver_function("euler")  # compiles the kernels
+    step = kernels.get_kernel("euler").build(numba_engine._compiled_kernels())
+    advance = numba.njit(**numba_engine.jit_options())(numba_engine._copy_function(
+        numba_engine._advance_block, "_advance_block_simd_probe", _step=step))
+    state, nxt = np.ones((4, 16)), np.ones((4, 16))
+    advance(state, nxt, np.zeros((4, 16)), np.zeros((4, 16)), np.zeros((3, 0, 16)), 4, 16, 1,
+            0.05, False)
+    asm = advance.inspect_asm(advance.signatures[0])
+    assert "divpd" in asm and "mulpd" in asm
+
+
+# -- the registry --------------------------------------------------------------------------
+
+def test_kernel_registry():
+    found = kernels.kernel_classes()
+    assert set(found) == {"euler", "exp-euler", "exp-midpoint", "rush-larsen"}
+    assert {name: k.order for name, k in found.items()} == {
+        "euler": 1, "exp-euler": 1, "exp-midpoint": 2, "rush-larsen": 1}
+    with pytest.raises(HHBenchError, match="valid kernels: euler, exp-euler"):
+        kernels.get_kernel("rk4")
+
+
+@pytest.mark.parametrize("name", ["euler", "exp-euler", "exp-midpoint", "rush-larsen"])
+def test_every_kernel_equals_its_numpy_twin(name):
+    """The engine (SIMD chunks of traces, a lone trace in registers, substeps) runs exactly
+    the step the NumPy kernel computes, step by step in Python."""
+    stim = stimuli.white_noise(15.0, seed=4, batch=11, n_samples=300)
+    step = kernels.get_kernel(name).build(model.NUMPY_KERNELS)
+    state = [np.full(11, x) for x in (model.V0_MV, model.M0, model.H0, model.N0)]
+    expected = np.empty((11, 300))
+    for k in range(300):
+        expected[:, k] = state[0]
+        for _ in range(2):
+            state = step(*state, stim.current_ua[:, k], stim.dt_ms / 2)
+    batch, _ = numba_engine.integrate(stim.current_ua, stim.dt_ms, name, substeps=2)
+    single, _ = numba_engine.integrate(stim.current_ua[3:4], stim.dt_ms, name, substeps=2)
+    assert np.max(np.abs(batch - expected)) < 1e-9
+    assert np.array_equal(single[0], batch[3])
+
+
+def test_adding_a_kernel_is_registering_one():
+    """A new integration method is one registered class: here the lab's unfused Euler step
+    (six exponentials, libm's), which then runs in the engine and equals `numpy`."""
+    @kernels.register_kernel
+    class UnfusedEuler(kernels.StepKernel):
+        name = "test-unfused-euler"
+        order = 1
+        summary = "forward Euler on the six-exponential rates"
+        step = "euler_step"
+    try:
+        stim = stimuli.step([3.0, 10.0], n_samples=400)
+        v, _ = numba_engine.integrate(stim.current_ua, stim.dt_ms, "test-unfused-euler")
+        expected = get_backend("numpy").run(stim).v_mv
+        assert np.max(np.abs(v - expected)) < 1e-9
+    finally:
+        del kernels._KERNELS["test-unfused-euler"]
+
+
+# -- forward Euler equals NumPy on the lab's stimuli ------------------------------------------
+
+def test_numba_equals_numpy_on_the_lab_stimuli():
+    """The lab's default step, noise (σ 20) and a batch of 37 (SIMD chunks and a remainder)
+    agree to 1e-9 mV; the lab's sine (80 µA/cm², 0.05 kHz) makes forward Euler diverge:
+    both diverge at the same sample, and agree until V falls below −140 mV, where Euler's
+    gate update is unstable and amplifies every rounding difference ~10x per step."""
+    for stim in (stimuli.step(20.0), stimuli.white_noise(20.0, seed=0),
+                 stimuli.white_noise(20.0, seed=7, batch=37)):
+        a = get_backend("numpy").run(stim).v_batch
+        b = get_backend("numba").run(stim).v_batch
+        assert np.max(np.abs(a - b)) < 1e-9
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        a = get_backend("numpy").run(stimuli.sine(0.05))
+        b = get_backend("numba").run(stimuli.sine(0.05))
+    assert a.diverged.all() and b.diverged.all()
+    first_nan = [np.flatnonzero(np.isnan(r.v_mv))[0] for r in (a, b)]
+    assert abs(first_nan[0] - first_nan[1]) <= 1
+    stable = np.flatnonzero(a.v_mv < -140.0)[0]
+    assert stable > 500
+    assert np.max(np.abs(a.v_mv[:stable] - b.v_mv[:stable])) < 1e-9
+
+
+# -- odeint ----------------------------------------------------------------------------------
+
+def test_odeint_lab_is_the_lab_way_and_close_to_the_reference():
+    stim = stimuli.step(20.0)
+    ref = get_backend("reference").run(stim).v_mv
+    lab = get_backend("odeint-lab").run(stim, gates=True)
+    assert metrics.rmse_mv(ref, lab.v_mv) < 0.05
+    assert metrics.spike_count(lab.v_mv) == metrics.spike_count(ref)
+    assert set(lab.gates) == {"m", "h", "n"}
+    assert get_backend("odeint-lab").settings()["rhs"] == "python"
+
+
+# -- operation count -------------------------------------------------------------------------
+
+def test_operation_count_matches_a_hand_count():
+    # gate_exact: tot = a + b; x_inf = a / tot; x_inf + (x - x_inf) * exp(-tot * dt)
+    assert model.count_operations("gate_exact", 0.3, 0.1, 0.2, 0.05) == {
+        "exp": 1, "div": 1, "mul": 2, "add": 3, "neg": 1, "cmp": 0, "flops": 8}
+    # conductances: 4 + 4 multiplies for the two conductances, 2 adds for G, and
+    # (g_na E_Na + g_k E_K + g_L E_L) / G: 2 multiplies (g_L E_L is a constant), 2 adds, 1 div
+    assert model.count_operations("conductances", -60.0, 0.1, 0.5, 0.3) == {
+        "exp": 0, "div": 1, "mul": 10, "add": 4, "neg": 0, "cmp": 0, "flops": 15}
+
+
+def test_step_counts():
+    lab = model.count_step_operations("euler_step")
+    fused = kernels.get_kernel("euler").operation_count()
+    # the lab's rates: expm1 for αm and αn, exp for the other four; divisions: two in the
+    # x/expm1 ratios, three exponents (-u/18, -u/20, -u/80), and βh's reciprocal
+    assert lab["exp"] == 6 and lab["div"] == 6
+    # fused: exp(-u/10), exp(-u/80), exp(-u/18); divisions only in αm, αn and βh
+    assert fused["exp"] == 3 and fused["div"] == 3
+    assert lab["flops"] == sum(lab[k] for k in ("exp", "div", "mul", "add", "neg"))
+    with pytest.raises(ValueError, match="step kernel"):
+        model.count_step_operations("rates")

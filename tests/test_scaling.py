@@ -1,0 +1,103 @@
+"""Scaling sweeps: sizes, the fitted exponent, the budget, files and the CLI (tiny sizes)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hhbench.errors import HHBenchError
+from hhbench.scaling import (ScalingConfig, ScalingPoint, ScalingResults, _sweep,
+                             growth_exponent, log_spaced, run_scaling, write_scaling)
+from hhbench.timing import TimingSettings
+
+QUICK = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
+
+
+def test_log_spaced_sizes():
+    assert log_spaced(4096) == (1, 4, 16, 64, 256, 1024, 4096)
+    assert log_spaced(20) == (1, 4, 16, 20)
+    assert log_spaced(1) == (1,)
+
+
+def test_growth_exponent_recovers_a_power_law():
+    sizes = np.array([1, 4, 16, 64, 256])
+    assert growth_exponent(sizes, 3e-3 * sizes ** 0.75) == pytest.approx(0.75)
+    # fixed cost plus linear: the slope lies between 0 and 1
+    p = growth_exponent(sizes, 1.0 + 0.01 * sizes)
+    assert 0 < p < 1
+    assert growth_exponent([5], [1.0]) is None
+
+
+def test_config_validation():
+    with pytest.raises(HHBenchError):
+        ScalingConfig(max_batch=0)
+    with pytest.raises(HHBenchError):
+        ScalingConfig(budget_s=0)
+    with pytest.raises(HHBenchError):
+        ScalingConfig(backends=("nope",))
+
+
+class _Fake:
+    """A backend whose call 'takes' batch x samples x 1 µs on a fake clock."""
+    name = "fake"
+
+    def __init__(self):
+        self.now = 0.0
+
+    def run(self, stim):
+        self.now += stim.batch_size * stim.n_samples * 1e-6
+        return stim
+
+    def clock(self):
+        return self.now
+
+
+def test_budget_stops_a_slow_sweep():
+    fake = _Fake()
+    config = ScalingConfig(backends=("numpy",), max_batch=4096, n_samples=1000, budget_s=0.5,
+                           timing=QUICK)
+    points, why = _sweep(fake, config, "batch", config.batches, clock=fake.clock)
+    # a call at batch b spends b ms of the fake clock, two calls per size (cold + 1 timed):
+    # after 64 the sweep has spent 2·85 ms, after 256 it has spent 2·341 ms > 0.5 s: stop
+    assert [p.batch for p in points] == [1, 4, 16, 64, 256]
+    assert why == "after 256 (budget 0.5 s)"
+
+
+def test_tiny_run_writes_tables_and_figure(tmp_path):
+    config = ScalingConfig(backends=("numpy", "numba"), max_batch=4, n_samples=100,
+                           lengths=(100, 200), budget_s=60, timing=QUICK)
+    results = run_scaling(config)
+    sizes = {(p.backend, p.axis): [] for p in results.points}
+    for p in results.points:
+        sizes[(p.backend, p.axis)].append(p.size)
+        assert p.call_s > 0 and p.per_trace_s == pytest.approx(p.call_s / p.batch)
+    assert sizes[("numba", "batch")] == [1, 4] and sizes[("numpy", "length")] == [100, 200]
+    exps = results.exponents()
+    assert set(exps) == {(b, a) for b in ("numpy", "numba") for a in ("batch", "length")}
+    paths = write_scaling(results, tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["scaling.csv", "scaling.json", "scaling.md",
+                                             "scaling.png"]
+    rows = (tmp_path / "out" / "scaling.csv").read_text().splitlines()
+    assert rows[0] == "backend,axis,batch,n_samples,call_ms,per_trace_ms" and len(rows) == 9
+    data = json.loads((tmp_path / "out" / "scaling.json").read_text())
+    assert len(data["points"]) == 8 and len(data["exponents"]) == 4
+    assert (tmp_path / "out" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_markdown_lists_exponents():
+    config = ScalingConfig(backends=("numpy",), timing=QUICK)
+    pts = tuple(ScalingPoint(backend="numpy", axis="batch", batch=b, n_samples=10,
+                             call_s=1e-3 * b) for b in (1, 4, 16))
+    text = ScalingResults(config=config, points=pts, stopped={("numpy", "length"): "x"}).to_markdown()
+    assert "| numpy | 1.00 | - | length: x |" in text
+
+
+def test_scaling_cli(tmp_path, capsys):
+    from hhbench.cli import main
+
+    assert main(["scaling", "-o", str(tmp_path / "s"), "--backends", "numba", "--max-batch", "2",
+                 "--lengths", "600,1200", "--budget-s", "30", "--no-progress"]) == 0
+    assert (tmp_path / "s" / "scaling.png").exists()
+    assert "growth exponent" in capsys.readouterr().out
+    assert main(["scaling", "-o", str(tmp_path / "no" / "such" / "dir")]) == 2
+    assert main(["scaling", "--max-batch", "0", "-o", str(tmp_path / "t")]) == 2
