@@ -231,6 +231,15 @@ def compile_engine(kernel_name: str = "euler") -> None:
     integrate(np.zeros((1, 2)), 0.05, kernel_name, 1, True)
 
 
+def call_threads(batch: int) -> int:
+    """Threads a call over `batch` traces uses: the chunks are the parallel work items, so at
+    most one thread per chunk (a batch of one runs on the calling thread alone); the pool
+    size and policy are hhbench.threads'."""
+    import numba
+    lanes = chunk_lanes(batch, numba.config.NUMBA_NUM_THREADS)
+    return threads.numba_threads(-(-batch // lanes))
+
+
 def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", substeps: int = 1,
               gates: bool = False) -> tuple[np.ndarray, dict | None]:
     """V (batch, samples) in mV, and the gates {"m", "h", "n"} if asked for, from step
@@ -244,11 +253,8 @@ def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", subst
     import numba
 
     drive = _driver(kernel)
-    batch = len(current_ua)
-    lanes = chunk_lanes(batch, numba.config.NUMBA_NUM_THREADS)
-    # the chunks are the parallel work items: at most one thread per chunk (a batch of one
-    # then runs on the calling thread alone)
-    numba.set_num_threads(threads.numba_threads(-(-batch // lanes)))  # policy: hhbench.threads
+    lanes = chunk_lanes(len(current_ua), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(call_threads(len(current_ua)))
     v, g = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
                  int(substeps), bool(gates), lanes)
     if not gates:
