@@ -28,9 +28,6 @@ import numpy as np
 from hhbench.errors import HHBenchError
 from hhbench.timing import TimingSettings, measure
 
-#: HH backend -> the step function (in `hhbench.model.build_kernels`) of one neuron-step;
-#: other backends: their name with "_" for "-" and "_step" appended
-HH_KERNELS = {"numpy": "euler_step", "numba": "euler_step_fused", "exp-euler": "exp_euler_step"}
 #: operations that count one flop each (an fma two); "exp" is bound apart, and totals
 #: ("flops") and comparisons ("cmp") in a count are not arithmetic to add again
 FLOP_KEYS = {"div": 1, "mul": 1, "add": 1, "sub": 1, "neg": 1, "fma": 2}
@@ -144,20 +141,21 @@ def cnn_floor_s(matmul_flops: int, ceilings: Ceilings, dtype: str = "float32") -
 
 
 def hh_operations(backend: str) -> tuple[dict | None, str]:
-    """(counts per neuron-step, note) for an HH backend, from
-    `hhbench.model.count_step_operations`; (None, why) where not counted."""
+    """(counts per neuron-step, note) for an HH backend: the counted operations of the step
+    kernel it runs (`hhbench.model.count_step_operations`); (None, why) where the work per
+    neuron-step is not fixed."""
     from hhbench import model
+    from hhbench.backends import check_name
+    from hhbench.backends.kernels import get_kernel
 
     if backend in ADAPTIVE:
         return None, "adaptive steps: no fixed work per neuron-step"
-    counter = getattr(model, "count_step_operations", None)
-    if counter is None:
-        return None, "hhbench.model.count_step_operations is not available"
-    kernel = HH_KERNELS.get(backend, backend.replace("-", "_") + "_step")
-    try:
-        return dict(counter(kernel)), f"step {kernel}"
-    except (KeyError, ValueError, HHBenchError, AttributeError) as exc:
-        return None, f"no operation count for {backend} ({exc})"
+    if backend == "numpy":  # the lab's own six-exponential step, run by NumPy
+        return dict(model.count_step_operations("euler_step")), "step euler_step"
+    kernel = getattr(check_name(backend), "kernel", None)
+    if kernel is None:
+        return None, f"{backend} runs no counted step kernel"
+    return dict(get_kernel(kernel).operation_count()), f"step kernel {kernel}"
 
 
 # -- achieved ------------------------------------------------------------------------------
