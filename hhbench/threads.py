@@ -7,10 +7,13 @@ is still working) or sleep. hhbench fixes these once, in one place, so that `hhb
 worker processes, the asv suite and the pytest-benchmark suite all time the same thing:
 
   * numba's threading layer: `LAYER` ("omp") unless the user set `NUMBA_THREADING_LAYER`;
-  * idle OpenMP threads sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, `KMP_BLOCKTIME=0`)
-    unless the user set those variables — these must be in the environment before the
-    OpenMP runtime starts, which `apply()` ensures when called before numba's first
-    parallel call;
+  * OpenMP's own defaults otherwise (`ENV` is empty): measured on a quiet 2-core machine
+    in whole `hhbench run`s (README), sleeping idle threads (`OMP_WAIT_POLICY=PASSIVE`) and
+    threads bound to cores (`OMP_PROC_BIND=close`, `OMP_PLACES=cores`) both spread the
+    processes more than the defaults (binding also slowed NumPy and the CNN in the same
+    process), though each looked better in one isolated `scripts/threading_check.py`;
+    variables put in `ENV` are set before the OpenMP runtime starts, which `apply()`
+    ensures when called before numba's first parallel call;
   * a call uses no more threads than it has traces (`numba_threads(batch)`), so a batch of
     one runs on the calling thread alone.
 Why these: see docs/timing.md and `scripts/threading_check.py`, which measures the spread
@@ -28,7 +31,7 @@ import sys
 #: numba's threading layer under the policy
 LAYER = "omp"
 #: environment set (when the user has not set it) before any thread pool starts
-ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+ENV: dict[str, str] = {}
 #: environment variable prefixes that decide speed, recorded with every result
 RECORDED_PREFIXES = ("OMP_", "KMP_", "GOMP_", "NUMBA_", "OPENBLAS_", "MKL_", "TF_",
                      "BLIS_", "VECLIB_", "HHBENCH_")

@@ -7,7 +7,9 @@
      first call took longer: a call that long has warmed caches and predictors itself,
      and a warm-up would only add its cost to every process);
   3. timed calls until at least `min_repeats` calls and `min_time_s` seconds are done
-     (at most `max_repeats` calls).
+     (at most `max_repeats` calls); after such a long first call, `long_call_repeats`
+     calls suffice when it is set (the evidence is the spread between processes, and a
+     second or third call of a seconds-long case only multiplies the cost of a run).
 Each timed call includes `finish(result)`, so the clock stops only when the result really
 exists: a raw TensorFlow tensor (a bare compiled call, possibly still running on a GPU)
 is copied to NumPy; a backend's `SimResult` already holds NumPy arrays, which exist only
@@ -39,8 +41,11 @@ class TimingSettings:
     min_time_s: float = 0.5
     max_repeats: int = 10_000
     skip_warmup_after_s: float | None = None
+    long_call_repeats: int | None = None
 
     def __post_init__(self):
+        if self.long_call_repeats is not None and not 1 <= self.long_call_repeats <= self.min_repeats:
+            raise HHBenchError("timing: long_call_repeats must be within 1 … min_repeats")
         if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:
             raise HHBenchError("timing: need warmup >= 0 and 1 <= min_repeats <= max_repeats")
         if self.min_time_s < 0:
@@ -137,8 +142,11 @@ def measure(fn: Callable[[], object], settings: TimingSettings = TimingSettings(
         finish(result)
     samples: list[float] = []
     spent_ns = 0
+    min_repeats = settings.min_repeats
+    if long_first and settings.long_call_repeats is not None:
+        min_repeats = settings.long_call_repeats
     while len(samples) < settings.max_repeats and (
-            len(samples) < settings.min_repeats or spent_ns < settings.min_time_s * 1e9):
+            len(samples) < min_repeats or spent_ns < settings.min_time_s * 1e9):
         start = clock()
         result = fn()
         finish(result)

@@ -47,14 +47,15 @@ def test_spread_between_processes_above_3_percent_is_warned_about():
 
 
 def test_policy_sets_the_environment_unless_the_user_did(monkeypatch):
-    for key in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "NUMBA_THREADING_LAYER", "HHBENCH_THREADING"):
+    for key in ("NUMBA_THREADING_LAYER", "HHBENCH_THREADING"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("KMP_BLOCKTIME", "200")
     threads.apply()
     import os
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["KMP_BLOCKTIME"] == "200"
     assert os.environ["NUMBA_THREADING_LAYER"] == threads.LAYER
-    assert threads.speed_environment()["KMP_BLOCKTIME"] == "200"
+    monkeypatch.setenv("NUMBA_THREADING_LAYER", "workqueue")  # the user's choice wins
+    threads.apply()
+    assert os.environ["NUMBA_THREADING_LAYER"] == "workqueue"
+    assert threads.speed_environment()["NUMBA_THREADING_LAYER"] == "workqueue"
 
 
 def test_record_of_numba_threads_and_cache_after_a_run():

@@ -329,3 +329,12 @@ def test_bad_config_file(tmp_path, capsys):
     config.write_text('backends = ["numba"]\nbogus = 3\n')
     assert main(["run", "--config", str(config)]) == 2
     assert "bad suite config" in capsys.readouterr().err
+
+
+def test_tiled_cases_get_the_tiled_reference_of_their_one_trace():
+    from hhbench.suite import cached_reference, case_stimulus, reference_run
+    tiled = cached_reference("step", 3, 600, 0, "lab")
+    direct = reference_run(case_stimulus("step", 3, n_samples=600), "lab")
+    np.testing.assert_array_equal(tiled.v_batch, direct.v_batch)
+    assert tiled.v_mv.shape == (3, 600) and tiled.stimulus.batch_size == 3
+    assert tiled.diverged.tolist() == direct.diverged.tolist()

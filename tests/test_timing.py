@@ -45,6 +45,19 @@ def test_warm_up_is_skipped_after_a_long_first_call_only():
     assert clock.calls == 1 + 2 + 3
 
 
+def test_one_timed_call_suffices_after_a_long_first_call_when_asked():
+    settings = TimingSettings(warmup_calls=2, min_repeats=3, min_time_s=0.0,
+                              skip_warmup_after_s=1.0, long_call_repeats=1)
+    clock = FakeClock([1_500_000_000] * 100)  # every call 1.5 s
+    timing, _ = measure(clock.work, settings, clock=clock)
+    assert clock.calls == 1 + 0 + 1 and timing.samples_s == (1.5,)
+    clock = FakeClock([900_000_000] + [5_000_000] * 100)  # short first call: as usual
+    measure(clock.work, settings, clock=clock)
+    assert clock.calls == 1 + 2 + 3
+    with pytest.raises(HHBenchError):
+        TimingSettings(min_repeats=2, long_call_repeats=3)
+
+
 def test_repeats_until_min_time_and_count():
     clock = FakeClock([1] + [10_000_000] * 1000)  # 10 ms per call
     timing, _ = measure(clock.work, TimingSettings(warmup_calls=0, min_repeats=3,

@@ -145,3 +145,17 @@ def test_scales_are_stored_with_the_model_and_used_by_the_runner(tmp_path):
                                  verbose=0)[..., 0] / 0.02
     np.testing.assert_allclose(runner.run(current).v_mv, expected, rtol=1e-5, atol=1e-4)
     assert run.state["history"][0]["lr"] == pytest.approx(2e-3)  # cosine starts at the rate
+
+
+def test_a_run_resumes_from_its_folder_moved_elsewhere(tmp_path):
+    # what a fresh clone on another machine sees: the committed folder at another path
+    import shutil
+    first = tmp_path / "here" / "m"
+    train(TrainConfig.tiny(epochs=1), first, progress=False, evaluate=False)
+    moved = tmp_path / "elsewhere" / "m"
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)
+    run = train(TrainConfig.tiny(), moved, resume=True, epochs=2, progress=False, evaluate=False)
+    steps_per_epoch = -(-run.state["data"]["train"] // TrainConfig.tiny().batch_size)
+    assert run.state["epoch"] == 2
+    assert int(run.model.optimizer.iterations.numpy()) == 2 * steps_per_epoch

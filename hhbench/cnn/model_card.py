@@ -208,6 +208,12 @@ def _lost_rows(lost: dict) -> str:
             f"|---|---|---|\n{times}")
 
 
+def _hosts(training: dict, card: dict) -> str:
+    """The machines the sittings ran on (recorded per sitting), else "this machine"."""
+    hosts = list(dict.fromkeys(d["host"] for d in training.get("devices", []) if "host" in d))
+    return "; ".join(hosts) if hosts else "the machine named below"
+
+
 def _markdown(card: dict) -> str:
     q, t, d = card["quality"], card["training"], card["data"]
     bars = "\n".join(f"- {k}: {v['value']:.3f} (bar {v['bar']}) — {'met' if v['met'] else 'NOT met'}"
@@ -236,7 +242,8 @@ model in `hhbench_model.json` and applied by hhbench's runner.
 Adam, learning rate {t['learning_rate']} {schedule}; mean absolute error, batch
 {t['batch_size']}, seed {t['seed']}.{_phases(t['phases'])} {t['epochs_run']} epochs ({t['stop_reason']}), best epoch
 {t['best_epoch']}; best validation loss {t['best_val_loss']:.5f} (final training loss
-{t['final_loss']:.5f}). Wall time {t['wall_s'] / 60:.1f} min on {one_line(card['hardware'])}.
+{t['final_loss']:.5f}). Wall time {t['wall_s'] / 60:.1f} min on {_hosts(t, card)}; quality
+evaluated on {one_line(card['hardware'])}.
 
 ## Quality on held-out traces (against the lab reference, output window)
 | stimulus | traces | median Γ | count exact | count ±1 | 1st spike ±0.5 ms | MAE (mV) | spikes CNN / ref |

@@ -225,7 +225,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
                  "best_epoch": None, "wait": 0, "lr_wait": 0, "lr": config.learning_rate,
                  "wall_s": 0.0, "finished": False, "stop_reason": None, "phases": [],
                  "val_data": asdict(config.data)}
-    state.setdefault("devices", []).append(device_description(tf_device))
+    from hhbench.environment import describe_machine, one_line
+    state.setdefault("devices", []).append({**device_description(tf_device),
+                                            "host": one_line(describe_machine())})
 
     fitting = not state["finished"] and state["epoch"] < config.epochs
     if fitting:  # a finished run (resumed to --finish or re-card) needs no data
