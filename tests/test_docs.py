@@ -49,7 +49,9 @@ def test_examples_run(page, monkeypatch, capsys):
     assert ran > 0
 
 
-@pytest.mark.parametrize("page", DOCS + sorted((ROOT / "examples").rglob("README.md")),
+@pytest.mark.parametrize("page", [ROOT / "README.md"] + DOCS
+                         + sorted((ROOT / "docs" / "lab").glob("*.md"))
+                         + sorted((ROOT / "examples").rglob("README.md")),
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_links_stay_inside_the_repository(page):
     text = page.read_text()
