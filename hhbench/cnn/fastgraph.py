@@ -201,26 +201,17 @@ def _step(cls: str, layer, ops: _Ops, tf):
     if cls == "Reshape":
         target = _as_1d_shape(layer.target_shape, layer.name)
         return lambda x: tf.reshape(x, [-1, *target])
-    if cls in ("Conv2D", "Conv1D"):
+    if cls in ("Conv2D", "Conv1D", "Conv2DTranspose", "Conv1DTranspose"):
+        op = ops.conv_transpose if cls.endswith("Transpose") else ops.conv
         k, s = _column_kernel(layer)
         w = ops.const(layer.kernel.numpy().reshape(k, *layer.kernel.shape[-2:]))
         b = ops.const(layer.bias.numpy()) if layer.use_bias else None
         padding = layer.padding
 
         def conv(x):
-            y = ops.conv(x, w, k, s, padding)
+            y = op(x, w, k, s, padding)
             return _activation(tf, layer, y if b is None else y + b)
         return conv
-    if cls in ("Conv2DTranspose", "Conv1DTranspose"):
-        k, s = _column_kernel(layer)
-        w = ops.const(layer.kernel.numpy().reshape(k, *layer.kernel.shape[-2:]))
-        b = ops.const(layer.bias.numpy()) if layer.use_bias else None
-        padding = layer.padding
-
-        def deconv(x):
-            y = ops.conv_transpose(x, w, k, s, padding)
-            return _activation(tf, layer, y if b is None else y + b)
-        return deconv
     if cls == "Dense":
         w = ops.const(layer.kernel.numpy())
         b = ops.const(layer.bias.numpy()) if layer.use_bias else None
