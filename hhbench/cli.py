@@ -342,9 +342,13 @@ def _nonnegative_float(text: str) -> float:
 
 
 def _positive_float(text: str) -> float:
-    value = _nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0, got 0")
+    """argparse type: a number > 0, refused in the option's own words."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 

@@ -60,6 +60,7 @@ def test_a_trace_beyond_memory_is_refused(tmp_path, capsys):
     (["simulate", "--samples", "0"], "argument --samples: must be at least 1"),
     (["train", "--epochs", "0"], "argument --epochs: must be at least 1"),
     (["train", "--max-minutes", "0"], "argument --max-minutes: must be more than 0"),
+    (["train", "--input-scale", "-1"], "argument --input-scale: must be more than 0"),
 ])
 def test_option_errors_name_the_option(argv, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
