@@ -15,8 +15,10 @@ from pathlib import Path
 
 def check_pytest(path: Path) -> list[str]:
     data = json.loads(path.read_text())
+    # every benchmark needs a time; the suite's cases (test_simulate) also their accuracy
     missing = [b["fullname"] for b in data["benchmarks"]
-               if not b["stats"]["median"] > 0 or "rmse_mv" not in b["extra_info"]]
+               if not b["stats"]["median"] > 0
+               or (b["name"].startswith("test_simulate") and "rmse_mv" not in b["extra_info"])]
     print(f"pytest-benchmark: {len(data['benchmarks'])} benchmarks, {len(missing)} without result")
     return missing if data["benchmarks"] else ["(no benchmarks ran)"]
 
