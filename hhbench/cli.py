@@ -331,25 +331,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _nonnegative_float(text: str) -> float:
+def _float_option(text: str, ok, rule: str) -> float:
+    """argparse type body: a number for which `ok(value)` holds (NaN never does), else
+    "must be <rule>" in the option's own words."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
     return value
+
+
+def _nonnegative_float(text: str) -> float:
+    return _float_option(text, lambda v: v >= 0, "0 or more")
 
 
 def _positive_float(text: str) -> float:
-    """argparse type: a number > 0, refused in the option's own words."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
+    return _float_option(text, lambda v: v > 0, "more than 0")
 
 
 _FMT = argparse.RawDescriptionHelpFormatter
