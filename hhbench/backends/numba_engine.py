@@ -268,10 +268,10 @@ def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", subst
 _derivatives = None  # the model's right-hand side, set in the copy `compiled_rhs` makes
 
 
-def _rhs(y, t, i):
-    # dy/dt of `batch` neurons stacked as y = (v..., m..., h..., n...), currents i (batch,)
+def _rhs(y, t, i, dy):
+    # dy/dt of `batch` neurons stacked as y = (v..., m..., h..., n...), currents i (batch,),
+    # written into `dy` (4·batch), which is returned: no array is allocated per call
     batch = i.size
-    dy = np.empty(4 * batch)
     for b in range(batch):
         dv, dm, dh, dn = _derivatives(y[b], y[batch + b], y[2 * batch + b], y[3 * batch + b],
                                       i[b])
@@ -284,13 +284,15 @@ def _rhs(y, t, i):
 
 @functools.cache
 def compiled_rhs():
-    """The model's right-hand side compiled for `scipy.integrate.odeint`: f(y, t, i) with y
-    the 4·batch states (v, m, h, n blocks) and i the batch's currents; cached on disk."""
+    """The model's right-hand side compiled for `scipy.integrate.odeint`: f(y, t, i, dy) with
+    y the 4·batch states (v, m, h, n blocks), i the batch's currents and dy an output buffer
+    of 4·batch that is filled and returned (odeint copies it at once, so one buffer serves
+    every call); cached on disk."""
     import numba
 
     func = _copy_function(_rhs, "_rhs_compiled", _derivatives=_compiled_kernels().derivatives)
     rhs = numba.njit(cache=True, **jit_options())(func)
-    rhs(np.zeros(4), 0.0, np.zeros(1))  # compile or load from the cache now, not in a timing
+    rhs(np.zeros(4), 0.0, np.zeros(1), np.zeros(4))  # compile or load now, not in a timing
     return rhs
 
 
