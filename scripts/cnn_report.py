@@ -10,7 +10,9 @@ In one process (the same TensorFlow, the same device):
 2. the graphs, as a bare compiled call on a ready tensor: the lab's Keras graph in a
    tf.function, the fast 1-D graph (`hhbench.cnn.fastgraph`: conv1d, conv1d + XLA, matmul;
    with --half or on a GPU also float16 and bfloat16), per-trace time at each batch,
-   × floor, and the largest |ΔV| (mV) against the lab graph on the lab's three stimuli;
+   × floor, the largest |ΔV| (mV) against the lab graph on the lab's three stimuli, and the
+   change in accuracy: |RMSE − RMSE of the lab graph| against the converged reference on
+   the lab's default step (the target: at most 1e-4 mV);
 3. the runner (`hhbench.cnn.runner`, windows and scaling included) in its modes
    "compiled" (the fast graph, default), "lab-graph" and "predict" (the lab's way).
 With --variants, the bare fast and lab graphs are measured again in fresh processes under
@@ -79,6 +81,22 @@ def _agreement(graph, lab_graph, runner) -> float:
     return float(diff / runner.output_scale)
 
 
+def _accuracy_change(graph, lab_graph, runner) -> float:
+    """|RMSE(graph) − RMSE(lab graph)| in mV, each against the converged reference on the lab's
+    default step (one window from sample 0): the change in accuracy the target bounds."""
+    import tensorflow as tf
+
+    from hhbench import metrics
+    from hhbench.suite import cached_reference
+
+    cur = case_stimulus("step", 1).current_ua[:, :runner.window]
+    x = tf.constant(cur[..., None] * runner.input_scale, tf.float32)
+    ref = cached_reference("step", 1).v_batch[:, runner.context:runner.context + runner.out_len]
+    errors = [metrics.rmse_mv(ref, g(x).numpy().reshape(1, -1) / runner.output_scale)[0]
+              for g in (graph, lab_graph)]
+    return float(abs(errors[0] - errors[1]))
+
+
 def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict]:
     from hhbench.cnn.fastgraph import build_fast_graph
 
@@ -99,8 +117,8 @@ def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict
              f"{rate / 1e9:.0f} GFLOP/s (TensorFlow float32 matmul, this run) = "
              f"{floor_s * 1e3:.2f} ms per trace.", "",
              "| graph (bare call) | " + " | ".join(f"batch {b}: per trace, × floor"
-                                                  for b in batches) + " | max |ΔV| vs lab graph |",
-             "|---|" + "---|" * len(batches) + "---|"]
+                                                  for b in batches) + " | max |ΔV| vs lab graph | Δ accuracy (≤ 1e-4) |",
+             "|---|" + "---|" * len(batches) + "---|---|"]
     times = {}
     for name, graph in variants:
         cells = []
@@ -109,7 +127,8 @@ def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict
             times[(name, b)] = t
             cells.append(f"{t * 1e3:.2f} ms, {t / floor_s:.2f}×")
         agree = "-" if graph is lab else f"{_agreement(graph, lab, runner):.1e} mV"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} |")
+        change = "-" if graph is lab else f"{_accuracy_change(graph, lab, runner):.1e} mV"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} | {change} |")
     for b in batches:
         lab_t, fast_t = times[(variants[0][0], b)], times[(variants[1][0], b)]
         lines.append(f"\nBatch {b}: the fast graph is {lab_t / fast_t:.2f}× faster than the "

@@ -52,6 +52,27 @@ def test_fast_graph_agrees_on_the_shipped_model():
     _check_against_lab(files.load_model(SHIPPED))
 
 
+@pytest.mark.skipif(not (SHIPPED / files.WEIGHTS_FILE).exists(), reason="no shipped model")
+@pytest.mark.parametrize("jit", [False, True])
+def test_fast_graph_changes_the_accuracy_by_under_1e4_mv(jit):
+    """The performance target: the fast graph's accuracy (RMS error against the converged
+    reference, on the lab's default step) is the lab graph's to 1e-4 mV."""
+    from hhbench import metrics
+    from hhbench.backends import get_backend
+    from hhbench.cnn.fastgraph import FastGraphOptions
+
+    stim = stimuli.make("step")
+    reference = get_backend("reference").run(stim).v_mv
+    errors = []
+    for runner in (CnnRunner(SHIPPED, device="cpu", mode="lab-graph"),
+                   CnnRunner(SHIPPED, device="cpu", fast_options=FastGraphOptions(jit_compile=jit))):
+        out = runner.run(stim.current_ua)
+        ref = reference[out.first_sample:out.first_sample + out.v_mv.shape[1]]
+        errors.append(float(metrics.rmse_mv(ref, out.v_mv[0])))
+    assert errors[0] > 1.0  # a real error to compare (the model is not exact)
+    assert abs(errors[1] - errors[0]) < 1e-4
+
+
 def test_float64_graph_is_the_lab_graph_in_float64(lab_small):
     # the float64 evaluation itself must be right: against the Keras graph in float64
     loaded = files.load_model(lab_small)
