@@ -10,6 +10,7 @@ import pytest
 
 from hhbench import metrics, model, stimuli
 from hhbench.backends import get_backend, kernels, numba_engine
+from hhbench.backends.base import mark_divergence
 from hhbench.errors import DivergenceWarning, HHBenchError
 
 numba = pytest.importorskip("numba")
@@ -184,3 +185,20 @@ def test_step_counts():
     assert lab["flops"] == sum(lab[k] for k in ("exp", "div", "mul", "add", "neg"))
     with pytest.raises(ValueError, match="step kernel"):
         model.count_step_operations("rates")
+
+
+def test_engine_marks_divergence_as_the_base_class_does():
+    """The driver flags a diverged trace while copying V out; the result is what the base
+    class's second pass (`mark_divergence`) makes of the raw V: the same traces, NaN from
+    the same sample. The lab's sine diverges under forward Euler, a step does not; they
+    share one SIMD chunk, and a batch of 40 also has a second, partial chunk."""
+    sine, step = stimuli.sine(0.05).current_ua[0], stimuli.step(10.0).current_ua[0]
+    rows = [sine, step, 0.8 * sine, step * 0.5] * 10
+    current = np.stack(rows)
+    v, gates, diverged = numba_engine.integrate_marked(current, 0.05, gates=True)
+    raw, _, _ = numba_engine._driver("euler")(current, 0.05, 1, False, 32)
+    expected_v, expected_diverged = mark_divergence(raw)
+    assert np.array_equal(diverged, expected_diverged)
+    assert diverged[0] and not diverged[1] and diverged.sum() >= 10
+    np.testing.assert_array_equal(v, expected_v)
+    assert np.array_equal(np.isnan(gates["m"]), np.isnan(v))

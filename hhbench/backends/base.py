@@ -112,8 +112,12 @@ class Backend(ABC):
         raise NotImplementedError(f"{type(self).__name__} implements neither _integrate nor run")
 
     def _result(self, stimulus: Stimulus, v: np.ndarray, t_ms: np.ndarray, first_sample: int,
-                gate_arrays: dict | None = None, info: Mapping | None = None) -> SimResult:
-        v, diverged = mark_divergence(v)
+                gate_arrays: dict | None = None, info: Mapping | None = None,
+                diverged: np.ndarray | None = None) -> SimResult:
+        """The SimResult of V (batch, samples); `diverged` (bool, batch) when the backend has
+        already set its diverged traces NaN from their first bad sample, else found here."""
+        if diverged is None:
+            v, diverged = mark_divergence(v)
         if diverged.any():
             warnings.warn(f"{self.name}: {int(diverged.sum())} of {diverged.size} traces diverged "
                           f"(the integrator overflowed); their V is NaN from that point",

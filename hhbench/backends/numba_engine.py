@@ -18,9 +18,10 @@ Why it is fast:
   * time is processed in blocks of `BLOCK` samples: the chunk's current for a block is
     copied (transposed) into a contiguous buffer, and V (and the gates, only when asked
     for) go to block buffers that are copied out afterwards. Divergence is counted there,
-    per block, not tested per step: a chunk whose traces have all gone non-finite or
-    beyond ±1e4 mV stops (NaN from there on); marking each diverged trace NaN from its
-    first bad sample is the backends' job (`base.mark_divergence`).
+    per block, not tested per step: a diverged trace's first bad sample (non-finite or
+    beyond ±1e4 mV) is recorded while its block is copied out, and a chunk whose traces
+    have all diverged stops (NaN from there on). So the backends' results need no second
+    pass over V to find divergence (`integrate_marked`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ def _drive(current, dt, substeps, want_gates, lanes):
     v_out = np.empty((batch, n_samples))
     g_out = np.empty((3, batch if want_gates else 0, n_samples if want_gates else 0))
     h_sub = dt / substeps
+    first_bad = np.full(batch, -1, dtype=np.int64)
     n_chunks = (batch + lanes - 1) // lanes
     for c in prange(n_chunks):
         b0 = c * lanes
@@ -170,7 +172,11 @@ def _drive(current, dt, substeps, want_gates, lanes):
                 if n_bad > 0 and not dead[j]:
                     dead[j] = True
                     n_dead += 1
-    return v_out, g_out
+                    for t in range(kn):  # rare: find where this trace went bad
+                        if not (abs(v_blk[t, j]) <= DIVERGED_ABS_MV):
+                            first_bad[b] = k0 + t
+                            break
+    return v_out, g_out, first_bad
 
 
 def jit_options() -> dict:
@@ -244,25 +250,31 @@ def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", subst
               gates: bool = False) -> tuple[np.ndarray, dict | None]:
     """V (batch, samples) in mV, and the gates {"m", "h", "n"} if asked for, from step
     kernel `kernel` with `substeps` steps per sample interval; V[:, 0] is the initial state.
-
-    A trace that goes non-finite or beyond ±1e4 mV keeps whatever the arithmetic gives
-    after that sample (inf, NaN, or NaN where its whole chunk stopped); the backends' result
-    (`base.mark_divergence`) sets V to NaN from that sample on, and the gates are set NaN
-    here.
+    A trace that went non-finite or beyond ±1e4 mV is NaN from that sample on (V and gates).
     """
+    v, g, _ = integrate_marked(current_ua, dt_ms, kernel, substeps, gates)
+    return v, g
+
+
+def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler",
+                     substeps: int = 1, gates: bool = False
+                     ) -> tuple[np.ndarray, dict | None, np.ndarray]:
+    """`integrate`, and the diverged traces (bool, batch): the driver finds them while it
+    copies V out, so no second pass over V is needed (`base.mark_divergence`'s job for the
+    other backends)."""
     import numba
 
     drive = _driver(kernel)
     lanes = chunk_lanes(len(current_ua), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(call_threads(len(current_ua)))
-    v, g = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
-                 int(substeps), bool(gates), lanes)
-    if not gates:
-        return v, None
-    with np.errstate(invalid="ignore"):
-        after = np.cumsum(~(np.abs(v) <= DIVERGED_ABS_MV), axis=1) > 0
-    g[:, after] = np.nan  # gates of a diverged trace: NaN from where its V went bad, as V
-    return v, {"m": g[0], "h": g[1], "n": g[2]}
+    v, g, first_bad = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
+                            int(substeps), bool(gates), lanes)
+    diverged = first_bad >= 0
+    for row in np.flatnonzero(diverged) if diverged.any() else ():  # past the first bad sample: NaN, whatever it holds
+        v[row, first_bad[row]:] = np.nan
+        if gates:
+            g[:, row, first_bad[row]:] = np.nan
+    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
 
 
 _derivatives = None  # the model's right-hand side, set in the copy `compiled_rhs` makes
@@ -325,5 +337,8 @@ class EngineBackend(Backend):
         return {"threads": thread_count(), "substeps": self.substeps, "kernel": self.kernel,
                 "lanes": LANES}
 
-    def _integrate(self, current_ua, dt_ms, gates):
-        return integrate(current_ua, dt_ms, self.kernel, self.substeps, gates)
+    def run(self, stimulus, *, gates=False):
+        self.prepare()
+        v, gate_arrays, diverged = integrate_marked(stimulus.current_ua, stimulus.dt_ms,
+                                                    self.kernel, self.substeps, gates)
+        return self._result(stimulus, v, stimulus.t_ms, 0, gate_arrays, diverged=diverged)
