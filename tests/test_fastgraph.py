@@ -166,3 +166,16 @@ def test_bad_options_are_refused(lab_small):
         build_fast_graph(model, impl="fft")
     with pytest.raises(HHBenchError, match="dtype"):
         build_fast_graph(model, dtype="int8")
+
+
+def test_weights_are_constants_of_the_traced_graph(lab_small):
+    """The weights are Const nodes of the traced function, not captured tensors, so that
+    TensorFlow folds what is derived from them once instead of on every call."""
+    loaded = files.load_model(lab_small)
+    for impl in ("conv1d", "matmul"):
+        graph = build_fast_graph(loaded.keras_model, impl=impl)
+        concrete = graph._fn.get_concrete_function()
+        assert concrete.captured_inputs == []
+        consts = [op for op in concrete.graph.get_operations() if op.type == "Const"]
+        n_weights = sum(int(np.prod(w.shape)) for w in loaded.keras_model.get_weights())
+        assert sum(int(np.prod(op.outputs[0].shape)) for op in consts) >= n_weights
