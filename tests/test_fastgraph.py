@@ -174,7 +174,7 @@ def test_weights_are_constants_of_the_traced_graph(lab_small):
     loaded = files.load_model(lab_small)
     for impl in ("conv1d", "matmul"):
         graph = build_fast_graph(loaded.keras_model, impl=impl)
-        concrete = graph._fn.get_concrete_function()
+        concrete = graph._fn.get_concrete_function()  # the one the calls use
         assert concrete.captured_inputs == []
         consts = [op for op in concrete.graph.get_operations() if op.type == "Const"]
         n_weights = sum(int(np.prod(w.shape)) for w in loaded.keras_model.get_weights())

@@ -286,11 +286,16 @@ class FastGraph:
 
         self._fn = tf.function(call, jit_compile=options.jit_compile, reduce_retracing=True,
                                input_signature=[tf.TensorSpec([None, window, 1], tf.float32)])
+        self._concrete = None
 
     def __call__(self, x):
         import tensorflow as tf
         with tf.device(self.device):
-            return self._fn(x)
+            if self._concrete is None:  # traced on first use, in the device's scope
+                self._concrete = self._fn.get_concrete_function()
+            # the one concrete function of the fixed signature, called directly: skips
+            # tf.function's argument binding and dispatch (~0.15 ms a call at batch 1)
+            return self._concrete(tf.convert_to_tensor(x, tf.float32))
 
 
 def build_fast_graph(keras_model, *, impl: str = "conv1d", dtype: str = "float32",
