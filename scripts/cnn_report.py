@@ -90,7 +90,8 @@ def _accuracy_change(graph, lab_graph, runner) -> float:
     from hhbench.suite import cached_reference
 
     cur = case_stimulus("step", 1).current_ua[:, :runner.window]
-    x = tf.constant(cur[..., None] * runner.input_scale, tf.float32)
+    with tf.device(runner.tf_device):
+        x = tf.constant(cur[..., None] * runner.input_scale, tf.float32)
     ref = cached_reference("step", 1).v_batch[:, runner.context:runner.context + runner.out_len]
     errors = [metrics.rmse_mv(ref, g(x).numpy().reshape(1, -1) / runner.output_scale)[0]
               for g in (graph, lab_graph)]
@@ -116,8 +117,9 @@ def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict
     lines = [f"Floor on {runner.tf_device}: {flops / 1e9:.3f} GFLOP per trace at "
              f"{rate / 1e9:.0f} GFLOP/s (TensorFlow float32 matmul, this run) = "
              f"{floor_s * 1e3:.2f} ms per trace.", "",
-             "| graph (bare call) | " + " | ".join(f"batch {b}: per trace, × floor"
-                                                  for b in batches) + " | max |ΔV| vs lab graph | Δ accuracy (≤ 1e-4) |",
+             "| graph (bare call) | "
+             + " | ".join(f"batch {b}: per trace, × floor" for b in batches)
+             + " | max |ΔV| vs lab graph | Δ accuracy (≤ 1e-4) |",
              "|---|" + "---|" * len(batches) + "---|---|"]
     times = {}
     for name, graph in variants:

@@ -179,3 +179,13 @@ def test_weights_are_constants_of_the_traced_graph(lab_small):
         consts = [op for op in concrete.graph.get_operations() if op.type == "Const"]
         n_weights = sum(int(np.prod(w.shape)) for w in loaded.keras_model.get_weights())
         assert sum(int(np.prod(op.outputs[0].shape)) for op in consts) >= n_weights
+
+
+def test_wrong_input_shape_is_refused(lab_small):
+    loaded = files.load_model(lab_small)
+    graph = build_fast_graph(loaded.keras_model)
+    window = int(loaded.keras_model.input_shape[1])
+    for shape in [(1, window, 2), (3, window), (1, window + 1, 1)]:
+        with pytest.raises(HHBenchError, match=rf"expected \(batch, {window}, 1\)"):
+            graph(np.zeros(shape, np.float32))
+    assert graph(np.zeros((2, window, 1), np.float32)).shape[0] == 2

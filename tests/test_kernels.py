@@ -187,18 +187,25 @@ def test_step_counts():
         model.count_step_operations("rates")
 
 
-def test_engine_marks_divergence_as_the_base_class_does():
+_SINE, _STEP = stimuli.sine(0.05).current_ua[0], stimuli.step(10.0).current_ua[0]
+
+
+@pytest.mark.parametrize("rows", [[_SINE, _STEP, 0.8 * _SINE, 0.5 * _STEP] * 10,  # mixed
+                                  [_SINE] * 40,                  # every chunk stops early
+                                  [_SINE], [_STEP]],             # a lone trace, both ways
+                         ids=["mixed-40", "all-diverged-40", "one-diverged", "one-finite"])
+def test_engine_marks_divergence_as_the_base_class_does(rows):
     """The driver flags a diverged trace while copying V out; the result is what the base
     class's second pass (`mark_divergence`) makes of the raw V: the same traces, NaN from
-    the same sample. The lab's sine diverges under forward Euler, a step does not; they
-    share one SIMD chunk, and a batch of 40 also has a second, partial chunk."""
-    sine, step = stimuli.sine(0.05).current_ua[0], stimuli.step(10.0).current_ua[0]
-    rows = [sine, step, 0.8 * sine, step * 0.5] * 10
+    the same sample (V and gates). The lab's sine diverges under forward Euler, a step does
+    not."""
     current = np.stack(rows)
     v, gates, diverged = numba_engine.integrate_marked(current, 0.05, gates=True)
-    raw, _, _ = numba_engine._driver("euler")(current, 0.05, 1, False, 32)
+    lanes = numba_engine.chunk_lanes(len(current), numba.config.NUMBA_NUM_THREADS)
+    raw, _, _ = numba_engine._driver("euler")(current, 0.05, 1, False, lanes)
     expected_v, expected_diverged = mark_divergence(raw)
     assert np.array_equal(diverged, expected_diverged)
-    assert diverged[0] and not diverged[1] and diverged.sum() >= 10
+    assert np.array_equal(diverged, [r is not _STEP and not np.array_equal(r, 0.5 * _STEP)
+                                     for r in rows])
     np.testing.assert_array_equal(v, expected_v)
     assert np.array_equal(np.isnan(gates["m"]), np.isnan(v))

@@ -270,7 +270,7 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler"
     v, g, first_bad = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
                             int(substeps), bool(gates), lanes)
     diverged = first_bad >= 0
-    for row in np.flatnonzero(diverged) if diverged.any() else ():  # past the first bad sample: NaN, whatever it holds
+    for row in np.flatnonzero(diverged):  # past the first bad sample: NaN, whatever it holds
         v[row, first_bad[row]:] = np.nan
         if gates:
             g[:, row, first_bad[row]:] = np.nan

@@ -9,8 +9,8 @@ Numerics (double precision, within ~1 ulp of the correctly rounded value):
     (no float→int conversion on the critical path), r by Cody-Waite with ln2 split in a
     high part of 32 significant bits (n·LN2_HI is exact) and a low part;
   * e^r by its Taylor polynomial of degree 13, evaluated by Estrin's scheme with fused
-    multiply-adds (`fma`, llvm.fma: one instruction and one rounding on FMA hardware; numba
-    never fuses a multiply and an add by itself): the truncation error |r|^14/14! < 5e-18 is
+    multiply-adds (`fma`, llvm.fmuladd: one instruction and one rounding on FMA hardware;
+    numba never fuses a multiply and an add by itself): the truncation error |r|^14/14! < 5e-18 is
     far below half an ulp;
   * 2^n is applied as two factors 2^(n//2)·2^(n−n//2) built from exponent bits, so results
     down to the subnormals and up to overflow (x > 709.78 gives inf) come out right
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numba
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 _SHIFTER = 6755399441055744.0  # 1.5 * 2**52: x + SHIFTER rounds x to an integer in the low bits
@@ -56,13 +57,16 @@ def _bits_float(typingctx, bits):
 
 @intrinsic
 def fma(typingctx, a, b, c):
-    """a*b + c with one rounding (llvm.fma: one instruction on x86 since Haswell/Zen, a
-    correct but slow libm call on hardware without FMA)."""
+    """a*b + c as llvm.fmuladd: one fused multiply-add (one rounding) where the CPU has FMA
+    (x86 since Haswell / Zen), a multiply and an add elsewhere (never a slow libm call)."""
     if not (a == b == c == types.float64):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.fma(*args)
+        double = ir.DoubleType()
+        fnty = ir.FunctionType(double, [double, double, double])
+        return builder.call(cgutils.get_or_insert_function(builder.module, fnty,
+                                                           "llvm.fmuladd.f64"), args)
     return types.float64(types.float64, types.float64, types.float64), codegen
 
 
