@@ -142,14 +142,21 @@ def mark_divergence(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # then searched for their first bad sample
     with np.errstate(invalid="ignore"):
         diverged = ~((v.max(axis=1) <= DIVERGED_ABS_MV) & (v.min(axis=1) >= -DIVERGED_ABS_MV))
-    if diverged.any():
-        v = v.copy()
-        rows = v[diverged]
-        with np.errstate(invalid="ignore"):
-            after = np.cumsum(~(np.abs(rows) <= DIVERGED_ABS_MV), axis=1) > 0
-        rows[after] = np.nan
-        v[diverged] = rows
+    if not diverged.any():
+        return v, diverged
+    first_bad = np.full(v.shape[0], -1)
+    with np.errstate(invalid="ignore"):
+        first_bad[diverged] = np.argmax(~(np.abs(v[diverged]) <= DIVERGED_ABS_MV), axis=1)
+    v = v.copy()
+    nan_from(v, first_bad)
     return v, diverged
+
+
+def nan_from(a: np.ndarray, first_bad: np.ndarray) -> None:
+    """Set a[..., b, k:] = NaN, in place, for every trace b with first_bad[b] = k ≥ 0 (a's
+    last two axes are traces and samples: V, or gates stacked in front)."""
+    for row in np.flatnonzero(first_bad >= 0):
+        a[..., row, first_bad[row]:] = np.nan
 
 
 def check_substeps(substeps) -> int:

@@ -36,7 +36,7 @@ import numpy as np
 
 from hhbench import model, threads
 from hhbench.backends import kernels as kernel_registry
-from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps
+from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps, nan_from
 
 #: traces per chunk (a multiple of every SIMD width; small enough that a chunk's block
 #: buffers stay in the L1 cache)
@@ -269,12 +269,10 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler"
     numba.set_num_threads(call_threads(len(current_ua)))
     v, g, first_bad = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
                             int(substeps), bool(gates), lanes)
-    diverged = first_bad >= 0
-    for row in np.flatnonzero(diverged):  # past the first bad sample: NaN, whatever it holds
-        v[row, first_bad[row]:] = np.nan
-        if gates:
-            g[:, row, first_bad[row]:] = np.nan
-    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
+    nan_from(v, first_bad)  # past the first bad sample: NaN, whatever the arithmetic left
+    if gates:
+        nan_from(g, first_bad)
+    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), first_bad >= 0
 
 
 _derivatives = None  # the model's right-hand side, set in the copy `compiled_rhs` makes
