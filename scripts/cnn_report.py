@@ -59,24 +59,27 @@ def _floor(runner, settings) -> tuple[float, float, int]:
     return flops / rate, rate, flops
 
 
+def _network_input(runner, current_ua: np.ndarray):
+    """The first window of each trace of `current_ua`, scaled as the network sees it, as a
+    ready (traces, window, 1) float32 tensor on the runner's device."""
+    import tensorflow as tf
+
+    with tf.device(runner.tf_device):
+        return tf.constant(current_ua[:, :runner.window, None] * runner.input_scale, tf.float32)
+
+
 def _bare(graph, batch: int, runner, settings) -> float:
     """Warm median seconds per trace of graph(x) on a ready (batch, window, 1) tensor (the
     step stimulus, scaled as the network sees it)."""
-    import tensorflow as tf
-
-    cur = case_stimulus("step", batch).current_ua[:, :runner.window]
-    with tf.device(runner.tf_device):
-        x = tf.constant(cur[..., None] * runner.input_scale, tf.float32)
+    x = _network_input(runner, case_stimulus("step", batch).current_ua)
     timed, _ = measure(lambda: graph(x), settings)
     return timed.median_s / batch
 
 
 def _agreement(graph, lab_graph, runner) -> float:
     """Largest |ΔV| in mV between two graphs on the lab's step, sine and noise stimuli."""
-    import tensorflow as tf
-
     cur = np.concatenate([case_stimulus(k, 2).current_ua for k in ("step", "sine", "noise")])
-    x = tf.constant(cur[:, :runner.window, None] * runner.input_scale, tf.float32)
+    x = _network_input(runner, cur)
     diff = np.abs(graph(x).numpy() - lab_graph(x).numpy()).max()
     return float(diff / runner.output_scale)
 
@@ -84,14 +87,10 @@ def _agreement(graph, lab_graph, runner) -> float:
 def _accuracy_change(graph, lab_graph, runner) -> float:
     """|RMSE(graph) − RMSE(lab graph)| in mV, each against the converged reference on the lab's
     default step (one window from sample 0): the change in accuracy the target bounds."""
-    import tensorflow as tf
-
     from hhbench import metrics
     from hhbench.suite import cached_reference
 
-    cur = case_stimulus("step", 1).current_ua[:, :runner.window]
-    with tf.device(runner.tf_device):
-        x = tf.constant(cur[..., None] * runner.input_scale, tf.float32)
+    x = _network_input(runner, case_stimulus("step", 1).current_ua)
     ref = cached_reference("step", 1).v_batch[:, runner.context:runner.context + runner.out_len]
     errors = [metrics.rmse_mv(ref, g(x).numpy().reshape(1, -1) / runner.output_scale)[0]
               for g in (graph, lab_graph)]
