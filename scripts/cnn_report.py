@@ -181,8 +181,9 @@ def variants_table(args) -> list[str]:
         f"b{b} lab × floor | b{b} fast × floor" for b in args.batch_list) + " |",
         "|---|---|" + "---|---|" * len(args.batch_list)]
     for name, env, threads in VARIANTS:
-        cmd = [sys.executable, __file__, "--probe", "--device", args.device,
-               "--batches", args.batches] + (["--model", args.model] if args.model else []) \
+        batches = ",".join(map(str, args.batch_list))
+        cmd = [sys.executable, __file__, "--probe", "--device", args.device, "--batches", batches] \
+            + (["--model", args.model] if args.model else []) \
             + (["--threads", threads] if threads else []) + (["--quick"] if args.quick else [])
         proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
         found = [ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE ")]
@@ -196,11 +197,23 @@ def variants_table(args) -> list[str]:
     return lines
 
 
+def _batch_list(text: str) -> list[int]:
+    """'1,64' → [1, 64]; anything else is an argparse error (one line, exit 2)."""
+    try:
+        batches = [int(b) for b in text.split(",")]
+    except ValueError:
+        batches = []
+    if not batches or min(batches) < 1:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,64, got {text!r}")
+    return batches
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batches", default="1,64")
+    parser.add_argument("--batches", default="1,64", type=_batch_list,
+                        help="comma-separated batch sizes, each at least 1")
     parser.add_argument("--half", action="store_true", help="float16/bfloat16 rows on a CPU too")
     parser.add_argument("--variants", action="store_true",
                         help="TensorFlow settings, in fresh processes")
@@ -208,7 +221,7 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.batch_list = [int(b) for b in args.batches.split(",")]
+    args.batch_list = args.batches
     from hhbench.cnn.runner import CnnRunner  # imports TensorFlow quietly
     if args.probe:
         probe(args)
