@@ -1,7 +1,7 @@
 """The CNN surrogate: architecture, Keras file formats, runner, training (TensorFlow inside).
 
-Importing this package imports TensorFlow and tf_keras with the C++ side's start-up log
-lines (oneDNN notices, "could not find cuda drivers", absl's pre-init warning) silenced:
+Importing this package imports TensorFlow and tf_keras, where installed, with the C++ side's
+start-up log lines (oneDNN notices, "could not find cuda drivers", absl's pre-init warning) silenced:
 TensorFlow ≥ 2.17 prints them to file descriptor 2 whatever TF_CPP_MIN_LOG_LEVEL says,
 and they would bury hhbench's own one-line messages. Python exceptions are unaffected.
 """
@@ -9,6 +9,7 @@ and they would bury hhbench's own one-line messages. Python exceptions are unaff
 import contextlib
 import os
 import sys
+from importlib.util import find_spec
 
 
 @contextlib.contextmanager
@@ -30,6 +31,9 @@ def quiet_native_stderr():
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with quiet_native_stderr():
-    import tensorflow  # noqa: E402,F401
-    import tf_keras  # noqa: E402,F401
+# Without TensorFlow, `architecture` and `keras3_phase` still import: a GPU machine with
+# Keras 3 on JAX or PyTorch but no TensorFlow can train the network.
+if find_spec("tensorflow") is not None:
+    with quiet_native_stderr():
+        import tensorflow  # noqa: E402,F401
+        import tf_keras  # noqa: E402,F401

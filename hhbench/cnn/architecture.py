@@ -52,10 +52,16 @@ def receptive_field_samples(n_layers: int, kernel: int, stride: int) -> int:
     return (kernel - 1) * (stride ** n_layers - 1) // (stride - 1) + 1
 
 
-def build_model(arch: Architecture = Architecture()):
-    """Build the (untrained) model for `arch` with tf_keras (the Keras 2 API)."""
-    import tf_keras as keras
-    from tf_keras import layers
+def build_model(arch: Architecture = Architecture(), *, keras=None):
+    """Build the (untrained) model for `arch` with tf_keras (the Keras 2 API).
+
+    `keras` may name another module with the same API, such as Keras 3 (whose JAX or
+    PyTorch backend trains the network on machines without TensorFlow); the layers, their
+    names and the order of the weights are the same.
+    """
+    if keras is None:
+        import tf_keras as keras
+    layers = keras.layers
 
     inp = keras.Input(shape=(arch.window, 1), name="input_2")
     x = layers.Reshape((arch.window, 1, 1), name="reshape_in")(inp)

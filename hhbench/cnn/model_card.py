@@ -164,6 +164,7 @@ def write_model_card(folder: str | Path, state: dict, *, n_traces: int | None = 
                          "final_loss": last.get("loss"), "final_val_loss": last.get("val_loss"),
                          "best_val_loss": state["best_val_loss"], "wall_s": state["wall_s"],
                          "phases": state.get("phases", []),
+                         "keras3_phase": state.get("keras3_phase"),
                          "devices": state.get("devices", [])},
             "scaling": {"input_scale": config.input_scale, "output_scale": config.output_scale},
             "hardware": describe_machine(), "quality": quality}
@@ -214,6 +215,13 @@ def _hosts(training: dict, card: dict) -> str:
     return "; ".join(hosts) if hosts else "the machine named below"
 
 
+def _trainer(training: dict) -> str:
+    phase = training.get("keras3_phase")
+    if phase:
+        return f"a Keras 3 phase (`scripts/gpu_keras3.py train`; {phase['device']})"
+    return "`hhbench train`"
+
+
 def _markdown(card: dict) -> str:
     q, t, d = card["quality"], card["training"], card["data"]
     bars = "\n".join(f"- {k}: {v['value']:.3f} (bar {v['bar']}) — {'met' if v['met'] else 'NOT met'}"
@@ -221,9 +229,12 @@ def _markdown(card: dict) -> str:
     lab = q["lab_step"]
     schedule = _SCHEDULES[t.get("lr_schedule", "plateau")].format(
         p=t.get("lr_patience", 3), m=t.get("min_learning_rate", 1e-4))
+    if t.get("keras3_phase"):  # trained by keras3_phase.run_phase: a time budget, not epochs
+        schedule = (f"decayed along half a cosine over a {t['keras3_phase']['minutes']:g}-"
+                    f"minute budget, down to {t.get('min_learning_rate')}")
     return f"""# Model card: {card['name']}
 
-The lab's CNN architecture ({card['parameters']:,} parameters) trained by `hhbench train`
+The lab's CNN architecture ({card['parameters']:,} parameters) trained by {_trainer(t)}
 to reproduce the lab reference (forward Euler, dt = 0.05 ms) on step currents.
 
 ## Data

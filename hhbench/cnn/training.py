@@ -92,7 +92,11 @@ class TrainConfig:
         """The cosine schedule's rate for (0-based) `epoch`; None for "plateau"."""
         if self.lr_schedule != "cosine":
             return None
-        frac = min(epoch / self.epochs, 1.0)
+        return self.cosine_rate(epoch / self.epochs)
+
+    def cosine_rate(self, frac: float) -> float:
+        """Half a cosine from `learning_rate` (frac 0) to `min_learning_rate` (frac ≥ 1)."""
+        frac = min(max(frac, 0.0), 1.0)
         return self.min_learning_rate + 0.5 * (self.learning_rate - self.min_learning_rate) * (
             1.0 + math.cos(math.pi * frac))
 
@@ -137,6 +141,20 @@ def make_dataset(config: TrainConfig, n: int, seed: int) -> dict:
     return {"x": (stim.current_ua[keep] * config.input_scale).astype("float32")[..., None],
             "y": (v * config.output_scale).astype("float32")[..., None],
             "n_drawn": n, "n_diverged": int((~keep).sum())}
+
+
+def make_datasets(config: TrainConfig, val_data: StepData | None = None
+                  ) -> tuple[dict, dict, dict]:
+    """The training and validation sets of `config` (seeds `seed` and `seed` + 10,000), and
+    their sizes after dropping diverged traces. `val_data` (default: `config.data`) is the
+    validation steps' distribution, which stays that of a run's first phase."""
+    train_n = int(round(config.n_samples * (1 - config.val_fraction)))
+    data = make_dataset(config, train_n, config.seed)
+    val = make_dataset(replace(config, data=val_data or config.data),
+                       config.n_samples - train_n, config.seed + 10_000)
+    counts = {"train": train_n - data["n_diverged"], "val": len(val["x"]),
+              "diverged_dropped": data["n_diverged"] + val["n_diverged"]}
+    return data, val, counts
 
 
 def _load_state(out: Path) -> dict | None:
@@ -231,12 +249,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
 
     fitting = not state["finished"] and state["epoch"] < config.epochs
     if fitting:  # a finished run (resumed to --finish or re-card) needs no data
-        train_n = int(round(config.n_samples * (1 - config.val_fraction)))
-        data = make_dataset(config, train_n, config.seed)
-        val = make_dataset(replace(config, data=StepData(**state["val_data"])),
-                           config.n_samples - train_n, config.seed + 10_000)
-        state["data"] = {"train": train_n - data["n_diverged"], "val": len(val["x"]),
-                         "diverged_dropped": data["n_diverged"] + val["n_diverged"]}
+        data, val, state["data"] = make_datasets(config, StepData(**state["val_data"]))
 
     keras.utils.set_random_seed(config.seed + state["epoch"])
     with tf.device(tf_device):

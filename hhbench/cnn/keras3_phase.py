@@ -1,0 +1,190 @@
+"""A training phase under Keras 3, for a GPU machine that has JAX or PyTorch but no TensorFlow.
+
+`run_phase` trains the lab's network exactly as `training.train` defines it — the same
+`TrainConfig`, the same data (`make_datasets`), the same layers and weight order
+(`build_model(keras=keras)`), Adam on mean absolute error — with Keras 3 on whatever
+backend `KERAS_BACKEND` names. Its length is a wall-clock budget rather than a number of
+epochs, so the learning rate follows half a cosine over the *time* spent: from
+`config.learning_rate` at the start to `config.min_learning_rate` when the budget is used.
+An epoch is not started when the epochs so far say it would end past the budget.
+
+After every epoch the phase folder holds, each file replaced atomically, so a phase cut off
+at any moment leaves a usable folder:
+
+  best.npz     the weights of the epoch with the lowest validation loss (w000, w001 … in
+               `get_weights()` order)
+  last.npz     the last epoch's weights, Adam's first and second moments (m000…, v000…, in
+               the order of the trainable weights) and its step count
+  phase.json   the configuration, per-epoch history, the best epoch, the device
+
+`import_phase` (TensorFlow side) turns that folder into a model folder of `training.train`:
+Gmodel.json/Gmodel.h5 from best.npz, a checkpoint of last.npz with the optimizer's state
+(so `hhbench train --resume` continues from it), train_state.json, and the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from hhbench.cnn.architecture import build_model
+from hhbench.cnn.training import (CHECKPOINT_DIR, STATE_FILE, TrainConfig, _write_json,
+                                  make_datasets)
+from hhbench.errors import HHBenchError
+
+BEST_FILE, LAST_FILE, PHASE_FILE = "best.npz", "last.npz", "phase.json"
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _weights(arrays) -> dict:
+    return {f"w{i:03d}": np.asarray(a) for i, a in enumerate(arrays)}
+
+
+def weights_from_npz(npz, prefix: str = "w") -> list:
+    """The arrays `prefix`000, `prefix`001 … of an npz file, in order."""
+    return [npz[k] for k in sorted(k for k in npz.files if k[0] == prefix and k[1:].isdigit())]
+
+
+def _adam_state(model) -> dict:
+    """Adam's moments in the order of `model.trainable_weights`, and its step count."""
+    # `_momentums` / `_velocities` are the slots' names in both Keras 3 and tf_keras, which
+    # have no public accessor for them; `import_phase` reads them back the same way
+    opt = model.optimizer
+    return {**{f"m{i:03d}": np.asarray(v) for i, v in enumerate(opt._momentums)},
+            **{f"v{i:03d}": np.asarray(v) for i, v in enumerate(opt._velocities)},
+            "iterations": np.asarray(opt.iterations)}
+
+
+def backend_description(keras) -> str:
+    """Keras, its backend and the device it computes on, in one line."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        dev = jax.devices()[0]
+        return f"Keras {keras.__version__} on JAX {jax.__version__}, {dev.device_kind}"
+    if backend == "torch":
+        import torch
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+        return f"Keras {keras.__version__} on PyTorch {torch.__version__}, {name}"
+    return f"Keras {keras.__version__} on {backend}"
+
+
+def run_phase(config: TrainConfig, phase_dir: str | Path, *, minutes: float,
+              progress: bool = True, log=print) -> dict:
+    """Train `config`'s network from scratch for about `minutes` of wall time (see module).
+
+    Returns the phase record (as written to phase.json).
+    """
+    import keras
+
+    if int(keras.__version__.split(".")[0]) < 3:
+        raise HHBenchError(f"a Keras 3 phase needs Keras 3 (found {keras.__version__})")
+    if minutes <= 0:
+        raise HHBenchError("the phase's budget must be > 0 minutes")
+    phase_dir = Path(phase_dir)
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    data, val, counts = make_datasets(config)
+    data_s = time.monotonic() - start
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config.arch, keras=keras)
+    # Keras 3 compiles with XLA on JAX; on PyTorch jit_compile=True means torch.compile,
+    # which is experimental there, so that backend runs eagerly
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mae",
+                  jit_compile=config.jit_compile and keras.backend.backend() != "torch")
+    record = {"config": config.as_dict(), "device": backend_description(keras), "minutes": minutes,
+              "data": counts, "data_s": data_s, "history": [], "best_epoch": None,
+              "best_val_loss": None}
+    budget_s, train_start = 60.0 * minutes, time.monotonic()
+    while True:
+        elapsed = time.monotonic() - train_start
+        epoch_s = record["history"][-1]["seconds"] if record["history"] else 0.0
+        if record["history"] and elapsed + epoch_s > budget_s:
+            break
+        lr = config.cosine_rate(elapsed / budget_s)
+        model.optimizer.learning_rate.assign(lr)
+        t0 = time.monotonic()
+        fit = model.fit(data["x"], data["y"], batch_size=config.batch_size, epochs=1,
+                        shuffle=True, verbose=0)
+        val_loss = float(model.evaluate(val["x"], val["y"], batch_size=256, verbose=0))
+        epoch = len(record["history"]) + 1
+        record["history"].append({"epoch": epoch, "loss": float(fit.history["loss"][-1]),
+                                  "val_loss": val_loss, "lr": lr,
+                                  "seconds": time.monotonic() - t0})
+        if record["best_val_loss"] is None or val_loss < record["best_val_loss"]:
+            record.update(best_val_loss=val_loss, best_epoch=epoch)
+            _save_npz(phase_dir / BEST_FILE, _weights(model.get_weights()))
+        _save_npz(phase_dir / LAST_FILE, {**_weights(model.get_weights()), **_adam_state(model)})
+        record["wall_s"] = time.monotonic() - train_start
+        _write_json(phase_dir / PHASE_FILE, record)
+        if progress:
+            log(f"epoch {epoch}: loss {record['history'][-1]['loss']:.4f} val {val_loss:.4f} "
+                f"lr {lr:.1e} {record['history'][-1]['seconds']:.1f} s", flush=True)
+    return record
+
+
+def import_phase(phase_dir: str | Path, out: str | Path, *, evaluate: bool = True) -> dict:
+    """Make `out` a model folder of `training.train` from a finished phase (TensorFlow side).
+
+    The phase's epochs count as the run's epochs; the run is marked finished (its model card
+    is written when `evaluate`), and `hhbench train --resume --epochs N` continues it from the
+    last epoch's weights and optimizer state.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from hhbench.cnn import files
+
+    phase_dir, out = Path(phase_dir), Path(out)
+    try:
+        record = json.loads((phase_dir / PHASE_FILE).read_text())
+        best, last = np.load(phase_dir / BEST_FILE), np.load(phase_dir / LAST_FILE)
+    except (OSError, ValueError) as exc:
+        raise HHBenchError(f"{phase_dir}: not a finished Keras 3 phase ({exc})") from None
+    if (out / STATE_FILE).exists():
+        raise HHBenchError(f"{out} already holds a training run")
+    history = record["history"]
+    config = replace(TrainConfig.from_dict(record["config"]), epochs=len(history))
+
+    with tf.device("/CPU:0"):
+        model = build_model(config.arch)
+        model.compile(optimizer=keras.optimizers.Adam(history[-1]["lr"]), loss="mae")
+        model.set_weights(weights_from_npz(best, "w"))
+        files.save_lab_model(model, out, config=config, best=True)
+
+        model.set_weights(weights_from_npz(last, "w"))
+        opt = model.optimizer
+        opt.build(model.trainable_variables)
+        for slot, key in ((opt._momentums, "m"), (opt._velocities, "v")):
+            for var, value in zip(slot, weights_from_npz(last, key), strict=True):
+                var.assign(value)
+        opt.iterations.assign(int(last["iterations"]))
+        ckpt = tf.train.Checkpoint(model=model, optimizer=opt)
+        tf.train.CheckpointManager(ckpt, str(out / CHECKPOINT_DIR), max_to_keep=1).save(
+            checkpoint_number=len(history))
+
+    state = {"config": config.as_dict(), "epoch": len(history),
+             "history": history, "best_val_loss": record["best_val_loss"],
+             "best_epoch": record["best_epoch"], "wait": len(history) - record["best_epoch"],
+             "lr_wait": 0, "lr": history[-1]["lr"], "wall_s": record["wall_s"],
+             "finished": True,
+             "stop_reason": f"its {record['minutes']:g}-minute budget used",
+             "phases": [], "keras3_phase": {"minutes": record["minutes"],
+                                            "device": record["device"]},
+             "val_data": asdict(config.data), "data": record["data"],
+             "devices": [{"kind": "keras3", "host": record["device"]}]}
+    _write_json(out / STATE_FILE, state)
+    if evaluate:
+        from hhbench.cnn.model_card import write_model_card
+        write_model_card(out, state)
+    return state
