@@ -93,7 +93,7 @@ def odeint_section(settings: TimingSettings) -> None:
         print(f"| {kind} | {t_lab.median_s * 1e3:.1f} ms | "
               f"{rms(ref, r_lab.v_mv):.1e} mV | {t_fast.median_s * 1e3:.1f} ms | "
               f"{rms(ref, r_fast.v_mv):.1e} mV | "
-              f"**{t_lab.median_s / t_fast.median_s:.1f}x** |")
+              f"**{t_lab.median_s / t_fast.median_s:.2f}x** |")
     print()
 
 

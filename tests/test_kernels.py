@@ -162,6 +162,53 @@ def test_odeint_lab_is_the_lab_way_and_close_to_the_reference():
     assert get_backend("odeint-lab").settings()["rhs"] == "python"
 
 
+def test_odeint_right_hand_sides_agree_with_the_model():
+    """Both compiled forms (batch: interleaved, into a buffer; one neuron: a tuple) give the
+    model's derivatives bit for bit, and a wrong argument is a TypeError, not a crash."""
+    from hhbench.backends.numba_engine import compiled_ode
+
+    rng = np.random.default_rng(3)
+    states = np.column_stack([rng.uniform(-80, 40, 3), rng.random((3, 3))])  # (neuron, vmhn)
+    i = rng.uniform(-10, 40, 3)
+    batch = compiled_ode()[0](states.ravel(), 0.0, i, np.empty(12))
+    for b in range(3):
+        one = compiled_ode(one_neuron=True)[0](states[b].copy(), 0.0, i[b])
+        expected = model.derivatives(*states[b], i[b])
+        assert one == tuple(batch[4 * b:4 * b + 4]) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(TypeError):
+        compiled_ode(one_neuron=True)[0](np.zeros(4), 0.0, None)
+    with pytest.raises(TypeError):  # the entry point unboxes only its compiled types
+        compiled_ode()[0](np.zeros(4, dtype=np.float32), 0.0, np.zeros(1), np.zeros(4))
+
+
+def test_odeint_jacobians_are_the_models_derivatives():
+    """The compiled Jacobian (forward differences) against central differences of the NumPy
+    model; the batch form in odeint's banded storage, zero between neurons."""
+    from hhbench.backends.numba_engine import BAND, compiled_ode
+
+    rng = np.random.default_rng(4)
+    states = np.column_stack([rng.uniform(-80, 30, 3), rng.uniform(0.05, 0.95, (3, 3))])
+    i = rng.uniform(-10, 40, 3)
+    band = compiled_ode()[1](states.ravel(), 0.0, i, np.empty(12))
+    assert band.shape == (2 * BAND + 1, 12)
+    for b in range(3):
+        exact = np.empty((4, 4))
+        for c in range(4):
+            h = 1e-6 * max(abs(states[b, c]), 1e-3)
+            up, down = states[b].copy(), states[b].copy()
+            up[c] += h
+            down[c] -= h
+            exact[:, c] = (np.array(model.derivatives(*up, i[b]))
+                           - np.array(model.derivatives(*down, i[b]))) / (2 * h)
+        one = compiled_ode(one_neuron=True)[1](states[b].copy(), 0.0, i[b])
+        np.testing.assert_allclose(one, exact, rtol=1e-5, atol=1e-6 * np.abs(exact).max())
+        for row in range(4):
+            for c in range(4):
+                assert band[row - c + BAND, 4 * b + c] == one[row, c]
+    # entries that would couple neighbouring neurons stay zero
+    assert band[BAND + 1, 3] == 0.0 and band[BAND - 1, 4] == 0.0
+
+
 # -- operation count -------------------------------------------------------------------------
 
 def test_operation_count_matches_a_hand_count():

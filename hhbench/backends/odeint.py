@@ -6,14 +6,17 @@ changes and LSODA is restarted on each piece (2 pieces for a step, one per sampl
 noise). All traces of a batch are integrated together as one system of 4·batch states.
 
 The right-hand side is the model's `derivatives` compiled with numba
-(`numba_engine.compiled_rhs`): LSODA calls it hundreds to thousands of times per trace, and
-a NumPy right-hand side costs ~7 µs per call in interpreter and array overhead against
-~0.5 µs for the compiled one, which writes into one reused buffer instead of allocating.
-What is left is odeint's own: measured with a C-level right-hand side, odeint (its callback
-wrapper and LSODA) costs ~0.4 µs per right-hand-side call here, so with ~7,500 calls on the
-lab's step its floor is ~3 ms whatever the right-hand side. Going below needs LSODA driven
-from compiled code: odeint accepts no `scipy.LowLevelCallable`, and SciPy exports no LSODA
-symbol. `odeint-lab` keeps the lab's way as the baseline.
+(`numba_engine.compiled_ode`): LSODA calls it hundreds to thousands of times per trace, and
+a NumPy right-hand side costs ~7 µs per call in interpreter and array overhead. The compiled
+one is called through its C entry point (no dispatcher), writes into one reused buffer
+instead of allocating, and for a single trace takes the current as a float and returns a
+tuple (no array to build or unbox but y): ~0.7 µs per call with odeint's own share. That
+share is ~0.4 µs (measured with a C-level right-hand side): odeint's callback wrapper and
+LSODA. LSODA also gets the Jacobian (forward differences in compiled code; banded for a
+batch, whose states are interleaved per neuron) instead of estimating it with 4·batch
+calls of the right-hand side. Going below needs LSODA driven from compiled code: odeint
+accepts no `scipy.LowLevelCallable`, and SciPy exports no LSODA symbol. `odeint-lab` keeps
+the lab's way as the baseline.
 """
 
 from __future__ import annotations
@@ -40,17 +43,19 @@ class Odeint(Backend):
 
     def prepare(self):
         from hhbench.backends import numba_engine
-        self._rhs = numba_engine.compiled_rhs()
+        self._batch_fns = numba_engine.compiled_ode()
+        self._one_fns = numba_engine.compiled_ode(one_neuron=True)
+        self._band = numba_engine.BAND
 
     def settings(self):
-        return {"rtol": self.rtol, "atol": self.atol, "rhs": "numba"}
+        return {"rtol": self.rtol, "atol": self.atol, "rhs": "numba",
+                "jacobian": "numba, forward differences (banded for a batch)"}
 
     def _integrate(self, current_ua, dt_ms, gates):
-        rhs = self._rhs
         batch, n_samples = current_ua.shape
-        out = np.full((4, batch, n_samples), np.nan)
-        y = np.repeat([model.V0_MV, model.M0, model.H0, model.N0], batch).astype(np.float64)
-        out[:, :, 0] = y.reshape(4, batch)
+        out = np.full((n_samples, batch, 4), np.nan)
+        y = np.tile([model.V0_MV, model.M0, model.H0, model.N0], batch).astype(np.float64)
+        out[0] = y.reshape(batch, 4)
         # piece boundaries: sample k starts a new piece when the current differs from k-1
         changes = np.flatnonzero(np.any(np.diff(current_ua[:, :-1], axis=1) != 0, axis=0)) + 1
         starts = np.concatenate(([0], changes))
@@ -62,10 +67,16 @@ class Odeint(Backend):
                 if end <= start:
                     continue
                 t = np.arange(start, end + 1) * dt_ms
-                ys = odeint(rhs, y, t, args=(np.ascontiguousarray(current[:, start]), dy),
+                if batch == 1:
+                    (rhs, jac), args, band = self._one_fns, (float(current[0, start]),), None
+                else:
+                    (rhs, jac), band = self._batch_fns, self._band
+                    args = (np.ascontiguousarray(current[:, start]), dy)
+                ys = odeint(rhs, y, t, args=args, Dfun=jac, ml=band, mu=band,
                             rtol=self.rtol, atol=self.atol)
-                out[:, :, start + 1:end + 1] = ys[1:].T.reshape(4, batch, -1)
+                out[start + 1:end + 1] = ys[1:].reshape(-1, batch, 4)
                 y = ys[-1]
                 if not np.all(np.isfinite(y)):
                     break
+        out = out.transpose(2, 1, 0)  # (state, trace, sample)
         return out[0], ({"m": out[1], "h": out[2], "n": out[3]} if gates else None)
