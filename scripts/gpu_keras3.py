@@ -34,6 +34,7 @@ import numpy as np
 def cmd_export(args) -> None:
     from hhbench import stimuli
     from hhbench.cnn import files
+    from hhbench.cnn.keras3_phase import weight_arrays
     from hhbench.suite import reference_run
 
     loaded = files.load_model(args.model)
@@ -47,7 +48,7 @@ def cmd_export(args) -> None:
     np.savez(args.out, x_step=x_step, y_step=km.predict(x_step, verbose=0), x_rand=x_rand,
              y_rand=km.predict(x_rand, verbose=0), v_ref=v_ref,
              output_scale=meta.output_scale, architecture=_arch_json(args.model),
-             **{f"w{i:03d}": w for i, w in enumerate(km.get_weights())})
+             **weight_arrays(km.get_weights()))
     print(f"wrote {args.out}")
 
 
@@ -145,7 +146,7 @@ def cmd_figures(args) -> None:
     for policy in ("float32", "mixed_bfloat16"):
         keras.config.set_dtype_policy(policy)
         model = build_model(arch, keras=keras)
-        model.set_weights(weights_from_npz(d, "w"))
+        model.set_weights(weights_from_npz(d))
         _, y_step = _latency(model, d["x_step"], reps=3)
         for batch in (1, 64):
             x = np.repeat(d["x_rand"][:1], batch, 0) if batch == 1 else d["x_rand"][:batch]

@@ -86,14 +86,29 @@ def test_import_gives_the_best_weights_and_the_optimizer_state_to_resume(phase, 
     np.testing.assert_array_equal(opt._velocities[-1].numpy(), last[last_v])
     assert int(opt.iterations.numpy()) == int(last["iterations"]) > 0
 
-    more = train(None, out, resume=True, epochs=n + 1, progress=False, evaluate=False).state
+    resumed = train(None, out, resume=True, epochs=n + 1, progress=False, evaluate=False)
+    more = resumed.state
     assert more["epoch"] == n + 1 and len(more["history"]) == n + 1
     assert more["history"][:n] == state["history"]
+    # it went on from the phase's optimizer step and last rate, not from a fresh optimizer
+    # or the start of a schedule
+    steps = -(-more["data"]["train"] // TINY.batch_size)
+    assert int(resumed.model.optimizer.iterations.numpy()) == int(last["iterations"]) + steps
+    assert more["history"][n]["lr"] == pytest.approx(record["history"][-1]["lr"])
 
 
 def test_bad_phases_are_refused(phase, tmp_path):
     with pytest.raises(HHBenchError, match="not a finished Keras 3 phase"):
         import_phase(tmp_path, tmp_path / "m", evaluate=False)
+    # a phase cut off after writing a newer last.npz than its phase.json knows
+    import shutil
+    cut = tmp_path / "cut"
+    shutil.copytree(phase[0], cut)
+    record = json.loads((cut / PHASE_FILE).read_text())
+    record["history"] = record["history"][:-1]
+    (cut / PHASE_FILE).write_text(json.dumps(record))
+    with pytest.raises(HHBenchError, match="different epochs"):
+        import_phase(cut, tmp_path / "m2", evaluate=False)
     folder, _ = phase
     out = tmp_path / "twice"
     import_phase(folder, out, evaluate=False)

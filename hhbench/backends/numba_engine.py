@@ -348,16 +348,19 @@ def compiled_ode(one_neuron: bool = False):
     v, …), i the batch's currents and dy an output buffer of 4·batch that is filled and
     returned (odeint copies it at once, so one buffer serves every call); jacobian(y, t, i,
     dy) is banded, (2·BAND + 1, 4·batch): pass `ml=mu=BAND`. LSODA then needs one call per
-    Jacobian instead of 4·batch calls of f (measured: 2.5× fewer calls in all on 16 steps
+    Jacobian instead of 4·batch calls of f (measured: 3.9× fewer calls in all on 16 steps
     of different amplitudes). `one_neuron=True`: f(y, t, i) with i a float, returning the 4
     derivatives as a tuple; jacobian(y, t, i) the full 4×4 matrix (banded storage makes
     LSODA re-evaluate its Jacobian six times as often on one neuron).
 
     What is returned are the compiled functions' own C entry points rather than numba's
     dispatchers: odeint calls them thousands of times per trace, and the dispatcher's
-    argument type resolution costs ~0.15 µs of a ~0.8 µs call here. An entry point checks
-    and unboxes its arguments as the compiled signature says, so a wrong argument is still
-    a TypeError, not a crash.
+    argument type resolution costs ~0.2 µs of a ~1 µs call here. An entry point unboxes its
+    arguments as the compiled signature says without resolving their types first: objects
+    of the wrong kind (None, a list, float32 data) are TypeErrors, but an array of another
+    float64-sized dtype, more dimensions or non-contiguous strides is read as if it were the
+    signature's 1-D contiguous float64. Callers pass exactly that (odeint's y, and
+    `np.ascontiguousarray` currents).
     """
     import numba
 

@@ -78,5 +78,8 @@ class Odeint(Backend):
                 y = ys[-1]
                 if not np.all(np.isfinite(y)):
                     break
-        out = out.transpose(2, 1, 0)  # (state, trace, sample)
-        return out[0], ({"m": out[1], "h": out[2], "n": out[3]} if gates else None)
+        out = out.transpose(2, 1, 0)  # (state, trace, sample), copied to C order below
+        v = np.ascontiguousarray(out[0])
+        if not gates:
+            return v, None
+        return v, {g: np.ascontiguousarray(out[k]) for k, g in enumerate("mhn", start=1)}

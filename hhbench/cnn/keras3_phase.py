@@ -1,9 +1,10 @@
 """A training phase under Keras 3, for a GPU machine that has JAX or PyTorch but no TensorFlow.
 
-`run_phase` trains the lab's network exactly as `training.train` defines it — the same
+`run_phase` trains the lab's network as `training.train` defines it — the same
 `TrainConfig`, the same data (`make_datasets`), the same layers and weight order
 (`build_model(keras=keras)`), Adam on mean absolute error — with Keras 3 on whatever
-backend `KERAS_BACKEND` names. Its length is a wall-clock budget rather than a number of
+backend `KERAS_BACKEND` names (only the initial weights differ: Keras 3 draws them with its
+own generator). Its length is a wall-clock budget rather than a number of
 epochs, so the learning rate follows half a cosine over the *time* spent: from
 `config.learning_rate` at the start to `config.min_learning_rate` when the budget is used.
 An epoch is not started when the epochs so far say it would end past the budget.
@@ -17,37 +18,40 @@ at any moment leaves a usable folder:
                the order of the trainable weights) and its step count
   phase.json   the configuration, per-epoch history, the best epoch, the device
 
-`import_phase` (TensorFlow side) turns that folder into a model folder of `training.train`:
-Gmodel.json/Gmodel.h5 from best.npz, a checkpoint of last.npz with the optimizer's state
-(so `hhbench train --resume` continues from it), train_state.json, and the model card.
+Both npz files carry their epoch, so a folder cut off between two of its files is
+recognised. `import_phase` (TensorFlow side) turns that folder into a model folder of
+`training.train`: Gmodel.json/Gmodel.h5 from best.npz, a checkpoint of last.npz with the
+optimizer's state, train_state.json, and the model card. `hhbench train --resume` continues
+from it at the phase's last learning rate, halving it on plateaus (a cosine over a time
+budget has no continuation in epochs); `--learning-rate` starts a new phase instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from hhbench.cnn.architecture import build_model
 from hhbench.cnn.training import (CHECKPOINT_DIR, STATE_FILE, TrainConfig, _write_json,
-                                  make_datasets)
+                                  initial_state, make_datasets)
 from hhbench.errors import HHBenchError
 
 BEST_FILE, LAST_FILE, PHASE_FILE = "best.npz", "last.npz", "phase.json"
 
 
 def _save_npz(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    from hhbench.atomic import atomic_writer
+    with atomic_writer(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
-def _weights(arrays) -> dict:
-    return {f"w{i:03d}": np.asarray(a) for i, a in enumerate(arrays)}
+def weight_arrays(weights) -> dict:
+    """`get_weights()` as npz entries w000, w001 …"""
+    return {f"w{i:03d}": np.asarray(a) for i, a in enumerate(weights)}
 
 
 def weights_from_npz(npz, prefix: str = "w") -> list:
@@ -119,12 +123,14 @@ def run_phase(config: TrainConfig, phase_dir: str | Path, *, minutes: float,
         val_loss = float(model.evaluate(val["x"], val["y"], batch_size=256, verbose=0))
         epoch = len(record["history"]) + 1
         record["history"].append({"epoch": epoch, "loss": float(fit.history["loss"][-1]),
-                                  "val_loss": val_loss, "lr": lr,
-                                  "seconds": time.monotonic() - t0})
+                                  "val_loss": val_loss, "lr": lr})
+        weights = weight_arrays(model.get_weights())
         if record["best_val_loss"] is None or val_loss < record["best_val_loss"]:
             record.update(best_val_loss=val_loss, best_epoch=epoch)
-            _save_npz(phase_dir / BEST_FILE, _weights(model.get_weights()))
-        _save_npz(phase_dir / LAST_FILE, {**_weights(model.get_weights()), **_adam_state(model)})
+            _save_npz(phase_dir / BEST_FILE, {**weights, "epoch": epoch})
+        _save_npz(phase_dir / LAST_FILE, {**weights, **_adam_state(model), "epoch": epoch})
+        # the epoch's time includes its saves: it predicts whether the next one fits
+        record["history"][-1]["seconds"] = time.monotonic() - t0
         record["wall_s"] = time.monotonic() - train_start
         _write_json(phase_dir / PHASE_FILE, record)
         if progress:
@@ -154,15 +160,21 @@ def import_phase(phase_dir: str | Path, out: str | Path, *, evaluate: bool = Tru
     if (out / STATE_FILE).exists():
         raise HHBenchError(f"{out} already holds a training run")
     history = record["history"]
-    config = replace(TrainConfig.from_dict(record["config"]), epochs=len(history))
+    epochs = tuple(int(f["epoch"]) if "epoch" in f.files else None for f in (best, last))
+    if epochs != (record["best_epoch"], len(history)):
+        raise HHBenchError(f"{phase_dir}: its files are from different epochs (cut off while "
+                           f"saving); the last complete epoch cannot be told")
+    # resumed by `hhbench train`, the run goes on at the phase's last rate (see module)
+    config = replace(TrainConfig.from_dict(record["config"]), epochs=len(history),
+                     lr_schedule="plateau")
 
     with tf.device("/CPU:0"):
         model = build_model(config.arch)
         model.compile(optimizer=keras.optimizers.Adam(history[-1]["lr"]), loss="mae")
-        model.set_weights(weights_from_npz(best, "w"))
+        model.set_weights(weights_from_npz(best))
         files.save_lab_model(model, out, config=config, best=True)
 
-        model.set_weights(weights_from_npz(last, "w"))
+        model.set_weights(weights_from_npz(last))
         opt = model.optimizer
         opt.build(model.trainable_variables)
         for slot, key in ((opt._momentums, "m"), (opt._velocities, "v")):
@@ -173,16 +185,14 @@ def import_phase(phase_dir: str | Path, out: str | Path, *, evaluate: bool = Tru
         tf.train.CheckpointManager(ckpt, str(out / CHECKPOINT_DIR), max_to_keep=1).save(
             checkpoint_number=len(history))
 
-    state = {"config": config.as_dict(), "epoch": len(history),
-             "history": history, "best_val_loss": record["best_val_loss"],
-             "best_epoch": record["best_epoch"], "wait": len(history) - record["best_epoch"],
-             "lr_wait": 0, "lr": history[-1]["lr"], "wall_s": record["wall_s"],
-             "finished": True,
-             "stop_reason": f"its {record['minutes']:g}-minute budget used",
-             "phases": [], "keras3_phase": {"minutes": record["minutes"],
-                                            "device": record["device"]},
-             "val_data": asdict(config.data), "data": record["data"],
-             "devices": [{"kind": "keras3", "host": record["device"]}]}
+    state = initial_state(config)
+    state.update(epoch=len(history), history=history, best_val_loss=record["best_val_loss"],
+                 best_epoch=record["best_epoch"], wait=len(history) - record["best_epoch"],
+                 lr=history[-1]["lr"], wall_s=record["wall_s"], finished=True,
+                 stop_reason=f"its {record['minutes']:g}-minute budget used",
+                 keras3_phase={"minutes": record["minutes"], "device": record["device"],
+                               "lr_schedule": "cosine over the time budget"},
+                 data=record["data"], devices=[{"kind": "keras3", "host": record["device"]}])
     _write_json(out / STATE_FILE, state)
     if evaluate:
         from hhbench.cnn.model_card import write_model_card

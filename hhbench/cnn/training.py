@@ -157,6 +157,14 @@ def make_datasets(config: TrainConfig, val_data: StepData | None = None
     return data, val, counts
 
 
+def initial_state(config: TrainConfig) -> dict:
+    """train_state.json of a run that has not trained yet."""
+    return {"config": config.as_dict(), "epoch": 0, "history": [], "best_val_loss": None,
+            "best_epoch": None, "wait": 0, "lr_wait": 0, "lr": config.learning_rate,
+            "wall_s": 0.0, "finished": False, "stop_reason": None, "phases": [],
+            "val_data": asdict(config.data)}
+
+
 def _load_state(out: Path) -> dict | None:
     path = out / STATE_FILE
     return json.loads(path.read_text()) if path.exists() else None
@@ -239,10 +247,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
         if any(v is not None for v in changes.values()) or finish:
             raise HHBenchError("phase changes and --finish apply to a resumed run (--resume)")
         out.mkdir(parents=True, exist_ok=True)
-        state = {"config": config.as_dict(), "epoch": 0, "history": [], "best_val_loss": None,
-                 "best_epoch": None, "wait": 0, "lr_wait": 0, "lr": config.learning_rate,
-                 "wall_s": 0.0, "finished": False, "stop_reason": None, "phases": [],
-                 "val_data": asdict(config.data)}
+        state = initial_state(config)
     from hhbench.environment import describe_machine, one_line
     state.setdefault("devices", []).append({**device_description(tf_device),
                                             "host": one_line(describe_machine())})
