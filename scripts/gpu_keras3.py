@@ -238,11 +238,14 @@ def main() -> None:
     from hhbench.errors import HHBenchError
     try:
         globals()[f"cmd_{args.cmd}"](args)
+    except ModuleNotFoundError as exc:  # Keras 3's backend (KERAS_BACKEND) is not installed
+        print(f"error: {exc} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND', 'tensorflow')})",
+              file=sys.stderr)
+        sys.exit(2)
     except (HHBenchError, OSError, KeyError, ValueError) as exc:  # bad files or arguments
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("KERAS_BACKEND", "jax")
     main()

@@ -89,12 +89,12 @@ def run_phase(config: TrainConfig, phase_dir: str | Path, *, minutes: float,
 
     Returns the phase record (as written to phase.json).
     """
+    if minutes <= 0:
+        raise HHBenchError("the phase's budget must be > 0 minutes")
     import keras
 
     if int(keras.__version__.split(".")[0]) < 3:
         raise HHBenchError(f"a Keras 3 phase needs Keras 3 (found {keras.__version__})")
-    if minutes <= 0:
-        raise HHBenchError("the phase's budget must be > 0 minutes")
     phase_dir = Path(phase_dir)
     phase_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
