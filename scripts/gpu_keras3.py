@@ -47,16 +47,10 @@ def cmd_export(args) -> None:
     v_ref = reference_run(step, "converged").v_batch[:, ctx:km.input_shape[1] - ctx]
     np.savez(args.out, x_step=x_step, y_step=km.predict(x_step, verbose=0), x_rand=x_rand,
              y_rand=km.predict(x_rand, verbose=0), v_ref=v_ref,
-             output_scale=meta.output_scale, architecture=_arch_json(args.model),
+             output_scale=meta.output_scale,
+             architecture=json.dumps(loaded.extra.get("architecture", {})),
              **weight_arrays(km.get_weights()))
     print(f"wrote {args.out}")
-
-
-def _arch_json(folder) -> str:
-    from pathlib import Path
-    meta = Path(folder) / "hhbench_model.json"
-    return json.dumps(json.loads(meta.read_text()).get("architecture", {})) \
-        if meta.exists() else "{}"
 
 
 def _matmul_rates() -> dict:

@@ -62,16 +62,15 @@ class Odeint(Backend):
         ends = np.concatenate((changes, [n_samples - 1]))
         current = np.ascontiguousarray(current_ua, dtype=np.float64)
         dy = np.empty(4 * batch)  # the right-hand side's output, reused by every call
+        (rhs, jac), band = ((self._one_fns, None) if batch == 1
+                            else (self._batch_fns, self._band))
         with np.errstate(all="ignore"):
             for start, end in zip(starts, ends):
                 if end <= start:
                     continue
                 t = np.arange(start, end + 1) * dt_ms
-                if batch == 1:
-                    (rhs, jac), args, band = self._one_fns, (float(current[0, start]),), None
-                else:
-                    (rhs, jac), band = self._batch_fns, self._band
-                    args = (np.ascontiguousarray(current[:, start]), dy)
+                args = ((float(current[0, start]),) if batch == 1
+                        else (np.ascontiguousarray(current[:, start]), dy))
                 ys = odeint(rhs, y, t, args=args, Dfun=jac, ml=band, mu=band,
                             rtol=self.rtol, atol=self.atol)
                 out[start + 1:end + 1] = ys[1:].reshape(-1, batch, 4)
