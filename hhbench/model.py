@@ -9,9 +9,10 @@ With u = V + 65 (depolarisation from rest):
 The kernels are written once, as plain scalar-or-array code, and turned into two engines
 by `build_kernels`: called with the identity decorator they work on NumPy arrays (the
 batch is vectorised), called with `numba.njit` they become compiled scalar kernels. Both
-engines therefore execute the same arithmetic, up to the exponential: the NumPy and numba
-Euler backends agree to ~1e-12 mV on the lab's step, and to a few 1e-9 mV on the rare noise
-trace near threshold, where the dynamics amplify exp's last-bit differences.
+engines therefore execute the same arithmetic, up to the exponentials and the fused
+multiply-adds (one rounding instead of two) of the compiled one: the NumPy and numba
+Euler backends agree to ~1e-12 mV on the lab's step, and to < 1e-9 mV on the noise traces
+near threshold, where the dynamics amplify exp's last-bit differences most.
 """
 
 from __future__ import annotations
@@ -28,23 +29,32 @@ V_REST_MV = -65.0
 #: Initial state (V, m, h, n) of the lab: slightly off rest, so the first ms is a transient.
 V0_MV, M0, H0, N0 = -70.0, 0.05, 0.54, 0.34
 
-# e^2.5, e and e^3, the constant factors that let three rates share exp(-u/10)
-E_2P5, E_1, E_3 = float(np.exp(2.5)), float(np.exp(1.0)), float(np.exp(3.0))
+# e^0.5: exp(3 - u/10) (in βh) is e^0.5 · exp(2.5 - u/10), whose expm1 αm computes anyway
+E_0P5 = float(np.exp(0.5))
+#: added to x and to expm1(x) in the fused αm and αn, so that x = 0 gives their limit
+TINY = 1e-300
 
 
 def _identity(func):
     return func
 
 
-def build_kernels(jit=_identity, exp=np.exp) -> SimpleNamespace:
+def _multiply_add(a, b, c):
+    return a * b + c
+
+
+def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1,
+                  fma=_multiply_add) -> SimpleNamespace:
     """Return the model's kernels, each decorated with `jit`.
 
-    `exp` is the exponential of the fused kernels (`rates_fused` and the steps built on it):
-    NumPy's by default; the compiled engine passes one that LLVM can vectorise.
+    `exp` and `expm1` are the exponentials of the fused kernels (`rates_fused` and the steps
+    built on it): NumPy's by default; the compiled engine passes ones that LLVM can
+    vectorise. `fma(a, b, c)` is a·b + c in the fused kernels: a multiply and an add by
+    default, one fused instruction (one rounding) in the compiled engine.
 
     Kernels (all arguments scalars or broadcastable arrays, float64):
       rates(v) -> (am, bm, ah, bh, an, bn)          opening/closing rates in 1/ms
-      rates_fused(v)                                 the same from three exponentials
+      rates_fused(v)                                 the same from four exponentials
       derivatives(v, m, h, n, i) -> (dv, dm, dh, dn)  right-hand side, per ms
       euler_step(v, m, h, n, i, dt)                  forward Euler, the lab's method
       euler_step_fused(v, m, h, n, i, dt)            the same on `rates_fused`
@@ -77,27 +87,29 @@ def build_kernels(jit=_identity, exp=np.exp) -> SimpleNamespace:
 
     @jit
     def rates_fused(v):
-        # The six rates from three exponentials instead of six: with E = exp(-u/10),
-        # exp(2.5 - u/10) = e^2.5 E, exp(1 - u/10) = e E and exp(3 - u/10) = e^3 E, and
-        # exp(-u/20) = exp(-u/80)^4. exp(-u/18) stays separate: as a power of a common
-        # exp(-u/720) it would carry 40 times that exponential's rounding error.
-        # The removable 0/0 of am (u = 25) and an (u = 10) is handled as in x_over_expm1:
-        # the numerator is shifted to 1 and the denominator by 1, then the limit put back.
+        # The six rates from four exponentials instead of six: βh's exp(3 - u/10) is
+        # e^0.5 · exp(2.5 - u/10), which αm's expm1 gives, and exp(-u/20) = exp(-u/80)^4.
+        # exp(-u/18) stays separate: as a power of a common exp(-u/720) it would carry 40
+        # times that exponential's rounding error.
+        # αm and αn keep an expm1 of their own argument, as `rates` does: x/(e^x - 1) from an
+        # exponential shared with other rates (e^2.5 · exp(-u/10) - 1, say) would carry its
+        # rounding error, and that of its argument, amplified by 1/|x| near the removable
+        # 0/0 at x = 0 — in the dynamics near threshold that is ~4e-9 mV on a noise trace,
+        # against ~1e-12 mV otherwise. Their 0/0 at x = 0 (limit 1) is avoided in fewer
+        # operations than x_over_expm1's: TINY is added to x and to expm1(x). It vanishes in
+        # both sums unless |x| < 1e-284, where the ratio is 1 to double precision anyway;
+        # x = 0 gives TINY/TINY = 1 exactly.
         u = v - V_REST_MV
-        e10 = exp(-0.1 * u)
+        xm = 2.5 - 0.1 * u
+        em = expm1(xm)
+        am = (xm + TINY) / (em + TINY)
+        xn = 1.0 - 0.1 * u
+        an = 0.1 * (xn + TINY) / (expm1(xn) + TINY)
         e80 = exp(u * (-1.0 / 80.0))  # by the reciprocal: a division costs ~5 multiplies
         e80_2 = e80 * e80
-        xm = 2.5 - 0.1 * u
-        zm = xm == 0.0
-        am = (xm + zm) / (E_2P5 * e10 - 1.0 + zm)
-        am = am + zm * (1.0 - am)
-        xn = 1.0 - 0.1 * u
-        zn = xn == 0.0
-        an = 0.1 * (xn + zn) / (E_1 * e10 - 1.0 + zn)
-        an = an + zn * (0.1 - an)
         bm = 4.0 * exp(u * (-1.0 / 18.0))
         ah = 0.07 * (e80_2 * e80_2)
-        bh = 1.0 / (E_3 * e10 + 1.0)
+        bh = 1.0 / (E_0P5 * (em + 1.0) + 1.0)
         bn = 0.125 * e80
         return am, bm, ah, bh, an, bn
 
@@ -128,14 +140,20 @@ def build_kernels(jit=_identity, exp=np.exp) -> SimpleNamespace:
 
     @jit
     def euler_step_fused(v, m, h, n, i, dt):
-        # forward Euler as `euler_step`, on the fused rates; no branch, so a loop of it over
-        # independent traces vectorises
+        # forward Euler as `euler_step`, on the fused rates, with its multiplies and adds
+        # paired into fma where the engine has one (fewer instructions and roundings; each
+        # driving force as one fma from u); no branch, so a loop of it over independent
+        # traces vectorises
         u = v - V_REST_MV
         am, bm, ah, bh, an, bn = rates_fused(v)
-        dv = (G_NA * m * m * m * h * (E_NA - u) + G_K * n * n * n * n * (E_K - u)
-              + G_L * (E_L - u) + i)
-        return (v + dt * dv, m + dt * (am * (1.0 - m) - bm * m),
-                h + dt * (ah * (1.0 - h) - bh * h), n + dt * (an * (1.0 - n) - bn * n))
+        m2 = m * m
+        n2 = n * n
+        g_na = m2 * (m * h)
+        g_k = n2 * n2
+        leak = fma(u, -G_L, G_L * E_L + i)
+        dv = fma(g_na, fma(u, -G_NA, G_NA * E_NA), fma(g_k, fma(u, -G_K, G_K * E_K), leak))
+        return (fma(dt, dv, v), fma(dt, fma(am, 1.0 - m, -bm * m), m),
+                fma(dt, fma(ah, 1.0 - h, -bh * h), h), fma(dt, fma(an, 1.0 - n, -bn * n), n))
 
     @jit
     def gate_exact(x, a, b, dt):

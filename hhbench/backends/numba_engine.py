@@ -11,7 +11,7 @@ Why it is fast:
     states live in small contiguous arrays; the innermost loop applies the step to every
     trace of the chunk, so LLVM turns it into SIMD code (8 traces per AVX-512 instruction).
     For that the step must be branch-free and call no libm function: the kernels use the
-    model's fused rates and `compiled.vector_exp.exp`, and are compiled with numba's
+    model's fused rates and `compiled.vector_exp` (exp, expm1), and are compiled with numba's
     `error_model="numpy"` (no zero-division check, which would be a branch).
   * the chunks run in parallel (`prange`); a batch of one is one chunk of one lane, run
     with the state in registers and no thread wake-up.
@@ -190,12 +190,13 @@ def _compiled_kernels():
     threads.apply()  # before numba's pool starts: see hhbench.threads
     import numba
 
-    from hhbench.backends.compiled.vector_exp import exp
+    from hhbench.backends.compiled.vector_exp import exp, expm1, fma
 
     _purge_stale_cache()
     # inline="always": numba inlines the kernels into the driver itself, so LLVM sees one
     # loop body it can vectorise (a call to a separately compiled kernel stays a call)
-    return model.build_kernels(numba.njit(inline="always", **jit_options()), exp=exp)
+    return model.build_kernels(numba.njit(inline="always", **jit_options()), exp=exp,
+                               expm1=expm1, fma=fma)
 
 
 def driver_function(kernel_name: str):

@@ -1,8 +1,9 @@
 """`numba`: the lab's forward Euler compiled with numba, SIMD over traces, parallel over chunks.
 
-Runs the engine's "euler" step kernel (the model's fused rates: three exponentials per step
+Runs the engine's "euler" step kernel (the model's fused rates: four exponentials per step
 with an exponential LLVM vectorises); equal to the `numpy` backend to ~1e-12 mV on the lab's
-step, to a few 1e-9 mV on the rare noise trace whose dynamics amplify last-bit differences.
+step, to < 1e-9 mV on the noise traces near threshold, whose dynamics amplify last-bit
+differences most.
 `substeps` > 1 splits each sample interval into that many Euler steps (for convergence
 studies); the default 1 is the lab's method.
 """

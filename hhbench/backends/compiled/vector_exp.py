@@ -1,4 +1,5 @@
-"""An exponential that LLVM can vectorise, for the compiled step kernels (numba only here).
+"""An exponential (and its expm1) that LLVM can vectorise, for the compiled step kernels
+(numba only here).
 
 pip's llvmlite has no SVML, so a loop that calls `math.exp` / `np.exp` stays scalar: every
 call goes to libm. `exp` below is plain arithmetic, inlined into the caller, so a loop over
@@ -8,14 +9,15 @@ Numerics (double precision, within ~1 ulp of the correctly rounded value):
   * range reduction x = n·ln2 + r with |r| ≤ ln2/2: n is rounded with the 1.5·2^52 shifter
     (no float→int conversion on the critical path), r by Cody-Waite with ln2 split in a
     high part of 32 significant bits (n·LN2_HI is exact) and a low part;
-  * e^r by its Taylor polynomial of degree 13, evaluated by Estrin's scheme with fused
-    multiply-adds (`fma`, llvm.fmuladd: one instruction and one rounding on FMA hardware;
-    numba never fuses a multiply and an add by itself): the truncation error |r|^14/14! < 5e-18 is
-    far below half an ulp;
+  * e^r − 1 = r + r²·w(r) with w a polynomial of degree 9, economized from w's Taylor
+    series (`economized_w`: its error on e^r − 1 is < 1.3e-17, far below half an ulp),
+    evaluated by Estrin's scheme with fused multiply-adds (`fma`, llvm.fmuladd: one
+    instruction and one rounding on FMA hardware; numba never fuses a multiply and an add
+    by itself);
   * 2^n is applied as two factors 2^(n//2)·2^(n−n//2) built from exponent bits, so results
     down to the subnormals and up to overflow (x > 709.78 gives inf) come out right
     without a branch. x is clamped to [−746, 710] first (beyond it the result is 0 or inf
-    anyway) and a NaN argument is returned unchanged.
+    anyway); a NaN argument gives NaN.
 """
 
 from __future__ import annotations
@@ -31,6 +33,41 @@ _INV_LN2 = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # ln2 to 32 significant bits: n * LN2_HI is exact for |n| < 2**21
 _LN2_LO = 1.9082149292705877e-10  # ln2 - LN2_HI
 _SHIFTER_BITS = 0x4338000000000000  # the bit pattern of SHIFTER
+
+
+def economized_w(degree: int = 9, taylor_degree: int = 22) -> tuple[tuple[float, ...], float]:
+    """Coefficients of w(r) ≈ (e^r − 1 − r)/r² of degree `degree` on |r| ≤ ln2/2 (slightly
+    wider), and a bound on |w(r) − its approximation| there.
+
+    Chebyshev economization in exact rational arithmetic: w's Taylor series to
+    `taylor_degree` (truncation ~1e-40), then, from the top degree down, the multiple of
+    the Chebyshev polynomial T_k(r/a) that cancels the r^k term is subtracted; the bound is
+    the sum of the multiples' sizes (|T_k| ≤ 1). Degree 9 gives a bound of 1.04e-16 on w,
+    so ≤ 1.3e-17 on e^r − 1 = r + r²w: far below half an ulp of e^r, with two coefficients
+    fewer than the Taylor polynomial of the same accuracy (degree 11 in w).
+    """
+    from fractions import Fraction
+    from math import factorial, log
+
+    a = Fraction(log(2) / 2) + Fraction(1, 10**6)
+    coef = [Fraction(1, factorial(k + 2)) * a**k for k in range(taylor_degree + 1)]  # in r/a
+    cheb = [[Fraction(1)], [Fraction(0), Fraction(1)]]
+    while len(cheb) <= taylor_degree:  # T_(k+1) = 2t T_k − T_(k−1)
+        nxt = [Fraction(0)] + [2 * c for c in cheb[-1]]
+        for i, c in enumerate(cheb[-2]):
+            nxt[i] -= c
+        cheb.append(nxt)
+    bound = Fraction(0)
+    for k in range(taylor_degree, degree, -1):
+        multiple = coef[k] / cheb[k][k]
+        bound += abs(multiple)
+        for i, c in enumerate(cheb[k]):
+            coef[i] -= multiple * c
+    return tuple(float(coef[k] / a**k) for k in range(degree + 1)), float(bound)
+
+
+#: w's coefficients c0..c9 (see economized_w)
+_W = economized_w()[0]
 
 
 @intrinsic
@@ -71,30 +108,63 @@ def fma(typingctx, a, b, c):
 
 
 @numba.njit(inline="always", error_model="numpy")
-def exp(x):
-    """e**x for a float64 (see the module docstring for the numerics)."""
-    xc = x if x < 710.0 else 710.0
-    xc = xc if xc > -746.0 else -746.0
+def _reduce(x, lowest):
+    """(n, e^r - 1) for x = n·ln2 + r, |r| <= ln2/2 (n an integer, int64), x clamped to
+    [lowest, 710] first (beyond, the callers' results no longer change). The clamps let a
+    NaN through (a comparison with NaN is false), and NaN then propagates to the result."""
+    xc = 710.0 if x > 710.0 else x
+    xc = lowest if xc < lowest else xc
     shifted = fma(xc, _INV_LN2, _SHIFTER)
     nf = shifted - _SHIFTER                      # round(x / ln2), as a float
     n = _float_bits(shifted) - _SHIFTER_BITS     # the same, as an integer
     r = fma(nf, -_LN2_LO, fma(nf, -_LN2_HI, xc))
-    # e^r = 1 + (r + r² w(r)), w = 1/2! + r/3! + ... + r^11/13!, the small correction
-    # r² w added to r before the 1 (so its rounding errors stay small against the result).
-    # w by Estrin's scheme: the dependency chain is a few multiply-adds deep instead of
-    # thirteen as in Horner's form (latency matters for one trace, whose steps are one chain).
-    # Every multiply-add is one fma: half the instructions of separate multiplies and adds,
-    # half the latency, and one rounding instead of two.
+    # e^r - 1 = r + r² w(r), w of degree 9 (economized_w): the small correction r² w is
+    # added to r, and the 1 is left out, so that its rounding errors stay small against
+    # the result (exp adds the 1 afterwards; expm1 never does, which keeps it accurate
+    # near x = 0). w by Estrin's scheme: the dependency chain is a few multiply-adds deep
+    # instead of nine as in Horner's form (latency matters for one trace, whose steps
+    # are one chain). Every multiply-add is one fma: half the instructions of separate
+    # multiplies and adds, half the latency, and one rounding instead of two.
     r2 = r * r
     r4 = r2 * r2
-    q0 = fma(r, 1.0 / 6.0, 1.0 / 2.0)
-    q1 = fma(r, 1.0 / 120.0, 1.0 / 24.0)
-    q2 = fma(r, 1.0 / 5040.0, 1.0 / 720.0)
-    q3 = fma(r, 1.0 / 362880.0, 1.0 / 40320.0)
-    q4 = fma(r, 1.0 / 39916800.0, 1.0 / 3628800.0)
-    q5 = fma(r, 1.0 / 6227020800.0, 1.0 / 479001600.0)
-    w = fma(r4, fma(r4, fma(q5, r2, q4), fma(q3, r2, q2)), fma(q1, r2, q0))
-    p = 1.0 + fma(r2, w, r)
+    q0 = fma(r, _W[1], _W[0])
+    q1 = fma(r, _W[3], _W[2])
+    q2 = fma(r, _W[5], _W[4])
+    q3 = fma(r, _W[7], _W[6])
+    q4 = fma(r, _W[9], _W[8])
+    w = fma(r4, fma(r4, q4, fma(q3, r2, q2)), fma(q1, r2, q0))
+    return n, fma(r2, w, r)
+
+
+@numba.njit(inline="always", error_model="numpy")
+def _scaled(p, n):
+    """p·2^n, as two factors 2^(n//2)·2^(n−n//2) built from exponent bits, so that results
+    down to the subnormals and up to overflow come out right without a branch."""
     half = n >> 1
-    y = p * _bits_float((half + 1023) << 52) * _bits_float((n - half + 1023) << 52)
-    return y if x == x else x
+    return p * _bits_float((half + 1023) << 52) * _bits_float((n - half + 1023) << 52)
+
+
+@numba.njit(inline="always", error_model="numpy")
+def exp(x):
+    """e**x for a float64 (see the module docstring for the numerics)."""
+    n, em1_r = _reduce(x, -746.0)
+    return _scaled(1.0 + em1_r, n)
+
+
+@numba.njit(inline="always", error_model="numpy")
+def expm1(x):
+    """e**x − 1 for a float64, accurate where it is small (near x = 0) as well, which e**x − 1
+    computed from `exp` is not (it loses |log2 x| bits there).
+
+    With x = n·ln2 + r and s = 2^n: e^x − 1 = s·(e^r − 1) + (s − 1), one fused multiply-add
+    (one rounding; s − 1 is exact for |n| ≤ 53, and beyond, the bits it loses are below
+    half an ulp of the result): within 2 ulp of the correctly rounded value, 1 ulp but for
+    0.35 < x < 0.41, where s·(e^r − 1) and s − 1 cancel in part. n = 0 gives e^r − 1 itself.
+    x is clamped to [−40, 710] first (below −37.5 the result is −1 as rounded), so 2^n is
+    a normal number. s is at most 2^1023: for n = 1024 (709.43 < x ≤ 709.78) the result is
+    doubled after the fused multiply-add, so it overflows only where e^x does.
+    """
+    n, em1_r = _reduce(x, -40.0)
+    n_s = n if n < 1023 else 1023
+    s = _bits_float((n_s + 1023) << 52)
+    return fma(s, em1_r, s - 1.0) * _bits_float((n - n_s + 1023) << 52)

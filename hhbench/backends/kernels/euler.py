@@ -1,7 +1,7 @@
-"""Forward Euler (the lab's method) on the fused rates: three exponentials per step instead
+"""Forward Euler (the lab's method) on the fused rates: four exponentials per step instead
 of six, and no branch, so the engine's loop over traces runs as SIMD code. Equal to the
-NumPy backend's forward Euler to rounding (~1e-12 mV on the lab's step; a few 1e-9 mV on the
-rare noise trace whose dynamics amplify the exponentials' last-bit differences)."""
+NumPy backend's forward Euler to rounding (~1e-12 mV on the lab's step; < 1e-9 mV on the
+noise traces near threshold, whose dynamics amplify the exponentials' last-bit differences)."""
 
 from hhbench.backends.kernels import StepKernel, register_kernel
 
@@ -10,5 +10,5 @@ from hhbench.backends.kernels import StepKernel, register_kernel
 class Euler(StepKernel):
     name = "euler"
     order = 1
-    summary = "forward Euler, the lab's method (fused rates: 3 exponentials per step)"
+    summary = "forward Euler, the lab's method (fused rates: 4 exponentials per step)"
     step = "euler_step_fused"
