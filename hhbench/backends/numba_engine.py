@@ -242,9 +242,17 @@ def call_threads(batch: int) -> int:
     """Threads a call over `batch` traces uses: the chunks are the parallel work items, so at
     most one thread per chunk (a batch of one runs on the calling thread alone); the pool
     size and policy are hhbench.threads'."""
+    return _call_plan(batch)[1]
+
+
+@functools.cache
+def _call_plan(batch: int) -> tuple[int, int]:
+    """(traces per chunk, threads) of a call over `batch` traces; numba's pool size is fixed
+    for the process, so this is worked out once per batch size (a one-trace call is ~60 µs,
+    and this bookkeeping took ~2 µs of it)."""
     import numba
     lanes = chunk_lanes(batch, numba.config.NUMBA_NUM_THREADS)
-    return threads.numba_threads(-(-batch // lanes))
+    return lanes, threads.numba_threads(-(-batch // lanes))
 
 
 def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", substeps: int = 1,
@@ -266,14 +274,16 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler"
     import numba
 
     drive = _driver(kernel)
-    lanes = chunk_lanes(len(current_ua), numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(call_threads(len(current_ua)))
+    lanes, n_threads = _call_plan(len(current_ua))
+    numba.set_num_threads(n_threads)
     v, g, first_bad = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
                             int(substeps), bool(gates), lanes)
-    nan_from(v, first_bad)  # past the first bad sample: NaN, whatever the arithmetic left
-    if gates:
-        nan_from(g, first_bad)
-    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), first_bad >= 0
+    diverged = first_bad >= 0
+    if diverged.any():  # past the first bad sample: NaN, whatever the arithmetic left
+        nan_from(v, first_bad)
+        if gates:
+            nan_from(g, first_bad)
+    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
 
 
 _derivatives = None  # the model's right-hand side, set in the copies `compiled_ode` makes
