@@ -8,7 +8,7 @@ For every backend, in one run:
   * the machine's ceilings, measured in the same run (`measure_ceilings`): float32 and
     float64 matrix-multiply rates (TensorFlow's matmul on the chosen device, or NumPy's
     when TensorFlow is absent) and vectorised exp throughput (NumPy's exp over 2²² float64
-    values);
+    values, a slice per core on every core at once: the whole machine, as for matmul);
   * the floor these imply per unit (`hh_floor_s`, `cnn_floor_s`): for HH the larger of
     the exp-bound time (exps / exp rate) and the flop-bound time (other operations /
     float64 matmul rate — a division counted as one operation, so that floor is
@@ -21,6 +21,7 @@ counts) get no floor and say why.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -38,18 +39,22 @@ CEILING_SETTINGS = TimingSettings(warmup_calls=1, min_repeats=5, min_time_s=0.3)
 
 @dataclass(frozen=True, kw_only=True)
 class Ceilings:
-    """Measured rates: matmul in FLOP/s (2·n³ per n×n product), exp in evaluations/s."""
+    """Measured rates: matmul in FLOP/s (2·n³ per n×n product), exp in evaluations/s on
+    `exp_threads` cores at once."""
 
     matmul_f32_flops: float
     matmul_f64_flops: float
     exp_f64_per_s: float
     matmul_source: str = "tensorflow"
     device: str = "/CPU:0"
+    exp_threads: int = 1
 
     def __post_init__(self):
         for name in ("matmul_f32_flops", "matmul_f64_flops", "exp_f64_per_s"):
             if not getattr(self, name) > 0:
                 raise HHBenchError(f"ceilings: {name} must be > 0")
+        if int(self.exp_threads) != self.exp_threads or self.exp_threads < 1:
+            raise HHBenchError("ceilings: exp_threads must be a positive integer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,12 +104,40 @@ def matmul_rate(dtype: str, *, n: int | None = None, device: str = "/CPU:0",
     return 2.0 * n ** 3 / timed.median_s, "numpy"
 
 
-def exp_rate(*, n: int = 2 ** 22, settings: TimingSettings = CEILING_SETTINGS) -> float:
-    """Evaluations/s of NumPy's vectorised exp over n float64 values in (−10, 0]."""
-    x = -10.0 * np.random.default_rng(0).random(n)
-    out = np.empty_like(x)
-    timed, _ = measure(lambda: np.exp(x, out=out), settings)
-    return n / timed.median_s
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
+             settings: TimingSettings = CEILING_SETTINGS) -> float:
+    """Evaluations/s of NumPy's vectorised exp on `threads` cores at once (default: every
+    usable core): each core evaluates exp `passes` times over its own n float64 values in
+    (−10, 0] (2¹⁵: in and out fit the L2 cache, so this is the arithmetic's rate, not the
+    memory's — the HH backends keep their state in cache too).
+
+    NumPy's exp runs on one core, and measured that way it would set the floor of a
+    backend that uses every core too low by the core count (a backend "faster than its
+    floor"); the matmul ceilings are whole-machine rates too. NumPy releases the GIL in its
+    ufunc loops, so a thread pool runs the cores' shares in parallel.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, int(threads or usable_cores()))
+    rng = np.random.default_rng(0)
+    xs = [-10.0 * rng.random(n) for _ in range(workers)]
+    outs = [np.empty(n) for _ in range(workers)]
+
+    def share(k):
+        for _ in range(passes):
+            np.exp(xs[k], out=outs[k])
+
+    with ThreadPoolExecutor(workers) as pool:
+        timed, _ = measure(lambda: list(pool.map(share, range(workers))), settings)
+    return workers * n * passes / timed.median_s
 
 
 def measure_ceilings(device: str = "/CPU:0", *, n_matmul: int | None = None,
@@ -112,9 +145,10 @@ def measure_ceilings(device: str = "/CPU:0", *, n_matmul: int | None = None,
     """The machine's ceilings, measured now (seconds of work)."""
     f32, source = matmul_rate("float32", n=n_matmul, device=device, settings=settings)
     f64, _ = matmul_rate("float64", n=n_matmul, device=device, settings=settings)
+    cores = usable_cores()
     return Ceilings(matmul_f32_flops=f32, matmul_f64_flops=f64,
-                    exp_f64_per_s=exp_rate(settings=settings), matmul_source=source,
-                    device=device)
+                    exp_f64_per_s=exp_rate(threads=cores, settings=settings),
+                    matmul_source=source, device=device, exp_threads=cores)
 
 
 # -- floors --------------------------------------------------------------------------------
@@ -235,8 +269,9 @@ def format_floor(report: dict) -> str:
     head = "\n".join(
         f"ceilings on {dev} (matmul via {c['matmul_source']}): float32 matmul "
         f"{c['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, float64 matmul "
-        f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU) "
-        f"{c['exp_f64_per_s'] / 1e6:.0f} M/s" for dev, c in report["ceilings"].items())
+        f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU, "
+        f"{c.get('exp_threads', 1)} threads) {c['exp_f64_per_s'] / 1e6:.0f} M/s"
+        for dev, c in report["ceilings"].items())
     head += f"\nbatch {report['batch']}; HH backends against the CPU's ceilings"
     rows = ["| backend | unit | work per unit | floor | bound | achieved | achieved/floor | note |",
             "|---|---|---|---|---|---|---|---|"]

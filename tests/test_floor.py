@@ -7,7 +7,8 @@ import pytest
 
 from hhbench.errors import HHBenchError
 from hhbench.floor import (Ceilings, FloorLine, cnn_floor_s, floor_line, floor_report,
-                           format_floor, hh_floor_s, hh_operations, measure_ceilings)
+                           format_floor, hh_floor_s, hh_operations, measure_ceilings,
+                           usable_cores)
 from hhbench.timing import TimingSettings
 
 QUICK = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
@@ -63,6 +64,10 @@ def test_ceilings_are_measured():
     for rate in (c.matmul_f32_flops, c.matmul_f64_flops):
         assert 1e8 < rate < 1e15
     assert 1e6 < c.exp_f64_per_s < 1e12
+    # the exp ceiling is the whole machine's, like the matmul ceilings
+    assert c.exp_threads == usable_cores() >= 1
+    with pytest.raises(HHBenchError, match="exp_threads"):
+        Ceilings(matmul_f32_flops=1, matmul_f64_flops=1, exp_f64_per_s=1, exp_threads=0)
 
 
 def test_bad_floor_input():
