@@ -44,13 +44,13 @@ from hhbench.timing import ProcessTiming, TimingSettings, calibrate, measure
 
 REFERENCES = {"converged": "reference", "lab": "numba"}
 
-#: per process: one warm-up call, then timed calls until 2 calls and 0.15 s (a fast case
-#: gets hundreds, a slow one 2: the evidence for a verdict is the spread between processes,
-#: not the samples of one); after a first call over 1 s (the converged reference at batch
-#: 16), no warm-up and one timed call; with 3 processes the default suite stays within
-#: 90 s on 2 cores
-DEFAULT_TIMING = TimingSettings(warmup_calls=1, min_repeats=2, min_time_s=0.15,
-                                skip_warmup_after_s=1.0, long_call_repeats=1)
+#: per process: warm-up calls for at least 0.05 s (at least one), then timed calls until 2
+#: calls and 0.15 s (a fast case gets hundreds, a slow one 2: the evidence for a verdict is
+#: the spread between processes, not the samples of one); after a first call over 1 s (the
+#: converged reference at batch 16), no warm-up and one timed call; with 3 processes the
+#: default suite stays within 90 s on 2 cores
+DEFAULT_TIMING = TimingSettings(warmup_calls=1, warmup_min_s=0.05, min_repeats=2,
+                                min_time_s=0.15, skip_warmup_after_s=1.0, long_call_repeats=1)
 DEFAULT_PROCESSES = 3
 
 

@@ -3,9 +3,13 @@
 `measure(fn)` follows the usual discipline (pyperf, pytest-benchmark):
   1. the first call is timed on its own as the cold start (numba compilation or cache
      load, TensorFlow tracing and weight upload); it never enters the warm statistics;
-  2. `warmup_calls` more calls, untimed (none when `skip_warmup_after_s` is set and the
-     first call took longer: a call that long has warmed caches and predictors itself,
-     and a warm-up would only add its cost to every process);
+  2. `warmup_calls` more calls, untimed, and more until they have taken `warmup_min_s`
+     (Google Benchmark's minimum warm-up time: the lab's CNN at batch 1 runs its first
+     2–7 warm calls at 7.5–8.5 ms and then settles at 4.5–5.8 ms, so one warm-up call
+     left up to a quarter of the timed calls in the slow phase); none of them when
+     `skip_warmup_after_s` is set and the first call took longer: a call that long has
+     warmed caches and predictors itself, and a warm-up would only add its cost to every
+     process;
   3. timed calls until at least `min_repeats` calls and `min_time_s` seconds are done
      (at most `max_repeats` calls); after such a long first call, `long_call_repeats`
      calls suffice when it is set (the evidence is the spread between processes, and a
@@ -37,6 +41,7 @@ def _default_clock() -> int:
 @dataclass(frozen=True, kw_only=True)
 class TimingSettings:
     warmup_calls: int = 1
+    warmup_min_s: float = 0.0
     min_repeats: int = 3
     min_time_s: float = 0.5
     max_repeats: int = 10_000
@@ -48,8 +53,8 @@ class TimingSettings:
             raise HHBenchError("timing: long_call_repeats must be within 1 … min_repeats")
         if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:
             raise HHBenchError("timing: need warmup >= 0 and 1 <= min_repeats <= max_repeats")
-        if self.min_time_s < 0:
-            raise HHBenchError("timing: min_time_s must be >= 0")
+        if self.min_time_s < 0 or self.warmup_min_s < 0:
+            raise HHBenchError("timing: min_time_s and warmup_min_s must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,9 +142,13 @@ def measure(fn: Callable[[], object], settings: TimingSettings = TimingSettings(
         cold_s = (clock() - start) / 1e9
     long_first = (settings.skip_warmup_after_s is not None and cold_s is not None
                   and cold_s > settings.skip_warmup_after_s)
-    for _ in range(0 if long_first else settings.warmup_calls):
-        result = fn()
-        finish(result)
+    if not long_first:
+        warm_calls, warm_ns, warm_start = 0, 0, clock()
+        while warm_calls < settings.warmup_calls or warm_ns < settings.warmup_min_s * 1e9:
+            result = fn()
+            finish(result)
+            warm_calls += 1
+            warm_ns = clock() - warm_start
     samples: list[float] = []
     spent_ns = 0
     min_repeats = settings.min_repeats

@@ -34,6 +34,25 @@ def test_cold_call_is_kept_apart_from_warm_samples():
     assert clock.calls == 1 + 2 + 3 and last == 6
 
 
+def test_warm_up_lasts_its_minimum_time():
+    """Warm-up calls go on until `warmup_min_s` has passed (and at least `warmup_calls`):
+    a backend whose first calls are slow (here 8 ms, then 5 ms) is timed once settled."""
+    settings = TimingSettings(warmup_calls=1, warmup_min_s=0.05, min_repeats=4, min_time_s=0.0)
+    clock = FakeClock([100_000_000] + [8_000_000] * 6 + [5_000_000] * 100)
+    timing, _ = measure(clock.work, settings, clock=clock)
+    # 7 warm-up calls reach 0.05 s (6 × 8 ms = 48 ms, then one of 5 ms)
+    assert clock.calls == 1 + 7 + 4 and timing.samples_s == (0.005,) * 4
+    clock = FakeClock([100_000_000] + [60_000_000] * 100)  # one call already lasts 0.06 s
+    measure(clock.work, settings, clock=clock)
+    assert clock.calls == 1 + 1 + 4
+    clock = FakeClock([100_000_000] + [8_000_000] * 100)  # without it: one warm-up call
+    timing, _ = measure(clock.work, TimingSettings(warmup_calls=1, min_repeats=4,
+                                                   min_time_s=0.0), clock=clock)
+    assert clock.calls == 1 + 1 + 4
+    with pytest.raises(HHBenchError, match="warmup_min_s"):
+        TimingSettings(warmup_min_s=-1.0)
+
+
 def test_warm_up_is_skipped_after_a_long_first_call_only():
     settings = TimingSettings(warmup_calls=2, min_repeats=3, min_time_s=0.0,
                               skip_warmup_after_s=1.0)

@@ -49,7 +49,7 @@ class LabSettings:
     """
 
     timing: TimingSettings = field(default_factory=lambda: TimingSettings(
-        warmup_calls=1, min_repeats=5, min_time_s=0.2))
+        warmup_calls=1, warmup_min_s=0.05, min_repeats=5, min_time_s=0.2))
     step_backends: tuple[str, ...] = HH_BACKENDS
     sine_backends: tuple[str, ...] = SINE_BACKENDS
     sine_amplitude_ua: float = 80.0
