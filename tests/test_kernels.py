@@ -167,6 +167,21 @@ def test_every_kernel_equals_its_numpy_twin(name):
     assert np.array_equal(single[0], batch[3])
 
 
+def test_chunks_of_few_traces():
+    """A chunk of 2-7 traces is padded to the SIMD width (its padding lanes never reach the
+    output), and gives bit for bit what each trace gives alone in registers; a few traces
+    are spread one per chunk over the threads when each thread gets at most two."""
+    stim = stimuli.white_noise(20.0, seed=3, batch=3, n_samples=700)
+    drive = numba_engine._driver("euler")
+    padded, _, bad_padded = drive(stim.current_ua, stim.dt_ms, 1, False, 3)  # one chunk of 3
+    alone, _, bad_alone = drive(stim.current_ua, stim.dt_ms, 1, False, 1)   # three of one
+    assert np.array_equal(padded, alone) and np.array_equal(bad_padded, bad_alone)
+    assert np.all(np.isfinite(padded)) and padded.shape == (3, 700)
+    lanes = numba_engine.chunk_lanes
+    assert [lanes(b, 2) for b in (1, 2, 4, 5, 16, 17, 1024)] == [1, 1, 1, 5, 8, 9, 32]
+    assert lanes(3, 1) == 3 and lanes(2, 1) == 1 and lanes(32, 16) == 1 and lanes(48, 16) == 8
+
+
 def test_adding_a_kernel_is_registering_one():
     """A new integration method is one registered class: here the lab's unfused Euler step
     (six exponentials, libm's), which then runs in the engine and equals `numpy`."""

@@ -14,7 +14,9 @@ Why it is fast:
     model's fused rates and `compiled.vector_exp` (exp, expm1), and are compiled with numba's
     `error_model="numpy"` (no zero-division check, which would be a branch).
   * the chunks run in parallel (`prange`); a batch of one is one chunk of one lane, run
-    with the state in registers and no thread wake-up.
+    with the state in registers and no thread wake-up. A chunk of 2-7 traces is padded to
+    MIN_LANES lanes (a loop shorter than the SIMD width would run unvectorised), and a
+    few traces go one per chunk when each thread gets at most two (`chunk_lanes`).
   * time is processed in blocks of `BLOCK` samples: the chunk's current for a block is
     copied (transposed) into a contiguous buffer, and V (and the gates, only when asked
     for) go to block buffers that are copied out afterwards. Divergence is counted there,
@@ -132,15 +134,19 @@ def _drive(current, dt, substeps, want_gates, lanes):
     for c in prange(n_chunks):
         b0 = c * lanes
         nb = min(lanes, batch - b0)
-        state = np.empty((4, nb))
-        nxt = np.empty((4, nb))
+        # SIMD lanes: the chunk padded to a whole number of MIN_LANES, so that the loop over
+        # lanes has no scalar remainder (a chunk of 3 traces would otherwise run unvectorised,
+        # at ~3 times the cost per trace); padding lanes rest at zero current, unread
+        width = nb if nb == 1 else -(-nb // MIN_LANES) * MIN_LANES
+        state = np.empty((4, width))
+        nxt = np.empty((4, width))
         state[0, :] = model.V0_MV
         state[1, :] = model.M0
         state[2, :] = model.H0
         state[3, :] = model.N0
-        cur = np.empty((BLOCK, nb))
-        v_blk = np.empty((BLOCK, nb))
-        g_blk = np.empty((3, BLOCK if want_gates else 0, nb))
+        cur = np.zeros((BLOCK, width))
+        v_blk = np.empty((BLOCK, width))
+        g_blk = np.empty((3, BLOCK if want_gates else 0, width))
         dead = np.zeros(nb, dtype=np.bool_)
         n_dead = 0
         for k0 in range(0, n_samples, BLOCK):
@@ -153,7 +159,7 @@ def _drive(current, dt, substeps, want_gates, lanes):
             for j in range(nb):
                 for t in range(kn):
                     cur[t, j] = current[b0 + j, k0 + t]
-            state, nxt = _advance(state, nxt, cur, v_blk, g_blk, kn, nb, substeps, h_sub,
+            state, nxt = _advance(state, nxt, cur, v_blk, g_blk, kn, width, substeps, h_sub,
                                   want_gates)
             for j in range(nb):
                 b = b0 + j
@@ -394,8 +400,14 @@ def compiled_ode(one_neuron: bool = False):
 
 def chunk_lanes(batch: int, threads: int) -> int:
     """Traces per chunk: LANES, fewer when that leaves threads idle (but not below MIN_LANES,
-    where SIMD registers would go part empty), and the whole batch when it is smaller."""
-    return max(1, min(batch, LANES, max(MIN_LANES, -(-batch // max(1, threads)))))
+    where SIMD registers would go part empty), and the whole batch when it is smaller.
+    Except for a few traces: when one trace per chunk gives each thread at most two, each
+    trace runs alone in registers (~a third of the cost of a SIMD chunk of MIN_LANES lanes,
+    which a chunk of 2-7 traces is padded to), and the threads share them."""
+    threads = max(1, threads)
+    if -(-batch // threads) <= 2:
+        return 1
+    return max(1, min(batch, LANES, max(MIN_LANES, -(-batch // threads))))
 
 
 def thread_count() -> int:
