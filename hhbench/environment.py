@@ -115,6 +115,14 @@ def cpu_frequency() -> dict:
             "intel_no_turbo": _read("/sys/devices/system/cpu/intel_pstate/no_turbo")}
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS has one."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def machine_state() -> dict:
     """What decides speed right now: load average (1, 5, 15 min) against the logical cores,
     CPU frequency and governor, the CPU affinity of this process, the environment variables

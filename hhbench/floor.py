@@ -21,11 +21,11 @@ counts) get no floor and say why.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from hhbench.environment import usable_cores
 from hhbench.errors import HHBenchError
 from hhbench.timing import TimingSettings, measure
 
@@ -104,14 +104,6 @@ def matmul_rate(dtype: str, *, n: int | None = None, device: str = "/CPU:0",
     return 2.0 * n ** 3 / timed.median_s, "numpy"
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
              settings: TimingSettings = CEILING_SETTINGS) -> float:
     """Evaluations/s of NumPy's vectorised exp on `threads` cores at once (default: every
@@ -126,7 +118,9 @@ def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = max(1, int(threads or usable_cores()))
+    if threads is not None and threads < 1:
+        raise HHBenchError(f"exp ceiling: threads must be >= 1, got {threads!r}")
+    workers = usable_cores() if threads is None else int(threads)
     rng = np.random.default_rng(0)
     xs = [-10.0 * rng.random(n) for _ in range(workers)]
     outs = [np.empty(n) for _ in range(workers)]

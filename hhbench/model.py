@@ -96,9 +96,11 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1,
         # rounding error, and that of its argument, amplified by 1/|x| near the removable
         # 0/0 at x = 0 — in the dynamics near threshold that is ~4e-9 mV on a noise trace,
         # against ~1e-12 mV otherwise. Their 0/0 at x = 0 (limit 1) is avoided in fewer
-        # operations than x_over_expm1's: TINY is added to x and to expm1(x). It vanishes in
-        # both sums unless |x| < 1e-284, where the ratio is 1 to double precision anyway;
-        # x = 0 gives TINY/TINY = 1 exactly.
+        # operations than x_over_expm1's: TINY is added to x and to expm1(x). x here is 0
+        # or at least 1.1e-16 in size (a difference of doubles near 2.5, or near 1), and so
+        # is expm1(x), so TINY vanishes in both sums; x = 0 gives TINY/TINY = 1 exactly.
+        # (For arbitrary x it would also do for |x| < 1e-284, where the ratio is 1 anyway,
+        # but for x = -TINY itself, 0/0.)
         u = v - V_REST_MV
         xm = 2.5 - 0.1 * u
         em = expm1(xm)

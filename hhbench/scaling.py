@@ -170,9 +170,10 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
         if i + 1 == len(sizes):
             return points, None
         spent = clock() - start
-        # the next point: at least min_repeats + warm-up + cold calls of a larger size
+        # the next point: at least min_repeats + warm-up + cold calls of a larger size, and
+        # the warm-up's minimum time
         calls = config.timing.min_repeats + config.timing.warmup_calls + 1
-        next_s = timed.median_s * sizes[i + 1] / size * calls
+        next_s = timed.median_s * sizes[i + 1] / size * calls + config.timing.warmup_min_s
         if spent + next_s > config.budget_s:
             return points, f"after {size} (budget {config.budget_s:g} s)"
     return points, None

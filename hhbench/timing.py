@@ -23,6 +23,7 @@ The clock is `time.perf_counter_ns` unless another one is passed (tests use a fa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,8 +54,8 @@ class TimingSettings:
             raise HHBenchError("timing: long_call_repeats must be within 1 … min_repeats")
         if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:
             raise HHBenchError("timing: need warmup >= 0 and 1 <= min_repeats <= max_repeats")
-        if self.min_time_s < 0 or self.warmup_min_s < 0:
-            raise HHBenchError("timing: min_time_s and warmup_min_s must be >= 0")
+        if not (0 <= self.min_time_s < math.inf and 0 <= self.warmup_min_s < math.inf):
+            raise HHBenchError("timing: min_time_s and warmup_min_s must be finite and >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)

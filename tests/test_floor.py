@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from hhbench.errors import HHBenchError
+from hhbench.environment import usable_cores
 from hhbench.floor import (Ceilings, FloorLine, cnn_floor_s, floor_line, floor_report,
-                           format_floor, hh_floor_s, hh_operations, measure_ceilings,
-                           usable_cores)
+                           format_floor, hh_floor_s, hh_operations, measure_ceilings)
 from hhbench.timing import TimingSettings
 
 QUICK = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)

@@ -24,7 +24,9 @@ TINY = TrainConfig.tiny(lr_schedule="cosine", min_learning_rate=1e-5)
 @pytest.fixture(scope="module")
 def phase(tmp_path_factory):
     folder = tmp_path_factory.mktemp("phase")
-    record = run_phase(TINY, folder, minutes=0.15, progress=False)
+    # 15 s: the first epoch carries the compilation, and predicts the next from its own time,
+    # so a loaded machine can fit only one epoch into a shorter budget
+    record = run_phase(TINY, folder, minutes=0.25, progress=False)
     return folder, record
 
 
@@ -45,7 +47,7 @@ def test_keras3_and_tf_keras_builds_compute_the_same_network():
 def test_phase_trains_within_its_budget_and_records_every_epoch(phase):
     folder, record = phase
     history = record["history"]
-    assert len(history) >= 2 and record["wall_s"] < 0.15 * 60 + history[-1]["seconds"]
+    assert len(history) >= 2 and record["wall_s"] < 0.25 * 60 + history[-1]["seconds"]
     assert history[-1]["loss"] < history[0]["loss"]
     # the rate follows half a cosine over the time spent: it starts at the configured rate
     # and only falls
