@@ -43,14 +43,17 @@ def _multiply_add(a, b, c):
     return a * b + c
 
 
-def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1,
-                  fma=_multiply_add) -> SimpleNamespace:
+def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
+                  rate_exponentials=None) -> SimpleNamespace:
     """Return the model's kernels, each decorated with `jit`.
 
     `exp` and `expm1` are the exponentials of the fused kernels (`rates_fused` and the steps
     built on it): NumPy's by default; the compiled engine passes ones that LLVM can
-    vectorise. `fma(a, b, c)` is a·b + c in the fused kernels: a multiply and an add by
-    default, one fused instruction (one rounding) in the compiled engine.
+    vectorise. `rate_exponentials(a, b, c, d)` = (expm1(a), expm1(b), exp(c), exp(d)), the
+    fused rates' four, one call after the other unless given (the engine's one-trace path
+    passes a 4-wide SIMD version that gives the same bits). `fma(a, b, c)` is a·b + c in the
+    fused kernels: a multiply and an add by default, one fused instruction (one rounding)
+    in the compiled engine.
 
     Kernels (all arguments scalars or broadcastable arrays, float64):
       rates(v) -> (am, bm, ah, bh, an, bn)          opening/closing rates in 1/ms
@@ -62,6 +65,11 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1,
       exp_euler_step(v, m, h, n, i, dt)              exponential Euler, gates first (more accurate)
       exp_midpoint_step(v, m, h, n, i, dt)           exponential midpoint, 2nd order, stable
     """
+
+    if rate_exponentials is None:
+        @jit
+        def rate_exponentials(a, b, c, d):
+            return expm1(a), expm1(b), exp(c), exp(d)
 
     @jit
     def x_over_expm1(x, limit_scale):
@@ -103,13 +111,13 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1,
         # but for x = -TINY itself, 0/0.)
         u = v - V_REST_MV
         xm = 2.5 - 0.1 * u
-        em = expm1(xm)
-        am = (xm + TINY) / (em + TINY)
         xn = 1.0 - 0.1 * u
-        an = 0.1 * (xn + TINY) / (expm1(xn) + TINY)
-        e80 = exp(u * (-1.0 / 80.0))  # by the reciprocal: a division costs ~5 multiplies
+        # exponents -u/80 and -u/18 by the reciprocal: a division costs ~5 multiplies
+        em, en, e80, e18 = rate_exponentials(xm, xn, u * (-1.0 / 80.0), u * (-1.0 / 18.0))
+        am = (xm + TINY) / (em + TINY)
+        an = 0.1 * (xn + TINY) / (en + TINY)
         e80_2 = e80 * e80
-        bm = 4.0 * exp(u * (-1.0 / 18.0))
+        bm = 4.0 * e18
         ah = 0.07 * (e80_2 * e80_2)
         bh = 1.0 / (E_0P5 * (em + 1.0) + 1.0)
         bn = 0.125 * e80

@@ -124,7 +124,11 @@ def numba_cache_stats() -> dict | None:
     hits = misses = 0
     functions = []
     for obj in gc.get_objects():
-        if isinstance(obj, Dispatcher) and obj.stats.cache_path is not None:
+        try:
+            dispatcher = isinstance(obj, Dispatcher)
+        except ReferenceError:  # a weak proxy whose object is gone (isinstance asks it)
+            continue
+        if dispatcher and obj.stats.cache_path is not None:
             h, m = sum(obj.stats.cache_hits.values()), sum(obj.stats.cache_misses.values())
             if h or m:
                 functions.append(obj.py_func.__qualname__)

@@ -138,7 +138,7 @@ def test_engine_step_loop_is_simd():
     numba_engine.driver_function("euler")  # compiles the kernels
     step = kernels.get_kernel("euler").build(numba_engine._compiled_kernels())
     advance = numba.njit(**numba_engine.jit_options())(numba_engine._copy_function(
-        numba_engine._advance_block, "_advance_block_simd_probe", _step=step))
+        numba_engine._advance_block, "_advance_block_simd_probe", _step=step, _step_one=step))
     state, nxt = np.ones((4, 16)), np.ones((4, 16))
     advance(state, nxt, np.zeros((4, 16)), np.zeros((4, 16)), np.zeros((3, 0, 16)), 4, 16, 1,
             0.05, False)

@@ -118,8 +118,9 @@ class Backend(ABC):
         already set its diverged traces NaN from their first bad sample, else found here."""
         if diverged is None:
             v, diverged = mark_divergence(v)
-        if diverged.any():
-            warnings.warn(f"{self.name}: {int(diverged.sum())} of {diverged.size} traces diverged "
+        n_diverged = int(np.count_nonzero(diverged))  # cheaper than .any() on a small array
+        if n_diverged:
+            warnings.warn(f"{self.name}: {n_diverged} of {diverged.size} traces diverged "
                           f"(the integrator overflowed); their V is NaN from that point",
                           DivergenceWarning, stacklevel=3)
         squeeze = stimulus.squeeze

@@ -79,8 +79,10 @@ def _purge_stale_cache() -> None:
 
 
 prange = range    # replaced by numba.prange when compiled
-_step = None      # the step kernel, and
-_advance = None   # the block loop compiled around it: each driver is a copy of `_drive`
+_step = None      # the step kernel (scalar exponentials: the loop over traces vectorises),
+_step_one = None  # the same for a lone trace (its four rate exponentials as one 4-wide
+                  # SIMD evaluation, same bits), and
+_advance = None   # the block loop compiled around them: each driver is a copy of `_drive`
                   # and `_advance_block` with these globals set (see `driver_function`)
 
 
@@ -102,7 +104,7 @@ def _advance_block(state, nxt, cur, v_blk, g_blk, kn, nb, substeps, h_sub, want_
                 g_blk[2, t, 0] = n
             i = cur[t, 0]
             for _ in range(substeps):
-                v, m, h, n = _step(v, m, h, n, i, h_sub)
+                v, m, h, n = _step_one(v, m, h, n, i, h_sub)
         state[0, 0], state[1, 0], state[2, 0], state[3, 0] = v, m, h, n
         return state, nxt
     for t in range(kn):
@@ -193,24 +195,28 @@ def jit_options() -> dict:
 
 
 @functools.cache
-def _compiled_kernels():
+def _compiled_kernels(one_trace: bool = False):
+    """The model's kernels compiled for the engine; `one_trace`: with the fused rates' four
+    exponentials evaluated together in one 4-wide SIMD instruction stream (for the lone
+    trace's register path; bit for bit the scalar ones)."""
     threads.apply()  # before numba's pool starts: see hhbench.threads
     import numba
 
-    from hhbench.backends.compiled.vector_exp import exp, expm1, fma
+    from hhbench.backends.compiled.vector_exp import exp, expm1, fma, rate_exponentials4
 
     _purge_stale_cache()
     # inline="always": numba inlines the kernels into the driver itself, so LLVM sees one
     # loop body it can vectorise (a call to a separately compiled kernel stays a call)
     return model.build_kernels(numba.njit(inline="always", **jit_options()), exp=exp,
-                               expm1=expm1, fma=fma)
+                               expm1=expm1, fma=fma,
+                               rate_exponentials=rate_exponentials4 if one_trace else None)
 
 
 def driver_function(kernel_name: str):
     """The Python function that the driver of one step kernel compiles from.
 
     Each kernel gets its own copies of `_drive` and `_advance_block` whose globals hold
-    that kernel as `_step`:
+    that kernel as `_step` (and `_step_one`, its lone-trace build):
     numba treats a global function as a compile-time constant, so the step is inlined, and
     the copy's distinct `__qualname__` gives it its own cache entry. (A closure or a function
     argument would also work, but their contents are part of numba's cache key and do not
@@ -218,9 +224,11 @@ def driver_function(kernel_name: str):
     """
     import numba
 
-    step = kernel_registry.get_kernel(kernel_name).build(_compiled_kernels())
+    kernel = kernel_registry.get_kernel(kernel_name)
     suffix = kernel_name.replace("-", "_")
-    advance = _copy_function(_advance_block, f"_advance_block_{suffix}", _step=step)
+    advance = _copy_function(_advance_block, f"_advance_block_{suffix}",
+                             _step=kernel.build(_compiled_kernels()),
+                             _step_one=kernel.build(_compiled_kernels(one_trace=True)))
     return _copy_function(_drive, f"_drive_{suffix}", prange=numba.prange,
                           _advance=numba.njit(**jit_options())(advance))
 
@@ -286,7 +294,7 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler"
     v, g, first_bad = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
                             int(substeps), bool(gates), lanes)
     diverged = first_bad >= 0
-    if diverged.any():  # past the first bad sample: NaN, whatever the arithmetic left
+    if np.count_nonzero(diverged):  # past the first bad sample: NaN, whatever is left
         nan_from(v, first_bad)
         if gates:
             nan_from(g, first_bad)
