@@ -104,6 +104,29 @@ def test_vector_expm1_edges(expm1_loop):
     assert np.isnan(out[10])
 
 
+def test_four_wide_rate_exponentials_give_the_scalar_bits():
+    """The lone-trace path's 4-wide evaluation (expm1, expm1, exp, exp) equals the scalar
+    `expm1` and `exp` bit for bit, over their ranges and at the edges (inf, NaN, overflow,
+    subnormal results), so that a trace alone and the same trace in a batch agree."""
+    from hhbench.backends.compiled.vector_exp import exp, expm1, rate_exponentials4
+
+    @numba.njit(error_model="numpy")
+    def both(x, four, one):
+        for k in range(x.shape[0]):
+            four[k] = rate_exponentials4(x[k, 0], x[k, 1], x[k, 2], x[k, 3])
+            one[k] = (expm1(x[k, 0]), expm1(x[k, 1]), exp(x[k, 2]), exp(x[k, 3]))
+
+    rng = np.random.default_rng(2)
+    edges = np.array([[0.0, -0.0, 709.78, 709.79], [np.nan, np.inf, -np.inf, 1e308],
+                      [-1e308, 1e-310, -745.2, -744.0], [709.7, -38.0, 710.0, -720.0]])
+    x = np.concatenate([rng.uniform(-750.0, 715.0, (50_000, 4)),
+                        rng.uniform(-3.0, 3.0, (50_000, 4)), edges])
+    four, one = np.empty_like(x), np.empty_like(x)
+    both(x, four, one)
+    assert np.array_equal(four.view(np.int64), one.view(np.int64))
+    assert np.isnan(four[-3, 0]) and four[-3, 1] == np.inf and four[-1, 3] > 0.0
+
+
 def test_exp_polynomial_economization():
     """The degree-9 polynomial w of e^r - 1 = r + r² w(r) (two coefficients fewer than w's
     Taylor polynomial of the same accuracy), checked in exact rational arithmetic against

@@ -14,7 +14,8 @@ Why it is fast:
     model's fused rates and `compiled.vector_exp` (exp, expm1), and are compiled with numba's
     `error_model="numpy"` (no zero-division check, which would be a branch).
   * the chunks run in parallel (`prange`); a batch of one is one chunk of one lane, run
-    with the state in registers and no thread wake-up. A chunk of more than one trace is
+    with the state in registers and no thread wake-up, and with its step's four rate
+    exponentials as one 4-wide SIMD evaluation (`_step_one`; same bits as the scalar ones). A chunk of more than one trace is
     padded to a multiple of MIN_LANES lanes (the loop over lanes then has no scalar
     remainder: a chunk of 2-7 traces would otherwise run unvectorised), and a few traces
     go one per chunk when each thread gets at most two (`chunk_lanes`).
