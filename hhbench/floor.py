@@ -7,8 +7,8 @@ For every backend, in one run:
     window) from the model's layers (`hhbench.cnn.flops`);
   * the machine's ceilings, measured in the same run (`measure_ceilings`): float32 and
     float64 matrix-multiply rates (TensorFlow's matmul on the chosen device, or NumPy's
-    when TensorFlow is absent) and vectorised exp throughput (NumPy's exp over 2²² float64
-    values, a slice per core on every core at once: the whole machine, as for matmul);
+    when TensorFlow is absent) and vectorised exp throughput (NumPy's exp on every core at
+    once, each over its own in-cache float64 values: the whole machine, as for matmul);
   * the floor these imply per unit (`hh_floor_s`, `cnn_floor_s`): for HH the larger of
     the exp-bound time (exps / exp rate) and the flop-bound time (other operations /
     float64 matmul rate — a division counted as one operation, so that floor is

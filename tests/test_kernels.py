@@ -22,15 +22,19 @@ except ImportError:
     _NUMPY_CPU = {}
 
 
-@pytest.fixture(scope="module")
-def exp_loop():
-    from hhbench.backends.compiled.vector_exp import exp
-
+def _elementwise(func):
+    """A compiled loop out[k] = func(x[k]) over 1-D arrays, `func` one of vector_exp's."""
     @numba.njit(error_model="numpy")
     def loop(x, out):
         for k in range(x.size):
-            out[k] = exp(x[k])
+            out[k] = func(x[k])
     return loop
+
+
+@pytest.fixture(scope="module")
+def exp_loop():
+    from hhbench.backends.compiled.vector_exp import exp
+    return _elementwise(exp)
 
 
 # -- the exponential -----------------------------------------------------------------------
@@ -64,12 +68,7 @@ def test_vector_exp_edges(exp_loop):
 @pytest.fixture(scope="module")
 def expm1_loop():
     from hhbench.backends.compiled.vector_exp import expm1
-
-    @numba.njit(error_model="numpy")
-    def loop(x, out):
-        for k in range(x.size):
-            out[k] = expm1(x[k])
-    return loop
+    return _elementwise(expm1)
 
 
 def test_vector_expm1_within_two_ulp(expm1_loop):

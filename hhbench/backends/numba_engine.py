@@ -15,10 +15,11 @@ Why it is fast:
     `error_model="numpy"` (no zero-division check, which would be a branch).
   * the chunks run in parallel (`prange`); a batch of one is one chunk of one lane, run
     with the state in registers and no thread wake-up, and with its step's four rate
-    exponentials as one 4-wide SIMD evaluation (`_step_one`; same bits as the scalar ones). A chunk of more than one trace is
-    padded to a multiple of MIN_LANES lanes (the loop over lanes then has no scalar
-    remainder: a chunk of 2-7 traces would otherwise run unvectorised), and a few traces
-    go one per chunk when each thread gets at most two (`chunk_lanes`).
+    exponentials as one 4-wide SIMD evaluation (`_step_one`; same bits as the scalar
+    ones). A chunk of more than one trace is padded to a multiple of MIN_LANES lanes (the
+    loop over lanes then has no scalar remainder: a chunk of 2-7 traces would otherwise
+    run unvectorised), and a few traces go one per chunk when each thread gets at most
+    two (`chunk_lanes`).
   * time is processed in blocks of `BLOCK` samples: the chunk's current for a block is
     copied (transposed) into a contiguous buffer, and V (and the gates, only when asked
     for) go to block buffers that are copied out afterwards. Divergence is counted there,

@@ -159,10 +159,11 @@ def expm1(x):
     With x = n·ln2 + r and s = 2^n: e^x − 1 = s·(e^r − 1) + (s − 1), one fused multiply-add
     (one rounding; s − 1 is exact for |n| ≤ 53, and beyond, the bits it loses are below
     half an ulp of the result): within 2 ulp of the correctly rounded value, 1 ulp but for
-    ln2/2 < x < ln1.5 (0.347–0.405), where n = 1 and s·(e^r − 1) and s − 1 cancel in part. n = 0 gives e^r − 1 itself.
-    x is clamped to [−40, 710] first (below −37.5 the result is −1 as rounded), so 2^n is
-    a normal number. s is at most 2^1023: for n = 1024 (709.43 < x ≤ 709.78) the result is
-    doubled after the fused multiply-add, so it overflows only where e^x does.
+    ln2/2 < x < ln1.5 (0.347–0.405), where n = 1 and s·(e^r − 1) and s − 1 cancel in
+    part. n = 0 gives e^r − 1 itself. x is clamped to [−40, 710] first (below −37.5 the
+    result is −1 as rounded), so 2^n is a normal number. s is at most 2^1023: for n = 1024
+    (709.43 < x ≤ 709.78) the result is doubled after the fused multiply-add, so it
+    overflows only where e^x does.
     """
     n, em1_r = _reduce(x, -40.0)
     n_s = n if n < 1023 else 1023
