@@ -26,7 +26,7 @@ import numpy as np
 
 from hhbench import stimuli as stimlib
 from hhbench.errors import HHBenchError
-from hhbench.timing import TimingSettings, measure
+from hhbench.timing import WARMUP_MIN_S, TimingSettings, measure
 
 AXES = ("batch", "length")
 
@@ -52,7 +52,7 @@ class ScalingConfig:
     model: str | None = None
     cnn_mode: str = "compiled"
     timing: TimingSettings = field(default_factory=lambda: TimingSettings(
-        warmup_calls=1, warmup_min_s=0.05, min_repeats=3, min_time_s=0.2))
+        warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=3, min_time_s=0.2))
 
     def __post_init__(self):
         from hhbench.backends import check_name

@@ -40,7 +40,8 @@ from hhbench.backends.base import SimResult
 from hhbench.environment import describe_machine, machine_state
 from hhbench.errors import DivergenceWarning, HHBenchError
 from hhbench.results import CaseResult, RunResults
-from hhbench.timing import ProcessTiming, TimingSettings, calibrate, measure
+from hhbench.timing import (WARMUP_MIN_S, ProcessTiming, TimingSettings, calibrate,
+                            measure)
 
 REFERENCES = {"converged": "reference", "lab": "numba"}
 
@@ -49,7 +50,7 @@ REFERENCES = {"converged": "reference", "lab": "numba"}
 #: the spread between processes, not the samples of one); after a first call over 1 s (the
 #: converged reference at batch 16), no warm-up and one timed call; with 3 processes the
 #: default suite stays within 90 s on 2 cores
-DEFAULT_TIMING = TimingSettings(warmup_calls=1, warmup_min_s=0.05, min_repeats=2,
+DEFAULT_TIMING = TimingSettings(warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=2,
                                 min_time_s=0.15, skip_warmup_after_s=1.0, long_call_repeats=1)
 DEFAULT_PROCESSES = 3
 

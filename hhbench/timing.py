@@ -33,6 +33,10 @@ from hhbench.errors import HHBenchError
 
 Clock = Callable[[], int]
 
+#: the minimum warm-up time of hhbench's own timings (`hhbench run`, the lab, scaling): long
+#: enough for the CNN's slow first warm calls at batch 1 (step 2 below)
+WARMUP_MIN_S = 0.05
+
 
 def _default_clock() -> int:
     import time

@@ -25,7 +25,7 @@ from hhbench.backends import check_name
 from hhbench.backends.base import SimResult
 from hhbench.errors import HHBenchError
 from hhbench.suite import make_backend, run_case
-from hhbench.timing import TimingSettings
+from hhbench.timing import WARMUP_MIN_S, TimingSettings
 
 #: the HH simulators the lab times on the step (q2) and sweeps on the sine (q4)
 HH_BACKENDS = ("numpy", "numba", "odeint", "exp-euler", "reference")
@@ -49,7 +49,7 @@ class LabSettings:
     """
 
     timing: TimingSettings = field(default_factory=lambda: TimingSettings(
-        warmup_calls=1, warmup_min_s=0.05, min_repeats=5, min_time_s=0.2))
+        warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=5, min_time_s=0.2))
     step_backends: tuple[str, ...] = HH_BACKENDS
     sine_backends: tuple[str, ...] = SINE_BACKENDS
     sine_amplitude_ua: float = 80.0
