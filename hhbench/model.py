@@ -33,6 +33,10 @@ V0_MV, M0, H0, N0 = -70.0, 0.05, 0.54, 0.34
 E_0P5 = float(np.exp(0.5))
 #: added to x and to expm1(x) in the fused αm and αn, so that x = 0 gives their limit
 TINY = 1e-300
+#: the fused rates' four exponents, offset − slope·u: αm's and αn's (their expm1), then
+#: −u/80 and −u/18 (their exp)
+RATE_EXPONENT_OFFSETS = (2.5, 1.0, 0.0, 0.0)
+RATE_EXPONENT_SLOPES = (0.1, 0.1, 1.0 / 80.0, 1.0 / 18.0)
 
 
 def _identity(func):
@@ -49,15 +53,17 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
 
     `exp` and `expm1` are the exponentials of the fused kernels (`rates_fused` and the steps
     built on it): NumPy's by default; the compiled engine passes ones that LLVM can
-    vectorise. `rate_exponentials(a, b, c, d)` = (expm1(a), expm1(b), exp(c), exp(d)), the
-    fused rates' four, one call after the other unless given (the engine's one-trace path
-    passes a 4-wide SIMD version that gives the same bits). `fma(a, b, c)` is a·b + c in the
-    fused kernels: a multiply and an add by default, one fused instruction (one rounding)
-    in the compiled engine.
+    vectorise. `rate_exponentials(u)` = (xm, xn, expm1(xm) + TINY, expm1(xn) + TINY,
+    exp(-u/80), exp(-u/18)), the fused rates' exponents and exponentials
+    (RATE_EXPONENT_OFFSETS and _SLOPES), one after the other unless given (the engine's
+    one-trace path passes a 4-wide SIMD version that gives the same bits). `fma(a, b, c)`
+    is a·b + c in the fused kernels: a multiply and an add by default, one fused
+    instruction (one rounding) in the compiled engine.
 
     Kernels (all arguments scalars or broadcastable arrays, float64):
       rates(v) -> (am, bm, ah, bh, an, bn)          opening/closing rates in 1/ms
-      rates_fused(v)                                 the same from four exponentials
+      rate_exponentials(u)                           the fused rates' exponents and exponentials
+      rates_fused(v)                                 the same rates from four exponentials
       derivatives(v, m, h, n, i) -> (dv, dm, dh, dn)  right-hand side, per ms
       euler_step(v, m, h, n, i, dt)                  forward Euler, the lab's method
       euler_step_fused(v, m, h, n, i, dt)            the same on `rates_fused`
@@ -67,9 +73,16 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
     """
 
     if rate_exponentials is None:
+        (off_m, off_n, _, _), (slope_m, slope_n, slope_80, slope_18) = (
+            RATE_EXPONENT_OFFSETS, RATE_EXPONENT_SLOPES)
+
         @jit
-        def rate_exponentials(a, b, c, d):
-            return expm1(a), expm1(b), exp(c), exp(d)
+        def rate_exponentials(u):
+            xm = off_m - slope_m * u
+            xn = off_n - slope_n * u
+            # -u/80 and -u/18 by the reciprocal: a division costs ~5 multiplies
+            return (xm, xn, expm1(xm) + TINY, expm1(xn) + TINY, exp(-slope_80 * u),
+                    exp(-slope_18 * u))
 
     @jit
     def x_over_expm1(x, limit_scale):
@@ -108,18 +121,17 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
         # or at least 1.1e-16 in size (a difference of doubles near 2.5, or near 1), and so
         # is expm1(x), so TINY vanishes in both sums; x = 0 gives TINY/TINY = 1 exactly.
         # (For arbitrary x it would also do for |x| < 1e-284, where the ratio is 1 anyway,
-        # but for x = -TINY itself, 0/0.)
-        u = v - V_REST_MV
-        xm = 2.5 - 0.1 * u
-        xn = 1.0 - 0.1 * u
-        # exponents -u/80 and -u/18 by the reciprocal: a division costs ~5 multiplies
-        em, en, e80, e18 = rate_exponentials(xm, xn, u * (-1.0 / 80.0), u * (-1.0 / 18.0))
-        am = (xm + TINY) / (em + TINY)
-        an = 0.1 * (xn + TINY) / (en + TINY)
+        # but for x = -TINY itself, 0/0.) `rate_exponentials` adds TINY to expm1(x) itself
+        # (the one-trace path does it inside expm1's last instruction: a shorter chain).
+        xm, xn, em_t, en_t, e80, e18 = rate_exponentials(v - V_REST_MV)
+        am = (xm + TINY) / em_t
+        an = 0.1 * (xn + TINY) / en_t
         e80_2 = e80 * e80
         bm = 4.0 * e18
         ah = 0.07 * (e80_2 * e80_2)
-        bh = 1.0 / (E_0P5 * (em + 1.0) + 1.0)
+        # 1/(e^0.5·(expm1(xm) + 1) + 1) with one rounding in the denominator (TINY in em_t
+        # vanishes against e^0.5 + 1)
+        bh = 1.0 / fma(E_0P5, em_t, E_0P5 + 1.0)
         bn = 0.125 * e80
         return am, bm, ah, bh, an, bn
 
@@ -153,7 +165,9 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
         # forward Euler as `euler_step`, on the fused rates, with its multiplies and adds
         # paired into fma where the engine has one (fewer instructions and roundings; each
         # driving force as one fma from u); no branch, so a loop of it over independent
-        # traces vectorises
+        # traces vectorises. In each gate's derivative the product fused is the one with
+        # the rate that comes last (am, an and bh: after a division), so that a lone
+        # trace's chain of dependent steps is one multiply shorter.
         u = v - V_REST_MV
         am, bm, ah, bh, an, bn = rates_fused(v)
         m2 = m * m
@@ -163,7 +177,7 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
         leak = fma(u, -G_L, G_L * E_L + i)
         dv = fma(g_na, fma(u, -G_NA, G_NA * E_NA), fma(g_k, fma(u, -G_K, G_K * E_K), leak))
         return (fma(dt, dv, v), fma(dt, fma(am, 1.0 - m, -bm * m), m),
-                fma(dt, fma(ah, 1.0 - h, -bh * h), h), fma(dt, fma(an, 1.0 - n, -bn * n), n))
+                fma(dt, fma(-bh, h, ah * (1.0 - h)), h), fma(dt, fma(an, 1.0 - n, -bn * n), n))
 
     @jit
     def gate_exact(x, a, b, dt):
@@ -220,7 +234,8 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
         vm, mm, hm, nm = rush_larsen_step(v, m, h, n, i, 0.5 * dt)
         return frozen_exp_update(v, m, h, n, i, dt, vm, mm, hm, nm)
 
-    return SimpleNamespace(x_over_expm1=x_over_expm1, rates=rates, rates_fused=rates_fused,
+    return SimpleNamespace(x_over_expm1=x_over_expm1, rates=rates,
+                           rate_exponentials=rate_exponentials, rates_fused=rates_fused,
                            conductances=conductances, derivatives=derivatives,
                            euler_step=euler_step, euler_step_fused=euler_step_fused,
                            gate_exact=gate_exact, rush_larsen_step=rush_larsen_step,

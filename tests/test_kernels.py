@@ -104,26 +104,40 @@ def test_vector_expm1_edges(expm1_loop):
 
 
 def test_four_wide_rate_exponentials_give_the_scalar_bits():
-    """The lone-trace path's 4-wide evaluation (expm1, expm1, exp, exp) equals the scalar
-    `expm1` and `exp` bit for bit, over their ranges and at the edges (inf, NaN, overflow,
-    subnormal results), so that a trace alone and the same trace in a batch agree."""
-    from hhbench.backends.compiled.vector_exp import exp, expm1, rate_exponentials4
+    """The lone-trace path's 4-wide `rate_exponentials` (exponents from u broadcast, TINY
+    added inside expm1) equals the model's scalar one built on `expm1` and `exp` bit for
+    bit, over the exponentials' ranges and at the edges (inf, NaN, overflow, subnormal
+    results, the exponents' removable zeros), so that a trace alone and the same trace in a
+    batch agree."""
+    from hhbench.backends.compiled.vector_exp import exp, expm1
+
+    four_wide = numba_engine._rate_exponentials4()
+    kernels = model.build_kernels(numba.njit(inline="always", error_model="numpy"), exp=exp,
+                                  expm1=expm1)
+    one_at_a_time = kernels.rate_exponentials
 
     @numba.njit(error_model="numpy")
-    def both(x, four, one):
-        for k in range(x.shape[0]):
-            four[k] = rate_exponentials4(x[k, 0], x[k, 1], x[k, 2], x[k, 3])
-            one[k] = (expm1(x[k, 0]), expm1(x[k, 1]), exp(x[k, 2]), exp(x[k, 3]))
+    def both(u, four, one):
+        for k in range(u.shape[0]):
+            four[k] = four_wide(u[k])
+            one[k] = one_at_a_time(u[k])
 
     rng = np.random.default_rng(2)
-    edges = np.array([[0.0, -0.0, 709.78, 709.79], [np.nan, np.inf, -np.inf, 1e308],
-                      [-1e308, 1e-310, -745.2, -744.0], [709.7, -38.0, 710.0, -720.0]])
-    x = np.concatenate([rng.uniform(-750.0, 715.0, (50_000, 4)),
-                        rng.uniform(-3.0, 3.0, (50_000, 4)), edges])
-    four, one = np.empty_like(x), np.empty_like(x)
-    both(x, four, one)
+    # u = 25 and 10: the exponents of αm and αn are 0; -7070 and -7072.8: expm1's n = 1024
+    # (finite), -7073: its overflow; ±59,000: exp's subnormal results and overflow
+    edges = np.array([0.0, -0.0, 25.0, 10.0, np.nan, np.inf, -np.inf, 1e308, -1e308, 1e-310,
+                      -7070.0, -7072.8, -7073.0, 59_000.0, -59_000.0, 56_800.0, 12_780.0])
+    u = np.concatenate([rng.uniform(-60_000.0, 60_000.0, 100_000),
+                        rng.uniform(-200.0, 200.0, 100_000), edges])
+    four, one = np.empty((u.size, 6)), np.empty((u.size, 6))
+    both(u, four, one)
     assert np.array_equal(four.view(np.int64), one.view(np.int64))
-    assert np.isnan(four[-3, 0]) and four[-3, 1] == np.inf and four[-1, 3] > 0.0
+    e = dict(zip(edges, four[-edges.size:]))  # by u (NaN's row by position)
+    assert e[25.0][0] == 0.0 and e[25.0][2] == model.TINY and e[10.0][3] == model.TINY
+    assert np.all(np.isnan(four[-edges.size + 4]))
+    assert e[np.inf][2] == -1.0 and e[np.inf][4] == 0.0 and e[-np.inf][4] == np.inf
+    assert np.isfinite(e[-7072.8][2]) and e[-7073.0][2] == np.inf
+    assert 0.0 < e[59_000.0][4] < 1e-308 and e[-59_000.0][4] == np.inf
 
 
 def test_exp_polynomial_economization():

@@ -13,10 +13,10 @@ Why it is fast:
     For that the step must be branch-free and call no libm function: the kernels use the
     model's fused rates and `compiled.vector_exp` (exp, expm1), and are compiled with numba's
     `error_model="numpy"` (no zero-division check, which would be a branch).
-  * the chunks run in parallel (`prange`); a batch of one is one chunk of one lane, run
-    with the state in registers and no thread wake-up, and with its step's four rate
-    exponentials as one 4-wide SIMD evaluation (`_step_one`; same bits as the scalar
-    ones). A chunk of more than one trace is padded to a multiple of MIN_LANES lanes (the
+  * the chunks run in parallel (`prange`), but a call of one chunk runs it on the calling
+    thread without starting a parallel region. A batch of one is one chunk of one lane,
+    run with the state in registers, and with its step's four rate exponentials as one
+    4-wide SIMD evaluation (`_step_one`; same bits as the scalar ones). A chunk of more than one trace is padded to a multiple of MIN_LANES lanes (the
     loop over lanes then has no scalar remainder: a chunk of 2-7 traces would otherwise
     run unvectorised), and a few traces go one per chunk when each thread gets at most
     two (`chunk_lanes`).
@@ -41,7 +41,7 @@ import numpy as np
 
 from hhbench import model, threads
 from hhbench.backends import kernels as kernel_registry
-from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps, nan_from
+from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps
 
 #: traces per chunk (a multiple of every SIMD width; small enough that a chunk's block
 #: buffers stay in the L1 cache)
@@ -83,9 +83,12 @@ def _purge_stale_cache() -> None:
 prange = range    # replaced by numba.prange when compiled
 _step = None      # the step kernel (scalar exponentials: the loop over traces vectorises),
 _step_one = None  # the same for a lone trace (its four rate exponentials as one 4-wide
-                  # SIMD evaluation, same bits), and
-_advance = None   # the block loop compiled around them: each driver is a copy of `_drive`
-                  # and `_advance_block` with these globals set (see `driver_function`)
+                  # SIMD evaluation, same bits),
+_advance = None   # the block loops compiled around them (`_advance_block`,
+_advance_one = None  # `_advance_lone`), and
+_chunk = None     # a chunk's integration around those: each driver is a copy of `_drive`,
+                  # `_run_chunk`, `_advance_block` and `_advance_lone` with these globals
+                  # set (see `driver_function`)
 
 
 def _advance_block(state, nxt, cur, v_blk, g_blk, kn, nb, substeps, h_sub, want_gates):
@@ -96,19 +99,6 @@ def _advance_block(state, nxt, cur, v_blk, g_blk, kn, nb, substeps, h_sub, want_
     short). Returns the arrays in their new roles. A function of its own, so that LLVM
     optimises this loop nest apart from the driver's bookkeeping.
     """
-    if nb == 1:  # one trace: the state in registers, no loop over lanes
-        v, m, h, n = state[0, 0], state[1, 0], state[2, 0], state[3, 0]
-        for t in range(kn):
-            v_blk[t, 0] = v
-            if want_gates:
-                g_blk[0, t, 0] = m
-                g_blk[1, t, 0] = h
-                g_blk[2, t, 0] = n
-            i = cur[t, 0]
-            for _ in range(substeps):
-                v, m, h, n = _step_one(v, m, h, n, i, h_sub)
-        state[0, 0], state[1, 0], state[2, 0], state[3, 0] = v, m, h, n
-        return state, nxt
     for t in range(kn):
         for j in range(nb):
             v_blk[t, j] = state[0, j]
@@ -129,6 +119,92 @@ def _advance_block(state, nxt, cur, v_blk, g_blk, kn, nb, substeps, h_sub, want_
     return state, nxt
 
 
+def _advance_lone(state, cur, v, g_blk, kn, substeps, h_sub, want_gates):
+    """Advance a lone trace over kn samples, its state (4, 1) in registers meanwhile; record
+    V in v (kn,) (and the gates in g_blk) before each sample. Returns how many recorded V
+    are non-finite or beyond the limit: counted as the steps go, where it costs nothing
+    (a lone trace's steps form one dependent chain, which leaves the core idle enough)."""
+    v_t, m, h, n = state[0, 0], state[1, 0], state[2, 0], state[3, 0]
+    n_bad = 0
+    for t in range(kn):
+        v[t] = v_t
+        n_bad += not (abs(v_t) <= DIVERGED_ABS_MV)
+        if want_gates:
+            g_blk[0, t, 0] = m
+            g_blk[1, t, 0] = h
+            g_blk[2, t, 0] = n
+        i = cur[t]
+        for _ in range(substeps):
+            v_t, m, h, n = _step_one(v_t, m, h, n, i, h_sub)
+    state[0, 0], state[1, 0], state[2, 0], state[3, 0] = v_t, m, h, n
+    return n_bad
+
+
+def _run_chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad):
+    """Integrate chunk `c` (traces c·lanes … c·lanes + lanes − 1) into v_out (and g_out);
+    a diverged trace gets its first bad sample in first_bad, and NaN from there on."""
+    batch, n_samples = current.shape
+    b0 = c * lanes
+    nb = min(lanes, batch - b0)
+    # SIMD lanes: the chunk padded to a whole number of MIN_LANES, so that the loop over
+    # lanes has no scalar remainder (a chunk of 3 traces would otherwise run unvectorised,
+    # at ~3 times the cost per trace); padding lanes rest at zero current, unread. A lone
+    # trace reads its current and writes its V in place, in one block.
+    width = nb if nb == 1 else -(-nb // MIN_LANES) * MIN_LANES
+    block = BLOCK if width > 1 else max(1, n_samples)
+    state = np.empty((4, width))
+    nxt = np.empty((4, width))
+    state[0, :] = model.V0_MV
+    state[1, :] = model.M0
+    state[2, :] = model.H0
+    state[3, :] = model.N0
+    cur = np.zeros((block if width > 1 else 0, width))
+    v_blk = np.empty((block if width > 1 else 0, width))
+    g_blk = np.empty((3, block if want_gates else 0, width))
+    n_bad = np.zeros(nb, dtype=np.int64)  # per trace, in the current block
+    n_dead = 0
+    for k0 in range(0, n_samples, block):
+        kn = min(block, n_samples - k0)
+        if n_dead == nb:  # every trace of the chunk diverged: nothing left to compute
+            break
+        if width == 1:
+            n_bad[0] = _advance_one(state, current[b0, k0:k0 + kn], v_out[b0, k0:k0 + kn],
+                                    g_blk, kn, substeps, h_sub, want_gates)
+        else:
+            for j in range(nb):
+                for t in range(kn):
+                    cur[t, j] = current[b0 + j, k0 + t]
+            state, nxt = _advance(state, nxt, cur, v_blk, g_blk, kn, width, substeps, h_sub,
+                                  want_gates)
+            for j in range(nb):
+                # copy out, counting samples that are non-finite or beyond the limit: a
+                # count (not a branch) keeps this loop vectorisable
+                count = 0
+                for t in range(kn):
+                    vt = v_blk[t, j]
+                    v_out[b0 + j, k0 + t] = vt
+                    count += not (abs(vt) <= DIVERGED_ABS_MV)
+                n_bad[j] = count
+        for j in range(nb):
+            b = b0 + j
+            if want_gates:
+                for t in range(kn):
+                    g_out[0, b, k0 + t] = g_blk[0, t, j]
+                    g_out[1, b, k0 + t] = g_blk[1, t, j]
+                    g_out[2, b, k0 + t] = g_blk[2, t, j]
+            if n_bad[j] > 0 and first_bad[b] < 0:
+                n_dead += 1
+                for t in range(kn):  # rare: find where this trace went bad
+                    if not (abs(v_out[b, k0 + t]) <= DIVERGED_ABS_MV):
+                        first_bad[b] = k0 + t
+                        break
+    for b in range(b0, b0 + nb):  # past its first bad sample a trace is NaN
+        if first_bad[b] >= 0:
+            v_out[b, first_bad[b]:] = np.nan
+            if want_gates:
+                g_out[:, b, first_bad[b]:] = np.nan
+
+
 def _drive(current, dt, substeps, want_gates, lanes):
     batch, n_samples = current.shape
     v_out = np.empty((batch, n_samples))
@@ -136,58 +212,12 @@ def _drive(current, dt, substeps, want_gates, lanes):
     h_sub = dt / substeps
     first_bad = np.full(batch, -1, dtype=np.int64)
     n_chunks = (batch + lanes - 1) // lanes
-    for c in prange(n_chunks):
-        b0 = c * lanes
-        nb = min(lanes, batch - b0)
-        # SIMD lanes: the chunk padded to a whole number of MIN_LANES, so that the loop over
-        # lanes has no scalar remainder (a chunk of 3 traces would otherwise run unvectorised,
-        # at ~3 times the cost per trace); padding lanes rest at zero current, unread
-        width = nb if nb == 1 else -(-nb // MIN_LANES) * MIN_LANES
-        state = np.empty((4, width))
-        nxt = np.empty((4, width))
-        state[0, :] = model.V0_MV
-        state[1, :] = model.M0
-        state[2, :] = model.H0
-        state[3, :] = model.N0
-        cur = np.zeros((BLOCK, width))
-        v_blk = np.empty((BLOCK, width))
-        g_blk = np.empty((3, BLOCK if want_gates else 0, width))
-        dead = np.zeros(nb, dtype=np.bool_)
-        n_dead = 0
-        for k0 in range(0, n_samples, BLOCK):
-            kn = min(BLOCK, n_samples - k0)
-            if n_dead == nb:  # every trace of the chunk diverged: nothing left to compute
-                v_out[b0:b0 + nb, k0:] = np.nan
-                if want_gates:
-                    g_out[:, b0:b0 + nb, k0:] = np.nan
-                break
-            for j in range(nb):
-                for t in range(kn):
-                    cur[t, j] = current[b0 + j, k0 + t]
-            state, nxt = _advance(state, nxt, cur, v_blk, g_blk, kn, width, substeps, h_sub,
-                                  want_gates)
-            for j in range(nb):
-                b = b0 + j
-                # copy out, counting samples that are non-finite or beyond the limit: a
-                # count (not a branch) keeps this loop vectorisable
-                n_bad = 0
-                for t in range(kn):
-                    vt = v_blk[t, j]
-                    v_out[b, k0 + t] = vt
-                    n_bad += not (abs(vt) <= DIVERGED_ABS_MV)
-                if want_gates:
-                    for t in range(kn):
-                        g_out[0, b, k0 + t] = g_blk[0, t, j]
-                        g_out[1, b, k0 + t] = g_blk[1, t, j]
-                        g_out[2, b, k0 + t] = g_blk[2, t, j]
-                if n_bad > 0 and not dead[j]:
-                    dead[j] = True
-                    n_dead += 1
-                    for t in range(kn):  # rare: find where this trace went bad
-                        if not (abs(v_blk[t, j]) <= DIVERGED_ABS_MV):
-                            first_bad[b] = k0 + t
-                            break
-    return v_out, g_out, first_bad
+    if n_chunks == 1:  # a lone trace, a small batch: no parallel region to start (~1.5 µs)
+        _chunk(0, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad)
+    else:
+        for c in prange(n_chunks):
+            _chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad)
+    return v_out, g_out, first_bad >= 0
 
 
 def jit_options() -> dict:
@@ -204,21 +234,30 @@ def _compiled_kernels(one_trace: bool = False):
     threads.apply()  # before numba's pool starts: see hhbench.threads
     import numba
 
-    from hhbench.backends.compiled.vector_exp import exp, expm1, fma, rate_exponentials4
+    from hhbench.backends.compiled.vector_exp import exp, expm1, fma
 
     _purge_stale_cache()
     # inline="always": numba inlines the kernels into the driver itself, so LLVM sees one
     # loop body it can vectorise (a call to a separately compiled kernel stays a call)
     return model.build_kernels(numba.njit(inline="always", **jit_options()), exp=exp,
                                expm1=expm1, fma=fma,
-                               rate_exponentials=rate_exponentials4 if one_trace else None)
+                               rate_exponentials=_rate_exponentials4() if one_trace else None)
+
+
+@functools.cache
+def _rate_exponentials4():
+    """The fused rates' `rate_exponentials` as one 4-wide SIMD evaluation (same bits)."""
+    from hhbench.backends.compiled.vector_exp import affine_exponentials4
+    return affine_exponentials4(model.RATE_EXPONENT_OFFSETS, model.RATE_EXPONENT_SLOPES,
+                                tiny=model.TINY)
 
 
 def driver_function(kernel_name: str):
     """The Python function that the driver of one step kernel compiles from.
 
-    Each kernel gets its own copies of `_drive` and `_advance_block` whose globals hold
-    that kernel as `_step` (and `_step_one`, its lone-trace build):
+    Each kernel gets its own copies of `_drive`, `_run_chunk`, `_advance_block` and
+    `_advance_lone` whose globals hold that kernel as `_step` (and `_step_one`, its
+    lone-trace build):
     numba treats a global function as a compile-time constant, so the step is inlined, and
     the copy's distinct `__qualname__` gives it its own cache entry. (A closure or a function
     argument would also work, but their contents are part of numba's cache key and do not
@@ -228,11 +267,15 @@ def driver_function(kernel_name: str):
 
     kernel = kernel_registry.get_kernel(kernel_name)
     suffix = kernel_name.replace("-", "_")
-    advance = _copy_function(_advance_block, f"_advance_block_{suffix}",
-                             _step=kernel.build(_compiled_kernels()),
-                             _step_one=kernel.build(_compiled_kernels(one_trace=True)))
+    njit = numba.njit(**jit_options())
+    advance = njit(_copy_function(_advance_block, f"_advance_block_{suffix}",
+                                  _step=kernel.build(_compiled_kernels())))
+    advance_one = njit(_copy_function(_advance_lone, f"_advance_lone_{suffix}",
+                                      _step_one=kernel.build(_compiled_kernels(one_trace=True))))
+    chunk = njit(_copy_function(_run_chunk, f"_run_chunk_{suffix}", _advance=advance,
+                                _advance_one=advance_one))
     return _copy_function(_drive, f"_drive_{suffix}", prange=numba.prange,
-                          _advance=numba.njit(**jit_options())(advance))
+                          _chunk=chunk)
 
 
 def _copy_function(func, qualname: str, **module_globals):
@@ -288,18 +331,13 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler"
     """`integrate`, and the diverged traces (bool, batch): the driver finds them while it
     copies V out, so no second pass over V is needed (`base.mark_divergence`'s job for the
     other backends)."""
-    import numba
-
     drive = _driver(kernel)
     lanes, n_threads = _call_plan(len(current_ua))
-    numba.set_num_threads(n_threads)
-    v, g, first_bad = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
-                            int(substeps), bool(gates), lanes)
-    diverged = first_bad >= 0
-    if np.count_nonzero(diverged):  # past the first bad sample: NaN, whatever is left
-        nan_from(v, first_bad)
-        if gates:
-            nan_from(g, first_bad)
+    if len(current_ua) > lanes:  # more than one chunk: the parallel region's threads
+        import numba
+        numba.set_num_threads(n_threads)
+    v, g, diverged = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
+                           int(substeps), bool(gates), lanes)
     return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
 
 

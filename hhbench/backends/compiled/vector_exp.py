@@ -171,69 +171,89 @@ def expm1(x):
     return fma(s, em1_r, s - 1.0) * _bits_float((n - n_s + 1023) << 52)
 
 
-@intrinsic
-def rate_exponentials4(typingctx, a, b, c, d):
-    """(expm1(a), expm1(b), exp(c), exp(d)) as ONE 4-wide SIMD evaluation, bit for bit what
-    `expm1` and `exp` give one at a time (the same operations in the same order, per lane).
+def affine_exponentials4(offsets, slopes, tiny=0.0):
+    """An intrinsic f(u) -> (x0, x1, expm1(x0) + tiny, expm1(x1) + tiny, exp(x2), exp(x3)),
+    with x_k = offsets[k] − slopes[k]·u, as ONE 4-wide SIMD evaluation: bit for bit what
+    the scalar `offsets[k] - slopes[k] * u`, `expm1(x) + tiny` and `exp(x)` give one at a
+    time (the same operations in the same order, per lane). A zero offset may be left out
+    of the scalar exponent (-slopes[k] * u): that changes only the sign of a zero exponent,
+    and e^(±0) = 1.
 
     For a lone trace, whose steps form one dependent chain with no second trace to fill
-    the SIMD lanes: its four exponentials of a step (the fused rates') then cost about one
-    (measured: ~90 of a step's ~275 instructions otherwise). numba has no vector types, so
-    this is written in LLVM IR; a batch of traces keeps the scalar `exp`/`expm1`, which the
-    loop over traces vectorises across traces instead.
+    the SIMD lanes: the four exponentials of a step (the model's fused rates') then cost
+    about one. numba has no vector types, so this is written in LLVM IR; a batch of traces
+    keeps the scalar `exp`/`expm1`, which the loop over traces vectorises across traces
+    instead. Two things shorten the chain from u to the results, measured on one trace:
+    the exponents are computed 4-wide from u broadcast (not packed from four scalars), and
+    `tiny` is added inside expm1's last fused multiply-add, to s − 1 (the same bits as
+    adding it afterwards: for n = 0, fma(1, e^r − 1, tiny) is that sum rounded once; for
+    n ≠ 0, |s − 1| ≥ 0.29 and |e^x − 1| ≥ 0.29 absorb a tiny below half their ulp).
     """
-    if not (a == b == c == d == types.float64):
-        return None
+    offsets, slopes = tuple(map(float, offsets)), tuple(map(float, slopes))
+    if len(offsets) != 4 or len(slopes) != 4:
+        raise ValueError("affine_exponentials4 takes four offsets and four slopes")
 
-    def codegen(context, builder, signature, args):
-        dbl, i32, i64 = ir.DoubleType(), ir.IntType(32), ir.IntType(64)
-        v4, v4i = ir.VectorType(dbl, 4), ir.VectorType(i64, 4)
+    @intrinsic
+    def exponentials4(typingctx, u):
+        if u != types.float64:
+            return None
 
-        def splat(value):
-            return ir.Constant(v4, [float(value)] * 4)
+        def codegen(context, builder, signature, args):
+            dbl, i32, i64 = ir.DoubleType(), ir.IntType(32), ir.IntType(64)
+            v4, v4i = ir.VectorType(dbl, 4), ir.VectorType(i64, 4)
 
-        def splat_i(value):
-            return ir.Constant(v4i, [int(value)] * 4)
+            def splat(value):
+                return ir.Constant(v4, [float(value)] * 4)
 
-        fmuladd = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(v4, [v4, v4, v4]), "llvm.fmuladd.v4f64")
+            def splat_i(value):
+                return ir.Constant(v4i, [int(value)] * 4)
 
-        def fma4(p, q, r):
-            return builder.call(fmuladd, [p, q, r])
+            fmuladd = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(v4, [v4, v4, v4]), "llvm.fmuladd.v4f64")
 
-        def bits_float(n):
-            return builder.bitcast(n, v4)
+            def fma4(p, q, r):
+                return builder.call(fmuladd, [p, q, r])
 
-        x = ir.Constant(v4, ir.Undefined)
-        for k, arg in enumerate(args):
-            x = builder.insert_element(x, arg, ir.Constant(i32, k))
-        # _reduce, lane by lane: expm1's lanes clamp below at -40, exp's at -746
-        top = splat(710.0)
-        xc = builder.select(builder.fcmp_ordered(">", x, top), top, x)
-        lowest = ir.Constant(v4, [-40.0, -40.0, -746.0, -746.0])
-        xc = builder.select(builder.fcmp_ordered("<", xc, lowest), lowest, xc)
-        shifted = fma4(xc, splat(_INV_LN2), splat(_SHIFTER))
-        nf = builder.fsub(shifted, splat(_SHIFTER))
-        n = builder.sub(builder.bitcast(shifted, v4i), splat_i(_SHIFTER_BITS))
-        r = fma4(nf, splat(-_LN2_LO), fma4(nf, splat(-_LN2_HI), xc))
-        r2 = builder.fmul(r, r)
-        r4 = builder.fmul(r2, r2)
-        q = [fma4(r, splat(_W[2 * k + 1]), splat(_W[2 * k])) for k in range(5)]
-        w = fma4(r4, fma4(r4, q[4], fma4(q[3], r2, q[2])), fma4(q[1], r2, q[0]))
-        em1_r = fma4(r2, w, r)
-        # expm1's finish
-        cap = splat_i(1023)
-        n_s = builder.select(builder.icmp_signed("<", n, cap), n, cap)
-        s = bits_float(builder.shl(builder.add(n_s, cap), splat_i(52)))
-        over = bits_float(builder.shl(builder.add(builder.sub(n, n_s), cap), splat_i(52)))
-        y_m1 = builder.fmul(fma4(s, em1_r, builder.fsub(s, splat(1.0))), over)
-        # exp's finish (_scaled)
-        half = builder.ashr(n, splat_i(1))
-        lo = bits_float(builder.shl(builder.add(half, cap), splat_i(52)))
-        hi = bits_float(builder.shl(builder.add(builder.sub(n, half), cap), splat_i(52)))
-        y_exp = builder.fmul(builder.fmul(builder.fadd(splat(1.0), em1_r), lo), hi)
-        y = builder.shuffle_vector(y_m1, y_exp, ir.Constant(ir.VectorType(i32, 4), [0, 1, 6, 7]))
-        out = [builder.extract_element(y, ir.Constant(i32, k)) for k in range(4)]
-        return context.make_tuple(builder, signature.return_type, out)
+            def bits_float(n):
+                return builder.bitcast(n, v4)
 
-    return types.UniTuple(types.float64, 4)(a, b, c, d), codegen
+            u4 = builder.insert_element(ir.Constant(v4, ir.Undefined), args[0],
+                                        ir.Constant(i32, 0))
+            u4 = builder.shuffle_vector(u4, u4, ir.Constant(ir.VectorType(i32, 4), [0] * 4))
+            x = builder.fsub(ir.Constant(v4, list(offsets)),
+                             builder.fmul(ir.Constant(v4, list(slopes)), u4))
+            # _reduce, lane by lane: expm1's lanes clamp below at -40, exp's at -746
+            top = splat(710.0)
+            xc = builder.select(builder.fcmp_ordered(">", x, top), top, x)
+            lowest = ir.Constant(v4, [-40.0, -40.0, -746.0, -746.0])
+            xc = builder.select(builder.fcmp_ordered("<", xc, lowest), lowest, xc)
+            shifted = fma4(xc, splat(_INV_LN2), splat(_SHIFTER))
+            nf = builder.fsub(shifted, splat(_SHIFTER))
+            n = builder.sub(builder.bitcast(shifted, v4i), splat_i(_SHIFTER_BITS))
+            r = fma4(nf, splat(-_LN2_LO), fma4(nf, splat(-_LN2_HI), xc))
+            r2 = builder.fmul(r, r)
+            r4 = builder.fmul(r2, r2)
+            q = [fma4(r, splat(_W[2 * k + 1]), splat(_W[2 * k])) for k in range(5)]
+            w = fma4(r4, fma4(r4, q[4], fma4(q[3], r2, q[2])), fma4(q[1], r2, q[0]))
+            em1_r = fma4(r2, w, r)
+            # expm1's finish, with tiny added to s - 1
+            cap = splat_i(1023)
+            n_s = builder.select(builder.icmp_signed("<", n, cap), n, cap)
+            s = bits_float(builder.shl(builder.add(n_s, cap), splat_i(52)))
+            over = bits_float(builder.shl(builder.add(builder.sub(n, n_s), cap), splat_i(52)))
+            s_m1 = builder.fadd(builder.fsub(s, splat(1.0)), splat(tiny))
+            y_m1 = builder.fmul(fma4(s, em1_r, s_m1), over)
+            # exp's finish (_scaled)
+            half = builder.ashr(n, splat_i(1))
+            lo = bits_float(builder.shl(builder.add(half, cap), splat_i(52)))
+            hi = bits_float(builder.shl(builder.add(builder.sub(n, half), cap), splat_i(52)))
+            y_exp = builder.fmul(builder.fmul(builder.fadd(splat(1.0), em1_r), lo), hi)
+            y = builder.shuffle_vector(y_m1, y_exp,
+                                       ir.Constant(ir.VectorType(i32, 4), [0, 1, 6, 7]))
+            out = [builder.extract_element(x, ir.Constant(i32, k)) for k in range(2)]
+            out += [builder.extract_element(y, ir.Constant(i32, k)) for k in range(4)]
+            return context.make_tuple(builder, signature.return_type, out)
+
+        return types.UniTuple(types.float64, 6)(u), codegen
+
+    return exponentials4
