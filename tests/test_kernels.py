@@ -2,6 +2,7 @@
 agreement with NumPy on the lab's stimuli, odeint against its lab baseline, and the
 operation count."""
 
+import functools
 import platform
 import warnings
 
@@ -414,20 +415,37 @@ def test_step_counts():
 _SINE, _STEP = stimuli.sine(0.05).current_ua[0], stimuli.step(10.0).current_ua[0]
 
 
+@functools.cache
+def _plain_euler_loop():
+    """The engine's forward Euler step in a plain loop (trace by trace, no chunks, no
+    divergence handling): V (batch, samples) as the step computes it, inf and NaN included."""
+    step = numba_engine._compiled_kernels().euler_step_fused
+
+    @numba.njit(error_model="numpy")
+    def loop(current, dt):
+        out = np.empty(current.shape)
+        for b in range(current.shape[0]):
+            v, m, h, n = model.V0_MV, model.M0, model.H0, model.N0
+            for k in range(current.shape[1]):
+                out[b, k] = v
+                v, m, h, n = step(v, m, h, n, current[b, k], dt)
+        return out
+    return loop
+
+
 @pytest.mark.parametrize("rows", [[_SINE, _STEP, 0.8 * _SINE, 0.5 * _STEP] * 10,  # mixed
                                   [_SINE] * 40,                  # every chunk stops early
                                   [_SINE], [_STEP]],             # a lone trace, both ways
                          ids=["mixed-40", "all-diverged-40", "one-diverged", "one-finite"])
 def test_engine_marks_divergence_as_the_base_class_does(rows):
-    """The driver flags a diverged trace while copying V out; the result is what the base
-    class's second pass (`mark_divergence`) makes of the raw V: the same traces, NaN from
-    the same sample (V and gates). The lab's sine diverges under forward Euler, a step does
-    not."""
+    """The driver flags a diverged trace while it runs (per block, or step by step for a
+    lone trace) and sets it NaN from its first bad sample; the result is what the base
+    class's second pass (`mark_divergence`) makes of the raw V of the same step kernel run
+    in a plain loop: the same traces, NaN from the same sample (V and gates). The lab's
+    sine diverges under forward Euler, a step does not."""
     current = np.stack(rows)
     v, gates, diverged = numba_engine.integrate_marked(current, 0.05, gates=True)
-    lanes = numba_engine.chunk_lanes(len(current), numba.config.NUMBA_NUM_THREADS)
-    raw, _, _ = numba_engine._driver("euler")(current, 0.05, 1, False, lanes)
-    expected_v, expected_diverged = mark_divergence(raw)
+    expected_v, expected_diverged = mark_divergence(_plain_euler_loop()(current, 0.05))
     assert np.array_equal(diverged, expected_diverged)
     assert np.array_equal(diverged, [r is not _STEP and not np.array_equal(r, 0.5 * _STEP)
                                      for r in rows])

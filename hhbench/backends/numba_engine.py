@@ -149,22 +149,21 @@ def _run_chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, fir
     # SIMD lanes: the chunk padded to a whole number of MIN_LANES, so that the loop over
     # lanes has no scalar remainder (a chunk of 3 traces would otherwise run unvectorised,
     # at ~3 times the cost per trace); padding lanes rest at zero current, unread. A lone
-    # trace reads its current and writes its V in place, in one block.
+    # trace reads its current and writes its V in place: it needs no block buffers.
     width = nb if nb == 1 else -(-nb // MIN_LANES) * MIN_LANES
-    block = BLOCK if width > 1 else max(1, n_samples)
     state = np.empty((4, width))
     nxt = np.empty((4, width))
     state[0, :] = model.V0_MV
     state[1, :] = model.M0
     state[2, :] = model.H0
     state[3, :] = model.N0
-    cur = np.zeros((block if width > 1 else 0, width))
-    v_blk = np.empty((block if width > 1 else 0, width))
-    g_blk = np.empty((3, block if want_gates else 0, width))
+    cur = np.zeros((BLOCK if width > 1 else 0, width))
+    v_blk = np.empty((BLOCK if width > 1 else 0, width))
+    g_blk = np.empty((3, BLOCK if want_gates else 0, width))
     n_bad = np.zeros(nb, dtype=np.int64)  # per trace, in the current block
     n_dead = 0
-    for k0 in range(0, n_samples, block):
-        kn = min(block, n_samples - k0)
+    for k0 in range(0, n_samples, BLOCK):
+        kn = min(BLOCK, n_samples - k0)
         if n_dead == nb:  # every trace of the chunk diverged: nothing left to compute
             break
         if width == 1:
