@@ -129,8 +129,8 @@ def build_kernels(jit=_identity, exp=np.exp, expm1=np.expm1, fma=_multiply_add,
         e80_2 = e80 * e80
         bm = 4.0 * e18
         ah = 0.07 * (e80_2 * e80_2)
-        # 1/(e^0.5·(expm1(xm) + 1) + 1) with one rounding in the denominator (TINY in em_t
-        # vanishes against e^0.5 + 1)
+        # 1/(e^0.5·(expm1(xm) + 1) + 1), the denominator as one fma (TINY in em_t vanishes
+        # against e^0.5 + 1)
         bh = 1.0 / fma(E_0P5, em_t, E_0P5 + 1.0)
         bn = 0.125 * e80
         return am, bm, ah, bh, an, bn

@@ -15,18 +15,21 @@ Why it is fast:
     `error_model="numpy"` (no zero-division check, which would be a branch).
   * the chunks run in parallel (`prange`), but a call of one chunk runs it on the calling
     thread without starting a parallel region. A batch of one is one chunk of one lane,
-    run with the state in registers, and with its step's four rate exponentials as one
-    4-wide SIMD evaluation (`_step_one`; same bits as the scalar ones). A chunk of more than one trace is padded to a multiple of MIN_LANES lanes (the
+    run with the state in registers (`_advance_lone`), and with its step's four rate
+    exponentials as one 4-wide SIMD evaluation (`_step_one`; same bits as the scalar
+    ones). A chunk of more than one trace is padded to a multiple of MIN_LANES lanes (the
     loop over lanes then has no scalar remainder: a chunk of 2-7 traces would otherwise
     run unvectorised), and a few traces go one per chunk when each thread gets at most
     two (`chunk_lanes`).
   * time is processed in blocks of `BLOCK` samples: the chunk's current for a block is
     copied (transposed) into a contiguous buffer, and V (and the gates, only when asked
-    for) go to block buffers that are copied out afterwards. Divergence is counted there,
-    per block, not tested per step: a diverged trace's first bad sample (non-finite or
-    beyond ±1e4 mV) is recorded while its block is copied out, and a chunk whose traces
-    have all diverged stops (NaN from there on). So the backends' results need no second
-    pass over V to find divergence (`integrate_marked`).
+    for) go to block buffers that are copied out afterwards (a lone trace reads its
+    current and writes its V in place). Divergence is counted per block, not tested per
+    step: while the block is copied out (a lone trace: as it steps, off its dependency
+    chain). A diverged trace's first bad sample (non-finite or beyond ±1e4 mV) is then
+    found in that block, a chunk whose traces have all diverged stops, and the driver
+    sets each diverged trace NaN from that sample and returns the flags. So the
+    backends' results need no second pass over V to find divergence (`integrate_marked`).
 """
 
 from __future__ import annotations
@@ -205,18 +208,25 @@ def _run_chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, fir
 
 
 def _drive(current, dt, substeps, want_gates, lanes):
+    # compiled with parallel=True: every loop below but the prange is a plain loop, since
+    # numba turns array expressions (first_bad >= 0) and np.full into parallel regions
     batch, n_samples = current.shape
     v_out = np.empty((batch, n_samples))
     g_out = np.empty((3, batch if want_gates else 0, n_samples if want_gates else 0))
     h_sub = dt / substeps
-    first_bad = np.full(batch, -1, dtype=np.int64)
+    first_bad = np.empty(batch, dtype=np.int64)
+    for b in range(batch):
+        first_bad[b] = -1
     n_chunks = (batch + lanes - 1) // lanes
     if n_chunks == 1:  # a lone trace, a small batch: no parallel region to start (~1.5 µs)
         _chunk(0, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad)
     else:
         for c in prange(n_chunks):
             _chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad)
-    return v_out, g_out, first_bad >= 0
+    diverged = np.empty(batch, dtype=np.bool_)
+    for b in range(batch):
+        diverged[b] = first_bad[b] >= 0
+    return v_out, g_out, diverged
 
 
 def jit_options() -> dict:
@@ -327,9 +337,9 @@ def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", subst
 def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler",
                      substeps: int = 1, gates: bool = False
                      ) -> tuple[np.ndarray, dict | None, np.ndarray]:
-    """`integrate`, and the diverged traces (bool, batch): the driver finds them while it
-    copies V out, so no second pass over V is needed (`base.mark_divergence`'s job for the
-    other backends)."""
+    """`integrate`, and the diverged traces (bool, batch): the driver finds them as it goes
+    and sets them NaN itself, so no second pass over V is needed (`base.mark_divergence`'s
+    job for the other backends)."""
     drive = _driver(kernel)
     lanes, n_threads = _call_plan(len(current_ua))
     if len(current_ua) > lanes:  # more than one chunk: the parallel region's threads

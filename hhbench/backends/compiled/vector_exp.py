@@ -175,9 +175,10 @@ def affine_exponentials4(offsets, slopes, tiny=0.0):
     """An intrinsic f(u) -> (x0, x1, expm1(x0) + tiny, expm1(x1) + tiny, exp(x2), exp(x3)),
     with x_k = offsets[k] − slopes[k]·u, as ONE 4-wide SIMD evaluation: bit for bit what
     the scalar `offsets[k] - slopes[k] * u`, `expm1(x) + tiny` and `exp(x)` give one at a
-    time (the same operations in the same order, per lane). A zero offset may be left out
-    of the scalar exponent (-slopes[k] * u): that changes only the sign of a zero exponent,
-    and e^(±0) = 1.
+    time (the same operations in the same order, per lane). In the exp lanes (2, 3) a zero
+    offset may be left out of the scalar exponent (-slopes[k] * u): that changes only the
+    sign of a zero exponent, and e^(±0) = 1. `tiny` must be in [0, 2^-60): small enough
+    that s − 1 and the results of n ≠ 0 absorb it (see below).
 
     For a lone trace, whose steps form one dependent chain with no second trace to fill
     the SIMD lanes: the four exponentials of a step (the model's fused rates') then cost
@@ -189,9 +190,11 @@ def affine_exponentials4(offsets, slopes, tiny=0.0):
     adding it afterwards: for n = 0, fma(1, e^r − 1, tiny) is that sum rounded once; for
     n ≠ 0, |s − 1| ≥ 0.29 and |e^x − 1| ≥ 0.29 absorb a tiny below half their ulp).
     """
-    offsets, slopes = tuple(map(float, offsets)), tuple(map(float, slopes))
+    offsets, slopes, tiny = tuple(map(float, offsets)), tuple(map(float, slopes)), float(tiny)
     if len(offsets) != 4 or len(slopes) != 4:
         raise ValueError("affine_exponentials4 takes four offsets and four slopes")
+    if not 0.0 <= tiny < 2.0**-60:
+        raise ValueError(f"affine_exponentials4: tiny must be in [0, 2^-60), got {tiny!r}")
 
     @intrinsic
     def exponentials4(typingctx, u):
