@@ -232,7 +232,7 @@ def run_case(backend, stimulus: stimlib.Stimulus, *, timing: TimingSettings,
                           if str(exc).strip() else type(exc).__name__, **base), None
     status = "diverged" if result.any_diverged else "ok"
     return CaseResult(device=result.device, status=status, timing=timed, prepare_s=prepare_s,
-                      settings=backend.settings(), **base), result
+                      settings=backend.call_settings(stimulus.batch_size), **base), result
 
 
 def score_case(case: CaseResult, result: SimResult | None, reference: SimResult) -> CaseResult:

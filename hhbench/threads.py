@@ -81,7 +81,8 @@ def describe() -> dict:
     """The thread pools of this process as they are now: numba's layer and pool size
     (only if numba is imported; the layer only once its pool has started; threads_now is
     what its next parallel region would use, as the engine's last call over more than one
-    chunk set it: a call of one chunk starts none), TensorFlow's
+    chunk set it: a call of one chunk starts none, and each case records the threads its
+    calls ran on as `call_threads` in its settings), TensorFlow's
     intra/inter-op threads (only if TensorFlow is imported), the BLAS/OpenMP pools that
     threadpoolctl finds, and the speed-relevant environment variables."""
     out: dict = {"policy": "hhbench" if enabled() else "library defaults",

@@ -44,6 +44,8 @@ def test_run_writes_valid_json_and_csv(quick_run, capsys):
     assert len(env["workers"]) == 3 * 2 and len(pids) == 6  # simulators and TensorFlow groups
     numba_worker = next(w for w in env["workers"] if w["group"] == "simulators")
     assert numba_worker["threads"]["numba"]["threading_layer"] == "omp"
+    # a lone trace is one chunk: it runs on the calling thread whatever the pool's size
+    assert case["settings"]["call_threads"] == 1 and case["settings"]["threads"] >= 1
     assert numba_worker["numba_cache"]["cache_hits"] + numba_worker["numba_cache"]["cache_misses"] > 0
     assert env["state"]["load_average"] is not None
     assert case["accuracy"]["spike_count_abs_error_mean"] == 0  # 10 spikes, like the reference

@@ -99,6 +99,10 @@ class Backend(ABC):
         """The backend's settings, JSON-ready (recorded with results)."""
         return {}
 
+    def call_settings(self, batch: int) -> dict:
+        """`settings()` as they apply to a call over `batch` traces (what a case records)."""
+        return self.settings()
+
     def run(self, stimulus: Stimulus, *, gates: bool = False) -> SimResult:
         """Simulate `stimulus`; V in mV at the stimulus' sample times."""
         self.prepare()

@@ -491,6 +491,11 @@ class EngineBackend(Backend):
         return {"threads": thread_count(), "substeps": self.substeps, "kernel": self.kernel,
                 "lanes": LANES}
 
+    def call_settings(self, batch):
+        # the threads such a call runs on (numba's count is process state, and a call of
+        # one chunk, a lone trace, leaves it as it was)
+        return {**self.settings(), "call_threads": call_threads(batch)}
+
     def run(self, stimulus, *, gates=False):
         self.prepare()
         v, gate_arrays, diverged = integrate_marked(stimulus.current_ua, stimulus.dt_ms,

@@ -38,6 +38,9 @@ class Reference(Backend):
         return {"tol_mv": self.tol_mv, "method": "exponential midpoint",
                 "start_substeps": self.start_substeps}
 
+    def call_settings(self, batch):
+        return {**self.settings(), "call_threads": numba_engine.call_threads(batch)}
+
     def run(self, stimulus, *, gates=False):
         self.prepare()
         v, g, info = self.converge(stimulus.current_ua, stimulus.dt_ms, gates)
