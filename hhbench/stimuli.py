@@ -9,7 +9,6 @@ current; the first sample with t ≥ onset_ms carries the stimulus.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
