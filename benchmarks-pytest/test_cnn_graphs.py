@@ -1,5 +1,6 @@
-"""Warm runner call of the CNN per graph: the fast 1-D graph ("compiled", the default),
-the lab's Keras graph ("lab-graph") and `model.predict`, at batch 1 and 64 (step stimulus).
+"""Warm runner call of the CNN per graph: the fast 1-D graph through TensorFlow Lite
+("lite", the CPU default) and in a tf.function ("compiled"), the lab's Keras graph
+("lab-graph") and `model.predict`, at batch 1 and 64 (step stimulus).
 `extra_info` holds the per-trace time and which graph ran."""
 
 import pytest
@@ -10,7 +11,7 @@ from hhbench.timing import finish
 
 
 @pytest.mark.parametrize("batch", [1, 64], ids=lambda b: f"b{b}")
-@pytest.mark.parametrize("mode", ["compiled", "lab-graph", "predict"])
+@pytest.mark.parametrize("mode", ["lite", "compiled", "lab-graph", "predict"])
 def test_cnn_graph(benchmark, mode, batch):
     if not backend_classes()["cnn"].is_available():
         pytest.skip("the CNN needs TensorFlow and tf_keras")

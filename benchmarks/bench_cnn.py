@@ -1,7 +1,8 @@
-"""asv benchmarks of the CNN's graphs: the fast 1-D graph (mode "compiled", the default),
-the lab's Keras graph in a tf.function ("lab-graph") and `model.predict` ("predict"), at
-batch 1 and 64, through the runner; tracks of per-trace cost against the floor and of the
-fast graph's agreement with the lab graph."""
+"""asv benchmarks of the CNN's graphs: the fast 1-D graph through TensorFlow Lite (mode
+"lite", the CPU default) and in a tf.function ("compiled"), the lab's Keras graph in a
+tf.function ("lab-graph") and `model.predict` ("predict"), at batch 1 and 64, through the
+runner; tracks of per-trace cost against the floor and of the fast graph's agreement with
+the lab graph (in both runtimes)."""
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from hhbench.timing import TimingSettings, finish
 
 from .common import skip_if_unavailable
 
-MODES = ["compiled", "lab-graph", "predict"]
+MODES = ["lite", "compiled", "lab-graph", "predict"]
 GRAPH_BATCHES = [1, 64]
 
 
@@ -64,12 +65,16 @@ class CnnFloor:
 
 
 class CnnGraphAgreement:
-    """Largest |V_fast − V_lab-graph| in mV on the three stimuli (float32 rounding only)."""
+    """Largest |V_fast − V_lab-graph| in mV on the three stimuli (float32 rounding only),
+    for the fast graph through TensorFlow Lite and in a tf.function."""
 
-    def setup(self):
-        self.fast, self.lab = _runner("compiled"), _runner("lab-graph")
+    params = (["lite", "compiled"],)
+    param_names = ["mode"]
 
-    def track_max_abs_diff(self):
+    def setup(self, mode):
+        self.fast, self.lab = _runner(mode), _runner("lab-graph")
+
+    def track_max_abs_diff(self, mode):
         worst = 0.0
         for kind in ("step", "sine", "noise"):
             cur = case_stimulus(kind, 4).current_ua

@@ -189,7 +189,7 @@ def hh_operations(backend: str) -> tuple[dict | None, str]:
 # -- achieved ------------------------------------------------------------------------------
 
 def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = "auto",
-               model: str | None = None, cnn_mode: str = "compiled",
+               model: str | None = None, cnn_mode: str = "auto",
                settings: TimingSettings = TimingSettings(), n_samples: int | None = None
                ) -> FloorLine:
     """Count, floor and time one backend on the suite's step stimulus of `batch` traces."""

@@ -50,7 +50,7 @@ class ScalingConfig:
     budget_s: float = 30.0
     device: str = "auto"
     model: str | None = None
-    cnn_mode: str = "compiled"
+    cnn_mode: str = "auto"
     timing: TimingSettings = field(default_factory=lambda: TimingSettings(
         warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=3, min_time_s=0.2))
 

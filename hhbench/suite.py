@@ -84,7 +84,7 @@ class SuiteConfig:
     devices: tuple[str, ...] = ("auto",)   # for the CNN; the simulators run on the CPU
     reference: str = "converged"
     model: str | None = None
-    cnn_mode: str = "compiled"
+    cnn_mode: str = "auto"
     n_samples: int = stimlib.DEFAULT_SAMPLES
     seed: int = 0
     timing: TimingSettings = DEFAULT_TIMING
@@ -204,7 +204,7 @@ def accuracy(result: SimResult, reference: SimResult) -> dict:
 
 
 def make_backend(name: str, *, device: str = "auto", model: str | None = None,
-                 cnn_mode: str = "compiled"):
+                 cnn_mode: str = "auto"):
     """A fresh backend instance; the CNN gets its model, device and mode."""
     if name == "cnn":
         return get_backend(name, model=model, device=device, mode=cnn_mode)

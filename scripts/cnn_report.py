@@ -9,15 +9,18 @@ In one process (the same TensorFlow, the same device):
    (`hhbench.floor.matmul_rate`);
 2. the graphs, as a bare compiled call on a ready tensor: the lab's Keras graph in a
    tf.function, the fast 1-D graph (`hhbench.cnn.fastgraph`: conv1d, conv1d + XLA, matmul;
-   with --half or on a GPU also float16 and bfloat16), per-trace time at each batch,
+   with --half or on a GPU also float16 and bfloat16; on the CPU also through TensorFlow
+   Lite, `hhbench.cnn.litegraph`, on a ready NumPy array), per-trace time at each batch,
    × floor, the largest |ΔV| (mV) against the lab graph on the lab's three stimuli, and the
    change in accuracy: |RMSE − RMSE of the lab graph| against the converged reference on
    the lab's default step (the target: at most 1e-4 mV);
-3. the runner (`hhbench.cnn.runner`, windows and scaling included) in its modes
-   "compiled" (the fast graph, default), "lab-graph" and "predict" (the lab's way).
-With --variants, the bare fast and lab graphs are measured again in fresh processes under
-other TensorFlow settings (oneDNN off; one or two intra-op threads, one inter-op thread),
-each against the floor measured in that process. All timings: hhbench.timing.measure.
+3. the runner (`hhbench.cnn.runner`, windows and scaling included) in its modes "lite"
+   (the fast graph through TensorFlow Lite, the CPU default), "compiled" (the fast graph
+   in a tf.function, the GPU default), "lab-graph" and "predict" (the lab's way).
+With --variants, the bare lab graph and fast graph (in a tf.function and, on the CPU,
+through TensorFlow Lite, whose thread count follows the intra-op setting) are measured
+again in fresh processes under other TensorFlow settings (oneDNN off; one or two intra-op
+threads, one inter-op thread), each against the floor measured in that process. All timings: hhbench.timing.measure.
 """
 
 from __future__ import annotations
@@ -68,10 +71,20 @@ def _network_input(runner, current_ua: np.ndarray):
         return tf.constant(current_ua[:, :runner.window, None] * runner.input_scale, tf.float32)
 
 
+def _ready(graph, x):
+    """The input as `graph` takes it: a tensor, or a NumPy array for TensorFlow Lite."""
+    from hhbench.cnn.litegraph import LiteGraph
+    return x.numpy() if isinstance(graph, LiteGraph) else x
+
+
+def _output(graph, x) -> np.ndarray:
+    return np.asarray(graph(_ready(graph, x)))
+
+
 def _bare(graph, batch: int, runner, settings) -> float:
-    """Warm median seconds per trace of graph(x) on a ready (batch, window, 1) tensor (the
+    """Warm median seconds per trace of graph(x) on a ready (batch, window, 1) input (the
     step stimulus, scaled as the network sees it)."""
-    x = _network_input(runner, case_stimulus("step", batch).current_ua)
+    x = _ready(graph, _network_input(runner, case_stimulus("step", batch).current_ua))
     timed, _ = measure(lambda: graph(x), settings)
     return timed.median_s / batch
 
@@ -80,7 +93,7 @@ def _agreement(graph, lab_graph, runner) -> float:
     """Largest |ΔV| in mV between two graphs on the lab's step, sine and noise stimuli."""
     cur = np.concatenate([case_stimulus(k, 2).current_ua for k in ("step", "sine", "noise")])
     x = _network_input(runner, cur)
-    diff = np.abs(graph(x).numpy() - lab_graph(x).numpy()).max()
+    diff = np.abs(_output(graph, x) - _output(lab_graph, x)).max()
     return float(diff / runner.output_scale)
 
 
@@ -92,13 +105,14 @@ def _accuracy_change(graph, lab_graph, runner) -> float:
 
     x = _network_input(runner, case_stimulus("step", 1).current_ua)
     ref = cached_reference("step", 1).v_batch[:, runner.context:runner.context + runner.out_len]
-    errors = [metrics.rmse_mv(ref, g(x).numpy().reshape(1, -1) / runner.output_scale)[0]
+    errors = [metrics.rmse_mv(ref, _output(g, x).reshape(1, -1) / runner.output_scale)[0]
               for g in (graph, lab_graph)]
     return float(abs(errors[0] - errors[1]))
 
 
 def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict]:
     from hhbench.cnn.fastgraph import build_fast_graph
+    from hhbench.cnn.litegraph import LiteGraph
 
     floor_s, rate, flops = _floor(runner, settings)
     lab = runner.lab_network
@@ -109,6 +123,9 @@ def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict
                                                          device=runner.tf_device)),
                 ("fast: matmul", build_fast_graph(runner.model, impl="matmul",
                                                   device=runner.tf_device))]
+    if not on_gpu:
+        variants.insert(2, ("fast: conv1d, TensorFlow Lite",
+                            LiteGraph(build_fast_graph(runner.model, device=runner.tf_device))))
     if half or on_gpu:
         for dtype in ("float16", "bfloat16"):
             variants.append((f"fast: conv1d, {dtype}",
@@ -133,7 +150,8 @@ def graphs_table(runner, batches, settings, half: bool) -> tuple[list[str], dict
     for b in batches:
         lab_t, fast_t = times[(variants[0][0], b)], times[(variants[1][0], b)]
         lines.append(f"\nBatch {b}: the fast graph is {lab_t / fast_t:.2f}× faster than the "
-                     f"lab graph.")
+                     f"lab graph" + (f", {fast_t / times[(variants[2][0], b)]:.2f}× faster "
+                                     "again through TensorFlow Lite." if not on_gpu else "."))
     return lines, {"floor_s": floor_s}
 
 
@@ -143,7 +161,11 @@ def runner_table(model, device, batches, settings, floor_s) -> list[str]:
     lines = ["", "| runner mode | " + " | ".join(f"batch {b}: per trace, × floor" for b in batches)
              + " |", "|---|" + "---|" * len(batches)]
     per = {}
-    for mode in ("compiled", "lab-graph", "predict"):
+    modes = ["lite", "compiled", "lab-graph", "predict"]
+    default = CnnRunner(model, device=device).mode
+    if default != "lite":  # Lite runs on the CPU only
+        modes.remove("lite")
+    for mode in modes:
         runner = CnnRunner(model, device=device, mode=mode)
         cells = []
         for b in batches:
@@ -153,9 +175,12 @@ def runner_table(model, device, batches, settings, floor_s) -> list[str]:
             cells.append(f"{t * 1e3:.2f} ms, {t / floor_s:.2f}×")
         lines.append(f"| {mode} ({runner.graph}) | " + " | ".join(cells) + " |")
     for b in batches:
-        lines.append(f"\nBatch {b}: predict (the lab's way) / runner = "
-                     f"{per[('predict', b)] / per[('compiled', b)]:.2f}×; lab graph / fast graph "
-                     f"through the runner = {per[('lab-graph', b)] / per[('compiled', b)]:.2f}×.")
+        lines.append(f"\nBatch {b}: predict (the lab's way) / runner ({default}, the default) "
+                     f"= {per[('predict', b)] / per[(default, b)]:.2f}×; lab graph / fast graph "
+                     f"through the runner = {per[('lab-graph', b)] / per[('compiled', b)]:.2f}×"
+                     + (f"; tf.function / TensorFlow Lite = "
+                        f"{per[('compiled', b)] / per[('lite', b)]:.2f}×." if "lite" in modes
+                        else "."))
     return lines
 
 
@@ -163,23 +188,27 @@ def probe(args) -> None:
     """One variant (run in a fresh process): JSON with the floor and the bare graph times."""
     _threads(args.threads)
     from hhbench.cnn.fastgraph import build_fast_graph
+    from hhbench.cnn.litegraph import LiteGraph
     from hhbench.cnn.runner import CnnRunner
 
     settings = QUICK if args.quick else FULL
     runner = CnnRunner(args.model, device=args.device, mode="lab-graph")
     floor_s, _, _ = _floor(runner, settings)
     fast = build_fast_graph(runner.model, device=runner.tf_device)
+    lite = LiteGraph(fast) if "CPU" in runner.tf_device.upper() else None
     out = {"floor_s": floor_s}
     for b in args.batch_list:
         out[f"lab_{b}"] = _bare(runner.lab_network, b, runner, settings)
         out[f"fast_{b}"] = _bare(fast, b, runner, settings)
+        out[f"lite_{b}"] = _bare(lite, b, runner, settings) if lite else None
     print("PROBE " + json.dumps(out))
 
 
 def variants_table(args) -> list[str]:
     lines = ["", "| TensorFlow setting (fresh process) | floor | " + " | ".join(
-        f"b{b} lab × floor | b{b} fast × floor" for b in args.batch_list) + " |",
-        "|---|---|" + "---|---|" * len(args.batch_list)]
+        f"b{b} lab × floor | b{b} fast × floor | b{b} fast, Lite × floor"
+        for b in args.batch_list) + " |",
+        "|---|---|" + "---|---|---|" * len(args.batch_list)]
     for name, env, threads in VARIANTS:
         batches = ",".join(map(str, args.batch_list))
         cmd = [sys.executable, __file__, "--probe", "--device", args.device, "--batches", batches] \
@@ -191,7 +220,8 @@ def variants_table(args) -> list[str]:
             lines.append(f"| {name} | failed: {proc.stderr.strip().splitlines()[-1:]} |")
             continue
         r = json.loads(found[-1][6:])
-        cells = [f"{r[f'lab_{b}'] / r['floor_s']:.2f}× | {r[f'fast_{b}'] / r['floor_s']:.2f}×"
+        cells = [f"{r[f'lab_{b}'] / r['floor_s']:.2f}× | {r[f'fast_{b}'] / r['floor_s']:.2f}× | "
+                 + (f"{r[f'lite_{b}'] / r['floor_s']:.2f}×" if r[f"lite_{b}"] else "-")
                  for b in args.batch_list]
         lines.append(f"| {name} | {r['floor_s'] * 1e3:.2f} ms | " + " | ".join(cells) + " |")
     return lines

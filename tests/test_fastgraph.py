@@ -12,7 +12,8 @@ from hhbench import stimuli  # noqa: E402
 from hhbench.cnn import files  # noqa: E402
 from hhbench.cnn.fastgraph import (FastGraphError, build_fast_graph, same_padding,  # noqa: E402
                                    transpose_length)
-from hhbench.cnn.runner import CnnRunner  # noqa: E402
+from hhbench.cnn.litegraph import LiteGraph, flatbuffer  # noqa: E402
+from hhbench.cnn.runner import CnnRunner, resolve_mode  # noqa: E402
 from hhbench.errors import HHBenchError  # noqa: E402
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "hh-step-cnn"
@@ -34,13 +35,19 @@ def _check_against_lab(loaded):
     lab_err = np.abs(lab - truth).max() / loaded.meta.output_scale   # mV
     for impl, jit in IMPLS:
         fast = build_fast_graph(loaded.keras_model, impl=impl, jit_compile=jit)(x).numpy()
-        assert fast.shape == lab.shape
-        err = np.abs(fast - truth).max() / loaded.meta.output_scale
-        diff = np.abs(fast - lab).max() / loaded.meta.output_scale
-        # float32 rounding only: no further from the float64 evaluation than the lab graph
-        # itself (with slack for a different summation order), and close to the lab graph
-        assert err <= 2 * lab_err + 1e-5, (impl, jit, err, lab_err)
-        assert diff <= 3 * lab_err + 1e-5, (impl, jit, diff, lab_err)
+        _assert_float32_rounding_only(fast, lab, truth, lab_err, loaded, (impl, jit))
+    lite = LiteGraph(build_fast_graph(loaded.keras_model))(x.numpy())
+    _assert_float32_rounding_only(lite, lab, truth, lab_err, loaded, "lite")
+
+
+def _assert_float32_rounding_only(fast, lab, truth, lab_err, loaded, what):
+    assert fast.shape == lab.shape
+    err = np.abs(fast - truth).max() / loaded.meta.output_scale
+    diff = np.abs(fast - lab).max() / loaded.meta.output_scale
+    # float32 rounding only: no further from the float64 evaluation than the lab graph
+    # itself (with slack for a different summation order), and close to the lab graph
+    assert err <= 2 * lab_err + 1e-5, (what, err, lab_err)
+    assert diff <= 3 * lab_err + 1e-5, (what, diff, lab_err)
 
 
 def test_fast_graph_agrees_on_lab_small(lab_small):
@@ -53,10 +60,11 @@ def test_fast_graph_agrees_on_the_shipped_model():
 
 
 @pytest.mark.skipif(not (SHIPPED / files.WEIGHTS_FILE).exists(), reason="no shipped model")
-@pytest.mark.parametrize("jit", [False, True])
-def test_fast_graph_changes_the_accuracy_by_under_1e4_mv(jit):
+@pytest.mark.parametrize("mode, jit", [("compiled", False), ("compiled", True), ("lite", False)])
+def test_fast_graph_changes_the_accuracy_by_under_1e4_mv(mode, jit):
     """The performance target: the fast graph's accuracy (RMS error against the converged
-    reference, on the lab's default step) is the lab graph's to 1e-4 mV."""
+    reference, on the lab's default step) is the lab graph's to 1e-4 mV, in a tf.function
+    (with and without XLA) and through TensorFlow Lite."""
     from hhbench import metrics
     from hhbench.backends import get_backend
     from hhbench.cnn.fastgraph import FastGraphOptions
@@ -65,7 +73,8 @@ def test_fast_graph_changes_the_accuracy_by_under_1e4_mv(jit):
     reference = get_backend("reference").run(stim).v_mv
     errors = []
     for runner in (CnnRunner(SHIPPED, device="cpu", mode="lab-graph"),
-                   CnnRunner(SHIPPED, device="cpu", fast_options=FastGraphOptions(jit_compile=jit))):
+                   CnnRunner(SHIPPED, device="cpu", mode=mode,
+                             fast_options=FastGraphOptions(jit_compile=jit))):
         out = runner.run(stim.current_ua)
         ref = reference[out.first_sample:out.first_sample + out.v_mv.shape[1]]
         errors.append(float(metrics.rmse_mv(ref, out.v_mv[0])))
@@ -144,6 +153,7 @@ def test_unmappable_model_is_refused_and_runner_keeps_the_lab_graph(tmp_path):
         build_fast_graph(model)
     files.save_lab_model(model, tmp_path / "m", meta=files.ModelMeta(context=0))
     runner = CnnRunner(tmp_path / "m", device="cpu")
+    assert runner.mode == "lite"  # what "auto" asks for on the CPU, but the lab graph runs
     assert runner.graph.startswith("lab (") and "LayerNormalization" in runner.graph
     out = runner.run(np.ones((1, 64)))
     assert out.v_mv.shape == (1, 64)
@@ -151,11 +161,16 @@ def test_unmappable_model_is_refused_and_runner_keeps_the_lab_graph(tmp_path):
 
 def test_runner_modes_agree(lab_small):
     stim = stimuli.white_noise(seed=5, batch=2)
-    fast = CnnRunner(lab_small, device="cpu")
+    lite = CnnRunner(lab_small, device="cpu")
+    fast = CnnRunner(lab_small, device="cpu", mode="compiled")
     lab = CnnRunner(lab_small, device="cpu", mode="lab-graph")
-    assert fast.graph.startswith("fast") and lab.graph == "lab"
-    np.testing.assert_allclose(fast.run(stim.current_ua).v_mv, lab.run(stim.current_ua).v_mv,
-                               atol=1e-3)
+    assert (lite.mode_request, lite.mode) == ("auto", "lite") and "TensorFlow Lite" in lite.graph
+    assert fast.graph == "fast (conv1d, float32)" and lab.graph == "lab"
+    expected = lab.run(stim.current_ua).v_mv
+    np.testing.assert_allclose(fast.run(stim.current_ua).v_mv, expected, atol=1e-3)
+    out = lite.run(stim.current_ua)
+    np.testing.assert_allclose(out.v_mv, expected, atol=1e-3)
+    assert out.device == "CPU:0"
     with pytest.raises(HHBenchError, match="unknown CNN mode"):
         CnnRunner(lab_small, device="cpu", mode="fast-ish")
 
@@ -174,7 +189,7 @@ def test_weights_are_constants_of_the_traced_graph(lab_small):
     loaded = files.load_model(lab_small)
     for impl in ("conv1d", "matmul"):
         graph = build_fast_graph(loaded.keras_model, impl=impl)
-        concrete = graph._fn.get_concrete_function()  # the one the calls use
+        concrete = graph.concrete_function()  # the one the calls use
         assert concrete.captured_inputs == []
         consts = [op for op in concrete.graph.get_operations() if op.type == "Const"]
         n_weights = sum(int(np.prod(w.shape)) for w in loaded.keras_model.get_weights())
@@ -189,3 +204,62 @@ def test_wrong_input_shape_is_refused(lab_small):
         with pytest.raises(HHBenchError, match=rf"expected \(batch, {window}, 1\)"):
             graph(np.zeros(shape, np.float32))
     assert graph(np.zeros((2, window, 1), np.float32)).shape[0] == 2
+
+
+def test_auto_mode_is_lite_on_the_cpu_only_where_lite_runs():
+    from hhbench.cnn.fastgraph import FastGraphOptions
+    assert resolve_mode("auto", "/CPU:0", None) == "lite"
+    assert resolve_mode("auto", "/GPU:0", None) == "compiled"
+    for other in (FastGraphOptions(jit_compile=True), FastGraphOptions(dtype="bfloat16")):
+        assert resolve_mode("auto", "/CPU:0", other) == "compiled"
+        with pytest.raises(HHBenchError, match="float32 fast graph without XLA"):
+            resolve_mode("lite", "/CPU:0", other)
+    with pytest.raises(HHBenchError, match="CPU only"):
+        resolve_mode("lite", "/GPU:0", None)
+    for mode in ("compiled", "lab-graph", "predict"):
+        assert resolve_mode(mode, "/GPU:1", None) == mode
+
+
+def test_lite_batches_equal_single_traces_whatever_the_threads(lab_small):
+    """One interpreter, resized between batch sizes, gives each trace what it gives that
+    trace alone (a mix-up of windows or a stale buffer would be off by mV), on one thread
+    as on two."""
+    loaded = files.load_model(lab_small)
+    x = _inputs(loaded, batch=3).numpy()                     # 5 traces
+    two = LiteGraph(build_fast_graph(loaded.keras_model), num_threads=2)
+    batch = two(x)
+    singles = np.concatenate([two(x[i:i + 1]) for i in range(len(x))])
+    again = two(x[1:4])
+    one = LiteGraph(build_fast_graph(loaded.keras_model), num_threads=1)(x)
+    mv = 1 / loaded.meta.output_scale
+    assert np.abs(batch).max() * mv > 10                     # a real output to compare
+    np.testing.assert_allclose(singles * mv, batch * mv, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(again * mv, batch[1:4] * mv, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(one * mv, batch * mv, rtol=0, atol=1e-4)
+
+
+def test_lite_refuses_what_it_cannot_run(lab_small):
+    model = files.load_model(lab_small).keras_model
+    window = int(model.input_shape[1])
+    lite = LiteGraph(build_fast_graph(model))
+    with pytest.raises(HHBenchError, match=rf"expected \(batch, {window}, 1\)"):
+        lite(np.zeros((1, window + 1, 1), np.float32))
+    with pytest.raises(HHBenchError, match="without XLA"):
+        LiteGraph(build_fast_graph(model, jit_compile=True))(np.zeros((1, window, 1), np.float32))
+    with pytest.raises(HHBenchError, match="num_threads"):
+        LiteGraph(build_fast_graph(model), num_threads=0)
+
+
+def test_conversion_is_shared_by_graphs_of_the_same_weights_only(lab_small):
+    """A fresh runner of the same model reuses the process' conversion; other weights get
+    their own."""
+    first, second, other = (files.load_model(lab_small).keras_model for _ in range(3))
+    weights = other.get_weights()
+    weights[0] = weights[0] + 1e-3
+    other.set_weights(weights)
+    a, b, c = (build_fast_graph(m) for m in (first, second, other))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    assert flatbuffer(a) is flatbuffer(b)
+    assert flatbuffer(c) != flatbuffer(a)
+    x = _inputs(files.load_model(lab_small), batch=1).numpy()
+    assert np.abs(LiteGraph(c)(x) - LiteGraph(a)(x)).max() > 1e-5  # c really runs c

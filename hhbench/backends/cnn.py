@@ -17,7 +17,7 @@ class Cnn(Backend):
     requires = ("tensorflow", "tf_keras", "h5py")
     install_hint = "pip install 'hhbench[cnn]'"
 
-    def __init__(self, *, model=None, device: str = "auto", mode: str = "compiled",
+    def __init__(self, *, model=None, device: str = "auto", mode: str = "auto",
                  input_scale: float | None = None, output_scale: float | None = None,
                  precision: str = "float32", jit_compile: bool = False):
         self.options = dict(model=model, device=device, mode=mode, input_scale=input_scale,
@@ -42,7 +42,8 @@ class Cnn(Backend):
     def settings(self):
         self.prepare()
         r = self.runner
-        return {"model": r.loaded.source, "mode": r.mode, "device_request": r.device_request,
+        return {"model": r.loaded.source, "mode": r.mode, "mode_request": r.mode_request,
+                "device_request": r.device_request,
                 "tf_device": r.tf_device, "input_scale": r.input_scale,
                 "output_scale": r.output_scale, "context": r.context, "window": r.window,
                 "graph": r.graph}

@@ -39,7 +39,10 @@ from outside), so TensorFlow may fold and cache anything derived from them.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+import numpy as np
 
 from hhbench.errors import HHBenchError
 
@@ -273,6 +276,7 @@ class FastGraph:
         import tensorflow as tf
 
         self.options, self.device = options, device
+        self._keras_model = keras_model
         ops = _Ops(tf, options)
         body = _plan(keras_model, ops)  # creates no tensor: weights become constants when traced
         window = int(keras_model.input_shape[1])
@@ -288,20 +292,44 @@ class FastGraph:
                                input_signature=[tf.TensorSpec([None, window, 1], tf.float32)])
         self._concrete = None
 
-    def __call__(self, x):
-        import tensorflow as tf
-        shape = tuple(x.shape)
-        if len(shape) != 3 or tuple(shape[1:]) != self._in_shape:
-            # the concrete function below does not check its input (a wrong shape would
-            # give a wrong answer or abort inside oneDNN)
-            raise HHBenchError(f"fast graph: input of shape {shape}, expected "
-                               f"(batch, {self._in_shape[0]}, 1)")
+    @property
+    def traced(self):
+        """The `tf.function` (what a converter or exporter takes)."""
+        return self._fn
+
+    def concrete_function(self):
+        """The one concrete function of the fixed signature (traced at the first request)."""
         if self._concrete is None:
             self._concrete = self._fn.get_concrete_function()
+        return self._concrete
+
+    def fingerprint(self) -> str:
+        """A digest of what the traced graph computes: the model's config and weights and
+        the options (two graphs with the same fingerprint are the same function)."""
+        digest = hashlib.sha256(self._keras_model.to_json().encode())
+        digest.update(repr(self.options).encode())
+        for weight in self._keras_model.get_weights():
+            digest.update(str(weight.shape).encode())
+            digest.update(np.ascontiguousarray(weight).tobytes())
+        return digest.hexdigest()
+
+    def check_input_shape(self, shape) -> None:
+        """HHBenchError unless `shape` is (batch, window, 1)."""
+        shape = tuple(shape)
+        if len(shape) != 3 or tuple(shape[1:]) != self._in_shape:
+            # the concrete function does not check its input (a wrong shape would give a
+            # wrong answer or abort inside oneDNN)
+            raise HHBenchError(f"fast graph: input of shape {shape}, expected "
+                               f"(batch, {self._in_shape[0]}, 1)")
+
+    def __call__(self, x):
+        import tensorflow as tf
+        self.check_input_shape(x.shape)
+        concrete = self.concrete_function()
         with tf.device(self.device):  # where the ops run (the graph pins no device itself)
             # the one concrete function of the fixed signature, called directly: skips
             # tf.function's argument binding and dispatch (~0.15 ms a call at batch 1)
-            return self._concrete(tf.convert_to_tensor(x, tf.float32))
+            return concrete(tf.convert_to_tensor(x, tf.float32))
 
 
 def build_fast_graph(keras_model, *, impl: str = "conv1d", dtype: str = "float32",

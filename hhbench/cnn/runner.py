@@ -10,13 +10,16 @@ The runner owns everything between a stimulus and the network:
     (`padded_samples` says how much) and its output trimmed to the stimulus;
   * device: everything runs under one TensorFlow device scope, and the device that
     produced the output is read back from TensorFlow;
-  * mode: "compiled" (default) calls the fast graph of `hhbench.cnn.fastgraph` — the same
-    network and weights on 1-D tensors, in a `tf.function` (traced once, batch dimension
-    free); "lab-graph" calls a `tf.function` over the lab's own Keras graph ((k, 1) Conv2D
-    layers), kept so that the fast graph's speed-up stays measured; "predict" calls
-    `model.predict` as the lab did. A model the fast graph cannot map (a Keras 3 file,
-    another layer type) runs through the lab graph in "compiled" mode; `graph` says which
-    graph ran and why.
+  * mode: "compiled" calls the fast graph of `hhbench.cnn.fastgraph` — the same network
+    and weights on 1-D tensors, in a `tf.function` (traced once, batch dimension free);
+    "lite" runs that fast graph through TensorFlow Lite's interpreter (XNNPACK; CPU only,
+    float32, `hhbench.cnn.litegraph`), which is what wins on a CPU at small batches;
+    "auto" (default) is "lite" on the CPU and "compiled" on a GPU or with options Lite
+    does not run (another precision, XLA); "lab-graph" calls a `tf.function` over the
+    lab's own Keras graph ((k, 1) Conv2D layers), kept so that the fast graph's speed-up
+    stays measured; "predict" calls `model.predict` as the lab did. A model the fast
+    graph cannot map (a Keras 3 file, another layer type) runs through the lab graph in
+    "compiled" and "lite" modes; `graph` says which graph ran and why.
 Asynchronous work (a GPU) is finished before `run` returns: the output is copied to NumPy.
 """
 
@@ -34,7 +37,7 @@ from hhbench.cnn.devices import short_device_name
 from hhbench.errors import HHBenchError
 from hhbench.model_location import locate_model
 
-MODES = ("compiled", "lab-graph", "predict")
+MODES = ("auto", "lite", "compiled", "lab-graph", "predict")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,23 +58,23 @@ class CnnRunner:
 
     model: a path (lab folder or .keras file), a `files.LoadedModel`, or None for the
     default model. Scales given here override those stored with the model.
-    fast_options: a `fastgraph.FastGraphOptions` (impl, dtype, XLA) for mode "compiled".
+    fast_options: a `fastgraph.FastGraphOptions` (impl, dtype, XLA) for the fast graph.
+    `mode_request` is the mode asked for, `mode` the one that runs ("auto" resolved).
     """
 
-    def __init__(self, model=None, *, device: str = "auto", mode: str = "compiled",
+    def __init__(self, model=None, *, device: str = "auto", mode: str = "auto",
                  input_scale: float | None = None, output_scale: float | None = None,
                  max_windows_per_call: int = 256, fast_options=None):
         import tensorflow as tf
 
         from hhbench.cnn.devices import resolve_device
 
-        if mode not in MODES:
-            raise HHBenchError(f"unknown CNN mode {mode!r}; choose one of: {', '.join(MODES)}")
         if max_windows_per_call < 1:
             raise HHBenchError("max_windows_per_call must be >= 1")
         self.device_request = device
         self.tf_device = resolve_device(device)
-        self.mode = mode
+        self.mode_request = mode
+        self.mode = resolve_mode(mode, self.tf_device, fast_options)
         self.max_windows_per_call = int(max_windows_per_call)
         #: where the model came from (--model, HHBENCH_MODEL, package data, checkout)
         self.location = None if isinstance(model, files.LoadedModel) else locate_model(model)
@@ -94,7 +97,7 @@ class CnnRunner:
         #: the compiled callables: `network` is what "compiled" and "lab-graph" call (the fast
         #: graph or the lab graph; `graph` says which), `lab_network` the lab graph always
         self.network, self.graph = self.lab_network, "lab"
-        if mode == "compiled":
+        if self.mode in ("compiled", "lite"):
             self.network, self.graph = self._fast_graph(fast_options)
         self.last_device: str | None = None
         #: seconds of the first `run` (tracing, kernel choice, weight upload); None before it
@@ -112,6 +115,11 @@ class CnnRunner:
             graph = FastGraph(self.model, options, self.tf_device)
         except FastGraphError as exc:
             return self.lab_network, f"lab ({exc})"
+        if self.mode == "lite":
+            from hhbench.cnn.litegraph import LiteGraph
+            lite = LiteGraph(graph)
+            return lite, (f"fast ({options.impl}, {options.dtype}, TensorFlow Lite/XNNPACK, "
+                          f"{lite.num_threads} threads)")
         xla = ", XLA" if options.jit_compile else ""
         return graph, f"fast ({options.impl}, {options.dtype}{xla})"
 
@@ -125,7 +133,11 @@ class CnnRunner:
         with tf.device(self.tf_device):
             for start in range(0, len(x_scaled), self.max_windows_per_call):
                 chunk = x_scaled[start:start + self.max_windows_per_call, :, None]
-                if self.mode != "predict":
+                if self.mode == "lite" and self.network is not self.lab_network:
+                    # TensorFlow Lite's interpreter: NumPy in, NumPy out, on the CPU
+                    outs.append(self.network(chunk.astype(np.float32))[..., 0])
+                    self.last_device = self.network.device
+                elif self.mode != "predict":
                     y = self.network(tf.constant(chunk, tf.float32))
                     self.last_device = y.device
                     outs.append(y.numpy()[..., 0])  # .numpy() waits for the device
@@ -208,6 +220,27 @@ class CnnRunner:
                 "fs_khz": self.fs_khz, "receptive_field": self.receptive_field(),
                 "layers": [_layer_line(layer) for layer in layers],
                 "device": self.tf_device, "mode": self.mode, "graph": self.graph}
+
+
+def resolve_mode(mode: str, tf_device: str, fast_options) -> str:
+    """The mode that runs: "auto" → "lite" on the CPU for the float32 fast graph without
+    XLA, else "compiled"; an explicit "lite" elsewhere is refused."""
+    from hhbench.cnn.fastgraph import FastGraphOptions
+
+    if mode not in MODES:
+        raise HHBenchError(f"unknown CNN mode {mode!r}; choose one of: {', '.join(MODES)}")
+    options = fast_options or FastGraphOptions()
+    on_cpu = "CPU" in tf_device.upper()
+    plain = options.dtype == "float32" and not options.jit_compile
+    if mode == "auto":
+        return "lite" if on_cpu and plain else "compiled"
+    if mode == "lite" and not on_cpu:
+        raise HHBenchError(f"CNN mode 'lite' runs on the CPU only (device {tf_device}); "
+                           "use mode 'compiled' on a GPU")
+    if mode == "lite" and not plain:
+        raise HHBenchError("CNN mode 'lite' runs the float32 fast graph without XLA only; "
+                           "use mode 'compiled' for another precision or XLA")
+    return mode
 
 
 def default_model_path() -> Path:

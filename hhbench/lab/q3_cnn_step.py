@@ -121,7 +121,8 @@ spike.
 
 **Time per call (one trace), ms.** Cold = set-up + first call: for the CNN, set-up is
 loading the model files (TensorFlow itself was already imported) and the first call
-traces the network and chooses its kernels; warm = median and IQR of the timed calls
+traces the network, converts it for TensorFlow Lite (on the CPU: `runner.graph` says
+which graph runs) and chooses its kernels; warm = median and IQR of the timed calls
 after an untimed warm-up. The HH rows are those of Q2.
 
 {md_table(["backend", "set-up (ms)", "first call (ms)", "cold (ms)", "warm median (ms)", "IQR (ms)", "repeats"], times)}

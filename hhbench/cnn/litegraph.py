@@ -1,0 +1,119 @@
+"""The fast graph run by TensorFlow Lite's interpreter (XNNPACK) on the CPU.
+
+`LiteGraph` converts a float32 `FastGraph` (its one traced function, weights as constants)
+to a TensorFlow Lite flatbuffer with TensorFlow's own converter, and runs it with
+`tf.lite.Interpreter`, whose default CPU delegate, XNNPACK, executes the convolutions.
+Nothing is quantised or approximated: the converter keeps float32 throughout, and the
+result differs from the fast graph by summation order only (tested against the float64
+evaluation of the same weights, as the fast graph is).
+
+Why: at batch 1 the TensorFlow runtime costs more than the arithmetic. Measured on a
+2-core CPU (docs/performance-cnn.md), a warm batch-1 call of the fast graph took ~4.6-6 ms
+in a `tf.function` (per-op dispatch, oneDNN's pool preempted by TensorFlow's executor
+threads) and ~2.9-3.3 ms here; at batch 64 the two are level.
+
+The interpreter has a fixed input shape: a call with another batch size resizes it (about
+0.5 ms, once per change, so a timed loop of one batch size pays it only in its first call).
+`num_threads` is the interpreter's thread pool; `default_threads()` follows TensorFlow's
+intra-op setting (all usable cores when unset), so both runtimes get the same cores.
+The interpreter is not thread-safe: one LiteGraph serves one thread.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from hhbench.errors import HHBenchError
+
+#: TensorFlow's device name for the CPU, where the interpreter runs
+CPU_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"
+
+
+def default_threads() -> int:
+    """TensorFlow's intra-op thread count, or the usable cores when it is unset (0)."""
+    import tensorflow as tf
+
+    n = tf.config.threading.get_intra_op_parallelism_threads()
+    return int(n) if n > 0 else len(os.sched_getaffinity(0))
+
+
+#: flatbuffers converted in this process, by `FastGraph.fingerprint()` (the newest few)
+_CONVERTED: dict[str, bytes] = {}
+_KEEP_CONVERTED = 4
+
+
+def flatbuffer(fast_graph) -> bytes:
+    """The TensorFlow Lite model (float32, batch dimension free) of a float32 `FastGraph`.
+
+    Converted once per process and model: the conversion takes ~0.4 s, and a fresh runner
+    of the same weights (`hhbench run` makes one per case) gets the same bytes, as a fresh
+    numba backend gets the kernels compiled earlier in the process."""
+    if fast_graph.options.dtype != "float32" or fast_graph.options.jit_compile:
+        raise HHBenchError("TensorFlow Lite runs the float32 fast graph without XLA only "
+                           f"(got {fast_graph.options.dtype}"
+                           f"{', XLA' if fast_graph.options.jit_compile else ''})")
+    key = fast_graph.fingerprint()
+    if key not in _CONVERTED:
+        while len(_CONVERTED) >= _KEEP_CONVERTED:
+            _CONVERTED.pop(next(iter(_CONVERTED)))  # the oldest
+        _CONVERTED[key] = _convert(fast_graph)
+    return _CONVERTED[key]
+
+
+def _convert(fast_graph) -> bytes:
+    import tensorflow as tf
+
+    from hhbench.cnn import quiet_native_stderr
+
+    concrete = fast_graph.concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], fast_graph.traced)
+    with quiet_native_stderr():  # the MLIR converter logs its passes to descriptor 2
+        return converter.convert()
+
+
+class LiteGraph:
+    """`graph(x)` for x (batch, window, 1) float32 NumPy → (batch, out, 1) float32 NumPy:
+    the fast graph through TensorFlow Lite (see the module docstring). The conversion
+    (`flatbuffer`) happens at the first call, so that it counts as cold start, like
+    tracing does."""
+
+    device = CPU_DEVICE
+
+    def __init__(self, fast_graph, *, num_threads: int | None = None):
+        if num_threads is not None and num_threads < 1:
+            raise HHBenchError("num_threads must be >= 1")
+        self.fast_graph = fast_graph
+        self.num_threads = int(num_threads or default_threads())
+        self._interpreter = None
+        self._batch = None
+
+    def _build(self):
+        import tensorflow as tf
+
+        model = flatbuffer(self.fast_graph)
+        with warnings.catch_warnings():
+            # TensorFlow ≥ 2.20 warns that tf.lite.Interpreter moves to the ai_edge_litert
+            # package; hhbench's TensorFlow range (< 2.22) still ships it
+            warnings.simplefilter("ignore", UserWarning)
+            self._interpreter = tf.lite.Interpreter(model_content=model,
+                                                    num_threads=self.num_threads)
+        self._in = self._interpreter.get_input_details()[0]["index"]
+        self._out = self._interpreter.get_output_details()[0]["index"]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.fast_graph.check_input_shape(x.shape)
+        if self._interpreter is None:
+            self._build()
+        batch = int(x.shape[0])
+        if batch != self._batch:
+            from hhbench.cnn import quiet_native_stderr
+            with quiet_native_stderr():  # XNNPACK announces itself when first applied
+                self._interpreter.resize_tensor_input(self._in, [batch, *x.shape[1:]])
+                self._interpreter.allocate_tensors()
+            self._batch = batch
+        self._interpreter.set_tensor(self._in, np.ascontiguousarray(x, dtype=np.float32))
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._out)  # a copy: the buffer is reused
