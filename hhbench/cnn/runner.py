@@ -94,13 +94,15 @@ class CnnRunner:
         self.lab_network = tf.function(
             lambda x: self.model(x, training=False),
             input_signature=[tf.TensorSpec([None, self.window, 1], tf.float32)])
-        #: the compiled callables: `network` is what "compiled" and "lab-graph" call (the fast
-        #: graph or the lab graph; `graph` says which), `lab_network` the lab graph always
+        #: the compiled callables: `network` is what "lite", "compiled" and "lab-graph" call
+        #: (the fast graph through TensorFlow Lite or in a tf.function, or the lab graph;
+        #: `graph` says which), `lab_network` the lab graph always
         self.network, self.graph = self.lab_network, "lab"
         if self.mode in ("compiled", "lite"):
             self.network, self.graph = self._fast_graph(fast_options)
         self.last_device: str | None = None
-        #: seconds of the first `run` (tracing, kernel choice, weight upload); None before it
+        #: seconds of the first `run` (tracing, conversion for TensorFlow Lite, kernel choice,
+        #: weight upload); None before it
         self.cold_start_s: float | None = None
 
     def _fast_graph(self, options):
