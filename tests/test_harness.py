@@ -10,6 +10,7 @@ import pytest
 from hhbench import load_results
 from hhbench.cli import main
 from hhbench.compare import Tolerances, compare, parse_threshold
+from hhbench.errors import HHBenchError
 from hhbench.results import CaseResult, RunResults
 from hhbench.suite import accuracy, case_stimulus, reference_run
 from hhbench.timing import ProcessTiming, Timing
@@ -331,6 +332,24 @@ def test_bad_config_file(tmp_path, capsys):
     config.write_text('backends = ["numba"]\nbogus = 3\n')
     assert main(["run", "--config", str(config)]) == 2
     assert "bad suite config" in capsys.readouterr().err
+
+
+def test_an_unknown_cnn_mode_is_refused_before_any_worker_starts(tmp_path, capsys):
+    """Checked in the parent without TensorFlow: one line, exit 2, no file."""
+    import sys
+    config = tmp_path / "suite.toml"
+    config.write_text('backends = ["numba", "cnn"]\ncnn_mode = "fast-ish"\n')
+    out = tmp_path / "r.json"
+    tf_before = "tensorflow" in sys.modules
+    assert main(["run", "--config", str(config), "--no-progress", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["hhbench: error: unknown CNN mode 'fast-ish'; choose one of: auto, lite, "
+                   "compiled, lab-graph, predict"]
+    assert not out.exists() and ("tensorflow" in sys.modules) == tf_before
+    from hhbench.scaling import ScalingConfig
+    with pytest.raises(HHBenchError, match="unknown CNN mode 'lab'"):
+        ScalingConfig(backends=("cnn",), cnn_mode="lab")
+    ScalingConfig(backends=("numba",), cnn_mode="lab")  # no CNN: nothing to check
 
 
 def test_tiled_cases_get_the_tiled_reference_of_their_one_trace():

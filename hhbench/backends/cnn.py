@@ -8,6 +8,19 @@ from __future__ import annotations
 
 from hhbench.backends import register
 from hhbench.backends.base import Backend
+from hhbench.errors import HHBenchError
+
+#: the runner's modes (`hhbench.cnn.runner` says what each runs). They are listed here,
+#: where TensorFlow is not imported, so that a suite's settings are checked before any
+#: worker process starts.
+MODES = ("auto", "lite", "compiled", "lab-graph", "predict")
+
+
+def check_mode(mode: str) -> str:
+    """`mode` if it is one of MODES, else HHBenchError (one line)."""
+    if mode not in MODES:
+        raise HHBenchError(f"unknown CNN mode {mode!r}; choose one of: {', '.join(MODES)}")
+    return mode
 
 
 @register
@@ -20,7 +33,8 @@ class Cnn(Backend):
     def __init__(self, *, model=None, device: str = "auto", mode: str = "auto",
                  input_scale: float | None = None, output_scale: float | None = None,
                  precision: str = "float32", jit_compile: bool = False):
-        self.options = dict(model=model, device=device, mode=mode, input_scale=input_scale,
+        self.options = dict(model=model, device=device, mode=check_mode(mode),
+                            input_scale=input_scale,
                             output_scale=output_scale)
         # the fast graph's precision (float16 / bfloat16 are meant for GPUs) and XLA
         self.fast = dict(dtype=precision, impl="conv1d", jit_compile=jit_compile)

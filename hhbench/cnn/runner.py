@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+# the list of modes lives with the backend, where TensorFlow is not imported
+from hhbench.backends.cnn import check_mode
 from hhbench.cnn import files
 from hhbench.cnn.architecture import receptive_field_samples
 from hhbench.cnn.devices import short_device_name
 from hhbench.errors import HHBenchError
 from hhbench.model_location import locate_model
-
-MODES = ("auto", "lite", "compiled", "lab-graph", "predict")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,8 +229,7 @@ def resolve_mode(mode: str, tf_device: str, fast_options) -> str:
     XLA, else "compiled"; an explicit "lite" elsewhere is refused."""
     from hhbench.cnn.fastgraph import FastGraphOptions
 
-    if mode not in MODES:
-        raise HHBenchError(f"unknown CNN mode {mode!r}; choose one of: {', '.join(MODES)}")
+    check_mode(mode)
     options = fast_options or FastGraphOptions()
     on_cpu = "CPU" in tf_device.upper()
     plain = options.dtype == "float32" and not options.jit_compile
