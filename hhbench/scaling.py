@@ -60,8 +60,8 @@ class ScalingConfig:
             check_name(name)
         stimlib.check_kind(self.stimulus)
         if "cnn" in self.backends:
-            from hhbench.backends.cnn import check_mode
-            check_mode(self.cnn_mode)
+            from hhbench.cnn_modes import check_mode
+            check_mode(self.cnn_mode, (self.device,))
         if not self.backends:
             raise HHBenchError("scaling needs at least one backend")
         if int(self.max_batch) != self.max_batch or self.max_batch < 1:

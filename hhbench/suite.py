@@ -109,8 +109,8 @@ class SuiteConfig:
             if int(b) != b or b <= 0:
                 raise HHBenchError(f"batch sizes must be positive integers, got {b!r}")
         if "cnn" in self.backends:
-            from hhbench.backends.cnn import check_mode
-            check_mode(self.cnn_mode)
+            from hhbench.cnn_modes import check_mode
+            check_mode(self.cnn_mode, self.devices)
         if self.reference not in REFERENCES:
             raise HHBenchError(f"unknown reference {self.reference!r}; use converged or lab")
         if self.n_samples < 1:

@@ -76,8 +76,11 @@ def test_fast_graph_changes_the_accuracy_by_under_1e4_mv(mode, jit):
                    CnnRunner(SHIPPED, device="cpu", mode=mode,
                              fast_options=FastGraphOptions(jit_compile=jit))):
         out = runner.run(stim.current_ua)
+        # the fast graph really ran (a fallback to the lab graph would change nothing)
+        assert runner.graph.startswith("lab" if runner.mode == "lab-graph" else "fast")
         ref = reference[out.first_sample:out.first_sample + out.v_mv.shape[1]]
         errors.append(float(metrics.rmse_mv(ref, out.v_mv[0])))
+    assert ("TensorFlow Lite" in runner.graph) == (mode == "lite")
     assert errors[0] > 1.0  # a real error to compare (the model is not exact)
     assert abs(errors[1] - errors[0]) < 1e-4
 
@@ -263,3 +266,33 @@ def test_conversion_is_shared_by_graphs_of_the_same_weights_only(lab_small):
     assert flatbuffer(c) != flatbuffer(a)
     x = _inputs(files.load_model(lab_small), batch=1).numpy()
     assert np.abs(LiteGraph(c)(x) - LiteGraph(a)(x)).max() > 1e-5  # c really runs c
+
+
+def test_weights_changed_after_a_trace_get_their_own_conversion(lab_small):
+    """The memo's key is what the traced graph holds: a graph traced before the model's
+    weights changed keeps its fingerprint, and a fresh graph of the changed model runs the
+    new weights through TensorFlow Lite too."""
+    model = files.load_model(lab_small).keras_model
+    x = _inputs(files.load_model(lab_small), batch=1).numpy()
+    before = build_fast_graph(model)
+    before(tf.constant(x))  # traced: its constants are these weights
+    old_out, old_key = LiteGraph(before)(x), before.fingerprint()
+    model.set_weights([w * 1.1 for w in model.get_weights()])
+    after = build_fast_graph(model)
+    assert before.fingerprint() == old_key != after.fingerprint()
+    new_out = LiteGraph(after)(x)
+    assert np.abs(new_out - old_out).max() > 1e-3
+    np.testing.assert_allclose(new_out, after(tf.constant(x)).numpy(), rtol=0, atol=1e-5)
+
+
+def test_cnn_modes_are_checked_without_tensorflow_work():
+    from hhbench.backends.cnn import Cnn
+    from hhbench.suite import SuiteConfig
+    with pytest.raises(HHBenchError, match="unknown CNN mode 'bogus'"):
+        Cnn(mode="bogus")
+    with pytest.raises(HHBenchError, match="CPU only"):
+        Cnn(mode="lite", device="gpu:1")
+    with pytest.raises(HHBenchError, match="CPU only"):
+        SuiteConfig(backends=("cnn",), devices=("cpu", "gpu"), cnn_mode="lite")
+    assert Cnn(mode="lite", device="cpu").options["mode"] == "lite"
+    SuiteConfig(backends=("cnn",), devices=("cpu", "gpu"), cnn_mode="auto")

@@ -8,19 +8,7 @@ from __future__ import annotations
 
 from hhbench.backends import register
 from hhbench.backends.base import Backend
-from hhbench.errors import HHBenchError
-
-#: the runner's modes (`hhbench.cnn.runner` says what each runs). They are listed here,
-#: where TensorFlow is not imported, so that a suite's settings are checked before any
-#: worker process starts.
-MODES = ("auto", "lite", "compiled", "lab-graph", "predict")
-
-
-def check_mode(mode: str) -> str:
-    """`mode` if it is one of MODES, else HHBenchError (one line)."""
-    if mode not in MODES:
-        raise HHBenchError(f"unknown CNN mode {mode!r}; choose one of: {', '.join(MODES)}")
-    return mode
+from hhbench.cnn_modes import check_mode
 
 
 @register
@@ -33,7 +21,7 @@ class Cnn(Backend):
     def __init__(self, *, model=None, device: str = "auto", mode: str = "auto",
                  input_scale: float | None = None, output_scale: float | None = None,
                  precision: str = "float32", jit_compile: bool = False):
-        self.options = dict(model=model, device=device, mode=check_mode(mode),
+        self.options = dict(model=model, device=device, mode=check_mode(mode, (device,)),
                             input_scale=input_scale,
                             output_scale=output_scale)
         # the fast graph's precision (float16 / bfloat16 are meant for GPUs) and XLA

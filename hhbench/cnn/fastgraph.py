@@ -291,6 +291,7 @@ class FastGraph:
         self._fn = tf.function(call, jit_compile=options.jit_compile, reduce_retracing=True,
                                input_signature=[tf.TensorSpec([None, window, 1], tf.float32)])
         self._concrete = None
+        self._traced_digest = None
 
     @property
     def traced(self):
@@ -300,12 +301,19 @@ class FastGraph:
     def concrete_function(self):
         """The one concrete function of the fixed signature (traced at the first request)."""
         if self._concrete is None:
+            digest = self._digest()  # of the weights the trace is about to read
             self._concrete = self._fn.get_concrete_function()
+            self._traced_digest = digest
         return self._concrete
 
     def fingerprint(self) -> str:
-        """A digest of what the traced graph computes: the model's config and weights and
-        the options (two graphs with the same fingerprint are the same function)."""
+        """A digest of what the graph computes: the model's config, the options and the
+        weights the traced graph holds as constants — read when it was traced, or, before
+        that, the model's weights now (what a trace would read). Two graphs with the same
+        fingerprint are the same function, even if the model's weights change later."""
+        return self._traced_digest or self._digest()
+
+    def _digest(self) -> str:
         digest = hashlib.sha256(self._keras_model.to_json().encode())
         digest.update(repr(self.options).encode())
         for weight in self._keras_model.get_weights():

@@ -8,20 +8,21 @@ result differs from the fast graph by summation order only (tested against the f
 evaluation of the same weights, as the fast graph is).
 
 Why: at batch 1 the TensorFlow runtime costs more than the arithmetic. Measured on a
-2-core CPU (docs/performance-cnn.md), a warm batch-1 call of the fast graph took ~4.6-6 ms
-in a `tf.function` (per-op dispatch, oneDNN's pool preempted by TensorFlow's executor
-threads) and ~2.9-3.3 ms here; at batch 64 the two are level.
+2-core CPU (docs/performance-cnn.md), a warm batch-1 call of the fast graph took 4.6-6.6 ms
+a trace in a `tf.function` (per-op dispatch, oneDNN's pool preempted by TensorFlow's
+executor threads) and 2.9-3.6 ms here, by process; at batch 64 the `tf.function` is 1-4 %
+faster.
 
-The interpreter has a fixed input shape: a call with another batch size resizes it (about
-0.5 ms, once per change, so a timed loop of one batch size pays it only in its first call).
-`num_threads` is the interpreter's thread pool; `default_threads()` follows TensorFlow's
-intra-op setting (all usable cores when unset), so both runtimes get the same cores.
-The interpreter is not thread-safe: one LiteGraph serves one thread.
+An interpreter has a fixed input shape, so there is one per batch size, the two most
+recently used kept (a stimulus cut into chunks of `max_windows_per_call` windows calls
+with two sizes; a new one costs ~10 ms, weight packing included). `num_threads` is each
+interpreter's thread pool; `default_threads()` follows TensorFlow's intra-op setting (the
+usable cores when unset), so both runtimes get the same cores. An interpreter is not
+thread-safe: one LiteGraph serves one thread.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -36,8 +37,10 @@ def default_threads() -> int:
     """TensorFlow's intra-op thread count, or the usable cores when it is unset (0)."""
     import tensorflow as tf
 
+    from hhbench.environment import usable_cores
+
     n = tf.config.threading.get_intra_op_parallelism_threads()
-    return int(n) if n > 0 else len(os.sched_getaffinity(0))
+    return int(n) if n > 0 else usable_cores()
 
 
 #: flatbuffers converted in this process, by `FastGraph.fingerprint()` (the newest few)
@@ -87,33 +90,38 @@ class LiteGraph:
             raise HHBenchError("num_threads must be >= 1")
         self.fast_graph = fast_graph
         self.num_threads = int(num_threads or default_threads())
-        self._interpreter = None
-        self._batch = None
+        self._model: bytes | None = None
+        #: batch size → (interpreter, input index, output index), the newest last
+        self._interpreters: dict[int, tuple] = {}
 
-    def _build(self):
+    def _interpreter(self, batch: int, window_shape) -> tuple:
         import tensorflow as tf
 
-        model = flatbuffer(self.fast_graph)
-        with warnings.catch_warnings():
+        from hhbench.cnn import quiet_native_stderr
+
+        if batch in self._interpreters:
+            self._interpreters[batch] = self._interpreters.pop(batch)  # now the newest
+            return self._interpreters[batch]
+        if self._model is None:
+            self._model = flatbuffer(self.fast_graph)
+        with warnings.catch_warnings(), quiet_native_stderr():  # XNNPACK announces itself
             # TensorFlow ≥ 2.20 warns that tf.lite.Interpreter moves to the ai_edge_litert
             # package; hhbench's TensorFlow range (< 2.22) still ships it
             warnings.simplefilter("ignore", UserWarning)
-            self._interpreter = tf.lite.Interpreter(model_content=model,
-                                                    num_threads=self.num_threads)
-        self._in = self._interpreter.get_input_details()[0]["index"]
-        self._out = self._interpreter.get_output_details()[0]["index"]
+            interpreter = tf.lite.Interpreter(model_content=self._model,
+                                              num_threads=self.num_threads)
+            index_in = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(index_in, [batch, *window_shape])
+            interpreter.allocate_tensors()
+        entry = (interpreter, index_in, interpreter.get_output_details()[0]["index"])
+        while len(self._interpreters) >= 2:
+            self._interpreters.pop(next(iter(self._interpreters)))  # the oldest
+        self._interpreters[batch] = entry
+        return entry
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.fast_graph.check_input_shape(x.shape)
-        if self._interpreter is None:
-            self._build()
-        batch = int(x.shape[0])
-        if batch != self._batch:
-            from hhbench.cnn import quiet_native_stderr
-            with quiet_native_stderr():  # XNNPACK announces itself when first applied
-                self._interpreter.resize_tensor_input(self._in, [batch, *x.shape[1:]])
-                self._interpreter.allocate_tensors()
-            self._batch = batch
-        self._interpreter.set_tensor(self._in, np.ascontiguousarray(x, dtype=np.float32))
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._out)  # a copy: the buffer is reused
+        interpreter, index_in, index_out = self._interpreter(int(x.shape[0]), x.shape[1:])
+        interpreter.set_tensor(index_in, np.ascontiguousarray(x, dtype=np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(index_out)  # a copy: the buffer is reused

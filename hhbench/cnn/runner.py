@@ -9,7 +9,7 @@ The runner owns everything between a stimulus and the network:
     keeps its samples. A stimulus shorter than the window is zero-padded on the right
     (`padded_samples` says how much) and its output trimmed to the stimulus;
   * device: everything runs under one TensorFlow device scope, and the device that
-    produced the output is read back from TensorFlow;
+    produced the output is read back from TensorFlow (TensorFlow Lite runs on the CPU);
   * mode: "compiled" calls the fast graph of `hhbench.cnn.fastgraph` — the same network
     and weights on 1-D tensors, in a `tf.function` (traced once, batch dimension free);
     "lite" runs that fast graph through TensorFlow Lite's interpreter (XNNPACK; CPU only,
@@ -31,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-# the list of modes lives with the backend, where TensorFlow is not imported
-from hhbench.backends.cnn import check_mode
 from hhbench.cnn import files
 from hhbench.cnn.architecture import receptive_field_samples
 from hhbench.cnn.devices import short_device_name
+from hhbench.cnn_modes import check_mode
 from hhbench.errors import HHBenchError
 from hhbench.model_location import locate_model
 
