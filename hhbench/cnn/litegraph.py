@@ -43,7 +43,8 @@ def default_threads() -> int:
     return int(n) if n > 0 else usable_cores()
 
 
-#: flatbuffers converted in this process, by `FastGraph.fingerprint()` (the newest few)
+#: flatbuffers converted in this process, by `FastGraph.fingerprint()` (the most
+#: recently used few)
 _CONVERTED: dict[str, bytes] = {}
 _KEEP_CONVERTED = 4
 
@@ -58,12 +59,20 @@ def flatbuffer(fast_graph) -> bytes:
         raise HHBenchError("TensorFlow Lite runs the float32 fast graph without XLA only "
                            f"(got {fast_graph.options.dtype}"
                            f"{', XLA' if fast_graph.options.jit_compile else ''})")
-    key = fast_graph.fingerprint()
-    if key not in _CONVERTED:
-        while len(_CONVERTED) >= _KEEP_CONVERTED:
-            _CONVERTED.pop(next(iter(_CONVERTED)))  # the oldest
-        _CONVERTED[key] = _convert(fast_graph)
-    return _CONVERTED[key]
+    return _recall(_CONVERTED, fast_graph.fingerprint(), lambda: _convert(fast_graph),
+                   keep=_KEEP_CONVERTED)
+
+
+def _recall(cache: dict, key, make, *, keep: int):
+    """cache[key], made by make() when absent; the cache keeps the `keep` most recently
+    used entries (a dict keeps insertion order: the first is the least recently used)."""
+    if key in cache:
+        cache[key] = cache.pop(key)  # now the most recent
+    else:
+        while len(cache) >= keep:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
 
 
 def _convert(fast_graph) -> bytes:
@@ -90,18 +99,16 @@ class LiteGraph:
             raise HHBenchError("num_threads must be >= 1")
         self.fast_graph = fast_graph
         self.num_threads = int(num_threads or default_threads())
+        #: the flatbuffer, kept: another batch size's interpreter needs no new fingerprint
         self._model: bytes | None = None
-        #: batch size → (interpreter, input index, output index), the newest last
+        #: batch size → (interpreter, input index, output index), most recently used last
         self._interpreters: dict[int, tuple] = {}
 
-    def _interpreter(self, batch: int, window_shape) -> tuple:
+    def _new_interpreter(self, batch: int, window_shape) -> tuple:
         import tensorflow as tf
 
         from hhbench.cnn import quiet_native_stderr
 
-        if batch in self._interpreters:
-            self._interpreters[batch] = self._interpreters.pop(batch)  # now the newest
-            return self._interpreters[batch]
         if self._model is None:
             self._model = flatbuffer(self.fast_graph)
         with warnings.catch_warnings(), quiet_native_stderr():  # XNNPACK announces itself
@@ -113,15 +120,13 @@ class LiteGraph:
             index_in = interpreter.get_input_details()[0]["index"]
             interpreter.resize_tensor_input(index_in, [batch, *window_shape])
             interpreter.allocate_tensors()
-        entry = (interpreter, index_in, interpreter.get_output_details()[0]["index"])
-        while len(self._interpreters) >= 2:
-            self._interpreters.pop(next(iter(self._interpreters)))  # the oldest
-        self._interpreters[batch] = entry
-        return entry
+        return interpreter, index_in, interpreter.get_output_details()[0]["index"]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self.fast_graph.check_input_shape(x.shape)
-        interpreter, index_in, index_out = self._interpreter(int(x.shape[0]), x.shape[1:])
+        batch = int(x.shape[0])
+        interpreter, index_in, index_out = _recall(
+            self._interpreters, batch, lambda: self._new_interpreter(batch, x.shape[1:]), keep=2)
         interpreter.set_tensor(index_in, np.ascontiguousarray(x, dtype=np.float32))
         interpreter.invoke()
         return interpreter.get_tensor(index_out)  # a copy: the buffer is reused

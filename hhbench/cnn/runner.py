@@ -136,7 +136,7 @@ class CnnRunner:
                 chunk = x_scaled[start:start + self.max_windows_per_call, :, None]
                 if self.mode == "lite" and self.network is not self.lab_network:
                     # TensorFlow Lite's interpreter: NumPy in, NumPy out, on the CPU
-                    outs.append(self.network(chunk.astype(np.float32))[..., 0])
+                    outs.append(self.network(chunk)[..., 0])  # it converts to float32
                     self.last_device = self.network.device
                 elif self.mode != "predict":
                     y = self.network(tf.constant(chunk, tf.float32))
