@@ -318,20 +318,27 @@ def test_odeint_lab_is_the_lab_way_and_close_to_the_reference():
 
 
 def test_odeint_right_hand_sides_agree_with_the_model():
-    """Both compiled forms (batch: interleaved, into a buffer; one neuron: a tuple) give the
-    model's derivatives bit for bit, and a wrong argument is a TypeError, not a crash."""
-    from hhbench.backends.numba_engine import compiled_ode
+    """Both compiled forms (batch: interleaved; one neuron: the current a float), as odeint
+    gets them from `odeint_functions`, give the model's derivatives bit for bit, each
+    call's into the buffer it returns; a wrong argument is a TypeError, not a crash."""
+    from hhbench.backends.numba_engine import BAND, compiled_ode, odeint_functions
 
     rng = np.random.default_rng(3)
     states = np.column_stack([rng.uniform(-80, 40, 3), rng.random((3, 3))])  # (neuron, vmhn)
     i = rng.uniform(-10, 40, 3)
-    batch = compiled_ode()[0](states.ravel(), 0.0, i, np.empty(12))
+    f_batch, _, band = odeint_functions(3)
+    assert band == BAND
+    batch = f_batch(states.ravel(), 0.0, i).copy()
+    f_one, _, band_one = odeint_functions(1)
+    assert band_one is None
     for b in range(3):
-        one = compiled_ode(one_neuron=True)[0](states[b].copy(), 0.0, i[b])
+        one = f_one(states[b].copy(), 0.0, float(i[b]))
         expected = model.derivatives(*states[b], i[b])
-        assert one == tuple(batch[4 * b:4 * b + 4]) == pytest.approx(expected, rel=1e-12)
+        assert tuple(one) == tuple(batch[4 * b:4 * b + 4]) == pytest.approx(expected, rel=1e-12)
+        # the same buffer every call: odeint copies it before the next
+        assert f_one(states[b].copy(), 0.0, 0.0) is one
     with pytest.raises(TypeError):
-        compiled_ode(one_neuron=True)[0](np.zeros(4), 0.0, None)
+        f_one(np.zeros(4), 0.0, None)
     with pytest.raises(TypeError):  # the entry point unboxes only its compiled types
         compiled_ode()[0](np.zeros(4, dtype=np.float32), 0.0, np.zeros(1), np.zeros(4))
 
@@ -344,7 +351,7 @@ def test_odeint_jacobians_are_the_models_derivatives():
     rng = np.random.default_rng(4)
     states = np.column_stack([rng.uniform(-80, 30, 3), rng.uniform(0.05, 0.95, (3, 3))])
     i = rng.uniform(-10, 40, 3)
-    band = compiled_ode()[1](states.ravel(), 0.0, i, np.empty(12))
+    band = compiled_ode()[1](states.ravel(), 0.0, i)
     assert band.shape == (2 * BAND + 1, 12)
     for b in range(3):
         exact = np.empty((4, 4))
@@ -370,13 +377,13 @@ def test_lsoda_does_less_work_with_the_compiled_jacobian():
     for the same answer within its tolerance."""
     from scipy.integrate import odeint
 
-    from hhbench.backends.numba_engine import BAND, compiled_ode
+    from hhbench.backends.numba_engine import BAND, odeint_functions
 
-    rhs, jac = compiled_ode()
+    rhs, jac, _ = odeint_functions(3)
     i = np.array([6.0, 20.0, 40.0])
     y0 = np.tile([model.V0_MV, model.M0, model.H0, model.N0], 3)
     t = np.arange(0, 40, 0.05)
-    args = (i, np.empty(12))
+    args = (i,)
     plain, info_plain = odeint(rhs, y0, t, args=args, full_output=True, rtol=1.49e-8,
                                atol=1.49e-8)
     fast, info_fast = odeint(rhs, y0, t, args=args, Dfun=jac, ml=BAND, mu=BAND,

@@ -363,7 +363,7 @@ _FD_FLOOR = (1.0, 1e-3, 1e-3, 1e-3)
 
 def _rhs(y, t, i, dy):
     # dy/dt of `batch` neurons stacked as y = (v0, m0, h0, n0, v1, …), currents i (batch,),
-    # written into `dy` (4·batch), which is returned: no array is allocated per call
+    # written into `dy` (4·batch); nothing is returned (see `odeint_functions`)
     for b in range(i.size):
         k = 4 * b
         dv, dm, dh, dn = _derivatives(y[k], y[k + 1], y[k + 2], y[k + 3], i[b])
@@ -371,13 +371,15 @@ def _rhs(y, t, i, dy):
         dy[k + 1] = dm
         dy[k + 2] = dh
         dy[k + 3] = dn
-    return dy
 
 
-def _rhs_one(y, t, i):
-    # one neuron, current i (a float): the derivatives as a tuple, which is cheaper to hand
-    # back to Python than an array (no array object to build; nothing to unbox for i)
-    return _derivatives(y[0], y[1], y[2], y[3], i)
+def _rhs_one(y, t, i, dy):
+    # one neuron, current i a float (nothing to unbox but a number)
+    dv, dm, dh, dn = _derivatives(y[0], y[1], y[2], y[3], i)
+    dy[0] = dv
+    dy[1] = dm
+    dy[2] = dh
+    dy[3] = dn
 
 
 def _fill_neuron_block(block, y, k, i):
@@ -394,9 +396,8 @@ def _fill_neuron_block(block, y, k, i):
             block[row, c] = (f1[row] - f0[row]) / r
 
 
-def _jacobian(y, t, i, dy):
-    # odeint's banded storage, jac[row - col + BAND, col] = d f_row / d y_col; odeint passes
-    # the right-hand side's arguments to the Jacobian too, so dy comes along unused
+def _jacobian(y, t, i):
+    # odeint's banded storage, jac[row - col + BAND, col] = d f_row / d y_col
     jac = np.zeros((2 * BAND + 1, y.size))
     block = np.empty((4, 4))
     for b in range(i.size):
@@ -417,16 +418,15 @@ def _jacobian_one(y, t, i):
 @functools.cache
 def compiled_ode(one_neuron: bool = False):
     """The model's right-hand side and its Jacobian compiled for `scipy.integrate.odeint`,
-    cached on disk: (f, jacobian).
+    cached on disk: (f, jacobian). `odeint_functions` wraps them as odeint wants them.
 
     Batch form: f(y, t, i, dy) with y the 4·batch states interleaved per neuron (v, m, h, n,
-    v, …), i the batch's currents and dy an output buffer of 4·batch that is filled and
-    returned (odeint copies it at once, so one buffer serves every call); jacobian(y, t, i,
-    dy) is banded, (2·BAND + 1, 4·batch): pass `ml=mu=BAND`. LSODA then needs one call per
-    Jacobian instead of 4·batch calls of f (measured: 3.9× fewer calls in all on 16 steps
-    of different amplitudes). `one_neuron=True`: f(y, t, i) with i a float, returning the 4
-    derivatives as a tuple; jacobian(y, t, i) the full 4×4 matrix (banded storage makes
-    LSODA re-evaluate its Jacobian six times as often on one neuron).
+    v, …) and i the batch's currents writes the derivatives into dy (4·batch) and returns
+    nothing; jacobian(y, t, i) is banded, (2·BAND + 1, 4·batch): pass `ml=mu=BAND`. LSODA
+    then needs one call per Jacobian instead of 4·batch calls of f (measured: 3.9× fewer
+    calls in all on 16 steps of different amplitudes). `one_neuron=True`: the same with i a
+    float, and jacobian(y, t, i) the full 4×4 matrix (banded storage makes LSODA
+    re-evaluate its Jacobian six times as often on one neuron).
 
     What is returned are the compiled functions' own C entry points rather than numba's
     dispatchers: odeint calls them thousands of times per trace, and the dispatcher's
@@ -435,7 +435,7 @@ def compiled_ode(one_neuron: bool = False):
     of the wrong kind (None, a list, float32 data) are TypeErrors, but an array of another
     float64-sized dtype, more dimensions or non-contiguous strides is read as if it were the
     signature's 1-D contiguous float64. Callers pass exactly that (odeint's y, and
-    `np.ascontiguousarray` currents).
+    `np.ascontiguousarray` currents and buffers).
     """
     import numba
 
@@ -446,14 +446,36 @@ def compiled_ode(one_neuron: bool = False):
     if one_neuron:
         f = njit(_copy_function(_rhs_one, "_rhs_one_compiled", **kernels))
         jac = njit(_copy_function(_jacobian_one, "_jacobian_one_compiled", _neuron_block=block))
-        example = (np.zeros(4), 0.0, 0.0)
-        f(*example), jac(*example)  # compile or load now, not in a timing
+        i = 0.0
     else:
         f = njit(_copy_function(_rhs, "_rhs_compiled", **kernels))
         jac = njit(_copy_function(_jacobian, "_jacobian_compiled", _neuron_block=block))
-        f(np.zeros(4), 0.0, np.zeros(1), np.zeros(4))
-        jac(np.zeros(4), 0.0, np.zeros(1), np.zeros(4))
+        i = np.zeros(1)
+    f(np.zeros(4), 0.0, i, np.zeros(4)), jac(np.zeros(4), 0.0, i)  # compile or load now
     return tuple(getattr(next(iter(d.overloads.values())), "entry_point", d) for d in (f, jac))
+
+
+def odeint_functions(batch: int):
+    """(f, jacobian, band) for `scipy.integrate.odeint` on `batch` neurons interleaved as in
+    `compiled_ode`, to be called with `args=(i,)`: i the currents (a float for one neuron,
+    a contiguous float64 array of `batch` otherwise) and `ml=mu=band` (None for one
+    neuron: full Jacobian).
+
+    f(y, t, i) fills a buffer of its own with the compiled right-hand side and returns it.
+    odeint copies what f returns at once, so one buffer serves every call; and an array
+    handed back from Python costs odeint nothing to convert, where the compiled function's
+    own return value would be a tuple that odeint converts by sequence discovery or an
+    array that numba boxes anew: ~17 % of the default step's time (measured, one trace).
+    """
+    one = batch == 1
+    rhs, jacobian = compiled_ode(one_neuron=one)
+    dy = np.empty(4 * batch)
+
+    def f(y, t_ms, i):
+        rhs(y, t_ms, i, dy)
+        return dy
+
+    return f, jacobian, (None if one else BAND)
 
 
 def chunk_lanes(batch: int, threads: int) -> int:

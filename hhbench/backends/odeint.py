@@ -6,17 +6,17 @@ changes and LSODA is restarted on each piece (2 pieces for a step, one per sampl
 noise). All traces of a batch are integrated together as one system of 4·batch states.
 
 The right-hand side is the model's `derivatives` compiled with numba
-(`numba_engine.compiled_ode`): LSODA calls it hundreds to thousands of times per trace, and
-a NumPy right-hand side costs ~7 µs per call in interpreter and array overhead. The compiled
-one is called through its C entry point (no dispatcher), writes into one reused buffer
-instead of allocating, and for a single trace takes the current as a float and returns a
-tuple (no array to build or unbox but y): ~0.7 µs per call with odeint's own share. That
-share is ~0.4 µs (measured with a C-level right-hand side): odeint's callback wrapper and
-LSODA. LSODA also gets the Jacobian (forward differences in compiled code; banded for a
-batch, whose states are interleaved per neuron) instead of estimating it with 4·batch
-calls of the right-hand side. Going below needs LSODA driven from compiled code: odeint
-accepts no `scipy.LowLevelCallable`, and SciPy exports no LSODA symbol. `odeint-lab` keeps
-the lab's way as the baseline.
+(`numba_engine.odeint_functions`): LSODA calls it hundreds to thousands of times per trace,
+and a NumPy right-hand side costs ~7 µs per call in interpreter and array overhead. The
+compiled one is called through its C entry point (no dispatcher) from a two-line Python
+function that hands odeint one reused buffer (an array odeint need not convert; for a single
+trace the current is a float): ~0.64 µs per call with odeint's own share. That share is
+~0.4 µs (measured with a C-level right-hand side): odeint's callback wrapper and LSODA.
+LSODA also gets the Jacobian (forward differences in compiled code; banded for a batch,
+whose states are interleaved per neuron) instead of estimating it with 4·batch calls of the
+right-hand side. Going below needs LSODA driven from compiled code: odeint accepts no
+`scipy.LowLevelCallable`, and SciPy exports no LSODA symbol. `odeint-lab` keeps the lab's
+way as the baseline.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from scipy.integrate import odeint
 
 from hhbench import model
-from hhbench.backends import register
+from hhbench.backends import numba_engine, register
 from hhbench.backends.base import Backend
 
 #: odeint's default tolerances, the lab's
@@ -42,10 +42,7 @@ class Odeint(Backend):
         self.rtol, self.atol = float(rtol), float(atol)
 
     def prepare(self):
-        from hhbench.backends import numba_engine
-        self._batch_fns = numba_engine.compiled_ode()
-        self._one_fns = numba_engine.compiled_ode(one_neuron=True)
-        self._band = numba_engine.BAND
+        numba_engine.compiled_ode(), numba_engine.compiled_ode(one_neuron=True)  # compile now
 
     def settings(self):
         return {"rtol": self.rtol, "atol": self.atol, "rhs": "numba",
@@ -61,16 +58,14 @@ class Odeint(Backend):
         starts = np.concatenate(([0], changes))
         ends = np.concatenate((changes, [n_samples - 1]))
         current = np.ascontiguousarray(current_ua, dtype=np.float64)
-        dy = np.empty(4 * batch)  # the right-hand side's output, reused by every call
-        (rhs, jac), band = ((self._one_fns, None) if batch == 1
-                            else (self._batch_fns, self._band))
+        rhs, jac, band = numba_engine.odeint_functions(batch)
         with np.errstate(all="ignore"):
             for start, end in zip(starts, ends):
                 if end <= start:
                     continue
                 t = np.arange(start, end + 1) * dt_ms
                 args = ((float(current[0, start]),) if batch == 1
-                        else (np.ascontiguousarray(current[:, start]), dy))
+                        else (np.ascontiguousarray(current[:, start]),))
                 ys = odeint(rhs, y, t, args=args, Dfun=jac, ml=band, mu=band,
                             rtol=self.rtol, atol=self.atol)
                 out[start + 1:end + 1] = ys[1:].reshape(-1, batch, 4)
