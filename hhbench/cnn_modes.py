@@ -14,11 +14,12 @@ MODES = ("auto", "lite", "compiled", "lab-graph", "predict")
 
 
 def check_mode(mode: str, devices=()) -> str:
-    """`mode` if it is one of MODES (and, for "lite", none of the requested `devices` is a
-    GPU: TensorFlow Lite runs on the CPU only), else HHBenchError with one line."""
+    """`mode` if it is one of MODES (and, for "lite", none of `devices` is a GPU: TensorFlow
+    Lite runs on the CPU only), else HHBenchError with one line. `devices` are requests
+    ("cpu", "gpu", "gpu:N", "auto") or TensorFlow's device names ("/GPU:0")."""
     if mode not in MODES:
         raise HHBenchError(f"unknown CNN mode {mode!r}; choose one of: {', '.join(MODES)}")
-    gpus = [d for d in devices if str(d).strip().lower().startswith("gpu")]
+    gpus = [d for d in devices if "gpu" in str(d).lower()]
     if mode == "lite" and gpus:
         raise HHBenchError(f"CNN mode 'lite' runs on the CPU only (device {gpus[0]}); "
                            "use mode 'compiled' or 'auto' on a GPU")

@@ -228,15 +228,11 @@ def resolve_mode(mode: str, tf_device: str, fast_options) -> str:
     XLA, else "compiled"; an explicit "lite" elsewhere is refused."""
     from hhbench.cnn.fastgraph import FastGraphOptions
 
-    check_mode(mode)
+    check_mode(mode, (tf_device,))
     options = fast_options or FastGraphOptions()
-    on_cpu = "CPU" in tf_device.upper()
     plain = options.dtype == "float32" and not options.jit_compile
     if mode == "auto":
-        return "lite" if on_cpu and plain else "compiled"
-    if mode == "lite" and not on_cpu:
-        raise HHBenchError(f"CNN mode 'lite' runs on the CPU only (device {tf_device}); "
-                           "use mode 'compiled' on a GPU")
+        return "lite" if "CPU" in tf_device.upper() and plain else "compiled"
     if mode == "lite" and not plain:
         raise HHBenchError("CNN mode 'lite' runs the float32 fast graph without XLA only; "
                            "use mode 'compiled' for another precision or XLA")
