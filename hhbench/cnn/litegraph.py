@@ -43,6 +43,12 @@ def default_threads() -> int:
     return int(n) if n > 0 else usable_cores()
 
 
+def supports(options) -> bool:
+    """Whether TensorFlow Lite runs the fast graph built with `options` (a
+    `FastGraphOptions`): float32, without XLA."""
+    return options.dtype == "float32" and not options.jit_compile
+
+
 #: flatbuffers converted in this process, by `FastGraph.fingerprint()` (the most
 #: recently used few)
 _CONVERTED: dict[str, bytes] = {}
@@ -55,7 +61,7 @@ def flatbuffer(fast_graph) -> bytes:
     Converted once per process and model: the conversion takes ~0.4 s, and a fresh runner
     of the same weights (`hhbench run` makes one per case) gets the same bytes, as a fresh
     numba backend gets the kernels compiled earlier in the process."""
-    if fast_graph.options.dtype != "float32" or fast_graph.options.jit_compile:
+    if not supports(fast_graph.options):
         raise HHBenchError("TensorFlow Lite runs the float32 fast graph without XLA only "
                            f"(got {fast_graph.options.dtype}"
                            f"{', XLA' if fast_graph.options.jit_compile else ''})")

@@ -227,10 +227,10 @@ def resolve_mode(mode: str, tf_device: str, fast_options) -> str:
     """The mode that runs: "auto" → "lite" on the CPU for the float32 fast graph without
     XLA, else "compiled"; an explicit "lite" elsewhere is refused."""
     from hhbench.cnn.fastgraph import FastGraphOptions
+    from hhbench.cnn.litegraph import supports
 
     check_mode(mode, (tf_device,))
-    options = fast_options or FastGraphOptions()
-    plain = options.dtype == "float32" and not options.jit_compile
+    plain = supports(fast_options or FastGraphOptions())
     if mode == "auto":
         return "lite" if "CPU" in tf_device.upper() and plain else "compiled"
     if mode == "lite" and not plain:
