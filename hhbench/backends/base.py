@@ -6,6 +6,16 @@ A backend is an object with three duties:
     It is idempotent; the timing harness measures the first call to `run` as cold start.
   * `run(stimulus)`: simulate, returning a `SimResult` with V in mV.
 
+What a backend can do is declared by the backend, never decided elsewhere by its name:
+  * `device_kinds`: the kinds of device it runs on ("cpu", "gpu"); `resolve_device(request,
+    options)` turns a request ("auto", "cpu", "gpu", "gpu:N", "gpu:all") into the device it
+    will run on, through its own runtime (`visible_gpus`), or raises `DeviceNotSupported`
+    (the case is skipped, with the reason) or HHBenchError (a GPU asked for and absent);
+  * `runtime_of(options)`: the heavy framework it imports ("tensorflow", "jax", "cuda") or
+    None: the worker processes are grouped by it, so each is imported once per process;
+  * `option_defaults`: the options a config may set (`check_options` refuses others); a
+    backend that takes a `device` option (GPU backends) gets the resolved device there.
+
 Concrete backends implement `_integrate` (current → V on the input's own time grid) or,
 like the CNN whose output covers a shorter window, override `run` and call `_result`.
 """
@@ -19,6 +29,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from hhbench.devices import DeviceNotSupported, nvidia_driver_present, parse_device, pick_gpu
 from hhbench.errors import DivergenceWarning, HHBenchError
 from hhbench.stimuli import Stimulus
 
@@ -70,6 +81,61 @@ class Backend(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: the command that installs what `requires` names (e.g. an extra of hhbench)
     install_hint: ClassVar[str] = ""
+    #: kinds of device it runs on; a backend with "gpu" takes a `device` option
+    device_kinds: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: the heavy framework it imports (its cases get worker processes of their own)
+    runtime: ClassVar[str | None] = None
+    #: options a config may set (keyword arguments of the constructor), with defaults
+    option_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    @classmethod
+    def runtime_of(cls, options: Mapping[str, Any] | None = None) -> str | None:
+        """The heavy framework this backend imports with these options (None: numba or
+        NumPy only)."""
+        return cls.runtime
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any] | None, devices=()) -> dict:
+        """`options` as a dict if every key is one of `option_defaults`, else HHBenchError
+        naming the key; `devices` are the requests it will run with. Checked in the parent
+        before any work; a backend with option values to check overrides this (and the
+        constructor checks them again)."""
+        options = dict(options or {})
+        for key in options:
+            if key not in cls.option_defaults or key == "device":
+                valid = ", ".join(k for k in cls.option_defaults if k != "device") or "none"
+                raise HHBenchError(f"backend {cls.name!r} has no option {key!r} "
+                                   f"(its options: {valid})")
+        return options
+
+    @classmethod
+    def visible_gpus(cls, options: Mapping[str, Any] | None = None) -> int:
+        """GPUs this backend's runtime sees (0 for a backend that runs on the CPU only)."""
+        return 0
+
+    @classmethod
+    def resolve_device(cls, request: str = "auto",
+                       options: Mapping[str, Any] | None = None) -> str:
+        """The device ("cpu", "gpu:N", "gpu:all") this backend runs on for `request`.
+
+        "auto" is the first GPU when the backend runs on GPUs and its runtime sees one, else
+        the CPU. DeviceNotSupported (an HHBenchError) when the backend does not run on that
+        kind of device; HHBenchError when a GPU is asked for and its runtime sees none."""
+        req = parse_device(request)
+        kinds = cls.device_kinds
+        if req.kind == "auto":
+            if "gpu" in kinds and nvidia_driver_present() and cls.visible_gpus(options) > 0:
+                return "gpu:0"
+            if "cpu" in kinds:
+                return "cpu"
+            raise DeviceNotSupported(f"{cls.name} runs on GPUs only, and none is here")
+        if req.kind not in kinds:
+            only = " and ".join(k.upper() if k == "cpu" else k.upper() + "s" for k in kinds)
+            raise DeviceNotSupported(f"{cls.name} runs on the {only} only")
+        if req.kind == "cpu":
+            return "cpu"
+        n_gpus = cls.visible_gpus(options) if nvidia_driver_present() else 0
+        return pick_gpu(req, n_gpus, cls.runtime_of(options) or cls.name)
 
     @classmethod
     def is_available(cls) -> bool:
