@@ -10,7 +10,7 @@ import numpy as np
 from hhbench import stimuli
 import warnings
 
-from hhbench.backends import get_backend
+from hhbench.backends import backend_classes, get_backend
 from hhbench.errors import DivergenceWarning
 from hhbench.suite import accuracy, cached_reference, case_stimulus, make_backend
 from hhbench.timing import TimingSettings, finish, measure
@@ -58,11 +58,11 @@ class ColdStart:
     def setup(self, backend):
         skip_if_unavailable(backend)
         self.stimulus = case_stimulus("step", 1)
-        # importing a library is not part of a backend's cold start
-        if backend == "cnn":
-            import hhbench.cnn  # noqa: F401  (TensorFlow, tf_keras)
-        elif backend in ("numba", "exp-euler", "reference"):
-            import numba  # noqa: F401
+        # importing a library is not part of a backend's cold start: import the runtime
+        # the backend declares (TensorFlow, JAX, CUDA), else numba
+        import importlib
+        runtime = backend_classes()[backend].runtime_of()
+        importlib.import_module({"cuda": "numba.cuda", None: "numba"}.get(runtime, runtime))
 
     def track_cold_start(self, backend):
         fresh = make_backend(backend, device="cpu")

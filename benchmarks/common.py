@@ -19,7 +19,7 @@ def skip_if_unavailable(backend: str) -> None:
     cls = backend_classes()[backend]
     if not cls.is_available():
         raise NotImplementedError(f"{backend} needs {cls.requires}")
-    if backend == "cnn":
+    if "model" in cls.option_defaults:  # a surrogate: its model must be found too
         from hhbench.errors import HHBenchError
         try:
             from hhbench.model_location import locate_model

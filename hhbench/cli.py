@@ -34,6 +34,26 @@ def _csv_list(text: str, cast=str) -> tuple:
         raise HHBenchError(f"not a comma-separated list of numbers: {text!r}") from None
 
 
+def _backend_options(items: list[str] | None, *, single: str | None = None) -> dict:
+    """`--option` values, BACKEND.KEY=VALUE (with `single`, a one-backend command, also
+    KEY=VALUE), as {backend: {key: value}}; a VALUE that reads as JSON (a number, true,
+    null) is that, else a string."""
+    import json
+    options: dict = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        name, dot, option = key.strip().rpartition(".")
+        if not sep or not option or not (dot or single):
+            raise HHBenchError(f"--option {item!r}: write BACKEND.KEY=VALUE, e.g. "
+                               "cnn.precision=tf32")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        options.setdefault(name or single, {})[option] = value
+    return options
+
+
 # -- subcommands ---------------------------------------------------------------------------
 
 def cmd_backends(args) -> int:
@@ -48,8 +68,9 @@ def cmd_backends(args) -> int:
 
 def cmd_simulate(args) -> int:
     from hhbench import stimuli
-    from hhbench.backends import get_backend
+    from hhbench.backends import check_name
     from hhbench.memory import case_bytes, check_fits
+    from hhbench.suite import make_backend
     from hhbench.metrics import spike_count
     from hhbench.results import write_trace_csv
 
@@ -67,10 +88,14 @@ def cmd_simulate(args) -> int:
     if args.stimulus == "noise":
         params.update(sigma_ua=args.sigma, seed=args.seed)
     stim = stimuli.make(args.stimulus, **{k: v for k, v in params.items() if v is not None})
-    options = {"model": args.model, "device": args.device} if args.backend == "cnn" else {}
-    if args.backend != "cnn" and (args.model or args.device != "auto"):
-        raise HHBenchError("--model and --device apply to the cnn backend only")
-    backend = get_backend(args.backend, **options)
+    options = _backend_options(args.option, single=args.backend)
+    others = sorted(set(options) - {args.backend})
+    if others:
+        raise HHBenchError(f"--option for {others[0]!r}, but the backend is {args.backend!r}")
+    if args.model and "model" not in check_name(args.backend).option_defaults:
+        raise HHBenchError(f"--model: backend {args.backend!r} takes no model")
+    backend = make_backend(args.backend, device=args.device,
+                           options=options.get(args.backend), model=args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DivergenceWarning)
         result = backend.run(stim)
@@ -80,13 +105,47 @@ def cmd_simulate(args) -> int:
         from hhbench.plot import plot_trace
         plot_trace(result, args.plot)
     state = "DIVERGED (the integrator overflowed)" if result.any_diverged else \
-        f"{int(spike_count(result.v_batch)[0])} spikes"
-    print(f"{args.backend} on {stim.kind} ({stim.describe()}): {state}; "
-          f"output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms on {result.device}"
-          + (f"; wrote {csv_path}" if csv_path else ""))
+        plural(int(spike_count(result.v_batch)[0]), "spike")
+    print(f"{args.backend} on a {describe_in_words(stim)}: {state}; "
+          f"output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms on {result.device}")
+    for path in (csv_path, args.plot):
+        if path:
+            print(f"wrote {path}")
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return 0
+
+
+def plural(n: int, word: str) -> str:
+    """'1 spike', '0 spikes', '2 spikes'."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _num(value) -> str:
+    """A stimulus setting as a person writes it: 20, 17.8, 0.05; a batch's values joined."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_num(v) for v in value)
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def describe_in_words(stim) -> str:
+    """The stimulus in words, e.g. 'step of 20 µA/cm² from 17.8 ms, 2560 samples at 20 kHz
+    (128 ms)' (`Stimulus.describe()` gives the same settings as a dict, for files)."""
+    p = stim.params
+    onset = f"from {_num(p['onset_ms'])} ms" if "onset_ms" in p else ""
+    if stim.kind == "step":
+        what = f"step of {_num(p.get('amplitude_ua'))} µA/cm²"
+    elif stim.kind == "sine":
+        what = f"sine of {_num(p.get('amplitude_ua'))} µA/cm² at {_num(p.get('freq_khz'))} kHz"
+    elif stim.kind == "noise":
+        what = f"white noise of σ = {_num(p.get('sigma_ua'))} µA/cm²"
+        onset += f", seed {p['seed']}" if p.get("seed") is not None else ""
+    else:  # a stimulus made some other way: its kind and settings as they are
+        what = stim.kind + "".join(f", {k} {_num(v)}" for k, v in p.items())
+        onset = ""
+    rows = f", {plural(stim.batch_size, 'trace')}" if stim.batch_size > 1 else ""
+    return (f"{what} {onset}".strip() + f", {stim.n_samples} samples at {_num(stim.fs_khz)} kHz "
+            f"({_num(stim.duration_ms)} ms){rows}")
 
 
 def _require_cnn(command: str) -> None:
@@ -157,6 +216,8 @@ def cmd_run(args) -> int:
         overrides["batches"] = _csv_list(args.batch, int)
     if args.device:
         overrides["devices"] = _csv_list(args.device)
+    if args.option:
+        overrides["options"] = _backend_options(args.option)
     for name in ("reference", "model"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -214,8 +275,10 @@ def format_table(results) -> str:
         df["status"] = [s if not isinstance(r, str) else f"{s}: {r}"
                         for s, r in zip(df["status"], df["reason"])]
     cols = ["backend", "stimulus", "batch", "device", "cold_ms", "warm_median_ms", "warm_iqr_ms",
-            "spread_pct", "per_trace_ms", "traces_per_s", "rmse_mv", "spike_count_error", "gamma",
-            "status"]
+            "spread_pct", "per_trace_ms", "traces_per_s", "device_only_ms", "rmse_mv",
+            "spike_count_error", "gamma", "status"]
+    if "device_only_ms" in df and df["device_only_ms"].isna().all():
+        df = df.drop(columns="device_only_ms")  # no GPU case: a column of dashes
     df = df[[c for c in cols if c in df.columns]]
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", lambda x: f"{x:.3g}"):
@@ -290,7 +353,7 @@ def cmd_floor(args) -> int:
                                                                 "cnn")
     settings = TimingSettings(min_repeats=args.repeats, min_time_s=args.min_time)
     report = floor_report(backends, batch=args.batch, device=args.device, model=args.model,
-                          settings=settings)
+                          settings=settings, options=_backend_options(args.option))
     print(format_floor(report))
     if out:
         from hhbench.atomic import atomic_write
@@ -302,8 +365,9 @@ def cmd_floor(args) -> int:
 def cmd_scaling(args) -> int:
     from hhbench.scaling import ScalingConfig, run_scaling, write_scaling
 
-    options = {"max_batch": args.max_batch, "budget_s": args.budget_s, "device": args.device,
-               "model": args.model, "n_samples": args.samples}
+    options = {"max_batch": args.max_batch, "budget_s": args.budget_s,
+               "devices": _csv_list(args.device), "model": args.model,
+               "n_samples": args.samples, "options": _backend_options(args.option)}
     if args.backends:
         options["backends"] = _csv_list(args.backends)
     if args.lengths:
@@ -354,17 +418,45 @@ def _positive_float(text: str) -> float:
 _FMT = argparse.RawDescriptionHelpFormatter
 
 RUN_WORDS = """\
+what `hhbench run` prints: a line describing the machine, a line saying the reference and
+the number of processes, then one row per case (backend x stimulus x batch x device), then
+a note per skipped backend, "wrote FILE" per file written, and warnings (e.g. a busy
+machine, or processes that disagree by more than 3 %) on stderr.
+
+columns (times in ms; every case is timed in --processes fresh processes):
+  backend, stimulus, batch, device
+                     the case: simulator, current waveform, traces per call, and where
+                     it ran (as the backend names it, e.g. cpu or CPU:0)
+  cold_ms            set-up (model loading, compilation or cache load) + first call,
+                     the median over processes
+  warm_median_ms     the median over processes of each process' median warm call:
+                     the process, not the sample, is the unit
+  warm_iqr_ms        interquartile range (75th - 25th percentile) of the warm calls of all
+                     processes together: how much single calls vary
+  spread_pct         how much the processes disagree: coefficient of variation (standard
+                     deviation / mean) of the per-process medians, in %; above 3 %
+                     `hhbench check` warns and `compare` may say inconclusive
+  per_trace_ms       warm_median_ms / batch
+  traces_per_s       batch / warm median, in traces per second
+  device_only_ms     GPU cases only: one more timing with the data already on the device
+                     (no copies); the column is left out when no case ran on a GPU
+  rmse_mv            median over the case's traces of the RMS difference from the
+                     reference, mV
+  spike_count_error  mean over traces of |spikes - reference spikes|
+  gamma              coincidence factor, median over traces: 1 = every spike matched within
+                     2 ms, 0 = no better than chance
+  status             see below
+  -                  no figure: the case diverged, failed or was skipped (or no GPU ran)
+
 status of each case (the table's last column, and "status" in the JSON):
   ok        ran; timing and accuracy are in the row
   diverged  ran, but the integrator overflowed on at least one trace (forward Euler on
             a strong current); timed, and those traces have no accuracy figures
-  failed    the backend raised an error; the message is in the results ("error")
-  skipped   the backend is not installed here (e.g. cnn without TensorFlow); the reason
-            is in the results ("error") and printed as a note below the table
-columns: cold_ms = set-up + first call; warm_median_ms / warm_iqr_ms = median and
-interquartile range of the timed calls; per_trace_ms = warm median / batch;
-traces_per_s = batch / warm median; rmse_mv, spike_count_error (mean |count difference|),
-gamma (coincidence factor, 1 = every spike matched within 2 ms) against the reference."""
+  failed    the backend raised an error; the reason follows "failed:" in the table and is
+            kept in full in the results ("error"); the exit status is then 1
+  skipped   the backend cannot run here (e.g. cnn without TensorFlow, or a GPU-only
+            backend without a GPU); the reason is in the results ("error") and printed
+            as a note below the table"""
 
 COMPARE_WORDS = """\
 speed verdict per case, from NEW/OLD = ratio of the per-process medians and its
@@ -423,7 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="cnn only: a model folder (Gmodel.json + Gmodel.h5) or "
                                     ".keras file (default: $HHBENCH_MODEL, else the shipped model)")
     s.add_argument("--device", default="auto",
-                   help="cnn only: cpu, gpu, gpu:N or auto (default: auto = a GPU if present)")
+                   help="cpu, gpu, gpu:N, gpu:all or auto (default: auto = a GPU if the backend "
+                        "runs on one and one is here)")
+    s.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a backend option, e.g. precision=float32 (repeatable; `hhbench "
+                        "backends` lists each backend's options)")
     s.add_argument("-o", "--output", help="write the trace as CSV with columns t_ms,current,v_mV "
                                           "(for the cnn: its output window)")
     s.add_argument("--plot", help="write a PNG of current and voltage")
@@ -476,8 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("run", help="run the benchmark suite", formatter_class=_FMT,
-                       description="Run every backend x stimulus x batch (x device for the "
-                                   "cnn): set-up, first call (cold), warm-up, timed calls; then "
+                       description="Run every backend x stimulus x batch x device: set-up, first call (cold), warm-up, timed calls; then "
                                    "accuracy against the reference. Prints a table; writes "
                                    "every sample, setting and the machine's description.",
                        epilog=RUN_WORDS)
@@ -490,8 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backends", help="comma-separated names (default: all of `hhbench backends`)")
     s.add_argument("--stimuli", help="comma-separated: step,sine,noise (default: all)")
     s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64 (default: 1,16)")
-    s.add_argument("--device", help="cnn devices, comma-separated: cpu,gpu,gpu:N,auto "
-                                    "(default: auto)")
+    s.add_argument("--device", help="devices, comma-separated: cpu,gpu,gpu:N,gpu:all,auto "
+                                    "(default: auto); every backend runs on each device it "
+                                    "can, the rest are skipped with the reason")
+    s.add_argument("--option", action="append", metavar="BACKEND.KEY=VALUE",
+                   help="a backend option, e.g. cnn.precision=tf32 or jax.precision=float32 "
+                        "(repeatable; also `options` in --config)")
     s.add_argument("--processes", type=_positive_int,
                    help="fresh processes that time each case (default 3; compare needs >= 3)")
     s.add_argument("--repeats", type=_positive_int,
@@ -518,7 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("floor", help="each backend against the floor the hardware allows")
     s.add_argument("--backends", help="comma-separated (default numpy,numba,exp-euler,cnn)")
     s.add_argument("--batch", type=_positive_int, default=64, help="traces per timed call (64)")
-    s.add_argument("--device", default="auto", help="CNN and matmul device: cpu, gpu, gpu:N, auto")
+    s.add_argument("--device", default="auto",
+                   help="cpu, gpu, gpu:N or auto: each backend on it where it can run there "
+                        "(auto: a GPU for the backends that run on one); a GPU's ceilings are "
+                        "measured with JAX")
+    s.add_argument("--option", action="append", metavar="BACKEND.KEY=VALUE",
+                   help="a backend option, e.g. jax.precision=float32 (repeatable)")
     s.add_argument("--model", help="cnn model folder or .keras file (default: the shipped one)")
     s.add_argument("--repeats", type=_positive_int, default=3, help="minimum timed repeats (3)")
     s.add_argument("--min-time", type=_nonnegative_float, default=0.5,
@@ -536,7 +640,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lengths", help="comma-separated sample counts for the length sweep")
     s.add_argument("--budget-s", type=_positive_float, default=30.0,
                    help="seconds per backend and sweep")
-    s.add_argument("--device", default="auto", help="CNN device: cpu, gpu, gpu:N, auto")
+    s.add_argument("--device", default="auto",
+                   help="devices, comma-separated (cpu,gpu,gpu:N,gpu:all,auto; default auto): "
+                        "every backend on each device it runs on; with a CPU and a GPU, the "
+                        "batch from which the GPU is cheaper per trace is reported")
+    s.add_argument("--option", action="append", metavar="BACKEND.KEY=VALUE",
+                   help="a backend option, e.g. jax.precision=float32 (repeatable)")
     s.add_argument("--model", help="cnn model folder or .keras file (default: the shipped one)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_scaling)

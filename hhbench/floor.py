@@ -17,6 +17,14 @@ For every backend, in one run:
     step stimulus at the given batch), and achieved / floor (1 = at the floor).
 Backends whose work per unit is not counted (odeint's adaptive steps, a kernel without
 counts) get no floor and say why.
+
+Each backend runs on the device it resolves the request to (`Backend.resolve_device`); a
+backend that cannot run there gets a line saying why. A GPU's ceilings are measured with
+JAX on that GPU (`hhbench.jax_ceilings`: matmul in float32, TF32, bfloat16 and float64;
+elementwise exp and fma in float64 and float32), and a GPU backend's floor uses the rates
+of the precision it runs in: for HH the larger of exps / exp rate and the other
+operations / (2 · fma rate) (every multiply and add paired into an fma: optimistic); for
+the CNN its matmul FLOPs at float32, TF32 or bfloat16.
 """
 
 from __future__ import annotations
@@ -48,6 +56,13 @@ class Ceilings:
     matmul_source: str = "tensorflow"
     device: str = "/CPU:0"
     exp_threads: int = 1
+    #: measured on GPUs (with JAX), None elsewhere: matmul in TF32 and bfloat16, and the
+    #: elementwise rates of exp (float32) and fma (float64, float32) per second
+    matmul_tf32_flops: float | None = None
+    matmul_bf16_flops: float | None = None
+    exp_f32_per_s: float | None = None
+    fma_f64_per_s: float | None = None
+    fma_f32_per_s: float | None = None
 
     def __post_init__(self):
         for name in ("matmul_f32_flops", "matmul_f64_flops", "exp_f64_per_s"):
@@ -134,6 +149,16 @@ def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
     return workers * n * passes / timed.median_s
 
 
+def gpu_ceilings(device: str) -> Ceilings:
+    """A GPU's ceilings ("gpu:N"), measured now with JAX on it (`hhbench.jax_ceilings`)."""
+    from importlib.util import find_spec
+    if find_spec("jax") is None:
+        raise HHBenchError(f"the ceilings of {device} are measured with JAX, which is not "
+                           "installed; install with: pip install 'hhbench[jax]'")
+    from hhbench.jax_ceilings import measure_device_ceilings
+    return Ceilings(**measure_device_ceilings(device), matmul_source="jax", device=device)
+
+
 def measure_ceilings(device: str = "/CPU:0", *, n_matmul: int | None = None,
                      settings: TimingSettings = CEILING_SETTINGS) -> Ceilings:
     """The machine's ceilings, measured now (seconds of work)."""
@@ -147,28 +172,35 @@ def measure_ceilings(device: str = "/CPU:0", *, n_matmul: int | None = None,
 
 # -- floors --------------------------------------------------------------------------------
 
-def hh_floor_s(ops: dict, ceilings: Ceilings) -> tuple[float, str]:
+def hh_floor_s(ops: dict, ceilings: Ceilings, precision: str = "float64"
+               ) -> tuple[float, str]:
     """Seconds per neuron-step allowed by the ceilings, and which bound sets it.
 
     ops: counts per neuron-step with key "exp" and any of `FLOP_KEYS` (an fma is two
     operations; other keys, e.g. a "flops" total or "cmp", are ignored). exp-bound:
-    exp / exp rate; flop-bound: the arithmetic / float64 matmul rate. The floor is the
+    exp / exp rate (of `precision`, where measured); flop-bound: the arithmetic / twice
+    the fma rate where measured (a GPU), else / the float64 matmul rate. The floor is the
     larger."""
     if "exp" not in ops:
         raise HHBenchError("HH operation counts need an 'exp' entry")
+    single = precision == "float32"
     flops = sum(int(v) * FLOP_KEYS[k] for k, v in ops.items() if k in FLOP_KEYS)
-    t_exp = int(ops["exp"]) / ceilings.exp_f64_per_s
-    t_flop = flops / ceilings.matmul_f64_flops
+    exp_rate_ = (ceilings.exp_f32_per_s if single else None) or ceilings.exp_f64_per_s
+    fma = ceilings.fma_f32_per_s if single else ceilings.fma_f64_per_s
+    t_exp = int(ops["exp"]) / exp_rate_
+    t_flop = flops / (2.0 * fma if fma else ceilings.matmul_f64_flops)
     return (t_exp, "exp") if t_exp >= t_flop else (t_flop, "flops")
 
 
 def cnn_floor_s(matmul_flops: int, ceilings: Ceilings, dtype: str = "float32") -> float:
-    """Seconds per trace: the network's matmul FLOPs at the matmul rate of `dtype`."""
-    rate = ceilings.matmul_f64_flops if dtype == "float64" else ceilings.matmul_f32_flops
+    """Seconds per trace: the network's matmul FLOPs at the matmul rate of `dtype`
+    ("float32", "tf32", "bfloat16", "float64"; TF32 and bfloat16 where measured)."""
+    rate = {"float64": ceilings.matmul_f64_flops, "tf32": ceilings.matmul_tf32_flops,
+            "bfloat16": ceilings.matmul_bf16_flops}.get(dtype) or ceilings.matmul_f32_flops
     return matmul_flops / rate
 
 
-def hh_operations(backend: str) -> tuple[dict | None, str]:
+def hh_operations(backend: str, kernel: str | None = None) -> tuple[dict | None, str]:
     """(counts per neuron-step, note) for an HH backend: the counted operations of the step
     kernel it runs (`hhbench.model.count_step_operations`); (None, why) where the work per
     neuron-step is not fixed."""
@@ -180,7 +212,7 @@ def hh_operations(backend: str) -> tuple[dict | None, str]:
         return None, "adaptive steps: no fixed work per neuron-step"
     if backend == "numpy":  # the lab's own six-exponential step, run by NumPy
         return dict(model.count_step_operations("euler_step")), "step euler_step"
-    kernel = getattr(check_name(backend), "kernel", None)
+    kernel = kernel or getattr(check_name(backend), "kernel", None)
     if kernel is None:
         return None, f"{backend} runs no counted step kernel"
     return dict(get_kernel(kernel).operation_count()), f"step kernel {kernel}"
@@ -189,84 +221,103 @@ def hh_operations(backend: str) -> tuple[dict | None, str]:
 # -- achieved ------------------------------------------------------------------------------
 
 def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = "auto",
-               model: str | None = None, cnn_mode: str = "auto",
+               model: str | None = None, options: dict | None = None,
                settings: TimingSettings = TimingSettings(), n_samples: int | None = None
                ) -> FloorLine:
-    """Count, floor and time one backend on the suite's step stimulus of `batch` traces."""
+    """Count, floor and time one backend on the suite's step stimulus of `batch` traces
+    on `device` (a request the backend resolves)."""
     from hhbench import stimuli as stimlib
     from hhbench.suite import case_stimulus, make_backend
 
     stim = case_stimulus("step", batch, n_samples=n_samples or stimlib.DEFAULT_SAMPLES)
-    backend = make_backend(name, device=device, model=model, cnn_mode=cnn_mode)
+    backend = make_backend(name, device=device, model=model, options=options)
     backend.prepare()
     timed, _ = measure(lambda: backend.run(stim), settings)
-    if name == "cnn":
-        from hhbench.cnn.flops import count_flops
-
-        runner = backend.runner
-        counts = count_flops(runner.model)
-        windows = len(runner.window_starts(max(stim.n_samples, runner.window)))
-        per_trace = counts["matmul_flops"] * windows
+    where = f" on {backend.device}"
+    precision = str(backend.settings().get("precision", "float64"))
+    trace_work = backend.trace_work(stim.n_samples)
+    if trace_work is not None:  # a surrogate: counted per trace, bound by matmul
+        per_trace = trace_work["matmul_flops"]
+        dtype = "tf32" if "tf32" in precision else "bfloat16" if "bfloat16" in precision \
+            else "float32"
         return FloorLine(backend=name, unit="trace", batch=batch,
-                         operations={"matmul_flops": per_trace,
-                                     "bias_adds": counts["bias_adds"] * windows,
-                                     "activations": counts["activations"] * windows},
-                         floor_s=cnn_floor_s(per_trace, ceilings), bound="matmul f32",
-                         achieved_s=timed.median_s / batch,
-                         note=f"{runner.graph}, {windows} window(s) per trace")
+                         operations={k: v for k, v in trace_work.items() if k != "note"},
+                         floor_s=cnn_floor_s(per_trace, ceilings, dtype),
+                         bound=f"matmul {dtype}", achieved_s=timed.median_s / batch,
+                         note=trace_work.get("note", "") + where)
     substeps = int(backend.settings().get("substeps", 1) or 1)
     steps = batch * stim.n_samples * substeps
-    ops, note = hh_operations(name)
-    floor, bound = hh_floor_s(ops, ceilings) if ops else (None, None)
+    ops, note = hh_operations(name, getattr(backend, "kernel", None))
+    floor, bound = hh_floor_s(ops, ceilings, precision) if ops else (None, None)
     return FloorLine(backend=name, unit="neuron-step", batch=batch, operations=ops or {},
-                     floor_s=floor, bound=bound, achieved_s=timed.median_s / steps, note=note)
+                     floor_s=floor, bound=bound and f"{bound} {precision}",
+                     achieved_s=timed.median_s / steps, note=note + where)
 
 
 def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str | None = None,
                  settings: TimingSettings = TimingSettings(),
-                 n_samples: int | None = None) -> dict:
-    """Ceilings (per device: the CPU's, and the CNN's device's when that is a GPU) and one
-    FloorLine per backend, JSON-ready. A backend that cannot run here gets a line with its
-    error as the note."""
-    from importlib.util import find_spec
+                 n_samples: int | None = None, options: dict | None = None) -> dict:
+    """Ceilings (per device a backend runs on: the CPU's; a GPU's measured with JAX) and
+    one FloorLine per backend, JSON-ready. A backend that cannot run here, or not on
+    `device`, gets a line with the reason as the note."""
+    from hhbench.backends import check_name
+    from hhbench.devices import DeviceNotSupported, parse_device
+    from hhbench.suite import backend_options
 
     if int(batch) != batch or batch < 1:
         raise HHBenchError(f"batch must be a positive integer, got {batch!r}")
     if not backends:
         raise HHBenchError("floor needs at least one backend")
-    from hhbench.backends import check_name
+    parse_device(device)
+    options = options or {}
+    where = {}
     for name in backends:
-        check_name(name)
-    # HH backends run on the CPU: their ceilings are the CPU's; the CNN's are its device's
-    tf_device = "/CPU:0"
-    if "cnn" in backends and find_spec("tensorflow") is not None:
-        from hhbench.cnn.devices import resolve_device
-        tf_device = resolve_device(device)
-    cpu = measure_ceilings("/CPU:0")
-    ceilings = {"/CPU:0": cpu}
-    if tf_device != "/CPU:0":
-        ceilings[tf_device] = measure_ceilings(tf_device)
+        cls = check_name(name)
+        opts = backend_options(name, options.get(name))
+        reason = cls.unavailable_reason()
+        try:
+            where[name] = (None, reason) if reason else (cls.resolve_device(device, opts), None)
+        except DeviceNotSupported as exc:
+            where[name] = (None, str(exc))
+    ceilings = {"cpu": measure_ceilings("/CPU:0")}
+    for dev, _ in where.values():
+        if dev is not None and dev not in ceilings:
+            ceilings[dev] = gpu_ceilings("gpu:0" if dev == "gpu:all" else dev)
     lines = []
     for name in backends:
+        dev, reason = where[name]
+        if dev is None:
+            lines.append(FloorLine(backend=name, unit="-", batch=batch, note=reason))
+            continue
         try:
-            lines.append(floor_line(name, ceilings[tf_device] if name == "cnn" else cpu,
-                                    batch=batch, device=device, model=model,
-                                    settings=settings, n_samples=n_samples))
+            lines.append(floor_line(name, ceilings[dev], batch=batch, device=dev, model=model,
+                                    options=options.get(name), settings=settings,
+                                    n_samples=n_samples))
         except HHBenchError as exc:
             lines.append(FloorLine(backend=name, unit="-", batch=batch, note=str(exc)))
     return {"ceilings": {dev: asdict(c) for dev, c in ceilings.items()}, "batch": batch,
             "backends": [line.as_dict() for line in lines]}
 
 
+def _ceiling_line(device: str, c: dict) -> str:
+    if c.get("fma_f64_per_s") is None:  # the CPU: TensorFlow's (or NumPy's) matmul, NumPy's exp
+        return (f"ceilings on {device} (matmul via {c['matmul_source']}): float32 matmul "
+                f"{c['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, float64 matmul "
+                f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU, "
+                f"{c.get('exp_threads', 1)} threads) {c['exp_f64_per_s'] / 1e6:.0f} M/s")
+    g = lambda key: f"{c[key] / 1e12:.3g}"  # noqa: E731
+    return (f"ceilings on {device} (JAX): matmul float32 {g('matmul_f32_flops')}, TF32 "
+            f"{g('matmul_tf32_flops')}, bfloat16 {g('matmul_bf16_flops')}, float64 "
+            f"{g('matmul_f64_flops')} TFLOP/s; exp {g('exp_f64_per_s')} (float64) / "
+            f"{g('exp_f32_per_s')} (float32) T/s; fma {g('fma_f64_per_s')} (float64) / "
+            f"{g('fma_f32_per_s')} (float32) T/s")
+
+
 def format_floor(report: dict) -> str:
     """The report as a Markdown table (times per unit in µs for neuron-steps, ms for traces)."""
-    head = "\n".join(
-        f"ceilings on {dev} (matmul via {c['matmul_source']}): float32 matmul "
-        f"{c['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, float64 matmul "
-        f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU, "
-        f"{c.get('exp_threads', 1)} threads) {c['exp_f64_per_s'] / 1e6:.0f} M/s"
-        for dev, c in report["ceilings"].items())
-    head += f"\nbatch {report['batch']}; HH backends against the CPU's ceilings"
+    head = "\n".join(_ceiling_line(dev, c) for dev, c in report["ceilings"].items())
+    head += (f"\nbatch {report['batch']}; each backend against the ceilings of the device it "
+             "ran on")
     rows = ["| backend | unit | work per unit | floor | bound | achieved | achieved/floor | note |",
             "|---|---|---|---|---|---|---|---|"]
     for line in report["backends"]:

@@ -371,8 +371,8 @@ def plot_scaling(results, path: str | os.PathLike, *, fmt: str = "png") -> Path:
     axes = fig.subplots(1, 2)
     for ax, axis, xlabel in ((axes[0], "batch", "batch size (traces)"),
                              (axes[1], "length", "stimulus length (samples), one trace")):
-        for backend in results.config.backends:
-            pts = [p for p in results.points if p.backend == backend and p.axis == axis]
+        for backend in results.series():
+            pts = [p for p in results.points if p.series == backend and p.axis == axis]
             if not pts:
                 continue
             p = exps.get((backend, axis))

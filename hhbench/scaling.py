@@ -21,10 +21,12 @@ import csv
 import io
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
 from hhbench import stimuli as stimlib
+from hhbench.devices import DeviceNotSupported, check_devices
 from hhbench.errors import HHBenchError
 from hhbench.timing import WARMUP_MIN_S, TimingSettings, measure
 
@@ -48,9 +50,12 @@ class ScalingConfig:
     n_samples: int = stimlib.DEFAULT_SAMPLES
     lengths: tuple[int, ...] = (1280, 2560, 5120, 10240, 20480, 40960)
     budget_s: float = 30.0
-    device: str = "auto"
+    #: device requests: every backend runs on each device it can (resolved by the backend;
+    #: one it cannot run on is left out with the reason in `skipped`)
+    devices: tuple[str, ...] = ("auto",)
     model: str | None = None
-    cnn_mode: str = "auto"
+    #: per backend, its options (as `SuiteConfig.options`)
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     timing: TimingSettings = field(default_factory=lambda: TimingSettings(
         warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=3, min_time_s=0.2))
 
@@ -59,9 +64,12 @@ class ScalingConfig:
         for name in self.backends:
             check_name(name)
         stimlib.check_kind(self.stimulus)
-        if "cnn" in self.backends:
-            from hhbench.cnn_modes import check_mode
-            check_mode(self.cnn_mode, (self.device,))
+        if isinstance(self.devices, str):
+            object.__setattr__(self, "devices", (self.devices,))
+        object.__setattr__(self, "devices", check_devices(self.devices))
+        object.__setattr__(self, "options", {
+            name: check_name(name).check_options(opts, self.devices)
+            for name, opts in dict(self.options).items()})
         if not self.backends:
             raise HHBenchError("scaling needs at least one backend")
         if int(self.max_batch) != self.max_batch or self.max_batch < 1:
@@ -82,6 +90,7 @@ class ScalingPoint:
 
     backend: str
     axis: str
+    device: str = "cpu"
     batch: int
     n_samples: int
     call_s: float
@@ -89,6 +98,11 @@ class ScalingPoint:
     @property
     def size(self) -> int:
         return self.batch if self.axis == "batch" else self.n_samples
+
+    @property
+    def series(self) -> str:
+        """The backend, with its device where that is not the CPU ("jax@gpu:0")."""
+        return self.backend if self.device == "cpu" else f"{self.backend}@{self.device}"
 
     @property
     def per_trace_s(self) -> float:
@@ -107,27 +121,59 @@ def growth_exponent(sizes, times) -> float | None:
 class ScalingResults:
     config: ScalingConfig
     points: tuple[ScalingPoint, ...]
-    stopped: dict = field(default_factory=dict)   # (backend, axis) -> why a sweep ended early
+    stopped: dict = field(default_factory=dict)   # (series, axis) -> why a sweep ended early
+    skipped: dict = field(default_factory=dict)   # "backend@request" -> why it did not run
+
+    def series(self) -> list[str]:
+        """Every backend@device that ran, in the order they ran."""
+        return list(dict.fromkeys(p.series for p in self.points))
 
     def exponents(self) -> dict[tuple[str, str], float | None]:
-        """Growth exponent of the time per call for each (backend, axis) that ran."""
+        """Growth exponent of the time per call for each (series, axis) that ran."""
         out = {}
-        for backend in self.config.backends:
+        for backend in self.series():
             for axis in AXES:
-                pts = [p for p in self.points if p.backend == backend and p.axis == axis]
+                pts = [p for p in self.points if p.series == backend and p.axis == axis]
                 if pts:
                     out[(backend, axis)] = growth_exponent([p.size for p in pts],
                                                            [p.call_s for p in pts])
         return out
 
     def rows(self) -> list[dict]:
-        return [{"backend": p.backend, "axis": p.axis, "batch": p.batch,
+        return [{"backend": p.backend, "device": p.device, "axis": p.axis, "batch": p.batch,
                  "n_samples": p.n_samples, "call_ms": p.call_s * 1e3,
                  "per_trace_ms": p.per_trace_s * 1e3} for p in self.points]
 
+    def break_even(self) -> list[dict]:
+        """For each backend that ran on a GPU and on the CPU: the smallest batch from which
+        its GPU run costs less per trace than its CPU run (None: never, within the sweep);
+        and for each device, at each batch, the per-trace cost of every series there
+        relative to the cheapest (the HH/CNN cost ratio on one device)."""
+        out = []
+        batch_pts = [p for p in self.points if p.axis == "batch"]
+        names = list(dict.fromkeys(p.backend for p in batch_pts))
+        cpu_names = {p.backend for p in batch_pts if p.device == "cpu"}
+        for name in names:
+            for gpu in dict.fromkeys(p.device for p in batch_pts
+                                     if p.backend == name and p.device != "cpu"):
+                gpu_cost = {p.batch: p.per_trace_s for p in batch_pts
+                            if p.backend == name and p.device == gpu}
+                for cpu_name in ([name] if name in cpu_names else sorted(cpu_names)):
+                    cpu_cost = {p.batch: p.per_trace_s for p in batch_pts
+                                if p.backend == cpu_name and p.device == "cpu"}
+                    common = sorted(set(gpu_cost) & set(cpu_cost))
+                    if not common:
+                        continue
+                    first = next((b for b in common if gpu_cost[b] < cpu_cost[b]), None)
+                    out.append({"gpu": f"{name}@{gpu}", "cpu": cpu_name,
+                                "overtakes_at_batch": first,
+                                "ratio_at_largest": cpu_cost[common[-1]] / gpu_cost[common[-1]],
+                                "largest_batch": common[-1]})
+        return out
+
     def to_csv(self) -> str:
         buf = io.StringIO()
-        fields = ["backend", "axis", "batch", "n_samples", "call_ms", "per_trace_ms"]
+        fields = ["backend", "device", "axis", "batch", "n_samples", "call_ms", "per_trace_ms"]
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows())
@@ -137,22 +183,36 @@ class ScalingResults:
         """Points and exponents as Markdown tables."""
         lines = ["| backend | sweep | batch | samples | per call | per trace |",
                  "|---|---|---|---|---|---|"]
-        for r in self.rows():
-            lines.append(f"| {r['backend']} | {r['axis']} | {r['batch']} | {r['n_samples']} | "
+        for p, r in zip(self.points, self.rows()):
+            lines.append(f"| {p.series} | {r['axis']} | {r['batch']} | {r['n_samples']} | "
                          f"{r['call_ms']:.3g} ms | {r['per_trace_ms']:.3g} ms |")
         lines += ["", "| backend | growth exponent, batch | growth exponent, length | "
                       "stopped early |", "|---|---|---|---|"]
         exps = self.exponents()
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        for backend in self.config.backends:
+        for backend in self.series():
             why = "; ".join(f"{axis}: {self.stopped[(backend, axis)]}" for axis in AXES
                             if (backend, axis) in self.stopped)
             lines.append(f"| {backend} | {fmt(exps.get((backend, 'batch')))} | "
                          f"{fmt(exps.get((backend, 'length')))} | {why or '-'} |")
+        even = self.break_even()
+        if even:
+            lines += ["", "| on the GPU | against, on the CPU | GPU cheaper per trace from "
+                          "batch | CPU/GPU cost at the largest common batch |",
+                      "|---|---|---|---|"]
+            for e in even:
+                lines.append(f"| {e['gpu']} | {e['cpu']} | "
+                             f"{e['overtakes_at_batch'] or 'never, within the sweep'} | "
+                             f"{e['ratio_at_largest']:.3g}x (batch {e['largest_batch']}) |")
+        for key, why in self.skipped.items():
+            lines.append(f"\nnot run: {key}: {why}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"config": asdict(self.config), "points": self.rows(),
+        config = asdict(self.config)
+        config["options"] = {k: dict(v) for k, v in self.config.options.items()}
+        return {"config": config, "points": self.rows(), "break_even": self.break_even(),
+                "skipped": self.skipped,
                 "exponents": [{"backend": b, "axis": a, "exponent": v}
                               for (b, a), v in self.exponents().items()],
                 "stopped": [{"backend": b, "axis": a, "why": w}
@@ -169,7 +229,7 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
         stim = case_stimulus(config.stimulus, batch, n_samples=n)
         timed, _ = measure(lambda: backend.run(stim), config.timing)
         points.append(ScalingPoint(backend=backend.name, axis=axis, batch=batch, n_samples=n,
-                                   call_s=timed.median_s))
+                                   call_s=timed.median_s, device=backend.device))
         if i + 1 == len(sizes):
             return points, None
         spent = clock() - start
@@ -189,21 +249,31 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
     from hhbench.errors import DivergenceWarning
     from hhbench.suite import make_backend
 
-    points, stopped = [], {}
+    points, stopped, skipped = [], {}, {}
     for name in config.backends:
-        backend = make_backend(name, device=config.device, model=config.model,
-                               cnn_mode=config.cnn_mode)
-        backend.prepare()
-        for axis, sizes in (("batch", config.batches), ("length", tuple(config.lengths))):
-            if progress:
-                print(f"scaling: {name}, {axis} …", flush=True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DivergenceWarning)  # cost, not accuracy, here
-                pts, why = _sweep(backend, config, axis, sizes)
-            points += pts
-            if why:
-                stopped[(name, axis)] = why
-    return ScalingResults(config=config, points=tuple(points), stopped=stopped)
+        done = set()
+        for request in config.devices:
+            try:
+                backend = make_backend(name, device=request, model=config.model,
+                                       options=config.options.get(name))
+            except DeviceNotSupported as exc:
+                skipped[f"{name}@{request}"] = str(exc)
+                continue
+            if backend.device in done:  # two requests resolved to one device
+                continue
+            done.add(backend.device)
+            backend.prepare()
+            for axis, sizes in (("batch", config.batches), ("length", tuple(config.lengths))):
+                if progress:
+                    print(f"scaling: {name} on {backend.device}, {axis} …", flush=True)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DivergenceWarning)  # cost, not accuracy
+                    pts, why = _sweep(backend, config, axis, sizes)
+                points += pts
+                if why:
+                    stopped[(pts[0].series if pts else name, axis)] = why
+    return ScalingResults(config=config, points=tuple(points), stopped=stopped,
+                          skipped=skipped)
 
 
 def write_scaling(results: ScalingResults, folder) -> list:

@@ -28,8 +28,9 @@ import tempfile
 import time
 import tomllib
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from hhbench import metrics
 from hhbench import stimuli as stimlib
 from hhbench.backends import backend_classes, check_name, get_backend
 from hhbench.backends.base import SimResult
+from hhbench.devices import DeviceNotSupported, check_devices, nvidia_driver_present, parse_device
 from hhbench.environment import describe_machine, machine_state
 from hhbench.errors import DivergenceWarning, HHBenchError
 from hhbench.results import CaseResult, RunResults
@@ -81,10 +83,14 @@ class SuiteConfig:
     backends: tuple[str, ...] = ("numpy", "numba", "odeint", "exp-euler", "reference", "cnn")
     stimuli: tuple[str, ...] = stimlib.KINDS
     batches: tuple[int, ...] = (1, 16)
-    devices: tuple[str, ...] = ("auto",)   # for the CNN; the simulators run on the CPU
+    #: device requests (cpu, gpu, gpu:N, gpu:all, auto), for every backend: each backend
+    #: resolves them itself; one it cannot run on is a skipped case
+    devices: tuple[str, ...] = ("auto",)
     reference: str = "converged"
     model: str | None = None
-    cnn_mode: str = "auto"
+    #: per backend, the options of its constructor (`Backend.option_defaults`), e.g.
+    #: {"cnn": {"precision": "tf32"}, "jax": {"precision": "float32"}}
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     n_samples: int = stimlib.DEFAULT_SAMPLES
     seed: int = 0
     timing: TimingSettings = DEFAULT_TIMING
@@ -108,13 +114,24 @@ class SuiteConfig:
         for b in self.batches:
             if int(b) != b or b <= 0:
                 raise HHBenchError(f"batch sizes must be positive integers, got {b!r}")
-        if "cnn" in self.backends:
-            from hhbench.cnn_modes import check_mode
-            check_mode(self.cnn_mode, self.devices)
+        object.__setattr__(self, "devices", check_devices(self.devices))
+        if not isinstance(self.options, Mapping):
+            raise HHBenchError("options must be a table of backend name -> options")
+        checked = {}
+        for name, opts in self.options.items():
+            if not isinstance(opts, Mapping):
+                raise HHBenchError(f"options of backend {name!r} must be a table")
+            checked[name] = check_name(name).check_options(opts, self.devices)
+        object.__setattr__(self, "options", checked)
         if self.reference not in REFERENCES:
             raise HHBenchError(f"unknown reference {self.reference!r}; use converged or lab")
         if self.n_samples < 1:
             raise HHBenchError("n_samples must be >= 1")
+
+    def backend_options(self, name: str) -> dict:
+        """The options `name` is made with: its entry in `options`, and `model` for a
+        backend that takes one."""
+        return backend_options(name, self.options.get(name), model=self.model)
 
     @classmethod
     def quick(cls, **overrides) -> "SuiteConfig":
@@ -141,8 +158,13 @@ class SuiteConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SuiteConfig":
-        """Settings from `as_dict()` (or a config file's table); TypeError on unknown keys."""
+        """Settings from `as_dict()` (or a config file's table); TypeError on unknown keys.
+        `cnn_mode` (files written before backends took options) is the cnn's `mode`."""
         data = dict(data)
+        if "cnn_mode" in data:
+            legacy = data.pop("cnn_mode")
+            data["options"] = {**data.get("options", {}),
+                               "cnn": {"mode": legacy, **data.get("options", {}).get("cnn", {})}}
         if isinstance(data.get("timing"), dict):
             data["timing"] = TimingSettings(**data["timing"])
         for key in ("backends", "stimuli", "batches", "devices", "extra_backend_modules"):
@@ -151,7 +173,9 @@ class SuiteConfig:
         return cls(**data)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["options"] = {k: dict(v) for k, v in self.options.items()}
+        return d
 
 
 def case_stimulus(kind: str, batch: int, *, n_samples: int = stimlib.DEFAULT_SAMPLES,
@@ -206,12 +230,27 @@ def accuracy(result: SimResult, reference: SimResult) -> dict:
     return summary
 
 
-def make_backend(name: str, *, device: str = "auto", model: str | None = None,
-                 cnn_mode: str = "auto"):
-    """A fresh backend instance; the CNN gets its model, device and mode."""
-    if name == "cnn":
-        return get_backend(name, model=model, device=device, mode=cnn_mode)
-    return get_backend(name)
+def backend_options(name: str, options: Mapping | None = None, *,
+                    model: str | None = None) -> dict:
+    """`options` for backend `name`, checked (`Backend.check_options`), with `model` added
+    when the backend takes a model and none is given."""
+    cls = check_name(name)
+    opts = cls.check_options(options)
+    if model is not None and "model" in cls.option_defaults:
+        opts.setdefault("model", model)
+    return opts
+
+
+def make_backend(name: str, *, device: str = "auto", options: Mapping | None = None,
+                 model: str | None = None):
+    """A fresh backend instance on `device` (a request, resolved by the backend itself:
+    DeviceNotSupported if it cannot run there) with its options."""
+    cls = check_name(name)
+    opts = backend_options(name, options, model=model)
+    resolved = cls.resolve_device(device, opts)
+    if "device" in cls.option_defaults:
+        opts["device"] = resolved
+    return get_backend(name, **opts)
 
 
 def run_case(backend, stimulus: stimlib.Stimulus, *, timing: TimingSettings,
@@ -229,13 +268,29 @@ def run_case(backend, stimulus: stimlib.Stimulus, *, timing: TimingSettings,
             prepare_s = time.perf_counter() - start
             kwargs = {} if clock is None else {"clock": clock}
             timed, result = measure(lambda: backend.run(stimulus), timing, **kwargs)
+            device_only = _device_only(backend, stimulus, timing, kwargs)
     except Exception as exc:  # a broken backend must not stop the suite
         return CaseResult(device=getattr(backend, "device", "cpu"), status="failed",
                           error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
                           if str(exc).strip() else type(exc).__name__, **base), None
     status = "diverged" if result.any_diverged else "ok"
+    settings = {**backend.call_settings(stimulus.batch_size), **device_only}
     return CaseResult(device=result.device, status=status, timing=timed, prepare_s=prepare_s,
-                      settings=backend.call_settings(stimulus.batch_size), **base), result
+                      settings=settings, **base), result
+
+
+def _device_only(backend, stimulus, timing: TimingSettings, kwargs) -> dict:
+    """What a case's time contains, as recorded in its settings: `timed` says the samples
+    are round trips from host arrays to host arrays (a GPU backend synchronises before it
+    returns); a backend with a `device_call` is timed once more on data already on the
+    device, without the copies (`device_only_s`, the median of those samples)."""
+    call = backend.device_call(stimulus) if backend.device != "cpu" else None
+    if call is None:
+        return {"timed": "host arrays in and out"}
+    device_timing, _ = measure(call, timing, cold=False, **kwargs)
+    return {"timed": "host arrays in and out, synchronised (device_only_s: without the "
+                     "copies to and from the device)",
+            "device_only_s": device_timing.median_s}
 
 
 def score_case(case: CaseResult, result: SimResult | None, reference: SimResult) -> CaseResult:
@@ -246,9 +301,48 @@ def score_case(case: CaseResult, result: SimResult | None, reference: SimResult)
 
 
 def suite_cases(config: SuiteConfig) -> list[tuple[str, str, int, str]]:
-    """(backend, stimulus, batch, device) of every case, in the order they run."""
+    """(backend, stimulus, batch, device request) of every case, in the order they run."""
     return [(b, s, n, d) for s in config.stimuli for b in config.backends
-            for n in config.batches for d in (config.devices if b == "cnn" else ("cpu",))]
+            for n in config.batches for d in config.devices]
+
+
+def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, str | None]]]:
+    """Per backend, (device, skip reason) for each distinct device it runs on: each request
+    resolved by the backend (through its runtime); a backend not installed here, or asked
+    for a kind of device it does not run on, gets (the request, why it is skipped).
+
+    HHBenchError (before any work) for a GPU asked for and absent: no NVIDIA driver here, or
+    a GPU-capable backend whose runtime sees no such GPU."""
+    gpu_requests = [d for d in config.devices if parse_device(d).kind == "gpu"]
+    if gpu_requests and not nvidia_driver_present():
+        raise HHBenchError(f"device {gpu_requests[0]!r} requested but this machine has no "
+                           "NVIDIA GPU (no driver loaded)")
+    plan = {}
+    for name in config.backends:
+        cls = backend_classes()[name]
+        missing = cls.unavailable_reason()
+        entries: list[tuple[str, str | None]] = []
+        for request in config.devices:
+            if missing:
+                entry = (request, missing)
+            else:
+                try:
+                    entry = (cls.resolve_device(request, config.backend_options(name)), None)
+                except DeviceNotSupported as exc:
+                    entry = (request, str(exc))
+            if entry[0] not in [e[0] for e in entries]:
+                entries.append(entry)
+        plan[name] = entries
+    return plan
+
+
+def planned_cases(config: SuiteConfig, plan: dict | None = None
+                  ) -> list[tuple[str, str, int, str, str | None]]:
+    """(backend, stimulus, batch, device, skip reason) of every case, in the order they
+    run, with the devices resolved (`plan_devices`)."""
+    plan = plan_devices(config) if plan is None else plan
+    return [(b, s, n, d, why) for s in config.stimuli for b in config.backends
+            for n in config.batches for d, why in plan[b]]
 
 
 def check_memory(config: SuiteConfig) -> int:
@@ -261,14 +355,6 @@ def check_memory(config: SuiteConfig) -> int:
     check_fits(needed, f"this run (largest batch {largest} x {config.n_samples} samples, "
                        f"{len(cases)} cases)")
     return needed
-
-
-def check_devices(config: SuiteConfig) -> None:
-    """Fail early (HHBenchError) when the CNN is asked for a device that is not here."""
-    if "cnn" in config.backends and backend_classes()["cnn"].is_available():
-        from hhbench.cnn.devices import resolve_device
-        for device in config.devices:
-            resolve_device(device)
 
 
 def _example(result: SimResult) -> dict:
@@ -285,11 +371,11 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     from hhbench.workers import run_processes
 
     needed = check_memory(config)
-    check_devices(config)
-    cases = suite_cases(config)
-    # a backend not installed here (e.g. the cnn without TensorFlow) is skipped, and says why
-    missing = {name: backend_classes()[name].unavailable_reason() for name in config.backends}
-    runnable = [i for i, c in enumerate(cases) if not missing[c[0]]]
+    # a backend not installed here (e.g. the cnn without TensorFlow), or asked for a device
+    # it does not run on, is skipped, and says why
+    planned = planned_cases(config)
+    cases = [c[:4] for c in planned]
+    runnable = [i for i, c in enumerate(planned) if not c[4]]
     if progress and needed > 2**30:  # minutes per case ahead: say so before the first one
         tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
                    f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
@@ -306,13 +392,17 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
         env["workers"] = [o.record for o in outputs]
         out, examples = [], {}
         position = {case_index: k for k, case_index in enumerate(runnable)}
-        for case_index, (name, kind, batch, device) in enumerate(cases):
+        # the accuracy phase: references (computed once per stimulus and batch) and metrics
+        scoring = tqdm(total=len(planned), disable=not progress, unit="case",
+                       dynamic_ncols=True, desc="hhbench run: accuracy")
+        for case_index, (name, kind, batch, device, skip) in enumerate(planned):
+            scoring.update(1)
             stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
-            if missing[name]:
+            if skip:
                 out.append(CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
                                       status="skipped", n_samples=stim.n_samples,
                                       dt_ms=stim.dt_ms, reference=config.reference,
-                                      error=missing[name]))
+                                      error=skip))
                 continue
             index = position[case_index]
             per_process = [o.cases[index] for o in outputs if index in o.cases]
@@ -328,8 +418,9 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
                                                 "current_ua": np.round(stim.current_ua[0], 4),
                                                 "reference": np.round(ref.v_batch[0], 3),
                                                 "backends": {}})
-                label = f"{name}@{case.device}" if name == "cnn" else name
+                label = name if case.device == "cpu" else f"{name}@{case.device}"
                 ex["backends"][label] = _example(result)
+        scoring.close()
     return RunResults(settings={**config.as_dict(), "schema_note": "times in seconds"},
                       environment=env, calibration=calib, cases=tuple(out), examples=examples)
 
@@ -370,4 +461,5 @@ def _load_output(path: Path, name: str, stim: stimlib.Stimulus, device: str) -> 
 
 
 __all__ = ["SuiteConfig", "case_stimulus", "reference_run", "cached_reference", "accuracy",
-           "run_case", "score_case", "run_suite", "make_backend"]
+           "run_case", "score_case", "run_suite", "make_backend", "backend_options",
+           "plan_devices", "planned_cases"]

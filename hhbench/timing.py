@@ -129,8 +129,11 @@ def pooled(processes: "tuple[ProcessTiming, ...]") -> Timing:
 
 
 def finish(result) -> None:
-    """Wait until `result` is really computed (TensorFlow tensors live on their device)."""
-    if hasattr(result, "numpy"):
+    """Wait until `result` is really computed (TensorFlow tensors and JAX arrays live on
+    their device; a device-only call has already synchronised and returns None)."""
+    if hasattr(result, "block_until_ready"):
+        result.block_until_ready()
+    elif hasattr(result, "numpy"):
         result.numpy()
     elif hasattr(result, "v_mv"):
         np.asarray(result.v_mv)

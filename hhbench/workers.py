@@ -8,9 +8,9 @@ whether to keep outputs), applies hhbench's threading policy, and for each case 
 timings, a record of its thread pools and numba's cache use as JSON to OUT. While it works
 it prints one progress line per case on stdout.
 
-Cases are grouped so that a heavy import happens once per process: the CNN's cases
-(TensorFlow) form one group, every other backend another, and each group is timed in its
-own process. Repetition r of every group runs before repetition r + 1 of any, so slow
+Cases are grouped so that a heavy import happens once per process: the cases of backends
+with a heavy runtime (TensorFlow, JAX, CUDA: what `Backend.runtime_of` declares) form one
+group per runtime, every other backend another, and each group is timed in its own process. Repetition r of every group runs before repetition r + 1 of any, so slow
 changes of the machine (another job starting) spread over all cases instead of hitting
 one. Only the first repetition keeps its outputs (V traces, as .npz) for the accuracy,
 which the parent computes once.
@@ -31,8 +31,8 @@ from typing import Callable
 import numpy as np
 
 PROGRESS = "hhbench-progress"
-#: backends whose cases get their own worker process (their import is heavy)
-HEAVY_GROUPS = {"cnn": "tensorflow"}
+#: the group of the backends that declare no heavy runtime (NumPy, numba)
+SIMULATORS = "simulators"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,11 +46,15 @@ class WorkerOutput:
     record: dict
 
 
-def group_cases(cases: list[tuple]) -> dict[str, list[int]]:
-    """Indices of `cases` (backend, stimulus, batch, device) by worker group, in order."""
+def group_cases(cases: list[tuple], options: dict | None = None) -> dict[str, list[int]]:
+    """Indices of `cases` (backend, stimulus, batch, device) by worker group (the runtime
+    each backend declares for its options), in order."""
+    from hhbench.backends import check_name
+    options = options or {}
     groups: dict[str, list[int]] = {}
     for i, case in enumerate(cases):
-        groups.setdefault(HEAVY_GROUPS.get(case[0], "simulators"), []).append(i)
+        runtime = check_name(case[0]).runtime_of(options.get(case[0]))
+        groups.setdefault(runtime or SIMULATORS, []).append(i)
     return groups
 
 
@@ -61,7 +65,7 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     errors (the last line it wrote on stderr)."""
     outputs = []
     for rep in range(processes):
-        for group, indices in group_cases(cases).items():
+        for group, indices in group_cases(cases, config_dict.get("options")).items():
             job = {"config": config_dict, "cases": [list(cases[i]) for i in indices],
                    "indices": indices, "keep_dir": str(keep_dir) if rep == 0 else None,
                    "group": group, "repetition": rep}
@@ -101,6 +105,9 @@ def _worker_env() -> dict:
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # JAX takes 75 % of a GPU's memory at its first use unless told not to: a worker
+    # allocates what its case needs
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     return env
 
 
@@ -124,8 +131,7 @@ def work(job: dict, out_path: Path) -> None:
     for index, (name, kind, batch, device) in zip(job["indices"], job["cases"]):
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
         try:
-            backend = make_backend(name, device=device, model=config.model,
-                                   cnn_mode=config.cnn_mode)
+            backend = make_backend(name, device=device, options=config.backend_options(name))
         except HHBenchError as exc:  # e.g. not installed here
             results[index] = {"error": str(exc)}
         else:

@@ -40,6 +40,7 @@ def test_config_validation():
 class _Fake:
     """A backend whose call 'takes' batch x samples x 1 µs on a fake clock."""
     name = "fake"
+    device = "cpu"
 
     def __init__(self):
         self.now = 0.0
@@ -78,7 +79,7 @@ def test_tiny_run_writes_tables_and_figure(tmp_path):
     assert sorted(p.name for p in paths) == ["scaling.csv", "scaling.json", "scaling.md",
                                              "scaling.png"]
     rows = (tmp_path / "out" / "scaling.csv").read_text().splitlines()
-    assert rows[0] == "backend,axis,batch,n_samples,call_ms,per_trace_ms" and len(rows) == 9
+    assert rows[0] == "backend,device,axis,batch,n_samples,call_ms,per_trace_ms" and len(rows) == 9
     data = json.loads((tmp_path / "out" / "scaling.json").read_text())
     assert len(data["points"]) == 8 and len(data["exponents"]) == 4
     assert (tmp_path / "out" / "scaling.png").read_bytes()[:4] == b"\x89PNG"

@@ -169,8 +169,23 @@ class Backend(ABC):
         """`settings()` as they apply to a call over `batch` traces (what a case records)."""
         return self.settings()
 
+    def trace_work(self, n_samples: int) -> dict | None:
+        """For a surrogate whose work is counted per trace (the floor's unit "trace"): its
+        arithmetic for one trace of `n_samples` samples, {"matmul_flops", "bias_adds",
+        "activations", "note"}. None (the default) for a simulator, whose work is counted
+        per neuron-step from its step kernel."""
+        return None
+
+    def device_call(self, stimulus: Stimulus):
+        """For a backend on a GPU: a function of no arguments that simulates `stimulus`
+        from a current already on the device into device memory, and returns once the
+        device has finished (nothing is copied back). `run` is then the round trip from
+        host arrays to host arrays. None (the default) when there is no such split."""
+        return None
+
     def run(self, stimulus: Stimulus, *, gates: bool = False) -> SimResult:
-        """Simulate `stimulus`; V in mV at the stimulus' sample times."""
+        """Simulate `stimulus`; V in mV at the stimulus' sample times (host arrays in and
+        out: on a GPU the copies both ways are part of the call)."""
         self.prepare()
         v, gate_arrays = self._integrate(stimulus.current_ua, stimulus.dt_ms, gates)
         return self._result(stimulus, v, stimulus.t_ms, 0, gate_arrays)

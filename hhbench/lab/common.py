@@ -117,9 +117,13 @@ class LabSetup:
     def backend(self, name: str, *, load_model: bool = False):
         """A fresh backend. The CNN reuses the already loaded model unless `load_model`
         (then its set-up includes loading the files, as for a cold start)."""
-        if name != "cnn":
-            return make_backend(name)
-        return make_backend("cnn", device=self.device,
+        from hhbench.backends import check_name
+        cls = check_name(name)
+        # the lab's device is the surrogate's: a simulator that cannot run there runs on
+        # the CPU, as in the lab
+        device = self.device if "cpu" not in cls.device_kinds or "gpu" in cls.device_kinds \
+            else "cpu"
+        return make_backend(name, device=device,
                             model=self.model_path if load_model else self.runner.loaded)
 
     def describe(self) -> dict:
