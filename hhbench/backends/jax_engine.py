@@ -1,0 +1,268 @@
+"""The JAX engine of the `jax` backend (JAX is imported here, and only here).
+
+`integrate(current, dt_ms, kernel, precision, devices, gates)` runs one step kernel over a
+(batch, samples) current with `jax.jit` and `lax.scan` over time, vectorised over the
+traces: the scan's carry is the (4, batch) state (v, m, h, n by rows) with one "diverged"
+flag per trace, and it scans over the (samples, batch) current. As in the lab's method,
+V[:, 0] is the initial state (`model.V0_MV`, ...) and the step from sample i uses the state
+and the current at sample i to give sample i+1.
+
+What runs: the model's kernels (`model.build_kernels`) built with `jnp.exp` and
+`jnp.expm1`, so the arithmetic is written once for NumPy, numba and JAX. Only the kernels
+built on the fused rates take those exponentials: `rates`, `x_over_expm1` and `gate_exact`
+call `np.exp` / `np.expm1` themselves (which would not trace), so the engine runs the
+registered kernels whose step is `euler_step_fused` ("euler", the lab's forward Euler) or
+`exp_euler_step` ("exp-euler"), and refuses the others ("rush-larsen", "exp-midpoint").
+In float32 the fused rates' guard against αm's and αn's 0/0 (TINY = 1e-300, added to x and
+to expm1(x)) would round to 0; the engine then passes `rate_exponentials` that add 1e-30
+instead (a normal float32, far below any non-zero x, which is ≥ 1.2e-7 in size there).
+
+float64: JAX computes in float32 unless x64 is enabled. The engine enables it locally,
+with the `jax.enable_x64(True)` context around its tracing, compiling, transfers and calls
+(thread-local; the process' global setting, and with it every other JAX user in the
+process such as a JAX CNN, is left as it was). Every array it makes has an explicit dtype.
+
+Divergence is found on the device, in the scan: a trace is flagged at its first sample
+that is non-finite or beyond ±`base.DIVERGED_ABS_MV`, and from there its V (and gates)
+are NaN (a cumulative OR along time carried with the state). It costs a compare and a
+select per trace-step next to the step's ~70 flops, and no memory traffic, whereas
+`base.mark_divergence` on the host would read all of V once more (20 GB at 10^6 traces
+of 2,560 float64 samples), after copying it back.
+
+Devices: a call runs on a list of devices; the batch is split over them along a 1-D mesh
+("batch") with a `NamedSharding` (padded with zero-current traces to a multiple of the
+device count, and to at least two traces a device: see MIN_PER_DEVICE; the padding is
+dropped on the host). One device is the same code with a mesh
+of one. `gpu:all` is every `jax.devices("gpu")`.
+
+Compilation: one executable per (batch, samples, kernel, precision, gates, devices), made
+ahead of time (`jit(...).lower(...).compile()`) and kept in `_COMPILED`; dt is an argument,
+so another sampling rate does not recompile.
+
+Timing semantics: `integrate` is the round trip (host NumPy current in, host NumPy V out);
+`device_call` returns a zero-argument callable that runs on a current already on the
+devices and blocks until V is ready there, without copying it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+# JAX on a GPU takes 75 % of its memory at start-up unless told otherwise; hhbench shares
+# the GPU with nothing else in the process but the CNN runtime, and measures memory itself
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax import lax  # noqa: E402
+from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
+
+from hhbench import model  # noqa: E402
+from hhbench.backends import kernels as kernel_registry  # noqa: E402
+from hhbench.backends.base import DIVERGED_ABS_MV  # noqa: E402
+from hhbench.errors import HHBenchError  # noqa: E402
+
+#: the model's step functions that trace with jnp (built on the fused rates only)
+JAX_STEPS = ("euler_step_fused", "exp_euler_step")
+DTYPES = {"float64": np.float64, "float32": np.float32}
+#: time steps per iteration of the compiled loop (fewer loop iterations; measured on a CPU,
+#: see docs/gpu-jax.md)
+UNROLL = 1
+#: the fused rates' 0/0 guard in float32 (model.TINY = 1e-300 rounds to 0 there)
+TINY32 = 1e-30
+AXIS = "batch"
+
+_COMPILED: dict[tuple, object] = {}
+
+
+def x64(precision: str):
+    """A context in which JAX computes in float64 (for "float64"; else no change)."""
+    if precision != "float64":
+        return contextlib.nullcontext()
+    state = getattr(jax, "enable_x64", None)
+    if state is not None:  # JAX >= 0.7: a config state, callable as a context
+        return state(True)
+    from jax.experimental import enable_x64  # older JAX
+    return enable_x64()
+
+
+def gpu_count() -> int:
+    """GPUs JAX sees (0 when it has no GPU backend)."""
+    try:
+        return len(jax.devices("gpu"))
+    except RuntimeError:
+        return 0
+
+
+def devices_for(device: str) -> tuple:
+    """The JAX devices of a resolved hhbench device ("cpu", "gpu:N", "gpu:all")."""
+    if device == "cpu":
+        return (jax.devices("cpu")[0],)
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        raise HHBenchError(f"device {device!r} requested but jax sees no GPU") from None
+    if device == "gpu:all":
+        return tuple(gpus)
+    index = int(device.split(":", 1)[1])
+    if index >= len(gpus):
+        raise HHBenchError(f"device {device!r} requested but jax sees {len(gpus)} GPU"
+                           f"{'s' if len(gpus) != 1 else ''}")
+    return (gpus[index],)
+
+
+def step_name(kernel: str) -> str:
+    """The model step function of registered kernel `kernel`, if it runs under JAX."""
+    step = kernel_registry.get_kernel(kernel).step
+    if step not in JAX_STEPS:
+        raise HHBenchError(f"kernel {kernel!r} does not run under jax (its step {step!r} "
+                           f"calls NumPy's exponentials); use euler or exp-euler")
+    return step
+
+
+def _rate_exponentials32(u):
+    """The fused rates' exponents and exponentials with a float32 0/0 guard (see
+    `model.build_kernels`): x + TINY32 and expm1(x) + TINY32 for αm and αn."""
+    (off_m, off_n, _, _), (slope_m, slope_n, slope_80, slope_18) = (
+        model.RATE_EXPONENT_OFFSETS, model.RATE_EXPONENT_SLOPES)
+    xm = off_m - slope_m * u
+    xn = off_n - slope_n * u
+    return (xm + TINY32, xn + TINY32, jnp.expm1(xm) + TINY32, jnp.expm1(xn) + TINY32,
+            jnp.exp(-slope_80 * u), jnp.exp(-slope_18 * u))
+
+
+@functools.cache
+def step_function(kernel: str, precision: str):
+    """The step (v, m, h, n, i, dt) -> (v, m, h, n) of `kernel` on jnp arrays."""
+    kernels = model.build_kernels(
+        exp=jnp.exp, expm1=jnp.expm1,
+        rate_exponentials=_rate_exponentials32 if precision == "float32" else None)
+    return getattr(kernels, step_name(kernel))
+
+
+def integrator(kernel: str, precision: str, gates: bool):
+    """f(current (batch, samples), dt) -> (V (batch, samples), diverged (batch,)), or with
+    `gates` (state (4, batch, samples), diverged): the function that is compiled."""
+    step = step_function(kernel, precision)
+    dtype = DTYPES[precision]
+
+    def integrate(current, dt):
+        batch = current.shape[0]
+        init = tuple(jnp.full(batch, x, dtype)
+                     for x in (model.V0_MV, model.M0, model.H0, model.N0))
+
+        def advance(carry, i_now):
+            state, bad = carry
+            # flagged from the first sample non-finite or beyond the bound (NaN fails <=)
+            bad = bad | ~(jnp.abs(state[0]) <= DIVERGED_ABS_MV)
+            out = tuple(jnp.where(bad, jnp.nan, x) for x in (state if gates else state[:1]))
+            new = tuple(x.astype(dtype) for x in step(*state, i_now, dt))
+            return (new, bad), out
+
+        (_, bad), ys = lax.scan(advance, (init, jnp.zeros(batch, bool)), current.T,
+                                unroll=UNROLL)
+        # ys: one (samples, batch) array per recorded variable
+        return (jnp.stack([y.T for y in ys]) if gates else ys[0].T), bad
+
+    return integrate
+
+
+def _mesh(devices) -> Mesh:
+    return Mesh(np.asarray(devices, dtype=object), (AXIS,))
+
+
+#: fewest traces per device: XLA compiles a batch of one (shape (1,)) to other code than
+#: a batch of several, whose exp-euler results differ in the last bits (~3e-12 mV after
+#: 2,560 steps; forward Euler happens to agree); a lone trace runs with a resting twin, so
+#: that a trace gives the same bits alone and in any batch
+MIN_PER_DEVICE = 2
+
+
+def padded_batch(batch: int, n_devices: int) -> int:
+    """`batch` rounded up to a multiple of the device count, at least MIN_PER_DEVICE
+    traces a device."""
+    return max(-(-batch // n_devices), MIN_PER_DEVICE) * n_devices
+
+
+def compiled(batch: int, samples: int, kernel: str, precision: str, devices, gates=False):
+    """The executable for this shape (batch already padded) on `devices`, made once."""
+    devices = tuple(devices)
+    key = (batch, samples, kernel, precision, bool(gates), devices)
+    exe = _COMPILED.get(key)
+    if exe is None:
+        mesh = _mesh(devices)
+        cur_sh = NamedSharding(mesh, PartitionSpec(AXIS, None))
+        dt_sh = NamedSharding(mesh, PartitionSpec())
+        v_sh = NamedSharding(mesh, PartitionSpec(None, AXIS, None) if gates
+                             else PartitionSpec(AXIS, None))
+        flag_sh = NamedSharding(mesh, PartitionSpec(AXIS))
+        dtype = DTYPES[precision]
+        with x64(precision):
+            fn = jax.jit(integrator(kernel, precision, bool(gates)),
+                         in_shardings=(cur_sh, dt_sh), out_shardings=(v_sh, flag_sh))
+            exe = fn.lower(jax.ShapeDtypeStruct((batch, samples), dtype, sharding=cur_sh),
+                           jax.ShapeDtypeStruct((), dtype, sharding=dt_sh)).compile()
+        _COMPILED[key] = exe
+    return exe
+
+
+def _to_devices(current: np.ndarray, dt_ms: float, precision: str, devices):
+    """The (padded) current and dt on the devices, sharded over the batch."""
+    dtype = DTYPES[precision]
+    batch = current.shape[0]
+    padded = padded_batch(batch, len(devices))
+    host = np.asarray(current, dtype=dtype)
+    if padded != batch:  # zero-current traces: they rest and never diverge
+        host = np.concatenate([host, np.zeros((padded - batch, host.shape[1]), dtype)])
+    mesh = _mesh(devices)
+    cur = jax.device_put(host, NamedSharding(mesh, PartitionSpec(AXIS, None)))
+    dt = jax.device_put(np.asarray(dt_ms, dtype), NamedSharding(mesh, PartitionSpec()))
+    return cur, dt
+
+
+def integrate(current: np.ndarray, dt_ms: float, kernel: str = "euler",
+              precision: str = "float64", devices=None, gates: bool = False):
+    """Integrate a host (batch, samples) current on `devices` (default: the first CPU).
+
+    Returns host NumPy (V (batch, samples), gates {"m", "h", "n"} or None, diverged (batch,)),
+    V and gates in `precision`, NaN from each diverged trace's first bad sample."""
+    devices = tuple(devices) if devices else (jax.devices("cpu")[0],)
+    batch, samples = current.shape
+    with x64(precision):
+        exe = compiled(padded_batch(batch, len(devices)), samples, kernel, precision,
+                       devices, gates)
+        cur, dt = _to_devices(current, dt_ms, precision, devices)
+        out, bad = exe(cur, dt)
+        out = np.asarray(out)  # waits for the result and copies it back
+        bad = np.asarray(bad)
+    if gates:
+        out = out[:, :batch]
+        return out[0], {"m": out[1], "h": out[2], "n": out[3]}, bad[:batch]
+    return out[:batch], None, bad[:batch]
+
+
+def device_call(current: np.ndarray, dt_ms: float, kernel: str = "euler",
+                precision: str = "float64", devices=None):
+    """A zero-argument callable that integrates `current` (copied to the devices now, and
+    compiled for now) and blocks until V is ready on the devices; it returns the device
+    arrays (V, diverged), padding included, without copying them back."""
+    devices = tuple(devices) if devices else (jax.devices("cpu")[0],)
+    batch, samples = current.shape
+    with x64(precision):
+        exe = compiled(padded_batch(batch, len(devices)), samples, kernel, precision, devices)
+        cur, dt = _to_devices(current, dt_ms, precision, devices)
+        jax.block_until_ready((cur, dt))
+
+    def call():
+        with x64(precision):
+            return jax.block_until_ready(exe(cur, dt))
+
+    return call
+
+
+def clear_cache() -> None:
+    """Forget every compiled executable (tests; a long session over many shapes)."""
+    _COMPILED.clear()
