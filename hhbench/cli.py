@@ -104,13 +104,14 @@ def cmd_simulate(args) -> int:
     if args.plot:
         from hhbench.plot import plot_trace
         plot_trace(result, args.plot)
-    state = "DIVERGED (the integrator overflowed)" if result.any_diverged else \
+    state = "DIVERGED: the integrator overflowed" if result.any_diverged else \
         plural(int(spike_count(result.v_batch)[0]), "spike")
-    print(f"{args.backend} on a {describe_in_words(stim)}: {state}; "
-          f"output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms on {result.device}")
-    for path in (csv_path, args.plot):
-        if path:
-            print(f"wrote {path}")
+    print(f"{args.backend} on {result.device}: {describe_in_words(stim)}\n"
+          f"{state} (output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms)")
+    if csv_path:
+        print(f"wrote {csv_path} (columns t_ms, current, v_mV)")
+    if args.plot:
+        print(f"wrote {args.plot}")
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return 0
@@ -159,7 +160,8 @@ def _require_cnn(command: str) -> None:
 def cmd_model_info(args) -> int:
     _require_cnn("model-info")
     from hhbench.cnn.runner import CnnRunner
-    info = CnnRunner(args.model, device=args.device).describe()
+    runner = CnnRunner(args.model, device=args.device)
+    info = runner.describe()
     rf = info["receptive_field"]
     print(f"model        {info['source']} ({info['format']})\n"
           f"from         {info['origin']}\n"
@@ -168,10 +170,30 @@ def cmd_model_info(args) -> int:
           f"context      {info['context']} samples each side ({info['context'] / info['fs_khz']} ms)\n"
           f"scaling      input x{info['input_scale']:g}, output / {info['output_scale']:g}\n"
           f"receptive    {rf['samples']} samples = {rf['ms']:.2f} ms "
-          f"({rf['encoder_layers']} encoder layers)\nlayers:")
+          f"({rf['encoder_layers']} encoder layers)")
+    for line in nesting_lines(runner.model):
+        print(line)
+    print("layers:")
     for line in info["layers"]:
         print(f"  {line}")
     return 0
+
+
+def nesting_lines(model) -> list[str]:
+    """One line per Keras model used as a layer of another: the lab's files hold a functional
+    model (e.g. `model_3`) that wraps the network (`model_2`), so the leaf layers listed by
+    `model-info` include the input layer of each."""
+    def inputs(m):
+        return ", ".join(layer.name for layer in m.layers
+                         if type(layer).__name__ == "InputLayer") or "none"
+    lines = []
+    for layer in model.layers:
+        if getattr(layer, "layers", None):
+            lines.append(f"nested       {model.name} wraps the network {layer.name} as one "
+                         f"layer, so both input layers are listed: {inputs(model)} "
+                         f"({model.name}'s) and {inputs(layer)} ({layer.name}'s)")
+            lines += nesting_lines(layer)
+    return lines
 
 
 def cmd_train(args) -> int:
@@ -223,6 +245,8 @@ def cmd_run(args) -> int:
             overrides[name] = getattr(args, name)
     if args.processes is not None:
         overrides["processes"] = args.processes
+    if args.case_timeout is not None:
+        overrides["case_timeout_s"] = args.case_timeout
     if args.config:
         config = SuiteConfig.from_file(args.config, **overrides)
     else:
@@ -417,6 +441,12 @@ def _positive_float(text: str) -> float:
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
+
+def _wrap(text: str) -> str:
+    """A long description as lines of at most 88 characters (the raw formatter keeps lines)."""
+    import textwrap
+    return textwrap.fill(text, 88)
+
 RUN_WORDS = """\
 what `hhbench run` prints: a line describing the machine, a line saying the reference and
 the number of processes, then one row per case (backend x stimulus x batch x device), then
@@ -435,7 +465,7 @@ columns (times in ms; every case is timed in --processes fresh processes):
                      processes together: how much single calls vary
   spread_pct         how much the processes disagree: coefficient of variation (standard
                      deviation / mean) of the per-process medians, in %; above 3 %
-                     `hhbench check` warns and `compare` may say inconclusive
+                     `run` and `check` warn, and `compare` may say inconclusive
   per_trace_ms       warm_median_ms / batch
   traces_per_s       batch / warm median, in traces per second
   device_only_ms     GPU cases only: one more timing with the data already on the device
@@ -493,9 +523,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="simulate one stimulus with one backend",
                        formatter_class=_FMT,
-                       description="Simulate one stimulus with one backend and print its spike "
-                                   "count, or DIVERGED when the integrator overflowed (forward "
-                                   "Euler on a strong current; V is then NaN from that point).",
+                       description=_wrap("Simulate one stimulus with one backend. Prints the "
+                                   "backend and the device it ran on, the stimulus in words "
+                                   "(waveform, amplitude in µA/cm², onset, samples and sampling "
+                                   "rate), then the number of spikes (peaks of V above 0 mV) "
+                                   "or DIVERGED when the integrator overflowed (forward Euler "
+                                   "on a strong current; V is then NaN from that point), with "
+                                   "the time span of the output (the cnn's output window is "
+                                   "shorter than the stimulus), and one 'wrote FILE' line for "
+                                   "each file written (-o, --plot)."),
                        epilog="Stimulus settings not given take the lab's defaults.")
     s.add_argument("--backend", default="numba",
                    help="a name from `hhbench backends` (default: numba)")
@@ -526,10 +562,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("model-info", help="describe a CNN model", formatter_class=_FMT,
-                       description="Describe a CNN model: where it came from (--model, "
+                       description=_wrap("Describe a CNN model: where it came from (--model, "
                                    "HHBENCH_MODEL, package data = the model installed with "
                                    "hhbench, or repository checkout), parameters, input and "
-                                   "output shapes, context, scaling, receptive field, layers.")
+                                   "output shapes, context (input samples each side that the "
+                                   "output window leaves out), scaling (network input = I x "
+                                   "input scale; V = network output / output scale), receptive "
+                                   "field (input samples one output sample depends on), and "
+                                   "every leaf layer with its output shape and parameters. A "
+                                   "'nested' line says when one model wraps another (the lab's "
+                                   "files: a functional model around the network), which is "
+                                   "why two input layers are listed."))
     s.add_argument("--model", help="a model folder or .keras file (default: $HHBENCH_MODEL, "
                                     "else the shipped model)")
     s.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N or auto (default: cpu)")
@@ -572,9 +615,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("run", help="run the benchmark suite", formatter_class=_FMT,
-                       description="Run every backend x stimulus x batch x device: set-up, first call (cold), warm-up, timed calls; then "
-                                   "accuracy against the reference. Prints a table; writes "
-                                   "every sample, setting and the machine's description.",
+                       description=_wrap("Run every backend x stimulus x batch x device, each case in "
+                                         "several fresh processes: set-up, first call (cold), "
+                                         "warm-up, timed calls; then accuracy against the "
+                                         "reference. Prints a table (below: what each column "
+                                         "means); writes every sample, setting and the "
+                                         "machine's description (-o JSON, and CSV)."),
                        epilog=RUN_WORDS)
     s.add_argument("-o", "--output", help="results JSON (and a CSV table beside it unless --csv)")
     s.add_argument("--csv", help="the table as CSV")
@@ -591,6 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--option", action="append", metavar="BACKEND.KEY=VALUE",
                    help="a backend option, e.g. cnn.precision=tf32 or jax.precision=float32 "
                         "(repeatable; also `options` in --config)")
+    s.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS",
+                   help="stop a worker that spends longer on one case, and start it again "
+                        "once for what it had not finished (default 600)")
     s.add_argument("--processes", type=_positive_int,
                    help="fresh processes that time each case (default 3; compare needs >= 3)")
     s.add_argument("--repeats", type=_positive_int,
@@ -672,7 +721,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("check", help="warn when this machine (or a run's) looks unstable "
-                                     "for timing")
+                                     "for timing", formatter_class=_FMT,
+                       description=_wrap("Say whether this machine now, or the machine a results "
+                                   "file was written on (at the run's start), looks fit for "
+                                   "timing, as pyperf's `system check` does. Prints the load "
+                                   "average (runnable processes, averaged over 1, 5 and 15 "
+                                   "minutes) against the logical cores, the CPU frequency and "
+                                   "its governor, whether hhbench's threading policy is on "
+                                   "(numba's threading layer), and the thread-pool variables "
+                                   "set (OMP_*, NUMBA_*, MKL_*, TF_*)."),
+                       epilog=_wrap("A 'warning:' line is printed for: a load average above 0.5 "
+                                    "per logical core (other work competes), a governor "
+                                    "other than 'performance' or turbo boost on (the clock "
+                                    "moves), a clock below 80 % of its maximum, the "
+                                    "threading policy switched off, and, for a results "
+                                    "file, each case whose processes disagree by more than "
+                                    "3 % (spread_pct). Without warnings it says 'no "
+                                    "warnings'. The exit status is 0 either way."))
     s.add_argument("results", nargs="?", help="a results file: its machine state at the "
                                               "start and the spread between its processes")
     s.set_defaults(func=cmd_check)
@@ -704,6 +769,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hhbench: interrupted", file=sys.stderr)
         return 130
+    except SystemError as exc:
+        # Ctrl-C while a numba-compiled function runs: the dispatcher returns with the
+        # KeyboardInterrupt set and Python reports a SystemError on top of it
+        if _interrupted(exc):
+            print("hhbench: interrupted", file=sys.stderr)
+            return 130
+        raise
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` was raised while a KeyboardInterrupt was being handled."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

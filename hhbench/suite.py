@@ -99,10 +99,16 @@ class SuiteConfig:
     #: modules (dotted names or .py paths) imported first, in this process and in every
     #: worker, that register more backends (e.g. a synthetic backend for a check)
     extra_backend_modules: tuple[str, ...] = ()
+    #: seconds a worker may spend on one case before it is stopped (and restarted once for
+    #: the cases it had not finished)
+    case_timeout_s: float = 600.0
 
     def __post_init__(self):
         if int(self.processes) != self.processes or self.processes < 1:
             raise HHBenchError(f"processes must be a positive integer, got {self.processes!r}")
+        if not 0 < self.case_timeout_s < float("inf"):
+            raise HHBenchError(f"case_timeout_s must be a positive number of seconds, got "
+                               f"{self.case_timeout_s!r}")
         for spec in self.extra_backend_modules:
             import_backend_module(spec)
         for name in self.backends:
@@ -368,7 +374,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     any process is "failed" with that process' reason."""
     from tqdm.auto import tqdm
 
-    from hhbench.workers import run_processes
+    from hhbench.workers import package_source, run_processes
 
     needed = check_memory(config)
     # a backend not installed here (e.g. the cnn without TensorFlow), or asked for a device
@@ -380,14 +386,15 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
         tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
                    f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
                    file=sys.stderr)
-    env = {**describe_machine(), "state": machine_state()}
+    env = {**describe_machine(), "state": machine_state(), "hhbench_source": package_source()}
     calib = calibrate()
     bar = tqdm(total=len(runnable) * config.processes, disable=not progress, unit="case",
                dynamic_ncols=True, desc=f"hhbench run ({config.processes} processes)")
     with tempfile.TemporaryDirectory(prefix="hhbench-outputs-") as keep:
         outputs = run_processes(config.as_dict(), [cases[i] for i in runnable],
                                 config.processes, keep_dir=Path(keep),
-                                on_case=lambda: bar.update(1))
+                                on_case=lambda: bar.update(1),
+                                case_timeout_s=config.case_timeout_s)
         bar.close()
         env["workers"] = [o.record for o in outputs]
         out, examples = [], {}

@@ -31,6 +31,10 @@ from typing import Callable
 import numpy as np
 
 PROGRESS = "hhbench-progress"
+#: seconds a worker may go without finishing a case before it is stopped and restarted
+#: (the default suite's longest case, the first CNN case with TensorFlow's import, takes
+#: about ten)
+DEFAULT_CASE_TIMEOUT_S = 600.0
 #: the group of the backends that declare no heavy runtime (NumPy, numba)
 SIMULATORS = "simulators"
 
@@ -59,44 +63,119 @@ def group_cases(cases: list[tuple], options: dict | None = None) -> dict[str, li
 
 
 def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep_dir: Path,
-                  on_case: Callable[[], None] = lambda: None) -> list[WorkerOutput]:
+                  on_case: Callable[[], None] = lambda: None,
+                  case_timeout_s: float | None = DEFAULT_CASE_TIMEOUT_S) -> list[WorkerOutput]:
     """Time every case in `processes` fresh processes per group; outputs of repetition 0
-    are written to `keep_dir` as `<case index>.npz`. A worker that dies leaves its cases'
-    errors (the last line it wrote on stderr)."""
+    are written to `keep_dir` as `<case index>.npz`.
+
+    A worker that dies (exits non-zero, is killed, crashes in native code) or makes no
+    progress for `case_timeout_s` seconds is started again once, in a fresh process, for
+    the cases it had not finished, the one it died on last (so that a case that kills its
+    process twice costs only itself); a case that fails both times keeps the error of the
+    second (the last line its process wrote on stderr), and the record says a restart
+    happened. The cases a worker finished are kept either way."""
+    source = package_source()
     outputs = []
     for rep in range(processes):
         for group, indices in group_cases(cases, config_dict.get("options")).items():
             job = {"config": config_dict, "cases": [list(cases[i]) for i in indices],
                    "indices": indices, "keep_dir": str(keep_dir) if rep == 0 else None,
-                   "group": group, "repetition": rep}
-            outputs.append(_launch(job, on_case))
+                   "group": group, "repetition": rep, "source": source}
+            first = _launch(job, on_case, case_timeout_s)
+            unfinished = [i for i in indices if "samples_s" not in first.cases.get(i, {})
+                          and first.cases.get(i, {}).get("died")]
+            if "error" in first.record and unfinished:
+                culprit = unfinished[0]
+                order = unfinished[1:] + [culprit]
+                retry = _launch({**job, "indices": order,
+                                 "cases": [list(cases[i]) for i in order]}, on_case,
+                                case_timeout_s)
+                merged = {**first.cases, **retry.cases}
+                record = {**retry.record, "restarted_after": first.record["error"]}
+                first = WorkerOutput(group=group, repetition=rep, cases=merged, record=record)
+            outputs.append(first)
     return outputs
 
 
-def _launch(job: dict, on_case) -> WorkerOutput:
+def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOutput:
+    """Run one worker process on `job`; its cases' reports, or for a worker that died or
+    hung, the reports it had written and an error (`died`) for the rest."""
+    import queue
+    import threading
+
     with tempfile.TemporaryDirectory(prefix="hhbench-worker-") as tmp:
         job_path, out_path, err_path = (Path(tmp) / n for n in ("job.json", "out.json", "err"))
         job_path.write_text(json.dumps(job))
+        hung = None
         with open(err_path, "w") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "hhbench.workers", str(job_path),
-                                     str(out_path)], stdout=subprocess.PIPE, stderr=err,
-                                    text=True, env=_worker_env())
-            for line in proc.stdout:
-                if line.startswith(PROGRESS):
-                    on_case()
+            # -P: the working folder is not put on sys.path, so the worker imports the
+            # package the parent imported (first on PYTHONPATH), not a checkout it runs in
+            proc = subprocess.Popen([sys.executable, "-P", "-m", "hhbench.workers",
+                                     str(job_path), str(out_path)], stdout=subprocess.PIPE,
+                                    stderr=err, text=True, env=_worker_env(),
+                                    start_new_session=True)
+            lines: queue.Queue = queue.Queue()
+            reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout]
+                                      + [lines.put(None)], daemon=True)
+            reader.start()
+            try:
+                while True:
+                    try:
+                        line = lines.get(timeout=case_timeout_s)
+                    except queue.Empty:
+                        hung = f"no progress for {case_timeout_s:g} s (--case-timeout)"
+                        _kill(proc)
+                        break
+                    if line is None:
+                        break
+                    if line.startswith(PROGRESS):
+                        on_case()
+            except BaseException:  # Ctrl-C: the worker goes with the parent
+                _kill(proc)
+                raise
             code = proc.wait()
-        if code == 0 and out_path.exists():
-            data = json.loads(out_path.read_text())
+            reader.join(timeout=5)
+        data = _read_report(out_path)
+        if code == 0 and hung is None and data is not None and data.get("record"):
             return WorkerOutput(group=job["group"], repetition=job["repetition"],
                                 cases={int(k): v for k, v in data["cases"].items()},
                                 record=data["record"])
-        lines = [ln for ln in err_path.read_text().splitlines() if ln.strip()]
-        reason = f"worker process exited with status {code}" + (f": {lines[-1][:300]}"
-                                                                  if lines else "")
-        done = json.loads(out_path.read_text())["cases"] if out_path.exists() else {}
-        cases = {i: done.get(str(i), {"error": reason}) for i in job["indices"]}
+        lines_err = [ln for ln in err_path.read_text(errors="replace").splitlines()
+                     if ln.strip()]
+        reason = hung or (f"worker process exited with status {code}"
+                          + (f": {lines_err[-1][:300]}" if lines_err else ""))
+        done = (data or {}).get("cases", {})
+        cases = {i: done.get(str(i), {"error": reason, "died": True}) for i in job["indices"]}
         return WorkerOutput(group=job["group"], repetition=job["repetition"], cases=cases,
                             record={"error": reason})
+
+
+def _kill(proc) -> None:
+    """Stop a worker and whatever it started (its own session), at once."""
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, AttributeError):
+        proc.kill()
+
+
+def _read_report(path: Path) -> dict | None:
+    """A worker's report, or None where there is none or it is unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def package_source() -> dict:
+    """Where this process imported hhbench from, and a SHA-256 of its source files (every
+    .py under the package, by relative path and content): what the code timed is."""
+    import hashlib
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return {"path": str(root), "sha256": digest.hexdigest()}
 
 
 def _worker_env() -> dict:
@@ -128,8 +207,17 @@ def work(job: dict, out_path: Path) -> None:
     config = SuiteConfig.from_dict(job["config"])
     keep = Path(job["keep_dir"]) if job["keep_dir"] else None
     results = {}
+    mine = package_source()
+    parents = job.get("source")
     for index, (name, kind, batch, device) in zip(job["indices"], job["cases"]):
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
+        if parents and parents["sha256"] != mine["sha256"]:
+            results[index] = {"error": f"the worker imported hhbench from {mine['path']}, "
+                                       f"whose sources differ from the parent's "
+                                       f"({parents['path']}): not the code asked for"}
+            _write_json(out_path, {"cases": results, "record": {}})
+            print(f"{PROGRESS} {index}", flush=True)
+            continue
         try:
             backend = make_backend(name, device=device, options=config.backend_options(name))
         except HHBenchError as exc:  # e.g. not installed here
@@ -143,17 +231,29 @@ def work(job: dict, out_path: Path) -> None:
                               "samples_s": None if case.timing is None
                               else list(case.timing.samples_s)}
             if keep is not None and result is not None:
-                np.savez(keep / f"{index}.npz", v=result.v_batch, t_ms=result.t_ms,
-                         first_sample=result.first_sample, diverged=result.diverged)
+                tmp = keep / f".{index}.npz.tmp"
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, v=result.v_batch, t_ms=result.t_ms,
+                             first_sample=result.first_sample, diverged=result.diverged)
+                os.replace(tmp, keep / f"{index}.npz")
+        # partial results survive a crash in a later case; progress only once written
+        _write_json(out_path, {"cases": results, "record": {}})
         print(f"{PROGRESS} {index}", flush=True)
-        # partial results survive a crash in a later case
-        out_path.write_text(json.dumps({"cases": results, "record": {}}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         record = {"group": job["group"], "repetition": job["repetition"], "pid": os.getpid(),
                   "load_average_start": load, "wall_s": time.perf_counter() - started,
-                  "threads": threads.describe(), "numba_cache": threads.numba_cache_stats()}
-    out_path.write_text(json.dumps({"cases": results, "record": record}, default=str))
+                  "threads": threads.describe(), "numba_cache": threads.numba_cache_stats(),
+                  "source": mine}
+    _write_json(out_path, {"cases": results, "record": record})
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """`data` as JSON in `path`, atomically: a worker killed while writing leaves the
+    previous version, never half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

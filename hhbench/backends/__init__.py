@@ -78,7 +78,8 @@ def plugin_errors() -> dict[str, str]:
 def backend_classes() -> dict[str, type[Backend]]:
     """All registered backend classes by name, in a stable order."""
     _discover()
-    order = ["numpy", "numba", "odeint", "odeint-lab", "exp-euler", "reference", "cnn"]
+    order = ["numpy", "numba", "odeint", "odeint-lab", "exp-euler", "reference", "jax",
+             "numba-cuda", "cnn"]
     return dict(sorted(_REGISTRY.items(),
                        key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 

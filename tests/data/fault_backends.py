@@ -1,0 +1,82 @@
+"""Backends that fail on purpose, for the fault-injection tests (tests/test_faults.py):
+imported through a suite's `extra_backend_modules`, in the parent and in every worker.
+
+What each does is set by the folder HHBENCH_FAULT_DIR (made by the test): a fault that
+happens "once" leaves a marker file there, so the restarted worker runs normally.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hhbench.backends import register
+from hhbench.backends.base import Backend
+
+FOLDER = Path(os.environ.get("HHBENCH_FAULT_DIR", "."))
+
+
+class _Resting(Backend):
+    summary = "a fault for tests"
+
+    def _integrate(self, current_ua, dt_ms, gates):
+        self.fault()
+        return np.full(current_ua.shape, -65.0), None
+
+    def fault(self):
+        pass
+
+
+def _first_time(name: str) -> bool:
+    marker = FOLDER / f"{name}.happened"
+    if marker.exists():
+        return False
+    marker.write_text("1")
+    return True
+
+
+@register
+class KillsItselfOnce(_Resting):
+    name = "fault-kill-once"
+
+    def fault(self):
+        if _first_time(self.name):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@register
+class KillsItself(_Resting):
+    name = "fault-kill"
+
+    def fault(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@register
+class Hangs(_Resting):
+    name = "fault-hang"
+
+    def fault(self):
+        time.sleep(3600)
+
+
+@register
+class Raises(_Resting):
+    name = "fault-raise"
+
+    def fault(self):
+        raise RuntimeError("planted failure")
+
+
+@register
+class WaitsToBeKilled(_Resting):
+    """Writes its pid into the folder, then runs for a while: the test kills it from
+    outside (once: a restarted worker finds the pid file and runs normally)."""
+    name = "fault-killed-from-outside"
+
+    def fault(self):
+        if _first_time(self.name):
+            (FOLDER / "pid").write_text(str(os.getpid()))
+            time.sleep(60)

@@ -1,0 +1,129 @@
+"""Faults cost cases, not runs: a backend that kills its own process, hangs, raises, or a
+worker killed from outside — each loses at most its own case, the others go on, the results
+file is still written. Each test fails if its fault is not handled (the whole group failed,
+the run hung, or no results)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hhbench.suite import SuiteConfig, run_suite
+from hhbench.timing import TimingSettings
+
+FAULTS = Path(__file__).parent / "data" / "fault_backends.py"
+QUICK = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
+
+
+@pytest.fixture
+def fault_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "faults"
+    folder.mkdir()
+    monkeypatch.setenv("HHBENCH_FAULT_DIR", str(folder))
+    return folder
+
+
+def _run(backends, **kw):
+    config = SuiteConfig(backends=backends, stimuli=("step",), batches=(1,), processes=1,
+                         n_samples=200, timing=QUICK, extra_backend_modules=(str(FAULTS),),
+                         **kw)
+    return {c.backend: c for c in run_suite(config, progress=False).cases}, config
+
+
+def test_a_worker_that_dies_once_is_restarted_for_what_it_had_not_finished(fault_dir):
+    results, _ = _run(("numpy", "fault-kill-once", "numba"))
+    assert all(c.status == "ok" for c in results.values()), \
+        {k: c.error for k, c in results.items()}
+
+
+def test_a_case_that_kills_its_worker_twice_fails_alone(fault_dir):
+    results, _ = _run(("numpy", "fault-kill", "numba"))
+    assert results["fault-kill"].status == "failed"
+    assert "status -9" in results["fault-kill"].error
+    # the case after it in the same worker ran in the restarted one
+    assert results["numpy"].status == "ok" and results["numba"].status == "ok"
+
+
+def test_a_hanging_case_is_stopped_at_the_case_timeout(fault_dir):
+    start = time.perf_counter()
+    results, _ = _run(("fault-hang", "numpy"), case_timeout_s=4.0)
+    assert time.perf_counter() - start < 60
+    assert results["fault-hang"].status == "failed"
+    assert "no progress for 4 s" in results["fault-hang"].error
+    assert results["numpy"].status == "ok"
+
+
+def test_a_raising_backend_fails_its_case_only(fault_dir):
+    results, _ = _run(("fault-raise", "numpy"))
+    assert results["fault-raise"].status == "failed"
+    assert "RuntimeError: planted failure" in results["fault-raise"].error
+    assert results["numpy"].status == "ok"
+
+
+def test_a_worker_killed_from_outside_costs_no_case_and_the_file_is_written(fault_dir,
+                                                                           tmp_path):
+    out = tmp_path / "r.json"
+
+    def killer():
+        pid_file = fault_dir / "pid"
+        for _ in range(600):
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "run", "--no-progress", "--backends", "numpy,fault-killed-from-outside",
+         "--stimuli", "step", "--batch", "1", "--processes", "1", "--repeats", "1",
+         "--min-time", "0", "--config", str(_config(tmp_path)), "-o", str(out)],
+        capture_output=True, text=True, timeout=300)
+    thread.join(timeout=1)
+    assert proc.returncode == 0, proc.stderr
+    cases = {c["backend"]: c for c in json.loads(out.read_text())["cases"]}
+    assert cases["fault-killed-from-outside"]["status"] == "ok"
+    assert cases["numpy"]["status"] == "ok"
+    records = json.loads(out.read_text())["environment"]["workers"]
+    assert any("status -9" in r.get("restarted_after", "") for r in records)
+
+
+def _config(tmp_path) -> Path:
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps({"extra_backend_modules": [str(FAULTS)], "n_samples": 200}))
+    return path
+
+
+def test_workers_time_the_package_the_parent_imported_not_the_checkout(tmp_path):
+    """A modified copy of hhbench first on PYTHONPATH, run from the checkout's root: the
+    workers must import the copy (as the parent did), and the results say so."""
+    import shutil
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "alt"
+    shutil.copytree(root / "hhbench", copy / "hhbench",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    marker = "# a modified copy\n"
+    init = copy / "hhbench" / "__init__.py"
+    init.write_text(init.read_text() + marker)
+    out = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    # -P: like the `hhbench` console script, the parent does not put the working folder on
+    # sys.path, so it imports the copy
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "run", "--no-progress", "--backends", "numpy", "--stimuli", "step", "--batch", "1",
+         "--processes", "1", "--repeats", "1", "--min-time", "0", "-o", str(out)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    parent = data["environment"]["hhbench_source"]
+    assert parent["path"] == str(copy / "hhbench")
+    workers = [r["source"] for r in data["environment"]["workers"]]
+    assert workers and all(w == parent for w in workers)
+    assert data["cases"][0]["status"] == "ok"
