@@ -177,6 +177,8 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
                 "busy": busy,
                 "old_commit": (old.environment.get("git") or {}).get("commit"),
                 "new_commit": (new.environment.get("git") or {}).get("commit"),
+                "old_source": (old.environment.get("hhbench_source") or {}).get("sha256"),
+                "new_source": (new.environment.get("hhbench_source") or {}).get("sha256"),
                 "calibration": calib}
     return Comparison(rows=rows, machines=machines, regressed=regressed, tolerances=tol)
 
@@ -187,8 +189,8 @@ def format_comparison(cmp: Comparison) -> str:
     import pandas as pd
 
     m, tol = cmp.machines, cmp.tolerances
-    lines = [f"OLD: {m['old']} (commit {str(m['old_commit'])[:10]})",
-             f"NEW: {m['new']} (commit {str(m['new_commit'])[:10]})"]
+    lines = [f"{side.upper()}: {m[side]} (commit {str(m[side + '_commit'])[:10]}, sources "
+             f"{str(m.get(side + '_source'))[:10]})" for side in ("old", "new")]
     for key, c in m["calibration"].items():
         lines.append(f"calibration {key}: NEW/OLD = {c['new_over_old']:.2f}")
     lines.append(f"speed: NEW/OLD of the per-process median warm times, {1 - tol.alpha:.0%} "
