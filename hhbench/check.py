@@ -7,9 +7,11 @@ Warnings:
   * frequency scaling: a scaling governor other than "performance", turbo boost enabled,
     or a current frequency far below the maximum (the clock then depends on the load and
     the temperature);
-  * spread between processes (for a results file): a case whose per-process medians
-    vary by more than `SPREAD_LIMIT` (coefficient of variation): its comparisons need more
-    processes, and its thread configuration may be bimodal.
+  * spread between processes (for a results file): a case whose per-process medians vary
+    so much that `hhbench compare` against a run like it could not tell a change of the
+    default threshold (10 %) from noise — it would call such a change inconclusive
+    (`hhbench.stats.resolvable_change`). A spread that still resolves 10 % is no warning,
+    however large it looks on a sub-millisecond case.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from __future__ import annotations
 import math
 
 from hhbench.results import RunResults
-from hhbench.stats import spread
+from hhbench.stats import resolvable_change, spread
 
-SPREAD_LIMIT = 0.03
+#: the change `hhbench compare` is asked to resolve by default (its --threshold)
+RESOLVE_LIMIT = 0.10
 LOAD_PER_CORE_LIMIT = 0.5
 
 
@@ -64,16 +67,20 @@ def machine_warnings(state: dict) -> list[str]:
     return out
 
 
-def spread_warnings(results: RunResults, limit: float = SPREAD_LIMIT) -> list[str]:
-    """One warning per timed case whose spread between processes exceeds `limit`."""
+def spread_warnings(results: RunResults, limit: float = RESOLVE_LIMIT) -> list[str]:
+    """One warning per timed case whose spread between processes is too large for
+    `compare` to resolve a change of `limit` against a run like it."""
     out = []
     for case in results.cases:
         if case.timing is None or len(case.processes) < 2:
             continue
-        cv = spread(case.process_medians())
-        if math.isfinite(cv) and cv > limit:
+        medians = case.process_medians()
+        smallest = resolvable_change(medians)
+        if math.isfinite(smallest) and smallest > limit:
             out.append(f"{case.backend} {case.stimulus} x{case.batch}: spread between processes "
-                       f"{cv:.1%} (> {limit:.0%})")
+                       f"{spread(medians):.1%} over {len(medians)}: `compare` can tell only "
+                       f"changes beyond {smallest:.0%} from noise for this case and would call "
+                       f"a {limit:.0%} change inconclusive (more --processes narrow it)")
     single = [c for c in results.cases if c.timing is not None and len(c.processes) < 2]
     if single:
         out.append(f"{len(single)} case{'s were' if len(single) > 1 else ' was'} timed in a "

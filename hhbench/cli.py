@@ -316,13 +316,14 @@ def format_table(results) -> str:
 
 
 def cmd_compare(args) -> int:
-    from hhbench.compare import Tolerances, compare, format_comparison, parse_threshold
+    from hhbench.compare import (Tolerances, compare, format_comparison, format_markdown,
+                                 parse_threshold)
     from hhbench.results import RunResults
     old, new = RunResults.load(args.old), RunResults.load(args.new)
     report = compare(old, new, Tolerances(threshold=parse_threshold(args.threshold),
                                           alpha=args.alpha, strict=args.strict,
                                           allow_busy=args.allow_busy))
-    print(format_comparison(report))
+    print((format_markdown if args.format == "markdown" else format_comparison)(report))
     return 1 if report.regressed else 0
 
 
@@ -345,7 +346,7 @@ def cmd_check(args) -> int:
     if not warned:
         print("no warnings: the machine looks stable" + ("" if results is None else
                                                          " and the processes agree"))
-    return 0
+    return 1 if warned else 0
 
 
 def cmd_plot(args) -> int:
@@ -716,6 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0.01: 99%%)")
     s.add_argument("--strict", action="store_true",
                    help="also exit 1 when a case is inconclusive")
+    s.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="text (default) or markdown: a table for a pull-request comment or a "
+                        "CI job summary; same verdicts and exit status")
     s.add_argument("--allow-busy", action="store_true",
                    help="give speed verdicts even when a run started on a busy machine")
     s.set_defaults(func=cmd_compare)

@@ -144,6 +144,42 @@ def _busy_reason(old: RunResults, new: RunResults) -> str | None:
     return "; ".join(reasons) or None
 
 
+#: settings of a run whose difference between OLD and NEW can move timings by itself
+TIMING_KEYS = ("timing", "processes", "n_samples", "seed", "reference")
+
+
+def what_is_compared(old: RunResults, new: RunResults) -> list[str]:
+    """Notes said before any verdict: OLD and NEW are the same run (every matched case has
+    identical timings), or their timing settings, threading policy or hhbench version
+    differ (a speed difference may come from that alone)."""
+    notes = []
+    pairs = [(o, n) for o, n in match_cases(old, new) if o is not None and n is not None
+             and o.timing is not None and n.timing is not None]
+    if pairs and all([p.samples_s for p in o.processes] == [p.samples_s for p in n.processes]
+                     for o, n in pairs):
+        notes.append("OLD and NEW are the same run (identical timings in every case): the "
+                     "comparison says nothing about a change")
+    for key in TIMING_KEYS:
+        a, b = old.settings.get(key), new.settings.get(key)
+        if a is not None and b is not None and a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                diff = ", ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b))
+                                 if a.get(k) != b.get(k))
+            else:
+                diff = f"{a} vs {b}"
+            notes.append(f"the runs differ in {key} ({diff}): a speed difference may come "
+                         "from that alone")
+    policy = [(r.environment.get("state") or {}).get("threading_policy", {}).get("enabled")
+              for r in (old, new)]
+    if None not in policy and policy[0] != policy[1]:
+        notes.append(f"hhbench's threading policy was {'on' if policy[0] else 'off'} in OLD "
+                     f"and {'on' if policy[1] else 'off'} in NEW")
+    version = [(r.environment.get("versions") or {}).get("hhbench") for r in (old, new)]
+    if None not in version and version[0] != version[1]:
+        notes.append(f"hhbench {version[0]} in OLD, {version[1]} in NEW")
+    return notes
+
+
 def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) -> Comparison:
     rows = []
     # another job's load slows a whole run, every process alike: no spread between
@@ -179,7 +215,7 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
                 "new_commit": (new.environment.get("git") or {}).get("commit"),
                 "old_source": (old.environment.get("hhbench_source") or {}).get("sha256"),
                 "new_source": (new.environment.get("hhbench_source") or {}).get("sha256"),
-                "calibration": calib}
+                "calibration": calib, "notes": what_is_compared(old, new)}
     return Comparison(rows=rows, machines=machines, regressed=regressed, tolerances=tol)
 
 
@@ -193,6 +229,8 @@ def format_comparison(cmp: Comparison) -> str:
              f"{str(m.get(side + '_source'))[:10]})" for side in ("old", "new")]
     for key, c in m["calibration"].items():
         lines.append(f"calibration {key}: NEW/OLD = {c['new_over_old']:.2f}")
+    for note in m.get("notes", ()):
+        lines.append(f"note: {note}")
     lines.append(f"speed: NEW/OLD of the per-process median warm times, {1 - tol.alpha:.0%} "
                  f"interval; threshold ±{tol.threshold:.0%}")
     if m.get("busy"):
@@ -230,3 +268,38 @@ def format_comparison(cmp: Comparison) -> str:
         lines.append(f"no regression: every case is the same (within ±{tol.threshold:.0%}) "
                      "or faster, and as accurate")
     return "\n".join(lines)
+
+
+def format_markdown(cmp: Comparison) -> str:
+    """The same report as a Markdown table, for a pull-request comment or a CI job summary:
+    the verdicts and the conclusion of `format_comparison`, the notes first."""
+    m, tol = cmp.machines, cmp.tolerances
+    text = format_comparison(cmp).splitlines()
+    conclusion = text[-1]
+    lines = [f"**{conclusion}**", ""]
+    lines += [f"- {side.upper()}: {m[side]} (commit `{str(m[side + '_commit'])[:10]}`)"
+              for side in ("old", "new")]
+    lines += [f"- note: {note}" for note in m.get("notes", ())]
+    if m.get("busy"):
+        lines.append(f"- warning: {m['busy']}: no speed verdicts")
+    lines += ["", f"NEW/OLD of the per-process median warm times, {1 - tol.alpha:.0%} interval; "
+                  f"threshold ±{tol.threshold:.0%}", "",
+              "| backend | stimulus | batch | device | OLD ms | NEW ms | NEW/OLD | interval | "
+              "speed | accuracy |", "|---|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v, f: "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) \
+        else format(v, f)  # noqa: E731
+    for r in cmp.rows:
+        interval = (f"{r['ci_low']:.3f}-{r['ci_high']:.3f}" if r.get("ci_low") is not None
+                    and math.isfinite(r["ci_low"]) else "-")
+        speed = r.get("speed", "")
+        if speed in ("slower", "MISSING in NEW"):
+            speed = f"**{speed}**"
+        lines.append(f"| {r['backend']} | {r['stimulus']} | {r['batch']} | {r['device']} | "
+                     f"{fmt(r.get('old_ms'), '.3g')} | {fmt(r.get('new_ms'), '.3g')} | "
+                     f"{fmt(r.get('ratio'), '.3f')} | {interval} | {speed} | "
+                     f"{r.get('accuracy', '')} |")
+    unsure = [r for r in cmp.rows if r.get("speed") == "inconclusive"]
+    if unsure:
+        lines += [""] + [f"- inconclusive {r['backend']} {r['stimulus']} x{r['batch']}: "
+                         f"{r['why']}" for r in unsure]
+    return "\n".join(lines) + "\n"

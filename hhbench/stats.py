@@ -107,9 +107,35 @@ def processes_needed(sd_log: float, margin_log: float, alpha: float) -> int | No
     return _MAX_NEEDED + 1
 
 
+def welch_processes_needed(sd_old: float, sd_new: float, margin_log: float, alpha: float,
+                           start: int) -> int | None:
+    """Fewest processes per side, from `start` on, for which Welch's interval half-width
+    with these spreads of the log medians falls below `margin_log` (None: spread unknown;
+    more than 1000: not within reach)."""
+    if not (math.isfinite(sd_old) and math.isfinite(sd_new)):
+        return None
+    for n in range(max(start, 2), _MAX_NEEDED + 1):
+        if _half_width(sd_old, sd_new, n, n, alpha)[0] < margin_log:
+            return n
+    return _MAX_NEEDED + 1
+
+
+def resolvable_change(medians: Sequence[float], alpha: float = 0.01) -> float:
+    """The smallest relative change (e.g. 0.08 = 8 %) that a comparison of this case
+    against a run like it (same spread, same number of processes) can tell from noise:
+    Welch's interval half-width at this spread. NaN with fewer than 2 processes."""
+    logs = np.log(np.asarray(medians, dtype=float))
+    if logs.size < 2:
+        return float("nan")
+    sd = _log_sd(logs)
+    return math.expm1(_half_width(sd, sd, logs.size, logs.size, alpha)[0])
+
+
 def compare_processes(old: Sequence[float], new: Sequence[float], *, threshold: float = 0.10,
                       alpha: float = 0.01, min_processes: int = MIN_PROCESSES) -> Verdict:
     """Verdict on NEW against OLD from their per-process medians (seconds; see module doc)."""
+    if min_processes < 2:
+        raise ValueError("a speed verdict needs at least 2 processes per side (a spread)")
     old_m, new_m = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
     if old_m.size == 0 or new_m.size == 0 or not (np.all(old_m > 0) and np.all(new_m > 0)):
         raise ValueError("need at least one positive per-process median on each side")
@@ -151,6 +177,10 @@ def compare_processes(old: Sequence[float], new: Sequence[float], *, threshold: 
         else:
             what = f"{interval} too wide to tell (spread between processes " \
                    f"{spread(old_m):.1%} old, {spread(new_m):.1%} new)"
+        # more processes than either side has (these did not resolve it), by Welch's
+        # interval at the spreads measured
+        needed = welch_processes_needed(sd_old, sd_new, margin, alpha,
+                                        max(n_old, n_new) + 1)
         why = f"{what}; about {_fmt_needed(needed)} processes per side would resolve it"
     return Verdict(ci_low=lo, ci_high=hi, verdict=verdict, why=why, processes_needed=needed,
                    **common)

@@ -34,7 +34,7 @@ def _case(backend, medians):
                       n_samples=10, dt_ms=0.05, reference="lab", processes=procs)
 
 
-def test_spread_between_processes_above_3_percent_is_warned_about():
+def test_a_spread_compare_cannot_resolve_is_warned_about():
     steady = _case("numba", [1.00, 1.01, 0.99])          # CV 1 %
     bimodal = _case("exp-euler", [1.2, 8.0, 1.2])         # a bimodal thread pool
     single = _case("numpy", [1.0])
