@@ -17,13 +17,32 @@ from hhbench.errors import HHBenchError
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """`path` as a file we can write: its folder exists and it is not itself a folder."""
+    """`path` as a file we can write: its folder exists and takes new files (a read-only
+    file system, a folder without write permission are found now, by the user's path, not
+    at the end of the work), it is not itself a folder, and an existing file there may be
+    replaced."""
     path = Path(path)
     if path.is_dir():
         raise HHBenchError(f"cannot write {path}: it is a folder")
     if not path.parent.is_dir():
         raise HHBenchError(f"cannot write {path}: folder {path.parent} does not exist")
+    check_writable_folder(path.parent, for_path=path)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise HHBenchError(f"cannot write {path}: permission denied")
     return path
+
+
+def check_writable_folder(folder: Path, *, for_path: Path | None = None) -> Path:
+    """`folder` if a file can be created in it (tried: a probe file made and removed), else
+    HHBenchError naming `for_path` (or the folder) and the reason."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".hhbench-write-probe-")
+    except OSError as exc:
+        raise HHBenchError(f"cannot write {for_path or folder}: {exc.strerror or exc}"
+                           f"{f' (folder {folder})' if for_path else ''}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
 
 
 def _umask() -> int:

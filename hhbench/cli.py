@@ -34,6 +34,16 @@ def _csv_list(text: str, cast=str) -> tuple:
         raise HHBenchError(f"not a comma-separated list of numbers: {text!r}") from None
 
 
+def _unique(option: str, values: tuple) -> tuple:
+    """`values` with repeats dropped, saying so on stderr (a case named twice runs once)."""
+    unique = tuple(dict.fromkeys(values))
+    if len(unique) < len(values):
+        twice = next(v for v in unique if values.count(v) > 1)
+        print(f"note: {option} names {twice!r} more than once; each case runs once",
+              file=sys.stderr)
+    return unique
+
+
 def _backend_options(items: list[str] | None, *, single: str | None = None) -> dict:
     """`--option` values, BACKEND.KEY=VALUE (with `single`, a one-backend command, also
     KEY=VALUE), as {backend: {key: value}}; a VALUE that reads as JSON (a number, true,
@@ -230,14 +240,15 @@ def cmd_run(args) -> int:
 
     out, csv = _out_path(args.output), _out_path(args.csv)
     overrides = {}
-    if args.backends:
-        overrides["backends"] = _csv_list(args.backends)
-    if args.stimuli:
-        overrides["stimuli"] = _csv_list(args.stimuli)
-    if args.batch:
-        overrides["batches"] = _csv_list(args.batch, int)
-    if args.device:
-        overrides["devices"] = _csv_list(args.device)
+    # an option given empty ('--backends ""') is refused by the suite, not taken as "all"
+    if args.backends is not None:
+        overrides["backends"] = _unique("--backends", _csv_list(args.backends))
+    if args.stimuli is not None:
+        overrides["stimuli"] = _unique("--stimuli", _csv_list(args.stimuli))
+    if args.batch is not None:
+        overrides["batches"] = _unique("--batch", _csv_list(args.batch, int))
+    if args.device is not None:
+        overrides["devices"] = _unique("--device", _csv_list(args.device))
     if args.option:
         overrides["options"] = _backend_options(args.option)
     for name in ("reference", "model"):
@@ -359,6 +370,13 @@ def cmd_plot(args) -> int:
 
 
 def cmd_lab(args) -> int:
+    # questions, device and folder refused before the simulation stack and TensorFlow load
+    from hhbench.devices import parse_device
+    from hhbench.lab import check_questions
+    check_questions(args.questions)
+    parse_device(args.device)
+    from hhbench.lab.report import check_out_dir
+    check_out_dir(args.output)
     from hhbench.lab import run_lab
     results = run_lab(args.questions, model=args.model, device=args.device,
                       out_dir=args.output, progress=not args.no_progress)
@@ -409,6 +427,17 @@ def cmd_scaling(args) -> int:
 
 # -- the parser ----------------------------------------------------------------------------
 
+def _nonnegative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     """argparse type: an integer >= 1, refused in the option's own words."""
     try:
@@ -452,7 +481,7 @@ RUN_WORDS = """\
 what `hhbench run` prints: a line describing the machine, a line saying the reference and
 the number of processes, then one row per case (backend x stimulus x batch x device), then
 a note per skipped backend, "wrote FILE" per file written, and warnings (e.g. a busy
-machine, or processes that disagree by more than 3 %) on stderr.
+machine, or processes that disagree too much for `compare`) on stderr.
 
 columns (times in ms; every case is timed in --processes fresh processes):
   backend, stimulus, batch, device
@@ -465,8 +494,8 @@ columns (times in ms; every case is timed in --processes fresh processes):
   warm_iqr_ms        interquartile range (75th - 25th percentile) of the warm calls of all
                      processes together: how much single calls vary
   spread_pct         how much the processes disagree: coefficient of variation (standard
-                     deviation / mean) of the per-process medians, in %; above 3 %
-                     `run` and `check` warn, and `compare` may say inconclusive
+                     deviation / mean) of the per-process medians, in %; when it is too
+                     large for `compare` to tell a 10 % change, `run` and `check` warn
   per_trace_ms       warm_median_ms / batch
   traces_per_s       batch / warm median, in traces per second
   device_only_ms     GPU cases only: one more timing with the data already on the device
@@ -544,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time the current starts, ms (default: step 17.8, sine and noise 18.7)")
     s.add_argument("--freq-khz", type=float, help="sine frequency in kHz (default: 0.05)")
     s.add_argument("--sigma", type=float, help="noise standard deviation in µA/cm² (default: 20)")
-    s.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    s.add_argument("--seed", type=_nonnegative_int, default=0, help="noise seed (default: 0)")
     s.add_argument("--samples", type=_positive_int, default=2560,
                    help="trace length in samples (default: 2560 = 128 ms)")
     s.add_argument("--fs-khz", type=float, default=20.0,
@@ -739,9 +768,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "other than 'performance' or turbo boost on (the clock "
                                     "moves), a clock below 80 % of its maximum, the "
                                     "threading policy switched off, and, for a results "
-                                    "file, each case whose processes disagree by more than "
-                                    "3 % (spread_pct). Without warnings it says 'no "
-                                    "warnings'. The exit status is 0 either way."))
+                                    "file, each case whose processes disagree so much "
+                                    "(spread_pct) that `compare` could not tell a 10 % "
+                                    "change from noise against a run like it (it says "
+                                    "which change it could tell; more --processes narrow "
+                                    "it), and cases timed in a single process. Without "
+                                    "warnings it says 'no warnings'. Exit status: 0 "
+                                    "without warnings, 1 with any."))
     s.add_argument("results", nargs="?", help="a results file: its machine state at the "
                                               "start and the spread between its processes")
     s.set_defaults(func=cmd_check)

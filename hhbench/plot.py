@@ -68,9 +68,11 @@ def plot_results(results: RunResults, out_dir: str | os.PathLike, *, fmt: str = 
 # -- helpers ---------------------------------------------------------------------------------
 
 def _prepare_dir(path: Path) -> Path:
-    """`path` as an existing folder: created if only its last level is missing."""
+    """`path` as an existing folder that takes new files: created if only its last level
+    is missing."""
+    from hhbench.atomic import check_writable_folder
     if path.is_dir():
-        return path
+        return check_writable_folder(path)
     if path.exists():
         raise HHBenchError(f"cannot plot into {path}: it exists and is not a folder")
     if not path.parent.is_dir():
@@ -348,12 +350,50 @@ def plot_trace(result, path: str | os.PathLike) -> Path:
     ax_i, ax_v = fig.subplots(2, 1, sharex=True, height_ratios=(1, 2))
     ax_i.plot(stim.t_ms, stim.current_ua.T, lw=0.8)
     ax_i.set_ylabel("I (µA/cm²)")
-    ax_v.plot(result.t_ms, result.v_batch.T, lw=0.9)
+    v = np.asarray(result.v_batch, dtype=float)
+    ax_v.plot(result.t_ms, v.T, lw=0.9)
     ax_v.set_ylabel("V (mV)")
     ax_v.set_xlabel("t (ms)")
+    if result.any_diverged:
+        _mark_divergence(ax_v, np.asarray(result.t_ms, dtype=float), v)
     state = ", DIVERGED" if result.any_diverged else ""
     ax_i.set_title(f"{result.backend} on {stim.kind} ({result.device}){state}")
     return _save(fig, path, path.suffix.lstrip(".").lower())
+
+
+#: the voltage range a diverged trace's plot keeps (mV): physiological V lies well inside it,
+#: while forward Euler's last finite values before the overflow can be ±1e300
+V_RANGE_MV = (-100.0, 60.0)
+
+
+def diverged_ylim(v: np.ndarray, v_range=V_RANGE_MV, margin: float = 0.05) -> tuple[float, float]:
+    """y-limits for traces that may hold NaN/inf or huge values: the finite part of V clipped
+    to `v_range`, plus a margin of `margin` x the span on each side."""
+    finite = v[np.isfinite(v)]
+    lo, hi = v_range
+    if finite.size:
+        lo = max(lo, float(finite.min()))
+        hi = min(hi, float(finite.max()))
+        if not lo < hi:  # a flat or wholly out-of-range trace: show the whole range
+            lo, hi = v_range
+    pad = margin * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _mark_divergence(ax, t_ms: np.ndarray, v: np.ndarray) -> None:
+    """Keep the finite part of diverged traces readable: y-limits from it (clipped to a
+    physiological range), and a dashed vertical line labelled "diverged" where the first
+    trace stops being finite or leaves that range."""
+    ax.set_ylim(*diverged_ylim(v))
+    lo, hi = V_RANGE_MV
+    bad = ~np.isfinite(v) | (v < lo - 100.0) | (v > hi + 100.0)
+    if not bad.any():
+        return
+    first = int(np.argmax(bad.any(axis=0)))
+    t_div = float(t_ms[min(first, t_ms.size - 1)])
+    ax.axvline(t_div, color="crimson", ls="--", lw=1.0)
+    ax.text(t_div, 0.95, " diverged", transform=ax.get_xaxis_transform(), color="crimson",
+            ha="left", va="top", fontsize=9)
 
 
 def prepare_folder(path: str | os.PathLike) -> Path:

@@ -182,11 +182,19 @@ def white_noise(sigma_ua=20.0, *, onset_ms=18.7, seed=0, batch=None, n_samples=D
     rows = 1 if batch is None else int(batch)
     if rows <= 0:
         raise HHBenchError(f"batch must be a positive integer, got {batch!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     current = sigma * rng.standard_normal((rows, t.size)) * _onset_mask(t, onset_ms)
     return Stimulus(current_ua=current if batch is not None else current[0], fs_khz=fs_khz,
                     kind="noise", params={"sigma_ua": sigma, "onset_ms": float(onset_ms),
                                           "seed": seed})
+
+
+def check_seed(seed) -> int:
+    """`seed` if it is a whole number >= 0 (what numpy's generators take), else
+    HHBenchError naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise HHBenchError(f"seed must be a whole number >= 0, got {seed!r}")
+    return int(seed)
 
 
 def check_kind(kind: str) -> str:

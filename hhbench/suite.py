@@ -115,12 +115,19 @@ class SuiteConfig:
             check_name(name)
         for kind in self.stimuli:
             stimlib.check_kind(kind)
+        stimlib.check_seed(self.seed)
         if not self.backends or not self.stimuli or not self.batches:
             raise HHBenchError("the suite needs at least one backend, stimulus and batch size")
         for b in self.batches:
             if int(b) != b or b <= 0:
                 raise HHBenchError(f"batch sizes must be positive integers, got {b!r}")
         object.__setattr__(self, "devices", check_devices(self.devices))
+        for key in ("backends", "stimuli", "batches"):  # a case named twice runs once
+            object.__setattr__(self, key, tuple(dict.fromkeys(getattr(self, key))))
+        if self.model is not None and any("model" in check_name(b).option_defaults
+                                          for b in self.backends):
+            from hhbench.model_location import locate_model
+            locate_model(self.model)  # a missing model is refused now, not in every worker
         if not isinstance(self.options, Mapping):
             raise HHBenchError("options must be a table of backend name -> options")
         checked = {}
@@ -167,6 +174,21 @@ class SuiteConfig:
         """Settings from `as_dict()` (or a config file's table); TypeError on unknown keys.
         `cnn_mode` (files written before backends took options) is the cnn's `mode`."""
         data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)} | {"cnn_mode"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HHBenchError(f"unknown setting {unknown[0]!r}; the settings are: "
+                               f"{', '.join(sorted(known - {'cnn_mode'}))}")
+        for key in ("backends", "stimuli", "batches", "devices", "extra_backend_modules"):
+            if key in data and not isinstance(data[key], (list, tuple)):
+                raise HHBenchError(f"{key} must be a list (e.g. {key} = [...]), got "
+                                   f"{data[key]!r}")
+        if isinstance(data.get("timing"), dict):
+            valid = {f.name for f in dataclasses.fields(TimingSettings)}
+            bad = sorted(set(data["timing"]) - valid)
+            if bad:
+                raise HHBenchError(f"unknown timing setting {bad[0]!r}; the timing settings "
+                                   f"are: {', '.join(sorted(valid))}")
         if "cnn_mode" in data:
             legacy = data.pop("cnn_mode")
             data["options"] = {**data.get("options", {}),

@@ -158,3 +158,80 @@ def test_the_suite_checks_its_own_cases():
     one = 4 * 2560 * 8                      # bytes of a (4, 2560) float64 array
     references = one + 2 * one              # one per (stimulus, batch)
     assert check_memory(config) == references + 6 * (2 * one)
+
+
+# -- refused before any work (one line, exit 2, nothing written) ----------------------------
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder no file can be created in: a read-only tmpfs where this user may mount one
+    (root, as in CI), else a folder without write permission (other users)."""
+    import os
+    import subprocess
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True).returncode == 0
+    if not mounted:
+        if os.geteuid() == 0:
+            pytest.skip("root cannot mount a read-only file system here")
+        folder.chmod(0o555)
+    yield folder
+    if mounted:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+    else:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--backends", "numpy", "--stimuli", "step", "--batch", "1", "-o", "{ro}/r.json"],
+    ["run", "--backends", "numpy", "--stimuli", "step", "--batch", "1", "--csv", "{ro}/r.csv"],
+    ["simulate", "--backend", "numpy", "--plot", "{ro}/v.png"],
+    ["simulate", "--backend", "numpy", "-o", "{ro}/v.csv"],
+    ["lab", "q6", "-o", "{ro}/lab"],
+])
+def test_an_output_that_cannot_be_written_is_refused_by_its_path(argv, read_only_folder,
+                                                                 capsys):
+    argv = [a.replace("{ro}", str(read_only_folder)) for a in argv]
+    err = _one_line_exit_2(argv + (["--no-progress"] if argv[0] in ("run", "lab") else []),
+                           capsys)
+    assert str(read_only_folder) in err and ".tmp" not in err, err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["simulate", "--stimulus", "noise", "--seed", "-1"], "--seed: must be 0 or more"),
+    (["run", "--backends", ""], "needs at least one backend"),
+    (["run", "--device", "tpu"], "unknown device 'tpu'"),
+    (["lab", "q7"], "unknown question 'q7'"),
+    (["lab", "--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_values_are_refused_in_one_line(argv, words, capsys):
+    assert words in _one_line_exit_2(argv, capsys)
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"seed": -1}', "seed must be a whole number >= 0, got -1"),
+    ('{"backends": "numba"}', "backends must be a list"),
+    ('{"foo": 1}', "unknown setting 'foo'; the settings are:"),
+    ('{"timing": {"warmup": 1}}', "unknown timing setting 'warmup'"),
+    ('{"options": {"numba": {"precision": "float32"}}}', "has no option 'precision'"),
+])
+def test_bad_config_settings_are_refused_before_any_work(text, words, tmp_path, capsys):
+    config = tmp_path / "suite.json"
+    config.write_text(text)
+    out = tmp_path / "r.json"
+    assert words in _one_line_exit_2(["run", "--config", str(config), "-o", str(out)], capsys)
+    assert not out.exists()
+
+
+def test_a_case_named_twice_runs_once_with_a_note(tmp_path, capsys):
+    from hhbench.results import RunResults
+    out = tmp_path / "r.json"
+    assert main(["run", "--backends", "numpy,numpy", "--stimuli", "step", "--batch", "1,1",
+                 "--processes", "1", "--repeats", "1", "--min-time", "0", "--no-progress",
+                 "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "note: --backends names 'numpy' more than once" in err
+    assert "note: --batch names 1 more than once" in err
+    assert len(RunResults.load(out).cases) == 1

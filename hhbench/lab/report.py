@@ -19,21 +19,13 @@ from hhbench.atomic import atomic_write
 from hhbench.errors import HHBenchError
 from hhbench.lab import (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
                          q6_receptive_field)
+from hhbench.lab import QUESTION_KEYS, check_questions
 from hhbench.lab.common import LabSettings, LabSetup, num
 
 QUESTIONS = {m.KEY: m for m in (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
                                 q6_receptive_field)}
+assert tuple(QUESTIONS) == QUESTION_KEYS, "hhbench.lab.QUESTION_KEYS is out of date"
 REPORT = "report.md"
-
-
-def check_questions(questions) -> list[str]:
-    """The question keys in the lab's order; "all" means all six."""
-    asked = list(questions) or ["all"]
-    unknown = [q for q in asked if q != "all" and q not in QUESTIONS]
-    if unknown:
-        raise HHBenchError(f"unknown question {unknown[0]!r}; choose from "
-                           f"{', '.join(QUESTIONS)} or all")
-    return list(QUESTIONS) if "all" in asked else [q for q in QUESTIONS if q in asked]
 
 
 def check_out_dir(out_dir) -> Path:
@@ -130,7 +122,9 @@ Euler at dt = 1/fs, the lab's method; `numpy` loops in Python), `odeint` (SciPy'
 halved until V changes by less than 0.01 mV), `cnn`.
 
 **Definitions.** A *spike* is a peak of V above 0 mV in a run of at least 10 consecutive
-samples above 0 mV. *Cold* time = set-up (compilation, model loading) + first call;
+samples above 0 mV (rule `run-above-0mV`); Q4 also gives its answer under the lab's own
+rule, `scipy.signal.find_peaks(V, height=0, width=10)` (`lab-find-peaks`: at least 10
+samples wide at half prominence). *Cold* time = set-up (compilation, model loading) + first call;
 *warm* time = median of repeated calls after one untimed warm-up (never one call timed
 by hand). Times depend on the machine: {one_line(env)}; generated
 {env['time_utc']} by hhbench {_version()}{f' (commit {commit[:10]})' if commit else ''}
