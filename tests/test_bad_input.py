@@ -235,3 +235,17 @@ def test_a_case_named_twice_runs_once_with_a_note(tmp_path, capsys):
     assert "note: --backends names 'numpy' more than once" in err
     assert "note: --batch names 1 more than once" in err
     assert len(RunResults.load(out).cases) == 1
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"start_substeps": 0}, "substeps must be a positive integer, got 0"),
+    ({"start_substeps": 2.5}, "substeps must be a positive integer, got 2.5"),
+    ({"tol_mv": 0.0}, "reference tolerance must be > 0 mV"),
+    ({"tol_mv": float("nan")}, "reference tolerance must be > 0 mV"),
+    ({"start_substeps": 64, "max_substeps": 64}, "at least twice start_substeps"),
+])
+def test_the_converged_reference_refuses_settings_that_cannot_converge(kwargs, words):
+    # start_substeps=0 used to return a flat -70 mV line called "converged"
+    from hhbench.backends.reference import Reference
+    with pytest.raises(HHBenchError, match=words.replace("(", r"\(")):
+        Reference(**kwargs)

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from hhbench.backends import numba_engine, register
-from hhbench.backends.base import Backend
+from hhbench.backends.base import Backend, check_substeps
 from hhbench.errors import HHBenchError
 
 
@@ -27,8 +27,12 @@ class Reference(Backend):
     kernel = "exp-midpoint"  # the engine's step kernel
 
     def __init__(self, *, tol_mv: float = 0.01, start_substeps: int = 32, max_substeps: int = 4096):
-        if not tol_mv > 0:
-            raise HHBenchError("reference tolerance must be > 0 mV")
+        if not 0 < tol_mv < float("inf"):
+            raise HHBenchError(f"reference tolerance must be > 0 mV, got {tol_mv!r}")
+        start_substeps, max_substeps = check_substeps(start_substeps), check_substeps(max_substeps)
+        if max_substeps < 2 * start_substeps:
+            raise HHBenchError(f"max_substeps ({max_substeps}) must be at least twice "
+                               f"start_substeps ({start_substeps}): one refinement at least")
         self.tol_mv, self.start_substeps, self.max_substeps = tol_mv, start_substeps, max_substeps
 
     def prepare(self):
