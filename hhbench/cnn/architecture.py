@@ -60,6 +60,8 @@ def build_model(arch: Architecture = Architecture(), *, keras=None):
     names and the order of the weights are the same.
     """
     if keras is None:
+        from hhbench.cnn import import_tensorflow
+        import_tensorflow()
         import tf_keras as keras
     layers = keras.layers
 

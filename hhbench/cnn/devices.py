@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
+from hhbench.cnn import import_tensorflow
 from hhbench.errors import HHBenchError
+
+import_tensorflow()  # quietly, where installed (see hhbench.cnn)
 
 _SPEC = re.compile(r"^(cpu|gpu|auto)(?::(\d+))?$")
 

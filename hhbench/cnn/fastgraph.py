@@ -44,7 +44,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hhbench.cnn import import_tensorflow
 from hhbench.errors import HHBenchError
+
+import_tensorflow()  # quietly, where installed (see hhbench.cnn)
 
 IMPLS = ("conv1d", "matmul")
 DTYPES = ("float32", "float16", "bfloat16", "float64")

@@ -84,6 +84,8 @@ def shape_context(keras_model) -> int:
 
 
 def _load_lab_folder(folder: Path) -> LoadedModel:
+    from hhbench.cnn import import_tensorflow
+    import_tensorflow()
     import tf_keras
 
     arch_path, weights_path = folder / ARCH_FILE, folder / WEIGHTS_FILE
@@ -114,6 +116,8 @@ def _load_lab_folder(folder: Path) -> LoadedModel:
 def _load_keras3(path: Path) -> LoadedModel:
     if not path.exists():
         _fail(path, "no such file")
+    from hhbench.cnn import import_tensorflow
+    import_tensorflow()
     import keras
 
     try:

@@ -27,7 +27,10 @@ import warnings
 
 import numpy as np
 
+from hhbench.cnn import import_tensorflow
 from hhbench.errors import HHBenchError
+
+import_tensorflow()  # quietly, where installed (see hhbench.cnn)
 
 #: TensorFlow's device name for the CPU, where the interpreter runs
 CPU_DEVICE = "/job:localhost/replica:0/task:0/device:CPU:0"

@@ -7,7 +7,8 @@ The runner owns everything between a stimulus and the network:
     whose outputs tile samples [context, N − context): window j starts at j·out_len, the
     last one is moved back to end at N, and of two overlapping outputs the earlier window
     keeps its samples. A stimulus shorter than the window is zero-padded on the right
-    (`padded_samples` says how much) and its output trimmed to the stimulus;
+    (`padded_samples` says how much) and its output trimmed to the stimulus (the cutting
+    and stitching are `hhbench.cnn.windows`, shared with the JAX runner);
   * device: everything runs under one TensorFlow device scope, and the device that
     produced the output is read back from TensorFlow (TensorFlow Lite runs on the CPU);
   * mode: "compiled" calls the fast graph of `hhbench.cnn.fastgraph` — the same network
@@ -26,30 +27,19 @@ Asynchronous work (a GPU) is finished before `run` returns: the output is copied
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hhbench.cnn import files
+from hhbench.cnn import files, import_tensorflow
 from hhbench.cnn.architecture import receptive_field_samples
 from hhbench.cnn.devices import short_device_name
+from hhbench.cnn.windows import CnnOutput, check_rate, cut, stitch, window_starts
 from hhbench.cnn_modes import check_mode
 from hhbench.errors import HHBenchError
 from hhbench.model_location import locate_model
 
-
-@dataclass(frozen=True, kw_only=True)
-class CnnOutput:
-    """V (batch, out_samples) in mV at times t_ms; `first_sample` is the stimulus index of
-    the first output sample."""
-
-    v_mv: np.ndarray
-    t_ms: np.ndarray
-    first_sample: int
-    padded_samples: int
-    n_windows: int
-    device: str
+import_tensorflow()  # quietly, where installed (see hhbench.cnn)
 
 
 class CnnRunner:
@@ -153,11 +143,7 @@ class CnnRunner:
 
     def window_starts(self, n_samples: int) -> list[int]:
         """Start index of each window covering a stimulus of n_samples ≥ window samples."""
-        last = n_samples - self.window
-        starts = list(range(0, last + 1, self.out_len))
-        if starts[-1] != last:
-            starts.append(last)
-        return starts
+        return window_starts(n_samples, self.window, self.out_len)
 
     def run(self, current_ua: np.ndarray, fs_khz: float | None = None) -> CnnOutput:
         """Run on a (batch, samples) or (samples,) current in µA/cm² (sampled at fs_khz,
@@ -171,30 +157,14 @@ class CnnRunner:
         return self._run(current_ua, fs_khz)
 
     def _run(self, current_ua, fs_khz) -> CnnOutput:
-        current = np.atleast_2d(np.asarray(current_ua, dtype=np.float64))
-        if fs_khz is not None and abs(fs_khz - self.fs_khz) > 1e-9:
-            raise HHBenchError(f"the CNN was trained at {self.fs_khz} kHz; the stimulus is "
-                               f"sampled at {fs_khz} kHz")
-        batch, n = current.shape
-        if n <= 2 * self.context:
-            raise HHBenchError(f"stimulus of {n} samples is too short for the CNN: it needs "
-                               f"more than 2 x {self.context} samples of context")
-        padded = max(0, self.window - n)
-        x = np.pad(current, ((0, 0), (0, padded))) * self.input_scale
-        total = n + padded
-        starts = self.window_starts(total)
-        windows = np.stack([x[:, s:s + self.window] for s in starts], axis=1)
-        y = self.predict_windows(windows.reshape(-1, self.window)).reshape(batch, len(starts), -1)
-        # stitch: output of window j covers stimulus samples [s_j + context, s_j + context + out_len)
-        n_out = total - 2 * self.context
-        v = np.empty((batch, n_out), dtype=np.float64)
-        for j in reversed(range(len(starts))):  # earlier windows overwrite the shifted last one
-            v[:, starts[j]:starts[j] + self.out_len] = y[:, j]
-        v /= self.output_scale
-        keep = n - 2 * self.context  # padding gives no output: context on the right too
-        t_ms = (np.arange(keep) + self.context) / self.fs_khz
-        return CnnOutput(v_mv=v[:, :keep], t_ms=t_ms, first_sample=self.context,
-                         padded_samples=padded, n_windows=len(starts),
+        check_rate(fs_khz, self.fs_khz)
+        win = cut(current_ua, window=self.window, out_len=self.out_len, context=self.context,
+                  input_scale=self.input_scale)
+        y = self.predict_windows(win.x)
+        v, t_ms = stitch(y, win, out_len=self.out_len, context=self.context,
+                         output_scale=self.output_scale, fs_khz=self.fs_khz)
+        return CnnOutput(v_mv=v, t_ms=t_ms, first_sample=self.context,
+                         padded_samples=win.padded, n_windows=len(win.starts),
                          device=short_device_name(self.last_device))
 
     def warmup(self, batch: int = 1, calls: int = 1) -> None:

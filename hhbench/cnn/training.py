@@ -28,8 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from hhbench import stimuli
+from hhbench.cnn import import_tensorflow
 from hhbench.cnn.architecture import Architecture, build_model
 from hhbench.errors import HHBenchError
+
+import_tensorflow()  # quietly, where installed (see hhbench.cnn)
 
 STATE_FILE = "train_state.json"
 LR_SCHEDULES = ("plateau", "cosine")

@@ -1,0 +1,93 @@
+"""Cutting a stimulus into the CNN's windows and stitching the outputs, without any framework.
+
+Shared by the TensorFlow runner (`hhbench.cnn.runner`) and the JAX runner
+(`hhbench.cnn.jaxgraph`), so that both give the same samples the same way:
+  * scaling: the network sees I·input_scale; V = output / output_scale;
+  * context: output sample k belongs to input sample k + context;
+  * windows: a stimulus of N ≥ window samples is cut into windows of `window` samples
+    whose outputs tile samples [context, N − context): window j starts at j·out_len, the
+    last one is moved back to end at N, and of two overlapping outputs the earlier window
+    keeps its samples. A stimulus shorter than the window is zero-padded on the right
+    (`padded_samples` says how much) and its output trimmed to the stimulus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hhbench.errors import HHBenchError
+
+
+@dataclass(frozen=True, kw_only=True)
+class CnnOutput:
+    """V (batch, out_samples) in mV at times t_ms; `first_sample` is the stimulus index of
+    the first output sample."""
+
+    v_mv: np.ndarray
+    t_ms: np.ndarray
+    first_sample: int
+    padded_samples: int
+    n_windows: int
+    device: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Windows:
+    """A stimulus cut into windows: `x` (batch · n_windows, window) of scaled input, float64,
+    trace by trace (the windows of trace 0 first)."""
+
+    x: np.ndarray
+    starts: list
+    batch: int
+    n_samples: int
+    padded: int
+
+
+def window_starts(n_samples: int, window: int, out_len: int) -> list[int]:
+    """Start index of each window covering a stimulus of n_samples ≥ window samples."""
+    last = n_samples - window
+    starts = list(range(0, last + 1, out_len))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def check_rate(fs_khz, model_fs_khz: float) -> None:
+    if fs_khz is not None and abs(fs_khz - model_fs_khz) > 1e-9:
+        raise HHBenchError(f"the CNN was trained at {model_fs_khz} kHz; the stimulus is "
+                           f"sampled at {fs_khz} kHz")
+
+
+def cut(current_ua, *, window: int, out_len: int, context: int,
+        input_scale: float) -> Windows:
+    """The windows of a (batch, samples) or (samples,) current in µA/cm², scaled."""
+    current = np.atleast_2d(np.asarray(current_ua, dtype=np.float64))
+    batch, n = current.shape
+    if n <= 2 * context:
+        raise HHBenchError(f"stimulus of {n} samples is too short for the CNN: it needs "
+                           f"more than 2 x {context} samples of context")
+    padded = max(0, window - n)
+    x = np.pad(current, ((0, 0), (0, padded))) * input_scale
+    starts = window_starts(n + padded, window, out_len)
+    windows = np.stack([x[:, s:s + window] for s in starts], axis=1)
+    return Windows(x=windows.reshape(-1, window), starts=starts, batch=batch, n_samples=n,
+                   padded=padded)
+
+
+def stitch(y: np.ndarray, win: Windows, *, out_len: int, context: int, output_scale: float,
+           fs_khz: float) -> tuple[np.ndarray, np.ndarray]:
+    """(V in mV (batch, samples − 2·context), t_ms) from the network's outputs `y`
+    (batch · n_windows, out_len) of the windows `win`."""
+    starts = win.starts
+    y = y.reshape(win.batch, len(starts), -1)
+    # output of window j covers stimulus samples [s_j + context, s_j + context + out_len)
+    n_out = win.n_samples + win.padded - 2 * context
+    v = np.empty((win.batch, n_out), dtype=np.float64)
+    for j in reversed(range(len(starts))):  # earlier windows overwrite the shifted last one
+        v[:, starts[j]:starts[j] + out_len] = y[:, j]
+    v /= output_scale
+    keep = win.n_samples - 2 * context  # padding gives no output: context on the right too
+    t_ms = (np.arange(keep) + context) / fs_khz
+    return v[:, :keep], t_ms
