@@ -1,4 +1,15 @@
-"""`cnn`: the CNN surrogate (a lab model or hhbench's own) through `hhbench.cnn.runner`.
+"""`cnn`: the CNN surrogate (a lab model or hhbench's own), through TensorFlow or JAX.
+
+Two runtimes run the same network from the same files:
+  * "tensorflow": `hhbench.cnn.runner` (tf_keras loads the files; modes "lite", "compiled",
+    "lab-graph", "predict"; precision is the fast graph's dtype: float32, float16,
+    bfloat16, float64);
+  * "jax": `hhbench.cnn.jaxgraph` (h5py reads the files, no TensorFlow; one jitted graph;
+    precision float32 (convolutions at HIGHEST: no TF32), tf32 (TF32 on Ampere+ GPUs) or
+    bfloat16; mode must stay "auto").
+The option `runtime` chooses; "auto" (default) is TensorFlow when tensorflow, tf_keras and
+h5py are installed, else JAX when jax and h5py are. `settings()` records the runtime that
+ran, the precision that applied and the device.
 
 Its output covers the central window of the stimulus only (context cropped), so results
 carry their own `t_ms`; compare with other backends on those samples.
@@ -8,51 +19,147 @@ from __future__ import annotations
 
 from hhbench.backends import register
 from hhbench.backends.base import Backend
-from hhbench.cnn_modes import check_mode
+from hhbench.cnn_modes import (STACKS, check_runtime_options, choose_runtime, module_found,
+                                stacks_present)
+from hhbench.errors import HHBenchError
+
+INSTALL_HINT = "pip install 'hhbench[cnn]' (TensorFlow) or 'hhbench[jax]' (JAX)"
 
 
 @register
 class Cnn(Backend):
     name = "cnn"
-    summary = "CNN surrogate (Keras model, TensorFlow), on the CPU or a chosen GPU"
-    requires = ("tensorflow", "tf_keras", "h5py")
-    install_hint = "pip install 'hhbench[cnn]'"
+    summary = "CNN surrogate (lab's Keras model, TensorFlow or JAX), on the CPU or a chosen GPU"
+    requires = STACKS["tensorflow"]  # or STACKS["jax"]: see is_available
+    install_hint = INSTALL_HINT
+    device_kinds = ("cpu", "gpu")
+    runtime = "tensorflow"
+    option_defaults = {"model": None, "device": "auto", "mode": "auto", "runtime": "auto",
+                       "precision": "float32", "jit_compile": False}
 
     def __init__(self, *, model=None, device: str = "auto", mode: str = "auto",
-                 input_scale: float | None = None, output_scale: float | None = None,
-                 precision: str = "float32", jit_compile: bool = False):
-        self.options = dict(model=model, device=device, mode=check_mode(mode, (device,)),
-                            input_scale=input_scale,
+                 runtime: str = "auto", input_scale: float | None = None,
+                 output_scale: float | None = None, precision: str = "float32",
+                 jit_compile: bool = False):
+        self.runtime_request = runtime
+        self.runtime_name = choose_runtime(runtime)
+        check_runtime_options(self.runtime_name, mode=mode, precision=precision,
+                              devices=(device,))
+        self.options = dict(model=model, device=device, mode=mode, input_scale=input_scale,
                             output_scale=output_scale)
+        self.precision = precision
         # the fast graph's precision (float16 / bfloat16 are meant for GPUs) and XLA
         self.fast = dict(dtype=precision, impl="conv1d", jit_compile=jit_compile)
         self.runner = None
 
+    # -- what the harness asks before any work ---------------------------------------------
+
+    @classmethod
+    def runtime_of(cls, options=None) -> str:
+        return choose_runtime((options or {}).get("runtime", "auto"))
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return any(stacks_present().values())
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if cls.is_available():
+            return None
+        missing = [m for m in dict.fromkeys(STACKS["tensorflow"] + STACKS["jax"])
+                   if not module_found(m)]
+        return (f"needs tensorflow, tf_keras and h5py (or jax and h5py, for the JAX "
+                f"runtime): {', '.join(missing)} not installed; install with: {INSTALL_HINT}")
+
+    @classmethod
+    def check_options(cls, options, devices=()) -> dict:
+        options = super().check_options(options, devices)
+        request = options.get("runtime", "auto")
+        runtime = choose_runtime(request)
+        if request != "auto" and not stacks_present()[runtime]:
+            raise HHBenchError(f"CNN runtime {runtime!r} needs {', '.join(STACKS[runtime])}, "
+                               f"not all installed; install with: {INSTALL_HINT}")
+        check_runtime_options(runtime, mode=options.get("mode", "auto"),
+                              precision=options.get("precision", "float32"), devices=devices)
+        return options
+
+    @classmethod
+    def visible_gpus(cls, options=None) -> int:
+        if cls.runtime_of(options) == "jax":
+            if not stacks_present()["jax"]:
+                return 0
+            from hhbench.cnn.jaxgraph import gpu_count
+            return gpu_count()
+        if not stacks_present()["tensorflow"]:
+            return 0
+        from hhbench.cnn.devices import visible_devices
+        return len(visible_devices()["GPU"])
+
+    # -- running ---------------------------------------------------------------------------
+
     def prepare(self):
-        if self.runner is None:
-            from hhbench.cnn.fastgraph import FastGraphOptions
-            from hhbench.cnn.runner import CnnRunner
-            self.runner = CnnRunner(**self.options, fast_options=FastGraphOptions(**self.fast))
+        if self.runner is not None:
+            return
+        opts = self.options
+        if self.runtime_name == "jax":
+            from hhbench.cnn.jaxgraph import JaxRunner
+            self.runner = JaxRunner(opts["model"], device=opts["device"],
+                                    precision=self.precision, input_scale=opts["input_scale"],
+                                    output_scale=opts["output_scale"])
+            return
+        from hhbench.cnn.fastgraph import FastGraphOptions
+        from hhbench.cnn.runner import CnnRunner
+        self.runner = CnnRunner(**opts, fast_options=FastGraphOptions(**self.fast))
 
     @property
     def device(self) -> str:
         if self.runner is None:
             return str(self.options["device"])
+        if self.runtime_name == "jax":
+            return self.runner.device
         from hhbench.cnn.devices import short_device_name
         return short_device_name(self.runner.last_device or self.runner.tf_device)
 
     def settings(self):
         self.prepare()
         r = self.runner
-        return {"model": r.loaded.source, "mode": r.mode, "mode_request": r.mode_request,
-                "device_request": r.device_request,
-                "tf_device": r.tf_device, "input_scale": r.input_scale,
-                "output_scale": r.output_scale, "context": r.context, "window": r.window,
-                "graph": r.graph}
+        common = {"runtime": self.runtime_name, "runtime_request": self.runtime_request,
+                  "precision_request": self.precision, "device_request": r.device_request,
+                  "input_scale": r.input_scale, "output_scale": r.output_scale,
+                  "context": r.context, "window": r.window}
+        if self.runtime_name == "jax":
+            import jax
+            g = r.graph
+            return {"model": r.loaded.source, **common, "precision": g.precision_applied,
+                    "device": g.device_name, "jax_device": str(g.jax_device),
+                    "mode": "jax", "mode_request": self.options["mode"],
+                    "graph": f"jax ({g.transpose} transposed convolutions, jit/XLA)",
+                    "jax_version": jax.__version__}
+        return {"model": r.loaded.source, **common, "precision": self._tf_precision(),
+                "device": self.device, "mode": r.mode, "mode_request": r.mode_request,
+                "tf_device": r.tf_device, "graph": r.graph}
+
+    def _tf_precision(self) -> str:
+        """The fast graph's dtype; on a GPU, float32 says whether TensorFlow allows TF32."""
+        dtype = self.precision if self.runner.graph.startswith("fast") else "float32"
+        if dtype == "float32" and "GPU" in self.runner.tf_device.upper():
+            import tensorflow as tf
+            if tf.config.experimental.tensor_float_32_execution_enabled():
+                return "float32 (TensorFlow allows TF32 on Ampere+ GPUs)"
+        return dtype
+
+    def device_call(self, stimulus):
+        """JAX runtime: a function of no arguments running the network on the stimulus'
+        windows already on the device, returning once it has finished (no copy back).
+        None for TensorFlow."""
+        if self.runtime_name != "jax":
+            return None
+        self.prepare()
+        return self.runner.device_call(stimulus.current_ua)
 
     def run(self, stimulus, *, gates=False):
         self.prepare()
         out = self.runner.run(stimulus.current_ua, stimulus.fs_khz)
         return self._result(stimulus, out.v_mv, out.t_ms, out.first_sample, None,
                             {"padded_samples": out.padded_samples, "n_windows": out.n_windows,
-                             "device": out.device})
+                             "device": out.device, "runtime": self.runtime_name})
