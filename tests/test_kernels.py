@@ -321,7 +321,7 @@ def test_odeint_right_hand_sides_agree_with_the_model():
     """Both compiled forms (batch: interleaved; one neuron: the current a float), as odeint
     gets them from `odeint_functions`, give the model's derivatives bit for bit, each
     call's into the buffer it returns; a wrong argument is a TypeError, not a crash."""
-    from hhbench.backends.numba_engine import BAND, compiled_ode, odeint_functions
+    from hhbench.backends.odeint_rhs import BAND, compiled_ode, odeint_functions
 
     rng = np.random.default_rng(3)
     states = np.column_stack([rng.uniform(-80, 40, 3), rng.random((3, 3))])  # (neuron, vmhn)
@@ -346,7 +346,7 @@ def test_odeint_right_hand_sides_agree_with_the_model():
 def test_odeint_jacobians_are_the_models_derivatives():
     """The compiled Jacobian (forward differences) against central differences of the NumPy
     model; the batch form in odeint's banded storage, zero between neurons."""
-    from hhbench.backends.numba_engine import BAND, compiled_ode
+    from hhbench.backends.odeint_rhs import BAND, compiled_ode
 
     rng = np.random.default_rng(4)
     states = np.column_stack([rng.uniform(-80, 30, 3), rng.uniform(0.05, 0.95, (3, 3))])
@@ -377,7 +377,7 @@ def test_lsoda_does_less_work_with_the_compiled_jacobian():
     for the same answer within its tolerance."""
     from scipy.integrate import odeint
 
-    from hhbench.backends.numba_engine import BAND, odeint_functions
+    from hhbench.backends.odeint_rhs import BAND, odeint_functions
 
     rhs, jac, _ = odeint_functions(3)
     i = np.array([6.0, 20.0, 40.0])

@@ -1,5 +1,7 @@
-"""The compiled engine shared by the numba-based backends (numba is imported only here and in
-`backends.compiled`).
+"""The compiled CPU engine shared by the numba-based backends (numba is imported only here,
+in `backends.compiled` and in the other compiled drivers: `odeint_rhs`, the right-hand side
+odeint calls, and `cuda_engine`, the GPU driver; `numba_cache` keeps numba's on-disk cache
+of all of them in step with the sources they inline).
 
 `integrate(current, dt_ms, kernel, substeps, gates)` runs one registered step kernel
 (`backends.kernels`, e.g. "euler", "exp-euler", "exp-midpoint") over a (batch, samples)
@@ -35,9 +37,7 @@ Why it is fast:
 from __future__ import annotations
 
 import functools
-import hashlib
 import types
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -45,6 +45,7 @@ import numpy as np
 from hhbench import model, threads
 from hhbench.backends import kernels as kernel_registry
 from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps
+from hhbench.backends.numba_cache import purge_stale_cache
 
 #: traces per chunk (a multiple of every SIMD width; small enough that a chunk's block
 #: buffers stay in the L1 cache)
@@ -53,34 +54,6 @@ LANES = 32
 MIN_LANES = 8
 #: samples per block (divergence is checked once per block)
 BLOCK = 256
-
-
-def _kernel_sources() -> list[Path]:
-    """Every file whose code the compiled drivers contain."""
-    here = Path(__file__).parent
-    return [Path(model.__file__), Path(__file__), *sorted((here / "kernels").glob("*.py")),
-            *sorted((here / "compiled").glob("*.py"))]
-
-
-def _purge_stale_cache() -> None:
-    """Drop numba's on-disk cache when the model, a kernel or this file changed.
-
-    numba checks only the timestamp of the cached function's own file (this one), but the
-    drivers inline the model's kernels: an edit there would otherwise run stale machine code.
-    """
-    sources = _kernel_sources()
-    stamp = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
-    stamp_file = Path(__file__).parent / "__pycache__" / "hhbench-numba.stamp"
-    try:
-        if stamp_file.exists() and stamp_file.read_text() == stamp:
-            return
-        for src in sources:
-            for cached in (src.parent / "__pycache__").glob(f"{src.stem}.*.nb[ci]"):
-                cached.unlink(missing_ok=True)
-        stamp_file.parent.mkdir(exist_ok=True)
-        stamp_file.write_text(stamp)
-    except OSError:  # a read-only install: numba falls back to its own cache locations
-        pass
 
 
 prange = range    # replaced by numba.prange when compiled
@@ -245,7 +218,7 @@ def _compiled_kernels(one_trace: bool = False):
 
     from hhbench.backends.compiled.vector_exp import exp, expm1, fma
 
-    _purge_stale_cache()
+    purge_stale_cache()
     # inline="always": numba inlines the kernels into the driver itself, so LLVM sees one
     # loop body it can vectorise (a call to a separately compiled kernel stays a call)
     return model.build_kernels(numba.njit(inline="always", **jit_options()), exp=exp,
@@ -288,8 +261,10 @@ def driver_function(kernel_name: str):
 
 
 def _copy_function(func, qualname: str, **module_globals):
-    """`func` with this module's globals updated by `module_globals`, named `qualname`."""
-    copy = types.FunctionType(func.__code__, dict(globals(), **module_globals), func.__name__)
+    """`func` with its module's globals updated by `module_globals`, named `qualname` (used
+    by `odeint_rhs` and `cuda_engine` too: each copy sees the globals of its own module)."""
+    copy = types.FunctionType(func.__code__, dict(func.__globals__, **module_globals),
+                              func.__name__)
     copy.__qualname__ = qualname
     return copy
 
@@ -348,134 +323,6 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler"
     v, g, diverged = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
                            int(substeps), bool(gates), lanes)
     return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
-
-
-_derivatives = None  # the model's right-hand side, set in the copies `compiled_ode` makes
-_neuron_block = None  # the compiled `_fill_neuron_block`, likewise
-
-#: a batch's Jacobian is banded: the states are interleaved per neuron (v, m, h, n, v, …),
-#: so each neuron's 4×4 block lies within 3 diagonals of the main one
-BAND = 3
-#: forward-difference steps of the Jacobian: √ε times |state|, at least this much of it
-#: (mV for V, the gates' own scale for m, h, n)
-_FD_FLOOR = (1.0, 1e-3, 1e-3, 1e-3)
-
-
-def _rhs(y, t, i, dy):
-    # dy/dt of `batch` neurons stacked as y = (v0, m0, h0, n0, v1, …), currents i (batch,),
-    # written into `dy` (4·batch); nothing is returned (see `odeint_functions`)
-    for b in range(i.size):
-        k = 4 * b
-        dv, dm, dh, dn = _derivatives(y[k], y[k + 1], y[k + 2], y[k + 3], i[b])
-        dy[k] = dv
-        dy[k + 1] = dm
-        dy[k + 2] = dh
-        dy[k + 3] = dn
-
-
-def _rhs_one(y, t, i, dy):
-    # one neuron, current i a float (nothing to unbox but a number)
-    dv, dm, dh, dn = _derivatives(y[0], y[1], y[2], y[3], i)
-    dy[0] = dv
-    dy[1] = dm
-    dy[2] = dh
-    dy[3] = dn
-
-
-def _fill_neuron_block(block, y, k, i):
-    # block[row, col] = d f_row / d y_col for the neuron whose states start at y[k], by
-    # forward differences: what LSODA would do, but without a call from Fortran into
-    # Python per state
-    f0 = _derivatives(y[k], y[k + 1], y[k + 2], y[k + 3], i)
-    for c in range(4):
-        r = 1.4901161193847656e-08 * max(abs(y[k + c]), _FD_FLOOR[c])
-        f1 = _derivatives(y[k] + (r if c == 0 else 0.0), y[k + 1] + (r if c == 1 else 0.0),
-                          y[k + 2] + (r if c == 2 else 0.0), y[k + 3] + (r if c == 3 else 0.0),
-                          i)
-        for row in range(4):
-            block[row, c] = (f1[row] - f0[row]) / r
-
-
-def _jacobian(y, t, i):
-    # odeint's banded storage, jac[row - col + BAND, col] = d f_row / d y_col
-    jac = np.zeros((2 * BAND + 1, y.size))
-    block = np.empty((4, 4))
-    for b in range(i.size):
-        k = 4 * b
-        _neuron_block(block, y, k, i[b])
-        for row in range(4):
-            for c in range(4):
-                jac[row - c + BAND, k + c] = block[row, c]
-    return jac
-
-
-def _jacobian_one(y, t, i):
-    block = np.empty((4, 4))
-    _neuron_block(block, y, 0, i)
-    return block
-
-
-@functools.cache
-def compiled_ode(one_neuron: bool = False):
-    """The model's right-hand side and its Jacobian compiled for `scipy.integrate.odeint`,
-    cached on disk: (f, jacobian). `odeint_functions` wraps them as odeint wants them.
-
-    Batch form: f(y, t, i, dy) with y the 4·batch states interleaved per neuron (v, m, h, n,
-    v, …) and i the batch's currents writes the derivatives into dy (4·batch) and returns
-    nothing; jacobian(y, t, i) is banded, (2·BAND + 1, 4·batch): pass `ml=mu=BAND`. LSODA
-    then needs one call per Jacobian instead of 4·batch calls of f (measured: 3.9× fewer
-    calls in all on 16 steps of different amplitudes). `one_neuron=True`: the same with i a
-    float, and jacobian(y, t, i) the full 4×4 matrix (banded storage makes LSODA
-    re-evaluate its Jacobian six times as often on one neuron).
-
-    What is returned are the compiled functions' own C entry points rather than numba's
-    dispatchers: odeint calls them thousands of times per trace, and the dispatcher's
-    argument type resolution costs ~0.2 µs of a ~1 µs call here. An entry point unboxes its
-    arguments as the compiled signature says without resolving their types first: objects
-    of the wrong kind (None, a list, float32 data) are TypeErrors, but an array of another
-    float64-sized dtype, more dimensions or non-contiguous strides is read as if it were the
-    signature's 1-D contiguous float64. Callers pass exactly that (odeint's y, and
-    `np.ascontiguousarray` currents and buffers).
-    """
-    import numba
-
-    njit = numba.njit(cache=True, **jit_options())
-    kernels = dict(_derivatives=_compiled_kernels().derivatives)
-    block = numba.njit(inline="always", **jit_options())(
-        _copy_function(_fill_neuron_block, "_fill_neuron_block_compiled", **kernels))
-    if one_neuron:
-        f = njit(_copy_function(_rhs_one, "_rhs_one_compiled", **kernels))
-        jac = njit(_copy_function(_jacobian_one, "_jacobian_one_compiled", _neuron_block=block))
-        i = 0.0
-    else:
-        f = njit(_copy_function(_rhs, "_rhs_compiled", **kernels))
-        jac = njit(_copy_function(_jacobian, "_jacobian_compiled", _neuron_block=block))
-        i = np.zeros(1)
-    f(np.zeros(4), 0.0, i, np.zeros(4)), jac(np.zeros(4), 0.0, i)  # compile or load now
-    return tuple(getattr(next(iter(d.overloads.values())), "entry_point", d) for d in (f, jac))
-
-
-def odeint_functions(batch: int):
-    """(f, jacobian, band) for `scipy.integrate.odeint` on `batch` neurons interleaved as in
-    `compiled_ode`, to be called with `args=(i,)`: i the currents (a float for one neuron,
-    a contiguous float64 array of `batch` otherwise) and `ml=mu=band` (None for one
-    neuron: full Jacobian).
-
-    f(y, t, i) fills a buffer of its own with the compiled right-hand side and returns it.
-    odeint copies what f returns at once, so one buffer serves every call; and an array
-    handed back from Python costs odeint nothing to convert, where the compiled function's
-    own return value would be a tuple that odeint converts by sequence discovery or an
-    array that numba boxes anew: ~17 % of the default step's time (measured, one trace).
-    """
-    one = batch == 1
-    rhs, jacobian = compiled_ode(one_neuron=one)
-    dy = np.empty(4 * batch)
-
-    def f(y, t_ms, i):
-        rhs(y, t_ms, i, dy)
-        return dy
-
-    return f, jacobian, (None if one else BAND)
 
 
 def chunk_lanes(batch: int, threads: int) -> int:

@@ -6,7 +6,7 @@ changes and LSODA is restarted on each piece (2 pieces for a step, one per sampl
 noise). All traces of a batch are integrated together as one system of 4·batch states.
 
 The right-hand side is the model's `derivatives` compiled with numba
-(`numba_engine.odeint_functions`): LSODA calls it hundreds to thousands of times per trace,
+(`odeint_rhs.odeint_functions`): LSODA calls it hundreds to thousands of times per trace,
 and a NumPy right-hand side costs ~7 µs per call in interpreter and array overhead. The
 compiled one is called through its C entry point (no dispatcher) from a two-line Python
 function that hands odeint one reused buffer (an array odeint need not convert; for a single
@@ -25,7 +25,7 @@ import numpy as np
 from scipy.integrate import odeint
 
 from hhbench import model
-from hhbench.backends import numba_engine, register
+from hhbench.backends import odeint_rhs, register
 from hhbench.backends.base import Backend
 
 #: odeint's default tolerances, the lab's
@@ -42,7 +42,7 @@ class Odeint(Backend):
         self.rtol, self.atol = float(rtol), float(atol)
 
     def prepare(self):
-        numba_engine.compiled_ode(), numba_engine.compiled_ode(one_neuron=True)  # compile now
+        odeint_rhs.compiled_ode(), odeint_rhs.compiled_ode(one_neuron=True)  # compile now
 
     def settings(self):
         return {"rtol": self.rtol, "atol": self.atol, "rhs": "numba",
@@ -58,7 +58,7 @@ class Odeint(Backend):
         starts = np.concatenate(([0], changes))
         ends = np.concatenate((changes, [n_samples - 1]))
         current = np.ascontiguousarray(current_ua, dtype=np.float64)
-        rhs, jac, band = numba_engine.odeint_functions(batch)
+        rhs, jac, band = odeint_rhs.odeint_functions(batch)
         with np.errstate(all="ignore"):
             for start, end in zip(starts, ends):
                 if end <= start:
