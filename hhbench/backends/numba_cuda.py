@@ -1,0 +1,123 @@
+"""`numba-cuda`: the engine's step kernels on an NVIDIA GPU, compiled with numba-cuda.
+
+One CUDA thread per trace, the whole time loop inside the kernel, the state in registers;
+the step is the model's, built by the same `model.build_kernels` as the CPU engine's (see
+`cuda_engine`, which imports numba.cuda only when a kernel is built, and docs/gpu.md).
+In float64 it equals the `numpy` backend within 1e-9 mV ("euler") and the CPU `exp-euler`
+backend ("exp-euler"), with the same traces flagged diverged.
+
+Options: `kernel`, any registered step kernel ("euler", the lab's method, by default);
+`precision` "float64" or "float32" (arithmetic in float32 throughout; V comes back as
+float32); `device` "gpu" or "gpu:N" (one GPU; "auto" resolves to the first GPU).
+`run` is the round trip from host arrays to host arrays; `device_call` times the kernel
+alone on a current already on the device. Under NUMBA_ENABLE_CUDASIM=1 numba's CUDA
+simulator plays one GPU (slow: for tests).
+"""
+
+from __future__ import annotations
+
+from hhbench.backends import kernels as kernel_registry
+from hhbench.backends import register
+from hhbench.backends.base import Backend
+from hhbench.devices import DeviceNotSupported, parse_device
+from hhbench.errors import HHBenchError
+
+PRECISIONS = ("float64", "float32")
+
+
+def _check_values(options) -> None:
+    kernel = options.get("kernel", "euler")
+    kernels = kernel_registry.kernel_classes()
+    if kernel not in kernels:
+        raise HHBenchError(f"backend 'numba-cuda' has no kernel {kernel!r} (its kernels: "
+                           f"{', '.join(kernels)})")
+    precision = options.get("precision", "float64")
+    if precision not in PRECISIONS:
+        raise HHBenchError(f"backend 'numba-cuda' has no precision {precision!r} (its "
+                           f"precisions: {', '.join(PRECISIONS)})")
+
+
+@register
+class NumbaCuda(Backend):
+    name = "numba-cuda"
+    summary = "the engine's step kernels on one NVIDIA GPU (numba-cuda): a thread per trace"
+    # numba 0.68 still ships a deprecated numba.cuda of its own: the package is numba-cuda
+    requires = ("numba", "numba_cuda")
+    install_hint = "pip install 'hhbench[cuda]'"
+    device_kinds = ("gpu",)
+    runtime = "cuda"
+    option_defaults = {"device": "gpu", "kernel": "euler", "precision": "float64"}
+
+    @classmethod
+    def visible_gpus(cls, options=None) -> int:
+        """GPUs numba-cuda sees (the simulator's one under NUMBA_ENABLE_CUDASIM=1); 0 when
+        numba-cuda is missing or finds no driver."""
+        if not cls.is_available():
+            return 0
+        try:
+            from numba import cuda
+            return len(cuda.gpus) if cuda.is_available() else 0
+        except Exception:  # a broken driver install: no GPU for this runtime
+            return 0
+
+    @classmethod
+    def resolve_device(cls, request="auto", options=None) -> str:
+        """As `Backend.resolve_device`, but "gpu:all" is DeviceNotSupported (the case is
+        skipped): this backend runs on one GPU."""
+        if parse_device(request).index == "all":
+            raise DeviceNotSupported(f"{cls.name} runs on one GPU (gpu or gpu:N), not gpu:all")
+        return super().resolve_device(request, options)
+
+    @classmethod
+    def check_options(cls, options, devices=()) -> dict:
+        options = super().check_options(options, devices)
+        _check_values(options)
+        return options
+
+    def __init__(self, *, device: str = "gpu", kernel: str = "euler",
+                 precision: str = "float64"):
+        _check_values({"kernel": kernel, "precision": precision})
+        self.kernel = kernel
+        self.precision = precision
+        # the harness passes a resolved device; a request made directly is resolved here
+        # (DeviceNotSupported for "cpu"; HHBenchError for a GPU numba-cuda does not see)
+        self._device = self.resolve_device(device, {"kernel": kernel, "precision": precision})
+        self._gpu = int(self._device.split(":", 1)[1])
+        self._prepared = False
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def prepare(self):
+        if not self._prepared:
+            from hhbench.backends import cuda_engine
+            cuda_engine.compile_kernel(self.kernel, self.precision, self._gpu)
+            self._prepared = True
+
+    def settings(self) -> dict:
+        from hhbench.backends import cuda_engine
+        return {"kernel": self.kernel, "precision": self.precision, "device": self._device,
+                "device_name": cuda_engine.device_name(self._gpu),
+                "threads_per_block": cuda_engine.THREADS_PER_BLOCK,
+                "simulator": cuda_engine.simulator_enabled(),
+                "layout": "(samples, batch) on the device", "divergence": "on device"}
+
+    def run(self, stimulus, *, gates=False):
+        if gates:
+            raise HHBenchError("backend 'numba-cuda' records V only, not the gates")
+        self.prepare()
+        from hhbench.backends import cuda_engine
+        v, diverged = cuda_engine.integrate_marked(stimulus.current_ua, stimulus.dt_ms,
+                                                   self.kernel, self.precision, 1, self._gpu)
+        return self._result(stimulus, v, stimulus.t_ms, 0, diverged=diverged)
+
+    def device_call(self, stimulus):
+        """A zero-argument callable that integrates `stimulus` from a current already on
+        the GPU (copied, and the kernel compiled, now) into V's buffer there and waits for
+        the GPU (`cuda.synchronize()`), copying nothing back: the "device only" time; `run`
+        is the round trip."""
+        self.prepare()
+        from hhbench.backends import cuda_engine
+        return cuda_engine.DeviceRun(stimulus.current_ua, stimulus.dt_ms, self.kernel,
+                                     self.precision, 1, self._gpu)
