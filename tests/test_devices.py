@@ -204,3 +204,18 @@ def test_a_cpu_case_says_it_is_timed_from_host_arrays():
                        reference_name="converged")
     assert case.settings["timed"] == "host arrays in and out"
     assert "device_only_s" not in case.settings
+
+
+def test_listing_the_backends_imports_no_framework():
+    # the engines (jax_engine, cuda_engine) import JAX / CUDA when loaded: the registry must
+    # not load them, or `hhbench backends` and every refusal would wait for JAX or CUDA
+    import subprocess
+    import sys
+    code = ("import sys; from hhbench.backends import backend_classes; "
+            "names = list(backend_classes()); "
+            "print(names, [m for m in ('jax', 'tensorflow', 'numba_cuda', 'numba.cuda') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert out.strip().endswith("[]"), out
+    assert "'jax'" in out and "'numba-cuda'" in out and "'cnn'" in out

@@ -41,11 +41,18 @@ def register(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
+#: modules of this package that hold no backend: the interface, and the engines (compiled
+#: drivers and what they share), which import their framework (JAX, CUDA) when loaded and
+#: are loaded by their backends only when these prepare
+NOT_BACKENDS = ("base",)
+ENGINE_SUFFIXES = ("_engine", "_cache", "_rhs")
+
+
 def _discover() -> None:
     global _discovered
     if not _discovered:
         for mod in pkgutil.iter_modules(__path__):
-            if mod.name not in ("base",):
+            if mod.name not in NOT_BACKENDS and not mod.name.endswith(ENGINE_SUFFIXES):
                 importlib.import_module(f"{__name__}.{mod.name}")
         _discovered = True
         _load_plugins()
