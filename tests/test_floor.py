@@ -121,6 +121,29 @@ def test_flops_of_the_labs_architecture_by_formula():
     assert math.isclose(enc + dec, 0.509e9, rel_tol=2e-3)
 
 
+def test_flops_of_the_shipped_model_from_its_config_without_keras():
+    # the JAX runtime's count (its plan, read from Gmodel.json with h5py) against the
+    # architecture's formula above: the two counters share no code
+    pytest.importorskip("h5py")
+    from hhbench.cnn.architecture import Architecture
+    from hhbench.cnn.flops import plan_flops
+    from hhbench.cnn.h5weights import read_lab_folder
+    from hhbench.cnn.plan import build_plan
+    from hhbench.model_location import locate_model
+
+    a = Architecture()
+    k, f, n, w = a.kernel, a.filters, a.n_layers, a.window
+    enc = sum(2 * k * (1 if i == 1 else f) * f * w // 2 ** i for i in range(1, n + 1))
+    dec = sum(2 * k * (f if j == 1 else 2 * f) * (1 if j == n else f) * w // 2 ** (n - j + 1)
+              for j in range(1, n + 1))
+    lab = read_lab_folder(locate_model().path)
+    counts = plan_flops(build_plan(lab.config, lab.weights))
+    assert counts["matmul_flops"] == enc + dec
+    # tanh after each of the 9 encoder layers, sigmoid after 8 decoder layers
+    assert counts["activations"] == (sum(f * w // 2 ** i for i in range(1, n + 1))
+                                     + sum(f * w // 2 ** (n - j) for j in range(1, n)))
+
+
 def test_cnn_floor_line_counts_the_windows(lab_small):
     from hhbench.cnn import files
     from hhbench.cnn.flops import count_flops
@@ -131,7 +154,7 @@ def test_cnn_floor_line_counts_the_windows(lab_small):
     assert line.operations["matmul_flops"] == 3 * per_window
     assert line.floor_s == pytest.approx(3 * per_window / CEIL.matmul_f32_flops)
     assert line.achieved_s > 0 and line.note.startswith("fast")
-    text = format_floor({"ceilings": {"/CPU:0": {**CEIL.__dict__}}, "batch": 2,
+    text = format_floor({"ceilings": {"cpu": {**CEIL.__dict__}}, "batch": 2,
                          "backends": [line.as_dict()]})
     assert "| cnn | trace |" in text and f"{line.ratio:.2f}x" in text
 
@@ -147,8 +170,8 @@ def test_floor_cli(tmp_path, lab_small, capsys):
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert [b["backend"] for b in report["backends"]] == ["numpy", "cnn"]
-    assert list(report["ceilings"]) == ["/CPU:0"]
-    assert report["ceilings"]["/CPU:0"]["matmul_f32_flops"] > 0
+    assert list(report["ceilings"]) == ["cpu"]
+    assert report["ceilings"]["cpu"]["matmul_f32_flops"] > 0
     assert np.isfinite(report["backends"][1]["ratio"])
     assert main(["floor", "--batch", "0"]) == 2
     assert "batch" in capsys.readouterr().err

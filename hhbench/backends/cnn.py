@@ -148,6 +148,23 @@ class Cnn(Backend):
                 return "float32 (TensorFlow allows TF32 on Ampere+ GPUs)"
         return dtype
 
+    def trace_work(self, n_samples: int) -> dict:
+        """The network's arithmetic for one trace of `n_samples`: per window, counted from
+        the model's layers (TensorFlow: the loaded Keras model, `flops.count_flops`; JAX:
+        its plan, `flops.plan_flops`), times the windows a trace of that length is cut
+        into."""
+        from hhbench.cnn.flops import count_flops, plan_flops
+        from hhbench.cnn.windows import window_starts
+        self.prepare()
+        r = self.runner
+        counts = plan_flops(r.graph.plan) if self.runtime_name == "jax" else count_flops(r.model)
+        windows = len(window_starts(max(n_samples, r.window), r.window, r.out_len))
+        graph = "jax" if self.runtime_name == "jax" else r.graph
+        return {"matmul_flops": counts["matmul_flops"] * windows,
+                "bias_adds": counts["bias_adds"] * windows,
+                "activations": counts["activations"] * windows,
+                "note": f"{graph}, {windows} window(s) per trace"}
+
     def device_call(self, stimulus):
         """JAX runtime: a function of no arguments running the network on the stimulus'
         windows already on the device, returning once it has finished (no copy back).

@@ -59,3 +59,33 @@ def count_flops(keras_model) -> dict:
     return {"matmul_flops": sum(r["matmul_flops"] for r in rows),
             "bias_adds": sum(r["bias_adds"] for r in rows),
             "activations": sum(r["activations"] for r in rows), "layers": rows}
+
+
+def plan_flops(plan) -> dict:
+    """The same totals per example as `count_flops`, from the JAX runtime's plan
+    (`hhbench.cnn.plan.Plan`, read from the model's config without any framework): a
+    convolution 2·k·Cin·Cout·output positions, a transposed one 2·k·Cin·Cout·input
+    positions, Dense 2·inputs·units·positions; one bias addition per output element; one
+    transcendental per element of a non-linear activation (not relu)."""
+    shapes = {}
+    totals = {"matmul_flops": 0, "bias_adds": 0, "activations": 0}
+    for step in plan.steps:
+        shapes[step.name] = step.shape
+        p = step.params
+        length, channels = step.shape
+        matmul = 0
+        if step.kind == "conv":
+            k, cin, cout = p["w"].shape
+            matmul = 2 * k * cin * cout * length
+        elif step.kind == "conv_transpose":
+            k, cout, cin = p["w"].shape
+            matmul = 2 * k * cin * cout * shapes[step.inputs[0]][0]
+        elif step.kind == "dense":
+            n_in, units = p["w"].shape
+            matmul = 2 * n_in * units * length
+        totals["matmul_flops"] += matmul
+        if matmul and p.get("b") is not None:
+            totals["bias_adds"] += length * channels
+        if p.get("act", "linear") not in ("linear", "relu"):
+            totals["activations"] += length * channels
+    return totals
