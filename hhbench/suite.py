@@ -168,6 +168,8 @@ class SuiteConfig:
             return cls.from_dict(data)
         except TypeError as exc:
             raise HHBenchError(f"{path}: bad suite config ({exc})") from None
+        except HHBenchError as exc:  # the user's file, named
+            raise HHBenchError(f"{path}: {exc}") from None
 
     @classmethod
     def from_dict(cls, data: dict) -> "SuiteConfig":

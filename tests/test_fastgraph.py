@@ -293,6 +293,7 @@ def test_cnn_modes_are_checked_without_tensorflow_work():
     with pytest.raises(HHBenchError, match="CPU only"):
         Cnn(mode="lite", device="gpu:1")
     with pytest.raises(HHBenchError, match="CPU only"):
-        SuiteConfig(backends=("cnn",), devices=("cpu", "gpu"), cnn_mode="lite")
+        SuiteConfig(backends=("cnn",), devices=("cpu", "gpu"),
+                    options={"cnn": {"mode": "lite"}})
     assert Cnn(mode="lite", device="cpu").options["mode"] == "lite"
-    SuiteConfig(backends=("cnn",), devices=("cpu", "gpu"), cnn_mode="auto")
+    SuiteConfig(backends=("cnn",), devices=("cpu", "gpu"), options={"cnn": {"mode": "auto"}})
