@@ -11,21 +11,28 @@ Plain functions on NumPy arrays. Conventions throughout:
   samples as "not above threshold". No function emits RuntimeWarnings on such input.
 * Bad input (mismatched shapes, a 3-D array, a negative window) raises `HHBenchError`.
 
-Reading order: spike detection, spike-train statistics, the coincidence factor Γ,
+Spikes are defined in the open: `SPIKE_RULES` names each definition with its reason
+("run-above-0mV", the default, and "lab-find-peaks", the lab's own `find_peaks` call),
+every spike function takes `rule=`, and `compare_traces`/`summarise` record it.
+
+Reading order: spike detection (rules first), spike-train statistics, the coincidence factor Γ,
 point-wise trace errors, then `compare_traces` and `summarise` that bundle them all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from hhbench.errors import HHBenchError
 from hhbench.stimuli import DEFAULT_FS_KHZ, check_rate
 
-#: SPEC: spikes are "peaks of V above 0 mV, at least 10 samples wide".
+#: A spike's peak must lie above this voltage (mV), under either spike rule.
 DEFAULT_HEIGHT_MV = 0.0
+#: ... and it must be at least this many samples wide (where the width is measured is
+#: what distinguishes the two rules: see `SPIKE_RULES`).
 DEFAULT_MIN_WIDTH_SAMPLES = 10
 #: Half-width Δ of the coincidence window for Γ (ms).
 DEFAULT_WINDOW_MS = 2.0
@@ -86,9 +93,9 @@ class SpikeTrain:
         return int(self.index.size)
 
 
-def _peak_indices(v_mv: np.ndarray, height_mv: float, min_width_samples: int) -> np.ndarray:
-    """Peak indices of one 1-D trace: the argmax of each run of samples above `height_mv`
-    that is at least `min_width_samples` long (see `detect_spikes`)."""
+def _run_peaks(v_mv: np.ndarray, height_mv: float, min_width_samples: int) -> np.ndarray:
+    """Rule "run-above-0mV" on one 1-D trace: the argmax of each run of samples above
+    `height_mv` that is at least `min_width_samples` long (the first sample on ties)."""
     with np.errstate(invalid="ignore"):
         above = v_mv > height_mv                      # NaN > h is False
     # +1 where a run starts, -1 one past where it ends (padding closes runs at the edges)
@@ -100,20 +107,99 @@ def _peak_indices(v_mv: np.ndarray, height_mv: float, min_width_samples: int) ->
                     dtype=np.int64)
 
 
+def _find_peaks_peaks(v_mv: np.ndarray, height_mv: float, min_width_samples: int) -> np.ndarray:
+    """Rule "lab-find-peaks" on one 1-D trace: `scipy.signal.find_peaks(v, height=height_mv,
+    width=min_width_samples)` (width at half prominence, scipy's default rel_height=0.5),
+    run on each stretch of finite samples separately (a non-finite sample ends a stretch,
+    as it ends a run in the other rule; NaN would upset the prominences)."""
+    from scipy.signal import find_peaks
+
+    finite = np.isfinite(v_mv)
+    if finite.all():
+        return find_peaks(v_mv, height=height_mv, width=min_width_samples)[0].astype(np.int64)
+    edges = np.diff(np.concatenate(([0], finite.astype(np.int8), [0])))
+    found = [s + find_peaks(v_mv[s:e], height=height_mv, width=min_width_samples)[0]
+             for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
+    return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpikeRule:
+    """A named definition of a spike: `name`, what it counts (`definition`) and why it is
+    there (`reason`). Both rules take a height (mV) and a minimum width (samples); they
+    differ in where the width is measured."""
+
+    name: str
+    definition: str
+    reason: str
+    peaks: Callable[[np.ndarray, float, int], np.ndarray] = field(repr=False)
+
+
+#: The spike rules by name. The default, "run-above-0mV", is what every figure of
+#: `hhbench run` and the lab's sections use unless they say otherwise.
+SPIKE_RULES: dict[str, SpikeRule] = {rule.name: rule for rule in (
+    SpikeRule(
+        name="run-above-0mV",
+        definition="a run of at least 10 consecutive samples with V > 0 mV (0.5 ms at "
+                   "20 kHz); the spike is the run's highest sample (the first on ties). A run "
+                   "cut by either end of the trace counts if it is long enough.",
+        reason="the width is measured at the threshold itself, so whether an excursion "
+               "counts depends only on how long V stays above 0 mV: a fast oscillation that "
+               "crosses 0 mV, however high it goes, is not a spike unless it stays above "
+               "for 0.5 ms. It needs no neighbouring samples, so a spike at the edge of a "
+               "window (the CNN's output) is not lost.",
+        peaks=_run_peaks),
+    SpikeRule(
+        name="lab-find-peaks",
+        definition="scipy.signal.find_peaks(V, height=0, width=10): a local maximum above "
+                   "0 mV whose width at half its prominence (scipy's default "
+                   "rel_height=0.5) is at least 10 samples; no peak at the first or last "
+                   "sample, the middle sample of a flat top.",
+        reason="the lab's own rule: its printed spike amplitudes are these peaks. The width "
+               "is measured half-way down the peak's prominence, not at 0 mV, so a tall "
+               "narrow excursion can count or not depending on its neighbours.",
+        peaks=_find_peaks_peaks),
+)}
+DEFAULT_SPIKE_RULE = "run-above-0mV"
+
+
+def spike_rule(name: str) -> SpikeRule:
+    """The spike rule called `name` (a key of SPIKE_RULES), else HHBenchError listing them."""
+    if isinstance(name, SpikeRule):
+        return name
+    if name not in SPIKE_RULES:
+        raise HHBenchError(f"unknown spike rule {name!r}; valid rules: {', '.join(SPIKE_RULES)}")
+    return SPIKE_RULES[name]
+
+
+def rule_label(rule=DEFAULT_SPIKE_RULE, height_mv=DEFAULT_HEIGHT_MV,
+               min_width_samples=DEFAULT_MIN_WIDTH_SAMPLES) -> str:
+    """The name results record for a spike rule: the rule's name, with its parameters
+    appended when they are not the defaults (0 mV, 10 samples) the names stand for."""
+    name = spike_rule(rule).name
+    if float(height_mv) == DEFAULT_HEIGHT_MV and int(min_width_samples) == DEFAULT_MIN_WIDTH_SAMPLES:
+        return name
+    return f"{name}(height_mv={float(height_mv):g}, min_width_samples={int(min_width_samples)})"
+
+
 def detect_spikes(v_mv, *, fs_khz=DEFAULT_FS_KHZ, height_mv=DEFAULT_HEIGHT_MV,
-                  min_width_samples=DEFAULT_MIN_WIDTH_SAMPLES, t0_ms=0.0
-                  ) -> SpikeTrain | list[SpikeTrain]:
+                  min_width_samples=DEFAULT_MIN_WIDTH_SAMPLES, t0_ms=0.0,
+                  rule=DEFAULT_SPIKE_RULE) -> SpikeTrain | list[SpikeTrain]:
     """Find the spikes of a trace (1-D → `SpikeTrain`) or of each row (2-D → list).
 
-    Definition (SPEC: "peaks of V above 0 mV, at least 10 samples wide"): a spike is a run
-    of consecutive samples with V > `height_mv` (mV) that is at least `min_width_samples`
-    samples long; its peak is the sample of largest V in the run (the first one on ties).
-    This is the width of the supra-threshold excursion measured exactly at the threshold,
-    which `scipy.signal.find_peaks(width=...)` does not measure directly. Non-finite samples
-    (a diverged trace) count as not above the threshold. A run cut by the start or end of
-    the trace counts too, if it is wide enough (its "peak" may then be at the edge).
+    `rule` names the definition (see `SPIKE_RULES`):
 
-    Spike times are t0_ms + index / fs_khz (ms).
+    * "run-above-0mV" (default): a spike is a run of consecutive samples with
+      V > `height_mv` (mV) that is at least `min_width_samples` samples long; its peak is
+      the sample of largest V in the run (the first one on ties). This is the width of the
+      supra-threshold excursion measured exactly at the threshold. A run cut by the start
+      or end of the trace counts too, if it is wide enough (its "peak" may then be at the
+      edge).
+    * "lab-find-peaks": the lab's `scipy.signal.find_peaks(V, height=height_mv,
+      width=min_width_samples)`, the width measured at half prominence.
+
+    Non-finite samples (a diverged trace) count as not above the threshold, and split the
+    trace for find_peaks. Spike times are t0_ms + index / fs_khz (ms).
     """
     v = _as_traces(v_mv)
     fs = check_rate(fs_khz)
@@ -121,12 +207,24 @@ def detect_spikes(v_mv, *, fs_khz=DEFAULT_FS_KHZ, height_mv=DEFAULT_HEIGHT_MV,
     width = int(min_width_samples)
     if width != min_width_samples or width < 1:
         raise HHBenchError(f"min_width_samples must be a positive integer, got {min_width_samples!r}")
+    peaks = spike_rule(rule).peaks
 
     def train(row: np.ndarray) -> SpikeTrain:
-        idx = _peak_indices(row, height, width)
+        idx = peaks(row, height, width)
         return SpikeTrain(index=idx, times_ms=float(t0_ms) + idx / fs, amplitudes_mv=row[idx])
 
     return train(v) if v.ndim == 1 else [train(row) for row in v]
+
+
+def find_spikes(v_mv, rule=DEFAULT_SPIKE_RULE, **detect_kw) -> SpikeTrain | list[SpikeTrain]:
+    """The spikes of a trace (or of each row) under the rule called `rule`
+    (`detect_spikes` with `rule` as a positional argument)."""
+    return detect_spikes(v_mv, rule=rule, **detect_kw)
+
+
+def count_spikes(v_mv, rule=DEFAULT_SPIKE_RULE, **detect_kw):
+    """Number of spikes under the rule called `rule`: int for 1-D, int array for 2-D."""
+    return spike_count(v_mv, rule=rule, **detect_kw)
 
 
 def _per_trace(trains: SpikeTrain | list[SpikeTrain], value, dtype=float):
@@ -297,19 +395,22 @@ def diverged(v_mv):
 
 def compare_traces(v_ref, v_cmp, *, fs_khz=DEFAULT_FS_KHZ, t0_ms=0.0,
                    window_ms=DEFAULT_WINDOW_MS, height_mv=DEFAULT_HEIGHT_MV,
-                   min_width_samples=DEFAULT_MIN_WIDTH_SAMPLES) -> dict[str, np.ndarray]:
+                   min_width_samples=DEFAULT_MIN_WIDTH_SAMPLES,
+                   rule=DEFAULT_SPIKE_RULE) -> dict[str, np.ndarray | str]:
     """All per-trace metrics of `v_cmp` against `v_ref` (mV, same shape, already aligned).
 
     Inputs are (batch, samples); a 1-D trace is treated as a batch of one. Returns a dict
     of arrays with one entry per trace:
 
       rmse_mv, mae_mv         point-wise errors (mV)
-      n_spikes_ref/_cmp       spike counts (see `detect_spikes`; of the finite part of a
-                              diverged trace)
+      n_spikes_ref/_cmp       spike counts under spike rule `rule` (see `detect_spikes`;
+                              of the finite part of a diverged trace)
       spike_count_error       n_spikes_cmp − n_spikes_ref (float)
       gamma                   coincidence factor Γ (window ±window_ms, duration = samples / fs_khz)
       first_spike_shift_ms    first cmp spike time − first ref spike time (ms), NaN if either has none
       diverged_ref/_cmp       any non-finite sample
+
+and "spike_rule", the one string: which rule counted the spikes (`rule_label`).
 
     Where either trace diverged, the comparison figures (rmse_mv, mae_mv, spike_count_error,
     gamma, first_spike_shift_ms) are NaN: a trace that stops half-way says nothing about
@@ -321,7 +422,7 @@ def compare_traces(v_ref, v_cmp, *, fs_khz=DEFAULT_FS_KHZ, t0_ms=0.0,
     ref, cmp_ = _same_shape(v_ref, v_cmp, "v_ref and v_cmp")
     ref, cmp_ = np.atleast_2d(_as_traces(ref, "v_ref")), np.atleast_2d(_as_traces(cmp_, "v_cmp"))
     detect_kw = dict(fs_khz=fs_khz, t0_ms=t0_ms, height_mv=height_mv,
-                     min_width_samples=min_width_samples)
+                     min_width_samples=min_width_samples, rule=rule)
     trains_ref, trains_cmp = detect_spikes(ref, **detect_kw), detect_spikes(cmp_, **detect_kw)
     n_ref = _per_trace(trains_ref, len, dtype=np.int64)
     n_cmp = _per_trace(trains_cmp, len, dtype=np.int64)
@@ -340,6 +441,7 @@ def compare_traces(v_ref, v_cmp, *, fs_khz=DEFAULT_FS_KHZ, t0_ms=0.0,
         "first_spike_shift_ms": np.where(undefined, np.nan, shift),
         "diverged_ref": div_ref,
         "diverged_cmp": div_cmp,
+        "spike_rule": rule_label(rule, height_mv, min_width_samples),
     }
 
 
@@ -361,6 +463,8 @@ def summarise(per_trace: dict) -> dict[str, float]:
       frac_spike_count_exact       fraction of traces with equal spike counts
       frac_spike_count_within_1    fraction with counts differing by at most 1
       gamma_median                 median Γ
+      spike_rule                   the rule that counted the spikes (a string, from
+                                   compare_traces; None if the dict does not say)
 
     Every statistic but `frac_diverged` is taken over the traces where it is defined
     (neither trace diverged; Γ not NaN) — `frac_diverged` says how many were skipped —
@@ -386,4 +490,5 @@ def summarise(per_trace: dict) -> dict[str, float]:
         "frac_spike_count_exact": _finite_stat(np.mean, abs_count_error[counted] == 0),
         "frac_spike_count_within_1": _finite_stat(np.mean, abs_count_error[counted] <= 1),
         "gamma_median": _finite_stat(np.median, per_trace["gamma"]),
+        "spike_rule": per_trace.get("spike_rule"),
     }

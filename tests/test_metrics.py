@@ -110,6 +110,74 @@ def test_detect_spikes_on_a_hodgkin_huxley_trace():
     assert np.all((amps > 20.0) & (amps < 60.0))
 
 
+# --------------------------------------------------------------------------- spike rules
+
+
+def test_the_rules_are_named_and_explained():
+    assert list(metrics.SPIKE_RULES) == ["run-above-0mV", "lab-find-peaks"]
+    assert metrics.DEFAULT_SPIKE_RULE == "run-above-0mV"
+    for name, rule in metrics.SPIKE_RULES.items():
+        assert rule.name == name and len(rule.definition) > 40 and len(rule.reason) > 40
+    with pytest.raises(HHBenchError, match="valid rules: run-above-0mV, lab-find-peaks"):
+        metrics.count_spikes(np.zeros(50), "threshold")
+
+
+def test_a_hump_wide_at_half_prominence_but_brief_above_0_mv():
+    """-65 mV + a Gaussian of 67 mV and σ = 20/√2 samples: above 0 mV only while
+    e^(-x²/400) > 65/67, 7 samples (|x| ≤ 3); 10 or more samples wide at half prominence
+    (33 samples: e^(-x²/400) ≥ 1/2 for |x| ≤ 16). A spike for the lab's find_peaks only."""
+    x = np.arange(400) - 200.0
+    v = REST_MV + 67.0 * np.exp(-x * x / 400.0)
+    assert int(np.sum(v > 0)) == 7
+    assert metrics.count_spikes(v, "run-above-0mV") == 0
+    train = metrics.find_spikes(v, "lab-find-peaks")
+    assert train.index.tolist() == [200] and train.amplitudes_mv.tolist() == [2.0]
+
+
+def test_a_run_cut_by_the_start_of_the_trace():
+    """V falls from +30 mV through 0 mV at sample 15: a run of 15 samples, counted by the
+    run rule (its peak at sample 0); find_peaks finds no local maximum at an edge."""
+    v = 30.0 - 2.0 * np.arange(300.0)
+    v[16:] = REST_MV
+    assert metrics.find_spikes(v, "run-above-0mV").index.tolist() == [0]
+    assert metrics.count_spikes(v, "lab-find-peaks") == 0
+
+
+def test_both_rules_agree_on_square_spikes_away_from_the_edges():
+    """A 12-sample square bump is 12 samples wide at 0 mV and at half prominence; find_peaks
+    puts the peak of a flat top in its middle, the run rule on its first sample: here the
+    single 30 mV sample is the top of each."""
+    v = np.stack([spiky_trace(1000, [100, 500, 900]), spiky_trace(1000, [])])
+    for rule in metrics.SPIKE_RULES:
+        assert metrics.count_spikes(v, rule).tolist() == [3, 0]
+        assert metrics.find_spikes(v[0], rule).index.tolist() == [100, 500, 900]
+    narrow = spiky_trace(400, [200], width=9)
+    assert [metrics.count_spikes(narrow, r) for r in metrics.SPIKE_RULES] == [0, 0]
+
+
+def test_find_peaks_rule_on_a_trace_that_diverged(no_warnings):
+    """A NaN tail ends the search (no warning, no peak at the last finite sample), and NaN
+    inside a bump splits it in both rules."""
+    v = spiky_trace(1000, [100, 500])
+    v[700:] = np.nan
+    assert metrics.find_spikes(v, "lab-find-peaks").index.tolist() == [100, 500]
+    v[500] = np.nan
+    assert metrics.find_spikes(v, "lab-find-peaks").index.tolist() == [100]
+    assert metrics.count_spikes(np.full(50, np.nan), "lab-find-peaks") == 0
+
+
+def test_results_say_which_rule_counted():
+    x = np.arange(400) - 200.0
+    hump = REST_MV + 67.0 * np.exp(-x * x / 400.0)
+    rest = np.full(400, REST_MV)
+    default = metrics.summarise(metrics.compare_traces(rest, hump))
+    lab = metrics.summarise(metrics.compare_traces(rest, hump, rule="lab-find-peaks"))
+    assert default["spike_rule"] == "run-above-0mV" and default["spike_count_abs_error_mean"] == 0
+    assert lab["spike_rule"] == "lab-find-peaks" and lab["spike_count_abs_error_mean"] == 1
+    custom = metrics.compare_traces(rest, hump, height_mv=-1.0)
+    assert custom["spike_rule"] == "run-above-0mV(height_mv=-1, min_width_samples=10)"
+
+
 # --------------------------------------------------------------------------- coincidence factor
 
 TRAIN_MS = np.array([10.0, 30.0, 50.0, 70.0, 90.0])
@@ -295,10 +363,11 @@ def test_summarise(comparison, no_warnings):
         "frac_spike_count_exact": 2 / 3,
         "frac_spike_count_within_1": 1.0,
         "gamma_median": 1.0,                      # of 1, 1, 6/7
+        "spike_rule": "run-above-0mV",
     }
     assert s.keys() == expected.keys()
     for key, value in expected.items():
-        assert s[key] == pytest.approx(value), key
+        assert s[key] == (value if isinstance(value, str) else pytest.approx(value)), key
 
 
 def test_summarise_all_nan_is_nan_without_warning(no_warnings):

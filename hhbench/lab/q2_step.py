@@ -45,6 +45,8 @@ class StepAnswer:
     spike_times_ms: tuple[float, ...]
     spike_amplitudes_mv: tuple[float, ...]
     backends: tuple[StepBackend, ...]
+    #: whether the lab's own rule ("lab-find-peaks") finds the same peaks on that trace
+    lab_rule_agrees: bool = True
     #: SimResults by backend name, for q3 and the figure (not in the JSON)
     results: dict = field(default_factory=dict, metadata={"json": False}, repr=False)
 
@@ -76,10 +78,12 @@ def compute(setup: LabSetup, done: dict | None = None, progress=None) -> StepAns
         results[name] = result
     ref = results[setup.settings.lab_reference]
     train = metrics.detect_spikes(ref.v_batch[0], fs_khz=stim.fs_khz, t0_ms=float(ref.t_ms[0]))
+    lab_rule = metrics.find_spikes(ref.v_batch[0], "lab-find-peaks")
     return StepAnswer(stimulus=stim.describe(), lab_reference=setup.settings.lab_reference,
                       spike_times_ms=tuple(train.times_ms.tolist()),
                       spike_amplitudes_mv=tuple(train.amplitudes_mv.tolist()),
-                      backends=tuple(rows), results=results)
+                      backends=tuple(rows), results=results,
+                      lab_rule_agrees=bool(np.array_equal(lab_rule.index, train.index)))
 
 
 def headline(a: StepAnswer) -> str:
@@ -118,7 +122,9 @@ time the computation.
 **Stimulus.** Step of {num(s['amplitude_ua'])} µA/cm² from {num(s['onset_ms'])} ms,
 {s['n_samples']} samples at {num(s['fs_khz'])} kHz ({num(s['n_samples'] / s['fs_khz'])} ms).
 A *spike* is a peak of V above 0 mV in a run of at least 10 samples above 0 mV
-(`hhbench.metrics.detect_spikes`), searched over the whole trace.
+(`hhbench.metrics.detect_spikes`, rule `run-above-0mV`), searched over the whole trace;
+the lab's own `find_peaks(V, height=0, width=10)` (`lab-find-peaks`) finds
+{"the same peaks" if a.lab_rule_agrees else "other peaks"} on the lab reference's trace.
 
 **Answer.** The lab reference (`{a.lab_reference}`: forward Euler at dt = {num(1 / s['fs_khz'])} ms)
 fires {amps.size} spikes.{first} {later}
