@@ -113,7 +113,7 @@ def test_cnn_backend_runs_like_the_others(lab_small):
     backend = get_backend("cnn", model=lab_small, device="cpu")
     r = backend.run(stimuli.step(20.0))
     assert r.v_mv.shape == (2048,) and r.first_sample == 256
-    assert r.t_ms[0] == pytest.approx(12.8) and r.device == "CPU:0"
+    assert r.t_ms[0] == pytest.approx(12.8) and r.device == "cpu"
     assert backend.settings()["context"] == 256
 
 

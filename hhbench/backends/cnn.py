@@ -118,7 +118,10 @@ class Cnn(Backend):
         if self.runtime_name == "jax":
             return self.runner.device
         from hhbench.cnn.devices import short_device_name
-        return short_device_name(self.runner.last_device or self.runner.tf_device)
+        # TensorFlow's "CPU:0" / "GPU:1" in hhbench's names, as every backend reports them
+        kind, _, index = short_device_name(self.runner.last_device
+                                           or self.runner.tf_device).partition(":")
+        return "cpu" if kind.upper() == "CPU" else f"gpu:{index or 0}"
 
     def settings(self):
         self.prepare()
