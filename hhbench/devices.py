@@ -71,6 +71,15 @@ def nvidia_driver_present() -> bool:
     return os.path.isdir("/proc/driver/nvidia/gpus") or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
+def check_gpu_present(requests) -> None:
+    """HHBenchError (one line, before any work) when a GPU is among `requests` and this
+    machine has no NVIDIA driver: no backend could run there."""
+    gpus = [r for r in requests if parse_device(r).kind == "gpu"]
+    if gpus and not nvidia_driver_present():
+        raise HHBenchError(f"device {gpus[0]!r} requested but this machine has no NVIDIA "
+                           "GPU (no driver loaded)")
+
+
 def pick_gpu(request: DeviceRequest, n_gpus: int, runtime: str) -> str:
     """The device name for a GPU request when `runtime` sees `n_gpus` GPUs; HHBenchError
     in one line when it sees none or not that one."""
@@ -87,4 +96,5 @@ def pick_gpu(request: DeviceRequest, n_gpus: int, runtime: str) -> str:
 
 
 __all__ = ["DeviceRequest", "DeviceNotSupported", "parse_device", "check_devices",
+           "check_gpu_present",
            "nvidia_driver_present", "pick_gpu", "KINDS", "USAGE"]

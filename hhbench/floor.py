@@ -261,7 +261,7 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
     one FloorLine per backend, JSON-ready. A backend that cannot run here, or not on
     `device`, gets a line with the reason as the note."""
     from hhbench.backends import check_name
-    from hhbench.devices import DeviceNotSupported, parse_device
+    from hhbench.devices import DeviceNotSupported, check_gpu_present, parse_device
     from hhbench.suite import backend_options
 
     if int(batch) != batch or batch < 1:
@@ -269,6 +269,7 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
     if not backends:
         raise HHBenchError("floor needs at least one backend")
     parse_device(device)
+    check_gpu_present((device,))
     options = options or {}
     where = {}
     for name in backends:

@@ -249,6 +249,8 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
     from hhbench.errors import DivergenceWarning
     from hhbench.suite import make_backend
 
+    from hhbench.devices import check_gpu_present
+    check_gpu_present(config.devices)
     points, stopped, skipped = [], {}, {}
     for name in config.backends:
         done = set()

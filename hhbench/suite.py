@@ -38,7 +38,7 @@ from hhbench import metrics
 from hhbench import stimuli as stimlib
 from hhbench.backends import backend_classes, check_name, get_backend
 from hhbench.backends.base import SimResult
-from hhbench.devices import DeviceNotSupported, check_devices, nvidia_driver_present, parse_device
+from hhbench.devices import DeviceNotSupported, check_devices, check_gpu_present
 from hhbench.environment import describe_machine, machine_state
 from hhbench.errors import DivergenceWarning, HHBenchError
 from hhbench.results import CaseResult, RunResults
@@ -343,10 +343,7 @@ def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, str | None]]]
 
     HHBenchError (before any work) for a GPU asked for and absent: no NVIDIA driver here, or
     a GPU-capable backend whose runtime sees no such GPU."""
-    gpu_requests = [d for d in config.devices if parse_device(d).kind == "gpu"]
-    if gpu_requests and not nvidia_driver_present():
-        raise HHBenchError(f"device {gpu_requests[0]!r} requested but this machine has no "
-                           "NVIDIA GPU (no driver loaded)")
+    check_gpu_present(config.devices)
     plan = {}
     for name in config.backends:
         cls = backend_classes()[name]

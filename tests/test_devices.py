@@ -34,8 +34,7 @@ def _gpu_backend(kinds, n_gpus):
 def driver(monkeypatch):
     """Pretend an NVIDIA driver is loaded (the runtime's GPU count still decides)."""
     import hhbench.backends.base as base
-    import hhbench.suite as suite
-    for mod in (devices, base, suite):
+    for mod in (devices, base):
         monkeypatch.setattr(mod, "nvidia_driver_present", lambda: True)
 
 
@@ -126,8 +125,7 @@ def test_the_plan_skips_what_cannot_run_there_and_merges_what_resolves_alike(dri
 
 def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line_exit_2(capsys, monkeypatch,
                                                                      tmp_path):
-    import hhbench.suite as suite
-    monkeypatch.setattr(suite, "nvidia_driver_present", lambda: False)
+    monkeypatch.setattr(devices, "nvidia_driver_present", lambda: False)
     out = tmp_path / "r.json"
     assert main(["run", "--backends", "numba", "--device", "gpu", "--no-progress",
                  "-o", str(out)]) == 2

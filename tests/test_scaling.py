@@ -102,3 +102,34 @@ def test_scaling_cli(tmp_path, capsys):
     assert "growth exponent" in capsys.readouterr().out
     assert main(["scaling", "-o", str(tmp_path / "no" / "such" / "dir")]) == 2
     assert main(["scaling", "--max-batch", "0", "-o", str(tmp_path / "t")]) == 2
+
+
+def test_break_even_finds_where_the_gpu_overtakes_the_cpu():
+    from hhbench.scaling import ScalingPoint, ScalingResults
+    # per trace: the CPU flat at 10 µs; the GPU a fixed 1 ms per call plus 0.1 µs a trace,
+    # cheaper per trace from 1 ms / (10 - 0.1) µs ≈ 101 traces on: first at batch 256
+    batches = (1, 4, 16, 64, 256, 1024)
+    points = [ScalingPoint(backend="sim", axis="batch", batch=b, n_samples=100,
+                           call_s=10e-6 * b, device="cpu") for b in batches]
+    points += [ScalingPoint(backend="sim", axis="batch", batch=b, n_samples=100,
+                            call_s=1e-3 + 0.1e-6 * b, device="gpu:0") for b in batches]
+    results = ScalingResults(config=ScalingConfig(backends=("numpy",)), points=tuple(points))
+    (row,) = results.break_even()
+    assert row["gpu"] == "sim@gpu:0" and row["cpu"] == "sim"
+    assert row["overtakes_at_batch"] == 256
+    assert row["ratio_at_largest"] == pytest.approx(10e-6 * 1024 / (1e-3 + 0.1e-6 * 1024))
+    assert results.series() == ["sim", "sim@gpu:0"]
+    assert "| sim@gpu:0 | sim | 256 |" in results.to_markdown()
+
+
+def test_a_backend_asked_for_a_device_it_cannot_use_is_left_out_with_the_reason():
+    config = ScalingConfig(backends=("numpy",), devices=("cpu", "gpu"), max_batch=1,
+                           n_samples=50, lengths=(50,), budget_s=5, timing=QUICK)
+    import hhbench.devices as devices
+    if not devices.nvidia_driver_present():  # no GPU here: the request itself is refused
+        with pytest.raises(HHBenchError, match="'gpu' requested but this machine has no"):
+            run_scaling(config)
+        return
+    results = run_scaling(config)
+    assert results.skipped == {"numpy@gpu": "numpy runs on the CPU only"}
+    assert {p.device for p in results.points} == {"cpu"}
