@@ -175,3 +175,40 @@ def test_floor_cli(tmp_path, lab_small, capsys):
     assert np.isfinite(report["backends"][1]["ratio"])
     assert main(["floor", "--batch", "0"]) == 2
     assert "batch" in capsys.readouterr().err
+
+
+def test_a_gpu_floor_uses_the_rates_of_the_backends_precision():
+    # a made-up GPU: exp 1e12/s (float64) and 4e12/s (float32); fma 5e12/s and 1e14/s
+    gpu = Ceilings(matmul_f32_flops=5e13, matmul_f64_flops=5e13, exp_f64_per_s=1e12,
+                   exp_f32_per_s=4e12, fma_f64_per_s=5e12, fma_f32_per_s=1e14,
+                   matmul_tf32_flops=4e14, matmul_bf16_flops=8e14, matmul_source="jax",
+                   device="gpu:0")
+    ops = {"exp": 4, "mul": 31, "add": 25, "div": 3, "neg": 3, "cmp": 7, "flops": 66}
+    t64, bound64 = hh_floor_s(ops, gpu, "float64")
+    # 62 operations (mul, add, div, neg) at 2 per fma: 6.2e-12 s > 4 exps: 4e-12 s
+    assert (t64, bound64) == (pytest.approx(62 / (2 * 5e12)), "flops")
+    t32, bound32 = hh_floor_s(ops, gpu, "float32")  # 3.1e-13 s of flops < 1e-12 s of exp
+    assert (t32, bound32) == (pytest.approx(4 / 4e12), "exp")
+    assert cnn_floor_s(1e9, gpu, "tf32") == pytest.approx(1e9 / 4e14)
+    assert cnn_floor_s(1e9, gpu, "bfloat16") == pytest.approx(1e9 / 8e14)
+    assert cnn_floor_s(1e9, gpu, "float32") == pytest.approx(1e9 / 5e13)
+    # the CPU's ceilings have no fma rate: the flop bound is the float64 matmul rate
+    assert hh_floor_s({"exp": 0, "mul": 10}, CEIL)[0] == pytest.approx(10 / CEIL.matmul_f64_flops)
+
+
+def test_jax_measures_every_ceiling_of_a_device():
+    pytest.importorskip("jax")
+    from hhbench.jax_ceilings import elementwise_rate, measure_device_ceilings
+    rates = measure_device_ceilings("cpu")
+    assert set(rates) == {"matmul_f32_flops", "matmul_tf32_flops", "matmul_bf16_flops",
+                          "matmul_f64_flops", "exp_f64_per_s", "exp_f32_per_s",
+                          "fma_f64_per_s", "fma_f32_per_s"}
+    assert all(np.isfinite(v) and v > 0 for v in rates.values())
+    # a rate, not a time: twice the elements take about twice as long (the chain is the
+    # arithmetic, not a fixed launch cost): within a factor 3 of each other
+    small = elementwise_rate("cpu", "fma", "float64", n=2 ** 14)
+    large = elementwise_rate("cpu", "fma", "float64", n=2 ** 16)
+    assert 1 / 3 < large / small < 3
+    from hhbench.errors import HHBenchError
+    with pytest.raises(HHBenchError, match="JAX sees no device 'gpu:7'"):
+        elementwise_rate("gpu:7", "exp", "float32")
