@@ -133,6 +133,7 @@ def test_device_call_runs_on_the_device_and_matches_run():
 def test_device_resolution_and_options():
     assert JaxEuler(device="cpu").device == "cpu"
     if not nvidia_driver_present():
+        assert JaxEuler.visible_gpus() == 0  # JAX without a GPU backend raises: caught
         assert JaxEuler(device="auto").device == "cpu"
         for request in ("gpu", "gpu:1", "gpu:all"):
             with pytest.raises(HHBenchError, match="sees no GPU") as info:
@@ -152,7 +153,8 @@ def test_device_resolution_and_options():
         "kernel": "exp-euler", "precision": "float32"}
     s = JaxEuler(device="cpu", precision="float32").settings()
     assert s["precision"] == "float32" and s["platform"] == "cpu" and s["device"] == "cpu"
-    assert JaxEuler(device="cpu").call_settings(1)["padded_batch"] == 2
+    assert JaxEuler(device="cpu").call_settings(1)["padded_batch"] == 2  # see MIN_PER_DEVICE
+    assert JaxEuler(device="cpu").call_settings(1)["call_devices"] == 1
 
 
 def test_engine_refuses_kernels_that_call_numpy():
@@ -169,23 +171,25 @@ SHARDING_SCRIPT = textwrap.dedent("""
     from hhbench.backends import jax_engine as je
     devices = jax.devices("cpu")
     assert len(devices) == 4, devices
-    # 7 traces (padded to 8 over 4 devices), one diverging
+    # 9 traces (padded to 12 over 4 devices), one diverging
     cur = np.vstack([stimuli.step(-20.0).current_ua,
-                     stimuli.white_noise(20.0, seed=1, batch=6).current_ua])
+                     stimuli.white_noise(20.0, seed=1, batch=8).current_ua])
     unsharded = {}
     for precision in ("float64", "float32"):
         one, _, bad1 = je.integrate(cur, 0.05, "euler", precision, devices[:1])
         unsharded[precision] = one
         four, _, bad4 = je.integrate(cur, 0.05, "euler", precision, devices)
-        assert four.shape == (7, 2560)
+        assert four.shape == (9, 2560)
         np.testing.assert_array_equal(one, four)
-        assert bad1.tolist() == bad4.tolist() == [True] + [False] * 6
+        assert bad1.tolist() == bad4.tolist() == [True] + [False] * 8
     v, bad = je.device_call(cur, 0.05, "euler", "float64", devices)()
     assert {d.id for d in v.sharding.device_set} == {0, 1, 2, 3}
-    assert [s.data.shape for s in v.addressable_shards] == [(2, 2560)] * 4
+    assert [s.data.shape for s in v.addressable_shards] == [(3, 2560)] * 4
     assert len({s.device.id for s in v.addressable_shards}) == 4
-    np.testing.assert_array_equal(np.asarray(v)[:7], unsharded["float64"])
-    assert np.asarray(bad).tolist() == [True] + [False] * 7  # the padding rests
+    np.testing.assert_array_equal(np.asarray(v)[:9], unsharded["float64"])
+    assert np.asarray(bad).tolist() == [True] + [False] * 11  # the padding rests
+    # a batch too small to give each device two traces runs on fewer devices
+    assert len(je.call_devices(devices, 5)) == 2 and len(je.call_devices(devices, 1)) == 1
     print("sharded ok")
 """)
 

@@ -90,7 +90,8 @@ class JaxEuler(Backend):
     def call_settings(self, batch: int) -> dict:
         from hhbench.backends import jax_engine
         out = self.settings()
-        out["padded_batch"] = jax_engine.padded_batch(batch, len(self._devices))
+        n_call = len(jax_engine.call_devices(self._devices, batch))
+        out.update(call_devices=n_call, padded_batch=jax_engine.padded_batch(batch, n_call))
         return out
 
     def run(self, stimulus, *, gates=False):
