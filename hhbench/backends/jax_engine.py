@@ -2,8 +2,10 @@
 
 `integrate(current, dt_ms, kernel, precision, devices, gates)` runs one step kernel over a
 (batch, samples) current with `jax.jit` and `lax.scan` over time, vectorised over the
-traces: the scan's carry is the (4, batch) state (v, m, h, n by rows) with one "diverged"
-flag per trace, and it scans over the (samples, batch) current. As in the lab's method,
+traces: the scan's carry is the state, v, m, h and n as four (batch,) rows, with one
+"diverged" flag per trace, and it scans over the (samples, batch) current. (Four arrays,
+not one stacked (4, batch) array: XLA compiles the stacked update as one loop over 4·batch
+elements each recomputing the rates it needs, every exponential four times.) As in the lab's method,
 V[:, 0] is the initial state (`model.V0_MV`, ...) and the step from sample i uses the state
 and the current at sample i to give sample i+1.
 
@@ -52,8 +54,8 @@ import contextlib
 import functools
 import os
 
-# JAX on a GPU takes 75 % of its memory at start-up unless told otherwise; hhbench shares
-# the GPU with nothing else in the process but the CNN runtime, and measures memory itself
+# JAX on a GPU takes 75 % of its memory at start-up unless told otherwise (which would
+# starve another runtime in the process, and distort hhbench's memory checks)
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
