@@ -791,6 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hhbench import interrupts
+    interrupts.install()  # Ctrl-C inside compiled code: raised when it returns
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

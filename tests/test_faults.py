@@ -127,3 +127,41 @@ def test_workers_time_the_package_the_parent_imported_not_the_checkout(tmp_path)
     workers = [r["source"] for r in data["environment"]["workers"]]
     assert workers and all(w == parent for w in workers)
     assert data["cases"][0]["status"] == "ok"
+
+
+def test_two_runs_at_once_both_finish_correctly(tmp_path):
+    """Both runs find numba's cache stale (the stamp removed) and maintain it at once: under
+    the lock one purges, the other waits and finds it current; both time every case."""
+    from hhbench.backends import numba_cache
+    numba_cache.STAMP_FILE.unlink(missing_ok=True)
+    outs = [tmp_path / f"r{i}.json" for i in range(2)]
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "run", "--no-progress", "--backends", "numba,exp-euler", "--stimuli", "step",
+         "--batch", "1,4", "--processes", "2", "--repeats", "2", "--min-time", "0",
+         "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for out in outs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    for out in outs:
+        cases = json.loads(out.read_text())["cases"]
+        assert len(cases) == 4 and all(c["status"] == "ok" for c in cases), cases
+    assert numba_cache.STAMP_FILE.exists()
+
+
+@pytest.mark.parametrize("delay_s", [1.5, 4.0])
+def test_ctrl_c_inside_a_compiled_kernel_is_interrupted_exit_130(tmp_path, delay_s):
+    """SIGINT while the converged reference's numba driver runs (a 400,000-sample trace
+    takes seconds): no SystemError, no segmentation fault, no file."""
+    out = tmp_path / "v.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "simulate", "--backend", "reference", "--samples", "400000", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert err.strip() == "hhbench: interrupted"
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hhbench import model, threads
+from hhbench import interrupts, model, threads
 from hhbench.backends import kernels as kernel_registry
 from hhbench.backends.base import DIVERGED_ABS_MV, Backend, check_substeps
 from hhbench.backends.numba_cache import purge_stale_cache
@@ -320,8 +320,12 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler"
     if len(current_ua) > lanes:  # more than one chunk: the parallel region's threads
         import numba
         numba.set_num_threads(n_threads)
-    v, g, diverged = drive(np.ascontiguousarray(current_ua, dtype=np.float64), float(dt_ms),
-                           int(substeps), bool(gates), lanes)
+    current = np.ascontiguousarray(current_ua, dtype=np.float64)
+    interrupts.enter()  # Ctrl-C meanwhile is raised when the driver returns
+    try:
+        v, g, diverged = drive(current, float(dt_ms), int(substeps), bool(gates), lanes)
+    finally:
+        interrupts.leave()
     return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
 
 
