@@ -427,26 +427,26 @@ def cmd_scaling(args) -> int:
 
 # -- the parser ----------------------------------------------------------------------------
 
-def _nonnegative_int(text: str) -> int:
-    """argparse type: a whole number >= 0 (a seed)."""
+def _int_option(text: str, minimum: int, rule: str) -> int:
+    """argparse type body: a whole number >= `minimum`, else "must be <rule>" in the
+    option's own words."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
     return value
+
+
+def _nonnegative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a seed)."""
+    return _int_option(text, 0, "0 or more")
 
 
 def _positive_int(text: str) -> int:
     """argparse type: an integer >= 1, refused in the option's own words."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+    return _int_option(text, 1, "at least 1")
 
 
 def _float_option(text: str, ok, rule: str) -> float:

@@ -108,8 +108,7 @@ def matmul_rate(dtype: str, *, n: int | None = None, device: str = "/CPU:0",
 
     n = n or (4096 if "GPU" in device.upper() else 1024)
     if find_spec("tensorflow") is not None:
-        import hhbench.cnn  # noqa: F401  (imports TensorFlow quietly)
-        from hhbench.cnn.devices import matmul_call
+        from hhbench.cnn.devices import matmul_call  # imports TensorFlow quietly
 
         timed, _ = measure(matmul_call(dtype, n, device), settings)
         return 2.0 * n ** 3 / timed.median_s, "tensorflow"

@@ -27,7 +27,7 @@ def reference():
 
 def test_registry_lists_every_backend():
     assert backend_names() == ["numpy", "numba", "odeint", "odeint-lab", "exp-euler", "reference",
-                               "cnn"]
+                               "jax", "numba-cuda", "cnn"]
 
 
 def test_unknown_backend_lists_valid_ones():

@@ -9,7 +9,7 @@ import pytest
 
 from hhbench.check import spread_warnings
 from hhbench.cli import main
-from hhbench.compare import compare, format_comparison, format_markdown
+from hhbench.compare import compare, format_comparison
 from hhbench.results import CaseResult, RunResults
 from hhbench.stats import compare_processes, resolvable_change
 from hhbench.timing import ProcessTiming

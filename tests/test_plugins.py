@@ -75,7 +75,8 @@ def test_plugin_runs_in_the_suite_with_the_right_voltage(plugin, tmp_path):
     data = json.loads(res.read_text())
     cases = {c["backend"]: c for c in data["cases"]}
     assert cases["passive"]["status"] == "ok"
-    assert cases["passive"]["settings"] == {"g_l_ms": 0.3, "e_l_mv": -54.4, "c_uf": 1.0}
+    assert cases["passive"]["settings"] == {"g_l_ms": 0.3, "e_l_mv": -54.4, "c_uf": 1.0,
+                                            "timed": "host arrays in and out"}
     example = data["examples"]["step"]["backends"]["passive"]
     expected = passive_membrane_exact(stimuli.step())
     np.testing.assert_allclose(example["v_mv"], expected, atol=1e-3)

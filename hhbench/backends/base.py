@@ -87,6 +87,8 @@ class Backend(ABC):
     runtime: ClassVar[str | None] = None
     #: options a config may set (keyword arguments of the constructor), with defaults
     option_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: options whose value is one of a fixed few, e.g. {"precision": ("float64", "float32")}
+    option_choices: ClassVar[Mapping[str, tuple]] = {}
 
     @classmethod
     def runtime_of(cls, options: Mapping[str, Any] | None = None) -> str | None:
@@ -106,7 +108,17 @@ class Backend(ABC):
                 valid = ", ".join(k for k in cls.option_defaults if k != "device") or "none"
                 raise HHBenchError(f"backend {cls.name!r} has no option {key!r} "
                                    f"(its options: {valid})")
+        cls.check_choices(options)
         return options
+
+    @classmethod
+    def check_choices(cls, options: Mapping[str, Any]) -> None:
+        """HHBenchError naming the value when an option of `option_choices` has another."""
+        for key, value in options.items():
+            choices = cls.option_choices.get(key)
+            if choices is not None and value not in choices:
+                raise HHBenchError(f"backend {cls.name!r} has no {key} {value!r} "
+                                   f"(choose from: {', '.join(map(str, choices))})")
 
     @classmethod
     def visible_gpus(cls, options: Mapping[str, Any] | None = None) -> int:

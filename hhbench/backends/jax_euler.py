@@ -17,22 +17,10 @@ from __future__ import annotations
 from hhbench.backends import register
 from hhbench.backends.base import Backend
 from hhbench.devices import parse_device
-from hhbench.errors import HHBenchError
 
 #: registered step kernels whose step traces with jnp (see jax_engine.JAX_STEPS)
 KERNELS = ("euler", "exp-euler")
 PRECISIONS = ("float64", "float32")
-
-
-def _check_values(options) -> None:
-    kernel = options.get("kernel", "euler")
-    if kernel not in KERNELS:
-        raise HHBenchError(f"backend 'jax' has no kernel {kernel!r} (its kernels: "
-                           f"{', '.join(KERNELS)})")
-    precision = options.get("precision", "float64")
-    if precision not in PRECISIONS:
-        raise HHBenchError(f"backend 'jax' has no precision {precision!r} (its precisions: "
-                           f"{', '.join(PRECISIONS)})")
 
 
 @register
@@ -44,21 +32,16 @@ class JaxEuler(Backend):
     device_kinds = ("cpu", "gpu")
     runtime = "jax"
     option_defaults = {"device": "auto", "kernel": "euler", "precision": "float64"}
+    option_choices = {"kernel": KERNELS, "precision": PRECISIONS}
 
     @classmethod
     def visible_gpus(cls, options=None) -> int:
         from hhbench.backends import jax_engine
         return jax_engine.gpu_count()
 
-    @classmethod
-    def check_options(cls, options, devices=()) -> dict:
-        options = super().check_options(options, devices)
-        _check_values(options)
-        return options
-
     def __init__(self, *, device: str = "auto", kernel: str = "euler",
                  precision: str = "float64"):
-        _check_values({"kernel": kernel, "precision": precision})
+        self.check_choices({"kernel": kernel, "precision": precision})
         self.kernel = kernel
         self.precision = precision
         # the harness passes a resolved device; a request made directly is resolved here

@@ -25,18 +25,6 @@ from hhbench.errors import HHBenchError
 PRECISIONS = ("float64", "float32")
 
 
-def _check_values(options) -> None:
-    kernel = options.get("kernel", "euler")
-    kernels = kernel_registry.kernel_classes()
-    if kernel not in kernels:
-        raise HHBenchError(f"backend 'numba-cuda' has no kernel {kernel!r} (its kernels: "
-                           f"{', '.join(kernels)})")
-    precision = options.get("precision", "float64")
-    if precision not in PRECISIONS:
-        raise HHBenchError(f"backend 'numba-cuda' has no precision {precision!r} (its "
-                           f"precisions: {', '.join(PRECISIONS)})")
-
-
 @register
 class NumbaCuda(Backend):
     name = "numba-cuda"
@@ -47,6 +35,8 @@ class NumbaCuda(Backend):
     device_kinds = ("gpu",)
     runtime = "cuda"
     option_defaults = {"device": "gpu", "kernel": "euler", "precision": "float64"}
+    option_choices = {"kernel": tuple(kernel_registry.kernel_classes()),
+                      "precision": PRECISIONS}
 
     @classmethod
     def visible_gpus(cls, options=None) -> int:
@@ -68,15 +58,9 @@ class NumbaCuda(Backend):
             raise DeviceNotSupported(f"{cls.name} runs on one GPU (gpu or gpu:N), not gpu:all")
         return super().resolve_device(request, options)
 
-    @classmethod
-    def check_options(cls, options, devices=()) -> dict:
-        options = super().check_options(options, devices)
-        _check_values(options)
-        return options
-
     def __init__(self, *, device: str = "gpu", kernel: str = "euler",
                  precision: str = "float64"):
-        _check_values({"kernel": kernel, "precision": precision})
+        self.check_choices({"kernel": kernel, "precision": precision})
         self.kernel = kernel
         self.precision = precision
         # the harness passes a resolved device; a request made directly is resolved here

@@ -41,7 +41,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import numpy as np  # noqa: E402
 
 from hhbench.cnn import windows as winlib  # noqa: E402
-from hhbench.cnn.plan import Plan, build_plan  # noqa: E402
+from hhbench.cnn.plan import Plan, build_plan, polyphase_kernel  # noqa: E402
 from hhbench.cnn_modes import PRECISIONS as _PRECISIONS  # noqa: E402
 from hhbench.cnn_modes import check_precision as _check_precision  # noqa: E402
 from hhbench.errors import HHBenchError  # noqa: E402
@@ -85,18 +85,6 @@ def resolve_jax_device(request: str = "auto"):
         raise HHBenchError("device 'gpu:all' is not supported by the CNN's JAX runtime; "
                            "use gpu or gpu:N")
     return jax.devices("gpu")[int(name.split(":")[1])], name
-
-
-def polyphase_kernel(w: np.ndarray, k: int, s: int) -> np.ndarray:
-    """Kernel (Q, Cin, s·Cout), Q = ⌈k/s⌉, of the stride-1 convolution computing a stride-s
-    transposed convolution with Keras kernel w (k, Cout, Cin) (see `fastgraph.polyphase_kernel`:
-    the same arrangement)."""
-    cout, cin = w.shape[1], w.shape[2]
-    q_taps = -(-k // s)
-    padded = np.zeros((q_taps * s, cout, cin), dtype=w.dtype)
-    padded[:k] = w
-    phases = padded.reshape(q_taps, s, cout, cin)[::-1]              # (Q, s, Cout, Cin)
-    return np.ascontiguousarray(phases.transpose(0, 3, 1, 2)).reshape(q_taps, cin, s * cout)
 
 
 def _prepare(plan: Plan, transpose: str) -> dict:

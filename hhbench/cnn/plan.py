@@ -51,7 +51,7 @@ class Step:
 def same_padding(length: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's "SAME" padding (left, right) of a strided convolution along one axis:
     out = ceil(L/s) samples, total = max((out − 1)·s + k − L, 0), the extra one on the
-    right (as `fastgraph.same_padding`)."""
+    right."""
     out = -(-length // stride)
     total = max((out - 1) * stride + kernel - length, 0)
     return total // 2, total - total // 2
@@ -60,6 +60,20 @@ def same_padding(length: int, kernel: int, stride: int) -> tuple[int, int]:
 def transpose_length(length: int, kernel: int, stride: int, padding: str) -> int:
     """Output length of a transposed convolution as Keras computes it (no output_padding)."""
     return length * stride if padding == "same" else length * stride + max(kernel - stride, 0)
+
+
+def polyphase_kernel(w: np.ndarray, k: int, s: int) -> np.ndarray:
+    """The kernel (Q, Cin, s·Cout), Q = ceil(k/s), of the stride-1 convolution that computes
+    a stride-s transposed convolution with Keras kernel w (k, Cout, Cin) in polyphase form:
+    block b of the full output holds phases r = 0 … s−1, y[b·s + r] = Σ_q x[b − q]·W[q·s + r];
+    over an input padded by Q − 1 zeros on both sides, frame b covers x[b−Q+1] … x[b], so
+    the taps run in reverse. NumPy in, NumPy out (both runtimes' graphs use it)."""
+    cout, cin = w.shape[1], w.shape[2]
+    q_taps = -(-k // s)
+    padded = np.zeros((q_taps * s, cout, cin), dtype=w.dtype)
+    padded[:k] = w
+    phases = padded.reshape(q_taps, s, cout, cin)[::-1]              # (Q, s, Cout, Cin)
+    return np.ascontiguousarray(phases.transpose(0, 3, 1, 2)).reshape(q_taps, cin, s * cout)
 
 
 def as_1d(shape, name: str) -> tuple[int, int]:
