@@ -1,6 +1,7 @@
 """Do `hhbench compare`'s verdicts hold? A/A and A/B runs with a backend of known cost.
 
     python scripts/verdict_check.py [--rounds 5] [--processes 3] [--slowdown 1.25] [--keep DIR]
+    python scripts/verdict_check.py --repeats 20 --processes 5    # the rates at scale
 
 The suite: the synthetic backend (scripts/synthetic_backend.py: a known number of µs per
 call) and the real `exp-euler` backend, on the step stimulus at batch 1 and 16, each case
@@ -58,7 +59,8 @@ def flagged(old: Path, new: Path) -> tuple[int, dict]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", "--repeats", type=int, default=5,
+                   help="A/A and A/B comparisons each (default 5; 20 for the rates at scale)")
     p.add_argument("--processes", type=int, default=3)
     p.add_argument("--slowdown", type=float, default=1.25)
     p.add_argument("--keep", help="folder for the results files (default: a temporary one)")
