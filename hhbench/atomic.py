@@ -32,6 +32,18 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """`path` as a folder files can be written into, without creating it: an existing
+    folder that takes new files, or a missing one whose parent exists and takes them."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HHBenchError(f"cannot write into {path}: it is a file")
+    if not path.exists() and not path.parent.is_dir():
+        raise HHBenchError(f"cannot write into {path}: folder {path.parent} does not exist")
+    check_writable_folder(path if path.exists() else path.parent, for_path=path)
+    return path
+
+
 def check_writable_folder(folder: Path, *, for_path: Path | None = None) -> Path:
     """`folder` if a file can be created in it (tried: a probe file made and removed), else
     HHBenchError naming `for_path` (or the folder) and the reason."""

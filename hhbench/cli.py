@@ -361,8 +361,10 @@ def cmd_check(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from hhbench.atomic import check_output_folder
     from hhbench.plot import plot_results
     from hhbench.results import RunResults
+    check_output_folder(args.output)  # before reading and drawing
     results = RunResults.load(args.results)
     for path in plot_results(results, args.output):
         print(f"wrote {path}")

@@ -50,6 +50,18 @@ def _is_model(path: Path) -> bool:
     return path.is_file() or (path / WEIGHTS_FILE).is_file()
 
 
+def check_model_path(model: str | os.PathLike) -> Path:
+    """`model` if it is a model folder (holding Gmodel.h5) or a file, else HHBenchError
+    naming it: what a run checks before any worker loads the model."""
+    path = Path(model)
+    if not path.exists():
+        raise HHBenchError(f"{path}: no such model folder or file")
+    if not _is_model(path):
+        raise HHBenchError(f"{path}: not a model: expected a folder with Gmodel.json + "
+                           f"{WEIGHTS_FILE} or a .keras file")
+    return path
+
+
 def packaged_model_path() -> Path | None:
     """The shipped model installed as package data, or None when hhbench is not installed
     with it (e.g. run from a source checkout through PYTHONPATH)."""
@@ -87,5 +99,5 @@ def locate_model(model: str | os.PathLike | None = None) -> ModelLocation:
                        "`hhbench train` and pass --model PATH (or set HHBENCH_MODEL)")
 
 
-__all__ = ["ModelLocation", "locate_model", "packaged_model_path", "checkout_model_path",
+__all__ = ["ModelLocation", "locate_model", "check_model_path", "packaged_model_path", "checkout_model_path",
            "DEFAULT_MODEL"]

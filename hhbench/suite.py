@@ -126,8 +126,8 @@ class SuiteConfig:
             object.__setattr__(self, key, tuple(dict.fromkeys(getattr(self, key))))
         if self.model is not None and any("model" in check_name(b).option_defaults
                                           for b in self.backends):
-            from hhbench.model_location import locate_model
-            locate_model(self.model)  # a missing model is refused now, not in every worker
+            from hhbench.model_location import check_model_path
+            check_model_path(self.model)  # refused now, not in every worker
         if not isinstance(self.options, Mapping):
             raise HHBenchError("options must be a table of backend name -> options")
         checked = {}

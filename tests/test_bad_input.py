@@ -249,3 +249,29 @@ def test_the_converged_reference_refuses_settings_that_cannot_converge(kwargs, w
     from hhbench.backends.reference import Reference
     with pytest.raises(HHBenchError, match=words.replace("(", r"\(")):
         Reference(**kwargs)
+
+
+@pytest.mark.parametrize("name", ["odeint", "odeint-lab"])
+@pytest.mark.parametrize("kwargs", [{"rtol": 0.0}, {"atol": -1e-8}, {"rtol": float("nan")},
+                                    {"atol": "small"}])
+def test_odeint_refuses_tolerances_that_are_no_tolerance(name, kwargs):
+    from hhbench.backends import get_backend
+    key = next(iter(kwargs))
+    with pytest.raises(HHBenchError, match=f"odeint {key} must be a finite number > 0"):
+        get_backend(name, **kwargs)
+
+
+def test_a_missing_model_is_refused_before_any_worker_starts(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    err = _one_line_exit_2(["run", "--backends", "cnn", "--model", str(tmp_path / "nope"),
+                            "--no-progress", "-o", str(out)], capsys)
+    assert str(tmp_path / "nope") in err and not out.exists()
+
+
+def test_plot_into_a_read_only_folder_is_refused_by_its_path(read_only_folder, tmp_path,
+                                                             capsys):
+    from hhbench.results import RunResults
+    results = tmp_path / "r.json"
+    RunResults(settings={}, environment={}, calibration={}, cases=()).save(results)
+    err = _one_line_exit_2(["plot", str(results), "-o", str(read_only_folder)], capsys)
+    assert str(read_only_folder) in err

@@ -27,9 +27,23 @@ from scipy.integrate import odeint
 from hhbench import model
 from hhbench.backends import odeint_rhs, register
 from hhbench.backends.base import Backend
+from hhbench.errors import HHBenchError
 
 #: odeint's default tolerances, the lab's
 RTOL = ATOL = 1.49012e-8
+
+
+def check_tolerances(rtol, atol) -> tuple[float, float]:
+    """(rtol, atol) as floats if both are finite and > 0, else HHBenchError naming them
+    (a zero tolerance makes LSODA fail on every step; a negative one is no tolerance)."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        try:
+            ok = 0 < float(value) < float("inf")
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise HHBenchError(f"odeint {name} must be a finite number > 0, got {value!r}")
+    return float(rtol), float(atol)
 
 
 @register
@@ -39,7 +53,7 @@ class Odeint(Backend):
     requires = ("scipy", "numba")
 
     def __init__(self, *, rtol: float = RTOL, atol: float = ATOL):
-        self.rtol, self.atol = float(rtol), float(atol)
+        self.rtol, self.atol = check_tolerances(rtol, atol)
 
     def prepare(self):
         odeint_rhs.compiled_ode(), odeint_rhs.compiled_ode(one_neuron=True)  # compile now

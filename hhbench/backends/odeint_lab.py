@@ -15,7 +15,7 @@ from scipy.integrate import odeint
 from hhbench import model
 from hhbench.backends import register
 from hhbench.backends.base import Backend
-from hhbench.backends.odeint import ATOL, RTOL
+from hhbench.backends.odeint import ATOL, RTOL, check_tolerances
 
 
 @register
@@ -25,7 +25,7 @@ class OdeintLab(Backend):
     requires = ("scipy",)
 
     def __init__(self, *, rtol: float = RTOL, atol: float = ATOL):
-        self.rtol, self.atol = float(rtol), float(atol)
+        self.rtol, self.atol = check_tolerances(rtol, atol)
 
     def settings(self):
         return {"rtol": self.rtol, "atol": self.atol, "rhs": "python"}
