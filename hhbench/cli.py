@@ -159,16 +159,20 @@ def describe_in_words(stim) -> str:
             f"({_num(stim.duration_ms)} ms){rows}")
 
 
-def _require_cnn(command: str) -> None:
-    """One line instead of an ImportError when TensorFlow (the [cnn] extra) is missing."""
-    from hhbench.backends import check_name
-    reason = check_name("cnn").unavailable_reason()
-    if reason:
-        raise HHBenchError(f"{command} {reason}")
+def _require_tensorflow(command: str) -> None:
+    """One line instead of an ImportError when TensorFlow (the [cnn] extra) is missing: these
+    commands load the model with tf_keras (the cnn backend's JAX runtime serves run,
+    simulate, floor and scaling only)."""
+    from hhbench.cnn_modes import STACKS, module_found
+    missing = [m for m in STACKS["tensorflow"] if not module_found(m)]
+    if missing:
+        raise HHBenchError(f"{command} needs {', '.join(missing)} (TensorFlow loads the model "
+                           "here; without it the CNN runs through JAX in run, simulate, floor "
+                           "and scaling only); install with: pip install 'hhbench[cnn]'")
 
 
 def cmd_model_info(args) -> int:
-    _require_cnn("model-info")
+    _require_tensorflow("model-info")
     from hhbench.cnn.runner import CnnRunner
     runner = CnnRunner(args.model, device=args.device)
     info = runner.describe()
@@ -207,7 +211,7 @@ def nesting_lines(model) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    _require_cnn("train")
+    _require_tensorflow("train")
     from hhbench.cnn.training import TrainConfig, train
     settings = _given(args, "epochs", "n_samples", "input_scale", "output_scale", "lr_schedule")
     if args.tiny:
@@ -377,6 +381,7 @@ def cmd_lab(args) -> int:
     from hhbench.lab import check_questions
     check_questions(args.questions)
     parse_device(args.device)
+    _require_tensorflow("lab")
     from hhbench.lab.report import check_out_dir
     check_out_dir(args.output)
     from hhbench.lab import run_lab

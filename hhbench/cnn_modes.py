@@ -75,10 +75,6 @@ def check_runtime_options(runtime: str, *, mode: str = "auto", precision: str = 
         if mode != "auto":
             raise HHBenchError(f"CNN mode {mode!r} is the TensorFlow runtime's; the JAX "
                                "runtime has one graph (leave mode 'auto')")
-        gpus_all = [d for d in devices if str(d).strip().lower() == "gpu:all"]
-        if gpus_all:
-            raise HHBenchError("device 'gpu:all' is not supported by the CNN's JAX runtime; "
-                               "use gpu or gpu:N")
     else:
         check_mode(mode, devices)
 

@@ -13,8 +13,6 @@ JAX is imported only here (and in the JAX backends); a device is "cpu" or "gpu:N
 
 from __future__ import annotations
 
-import os
-
 from hhbench.errors import HHBenchError
 from hhbench.timing import TimingSettings, measure
 
@@ -24,8 +22,7 @@ CHAIN = 64
 
 def jax_device(device: str):
     """The JAX device for "cpu" or "gpu:N"; HHBenchError if JAX does not see it."""
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    import jax
+    from hhbench.jax_runtime import jax
     kind, _, index = device.partition(":")
     try:
         devices = jax.devices(kind)
@@ -42,20 +39,21 @@ def matmul_rate(device: str, dtype: str, *, precision: str = "highest", n: int |
                 ) -> float:
     """FLOP/s of an n×n product in `dtype` ("float32", "float64", "bfloat16") with JAX's
     matmul precision `precision` ("highest" or "default"); n 4096 on a GPU, 1024 on a CPU."""
-    import jax
     import jax.numpy as jnp
+
+    from hhbench.jax_runtime import jax, x64
 
     dev = jax_device(device)
     n = n or (4096 if device.startswith("gpu") else 1024)
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
-    a = jax.device_put(jax.random.normal(key_a, (n, n), dtype=dtype), dev)
-    b = jax.device_put(jax.random.normal(key_b, (n, n), dtype=dtype), dev)
-    prec = jax.lax.Precision.HIGHEST if precision == "highest" else jax.lax.Precision.DEFAULT
-    # the sum comes back as a scalar: timing waits for the device without copying the product
-    product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y, precision=prec)))
-    timed, _ = measure(lambda: product(a, b), settings)
+    with x64("float64" if dtype == "float64" else "float32"):  # float64 here only
+        key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+        a = jax.device_put(jax.random.normal(key_a, (n, n), dtype=dtype), dev)
+        b = jax.device_put(jax.random.normal(key_b, (n, n), dtype=dtype), dev)
+        prec = (jax.lax.Precision.HIGHEST if precision == "highest"
+                else jax.lax.Precision.DEFAULT)
+        # the sum comes back as a scalar: timing waits for the device, copying no product
+        product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y, precision=prec)))
+        timed, _ = measure(lambda: product(a, b), settings)
     return 2.0 * n ** 3 / timed.median_s
 
 
@@ -64,25 +62,25 @@ def elementwise_rate(device: str, op: str, dtype: str, *, n: int | None = None,
                      ) -> float:
     """Evaluations/s of `op` ("exp": x ← −exp(x); "fma": x ← x·a + b) in `dtype`, CHAIN
     per element in one fused kernel over n elements (2²⁴ on a GPU, 2¹⁶ on a CPU)."""
-    import jax
     import jax.numpy as jnp
 
-    dev = jax_device(device)
-    n = n or (2 ** 24 if device.startswith("gpu") else 2 ** 16)
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    x0 = jax.device_put(-jnp.linspace(0.0, 1.0, n, dtype=dtype), dev)
-    a, b = jnp.asarray(0.999, dtype), jnp.asarray(-0.001, dtype)
-
-    def chain(x):
-        for _ in range(CHAIN):  # unrolled: one fused kernel, CHAIN dependent operations
-            x = -jnp.exp(x) if op == "exp" else x * a + b
-        return jnp.sum(x)
+    from hhbench.jax_runtime import jax, x64
 
     if op not in ("exp", "fma"):
         raise HHBenchError(f"unknown elementwise operation {op!r}")
-    run = jax.jit(chain)
-    timed, _ = measure(lambda: run(x0), settings)
+    dev = jax_device(device)
+    n = n or (2 ** 24 if device.startswith("gpu") else 2 ** 16)
+    with x64("float64" if dtype == "float64" else "float32"):  # float64 here only
+        x0 = jax.device_put(-jnp.linspace(0.0, 1.0, n, dtype=dtype), dev)
+        a, b = jnp.asarray(0.999, dtype), jnp.asarray(-0.001, dtype)
+
+        def chain(x):
+            for _ in range(CHAIN):  # unrolled: one fused kernel, CHAIN dependent operations
+                x = -jnp.exp(x) if op == "exp" else x * a + b
+            return jnp.sum(x)
+
+        run = jax.jit(chain)
+        timed, _ = measure(lambda: run(x0), settings)
     return n * CHAIN / timed.median_s
 
 

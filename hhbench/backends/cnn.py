@@ -21,6 +21,7 @@ from hhbench.backends import register
 from hhbench.backends.base import Backend
 from hhbench.cnn_modes import (STACKS, check_runtime_options, choose_runtime, module_found,
                                 stacks_present)
+from hhbench.devices import DeviceNotSupported, parse_device
 from hhbench.errors import HHBenchError
 
 INSTALL_HINT = "pip install 'hhbench[cnn]' (TensorFlow) or 'hhbench[jax]' (JAX)"
@@ -82,6 +83,15 @@ class Cnn(Backend):
         check_runtime_options(runtime, mode=options.get("mode", "auto"),
                               precision=options.get("precision", "float32"), devices=devices)
         return options
+
+    @classmethod
+    def resolve_device(cls, request="auto", options=None) -> str:
+        """As `Backend.resolve_device`; "gpu:all" is DeviceNotSupported (the case is
+        skipped): the network runs on one device."""
+        if parse_device(request).index == "all":
+            raise DeviceNotSupported(f"{cls.name} runs on one device (cpu, gpu or gpu:N), "
+                                     "not gpu:all")
+        return super().resolve_device(request, options)
 
     @classmethod
     def visible_gpus(cls, options=None) -> int:

@@ -37,7 +37,7 @@ device count, and to at least two traces a device: see MIN_PER_DEVICE; the paddi
 dropped on the host), on as many of them as give each two traces (`call_devices`). One
 device is the same code with a mesh of one. `gpu:all` is every `jax.devices("gpu")`;
 "cpu" is every CPU device, and the engine has JAX show one per usable core
-(`_cpu_devices_per_core`): that is how a batch uses more than one core.
+(`hhbench.jax_runtime`): that is how a batch uses more than one core.
 
 Compilation: one executable per (batch, samples, kernel, precision, gates, devices), made
 ahead of time (`jit(...).lower(...).compile()`) and kept in `_COMPILED`; dt is an argument,
@@ -50,15 +50,10 @@ devices and blocks until V is ready there, without copying it back.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 
-# JAX on a GPU takes 75 % of its memory at start-up unless told otherwise (which would
-# starve another runtime in the process, and distort hhbench's memory checks)
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-
-import jax  # noqa: E402
+# JAX set up as hhbench runs it (no preallocation, a CPU device per core): before any use
+from hhbench.jax_runtime import gpu_count, jax, x64  # noqa: F401  (gpu_count: re-exported)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
@@ -80,48 +75,6 @@ TINY32 = 1e-30
 AXIS = "batch"
 
 _COMPILED: dict[tuple, object] = {}
-
-
-def _cpu_devices_per_core() -> None:
-    """Have JAX show one CPU device per usable core (unless the user chose a count, or
-    JAX already runs in this process and so keeps its single CPU device).
-
-    XLA runs a fusion of a few thousand elements on one thread, so a batch on one CPU
-    device uses one core; sharded over one device per core, as a batch over GPUs is, it
-    uses them all (1,024 traces × 2,560 samples on 2 cores: 0.024 s instead of 0.044 s,
-    numba 0.011 s). The count is JAX's process-wide `jax_num_cpu_devices`; other JAX code
-    in the process keeps running on the first CPU device as before."""
-    chosen = getattr(jax.config, "jax_num_cpu_devices", None)  # None: a JAX without it
-    if (chosen is None or chosen != -1
-            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
-        return
-    from hhbench.environment import usable_cores
-    try:
-        jax.config.update("jax_num_cpu_devices", usable_cores())
-    except RuntimeError:  # JAX's backends are already initialised
-        pass
-
-
-_cpu_devices_per_core()
-
-
-def x64(precision: str):
-    """A context in which JAX computes in float64 (for "float64"; else no change)."""
-    if precision != "float64":
-        return contextlib.nullcontext()
-    state = getattr(jax, "enable_x64", None)
-    if state is not None:  # JAX >= 0.7: a config state, callable as a context
-        return state(True)
-    from jax.experimental import enable_x64  # older JAX
-    return enable_x64()
-
-
-def gpu_count() -> int:
-    """GPUs JAX sees (0 when it has no GPU backend)."""
-    try:
-        return len(jax.devices("gpu"))
-    except RuntimeError:
-        return 0
 
 
 def devices_for(device: str) -> tuple:

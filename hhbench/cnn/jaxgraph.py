@@ -51,7 +51,7 @@ TRANSPOSES = ("polyphase", "dilated")
 
 
 def _jax():
-    import jax
+    from hhbench.jax_runtime import jax  # set up before its first use (see there)
     return jax
 
 
@@ -61,11 +61,8 @@ def check_precision(precision: str) -> str:
 
 def gpu_count() -> int:
     """GPUs JAX sees (0 when its GPU backend is absent or finds none)."""
-    jax = _jax()
-    try:
-        return len(jax.devices("gpu"))
-    except RuntimeError:  # no GPU backend (jaxlib without CUDA) or no device
-        return 0
+    from hhbench.jax_runtime import gpu_count as count
+    return count()
 
 
 def resolve_jax_device(request: str = "auto"):
