@@ -18,7 +18,6 @@ import threading
 
 _depth = 0
 _pending = False
-_installed = False
 
 
 def _on_sigint(signum, frame):
@@ -30,11 +29,12 @@ def _on_sigint(signum, frame):
 
 
 def install() -> None:
-    """Take over SIGINT in this process (only from its main thread; elsewhere nothing)."""
-    global _installed
+    """Take over SIGINT, and SIGTERM (a `kill`, a job scheduler's stop: handled as Ctrl-C,
+    so workers are stopped and nothing is left half-written), in this process; only from
+    its main thread, elsewhere nothing."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)
-        _installed = True
+        signal.signal(signal.SIGTERM, _on_sigint)
 
 
 def enter() -> None:

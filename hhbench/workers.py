@@ -76,8 +76,20 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     happened. The cases a worker finished are kept either way."""
     source = package_source()
     outputs = []
+    given_up: dict[int, dict] = {}  # cases that killed or hung a worker twice
     for rep in range(processes):
-        for group, indices in group_cases(cases, config_dict.get("options")).items():
+        for group, all_indices in group_cases(cases, config_dict.get("options")).items():
+            # a case that failed twice is not started again in later repetitions (a
+            # hanging one would cost two timeouts in every repetition)
+            indices = [i for i in all_indices if i not in given_up]
+            for i in all_indices:
+                if i in given_up:
+                    on_case()
+            if not indices:
+                outputs.append(WorkerOutput(group=group, repetition=rep,
+                                            cases={i: given_up[i] for i in all_indices},
+                                            record={"error": "every case given up"}))
+                continue
             job = {"config": config_dict, "cases": [list(cases[i]) for i in indices],
                    "indices": indices, "keep_dir": str(keep_dir) if rep == 0 else None,
                    "group": group, "repetition": rep, "source": source}
@@ -93,7 +105,13 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
                 merged = {**first.cases, **retry.cases}
                 record = {**retry.record, "restarted_after": first.record["error"]}
                 first = WorkerOutput(group=group, repetition=rep, cases=merged, record=record)
-            outputs.append(first)
+                given_up.update({i: {**retry.cases[i], "given_up": True} for i in order
+                                 if retry.cases.get(i, {}).get("died")})
+            outputs.append(WorkerOutput(group=first.group, repetition=rep,
+                                        cases={**first.cases, **{i: given_up[i] for i in
+                                                                 all_indices if i not in
+                                                                 first.cases}},
+                                        record=first.record))
     return outputs
 
 
@@ -112,11 +130,18 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
             # package the parent imported (first on PYTHONPATH), not a checkout it runs in
             proc = subprocess.Popen([sys.executable, "-P", "-m", "hhbench.workers",
                                      str(job_path), str(out_path)], stdout=subprocess.PIPE,
-                                    stderr=err, text=True, env=_worker_env(),
-                                    start_new_session=True)
+                                    stderr=err, text=True, encoding="utf-8",
+                                    errors="replace", env=_worker_env(),
+                                    start_new_session=True, preexec_fn=_die_with_parent)
             lines: queue.Queue = queue.Queue()
-            reader = threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout]
-                                      + [lines.put(None)], daemon=True)
+
+            def read():
+                try:
+                    for line in proc.stdout:
+                        lines.put(line)
+                finally:  # the end, however reading stopped
+                    lines.put(None)
+            reader = threading.Thread(target=read, daemon=True)
             reader.start()
             try:
                 while True:
@@ -148,6 +173,19 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
         cases = {i: done.get(str(i), {"error": reason, "died": True}) for i in job["indices"]}
         return WorkerOutput(group=job["group"], repetition=job["repetition"], cases=cases,
                             record={"error": reason})
+
+
+def _die_with_parent() -> None:
+    """In the worker, before it runs: ask Linux to kill it when its parent dies (a parent
+    killed by SIGKILL cannot stop it; the worker runs in a session of its own, away from
+    the terminal's Ctrl-C, which the parent handles). Elsewhere nothing."""
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill(proc) -> None:

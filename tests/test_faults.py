@@ -30,7 +30,8 @@ def fault_dir(tmp_path, monkeypatch):
 
 
 def _run(backends, **kw):
-    config = SuiteConfig(backends=backends, stimuli=("step",), batches=(1,), processes=1,
+    kw.setdefault("processes", 1)
+    config = SuiteConfig(backends=backends, stimuli=("step",), batches=(1,),
                          n_samples=200, timing=QUICK, extra_backend_modules=(str(FAULTS),),
                          **kw)
     return {c.backend: c for c in run_suite(config, progress=False).cases}, config
@@ -165,3 +166,26 @@ def test_ctrl_c_inside_a_compiled_kernel_is_interrupted_exit_130(tmp_path, delay
     assert proc.returncode == 130, err
     assert err.strip() == "hhbench: interrupted"
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_case_given_up_is_not_started_again_in_later_repetitions(fault_dir):
+    start = time.perf_counter()
+    results, _ = _run(("fault-hang", "numpy"), case_timeout_s=3.0, processes=3)
+    took = time.perf_counter() - start
+    assert results["fault-hang"].status == "failed"
+    assert results["numpy"].status == "ok" and len(results["numpy"].processes) == 3
+    # two timeouts in the first repetition, none after (six would be about 18 s more)
+    assert took < 6 * 3.0 + 20, took
+
+
+def test_a_worker_whose_sources_differ_from_the_parents_fails_its_cases(tmp_path):
+    from hhbench.workers import work
+    job = {"config": SuiteConfig(backends=("numpy",), stimuli=("step",), batches=(1,),
+                                 n_samples=50, timing=QUICK).as_dict(),
+           "cases": [["numpy", "step", 1, "cpu"]], "indices": [0], "keep_dir": None,
+           "group": "simulators", "repetition": 0,
+           "source": {"path": "/elsewhere/hhbench", "sha256": "0" * 64}}
+    out = tmp_path / "out.json"
+    work(job, out)
+    error = json.loads(out.read_text())["cases"]["0"]["error"]
+    assert "whose sources differ from the parent's (/elsewhere/hhbench)" in error
