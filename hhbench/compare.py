@@ -145,7 +145,7 @@ def _busy_reason(old: RunResults, new: RunResults) -> str | None:
 
 
 #: settings of a run whose difference between OLD and NEW can move timings by itself
-TIMING_KEYS = ("timing", "processes", "n_samples", "seed", "reference")
+TIMING_KEYS = ("timing", "processes", "n_samples", "seed", "reference", "options", "devices")
 
 
 def what_is_compared(old: RunResults, new: RunResults) -> list[str]:

@@ -40,8 +40,6 @@ from hhbench.timing import TimingSettings, measure
 #: operations that count one flop each (an fma two); "exp" is bound apart, and totals
 #: ("flops") and comparisons ("cmp") in a count are not arithmetic to add again
 FLOP_KEYS = {"div": 1, "mul": 1, "add": 1, "sub": 1, "neg": 1, "fma": 2}
-#: backends whose steps per sample depend on the solution (no fixed work per neuron-step)
-ADAPTIVE = {"odeint", "odeint-lab", "reference"}
 CEILING_SETTINGS = TimingSettings(warmup_calls=1, min_repeats=5, min_time_s=0.3)
 
 
@@ -199,22 +197,11 @@ def cnn_floor_s(matmul_flops: int, ceilings: Ceilings, dtype: str = "float32") -
     return matmul_flops / rate
 
 
-def hh_operations(backend: str, kernel: str | None = None) -> tuple[dict | None, str]:
-    """(counts per neuron-step, note) for an HH backend: the counted operations of the step
-    kernel it runs (`hhbench.model.count_step_operations`); (None, why) where the work per
-    neuron-step is not fixed."""
-    from hhbench import model
-    from hhbench.backends import check_name
-    from hhbench.backends.kernels import get_kernel
-
-    if backend in ADAPTIVE:
-        return None, "adaptive steps: no fixed work per neuron-step"
-    if backend == "numpy":  # the lab's own six-exponential step, run by NumPy
-        return dict(model.count_step_operations("euler_step")), "step euler_step"
-    kernel = kernel or getattr(check_name(backend), "kernel", None)
-    if kernel is None:
-        return None, f"{backend} runs no counted step kernel"
-    return dict(get_kernel(kernel).operation_count()), f"step kernel {kernel}"
+def hh_operations(backend: str) -> tuple[dict | None, str]:
+    """(counts per neuron-step, note) of a CPU HH backend, as the backend declares them
+    (`Backend.step_operations`)."""
+    from hhbench.backends import get_backend
+    return get_backend(backend).step_operations()
 
 
 # -- achieved ------------------------------------------------------------------------------
@@ -237,16 +224,16 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
     trace_work = backend.trace_work(stim.n_samples)
     if trace_work is not None:  # a surrogate: counted per trace, bound by matmul
         per_trace = trace_work["matmul_flops"]
-        dtype = "tf32" if "tf32" in precision else "bfloat16" if "bfloat16" in precision \
-            else "float32"
+        dtype = trace_work.get("precision", "float32")
         return FloorLine(backend=name, unit="trace", batch=batch,
-                         operations={k: v for k, v in trace_work.items() if k != "note"},
+                         operations={k: v for k, v in trace_work.items()
+                                     if k not in ("note", "precision")},
                          floor_s=cnn_floor_s(per_trace, ceilings, dtype),
                          bound=f"matmul {dtype}", achieved_s=timed.median_s / batch,
                          note=trace_work.get("note", "") + where)
     substeps = int(backend.settings().get("substeps", 1) or 1)
     steps = batch * stim.n_samples * substeps
-    ops, note = hh_operations(name, getattr(backend, "kernel", None))
+    ops, note = backend.step_operations()
     floor, bound = hh_floor_s(ops, ceilings, precision) if ops else (None, None)
     return FloorLine(backend=name, unit="neuron-step", batch=batch, operations=ops or {},
                      floor_s=floor, bound=bound and f"{bound} {precision}",

@@ -252,7 +252,12 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
     from hhbench.devices import check_gpu_present
     check_gpu_present(config.devices)
     points, stopped, skipped = [], {}, {}
+    from hhbench.backends import check_name
     for name in config.backends:
+        missing = check_name(name).unavailable_reason()
+        if missing:  # not installed here: said, and the other backends go on
+            skipped[name] = missing
+            continue
         done = set()
         for request in config.devices:
             try:

@@ -55,9 +55,11 @@ QUICK_TIMING = TimingSettings(warmup_calls=1, min_repeats=3, min_time_s=0.2)
 
 
 def _device(args, backend: str) -> str:
-    """Where a GPU backend runs: `--device` (gpu), except numba-cuda, which runs on a GPU
-    or on numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, a test of this script)."""
-    return "gpu" if backend == "numba-cuda" else args.device
+    """Where a GPU backend runs: `--device` (gpu); one that runs on GPUs only always asks
+    for "gpu" (numba-cuda: with NUMBA_ENABLE_CUDASIM=1, numba's simulator plays one, a
+    test of this script)."""
+    from hhbench.backends import check_name
+    return "gpu" if "cpu" not in check_name(backend).device_kinds else args.device
 
 
 def section_machine(args) -> dict:
@@ -193,7 +195,8 @@ def section_cnn(args) -> list[dict]:
                 row.update(_timed_pair(b, stim, QUICK_TIMING))
                 work = b.trace_work(stim.n_samples)
                 if work:
-                    floor = cnn_floor_s(work["matmul_flops"], ceilings, precision)
+                    floor = cnn_floor_s(work["matmul_flops"], ceilings,
+                                        work.get("precision", precision))
                     row["floor_per_trace_s"] = floor
                     per_trace = row.get("device_only_s", row["round_trip_s"]) / batch
                     row["per_trace_s"] = per_trace

@@ -133,3 +133,14 @@ def test_a_backend_asked_for_a_device_it_cannot_use_is_left_out_with_the_reason(
     results = run_scaling(config)
     assert results.skipped == {"numpy@gpu": "numpy runs on the CPU only"}
     assert {p.device for p in results.points} == {"cpu"}
+
+
+def test_a_backend_not_installed_is_left_out_and_the_sweep_goes_on(monkeypatch):
+    from hhbench.backends import check_name
+    cls = check_name("numba")
+    monkeypatch.setattr(cls, "unavailable_reason", classmethod(lambda c: "needs a thing"))
+    config = ScalingConfig(backends=("numba", "numpy"), devices=("cpu",), max_batch=1,
+                           n_samples=50, lengths=(50,), budget_s=5, timing=QUICK)
+    results = run_scaling(config)
+    assert results.skipped == {"numba": "needs a thing"}
+    assert {p.backend for p in results.points} == {"numpy"}

@@ -181,6 +181,17 @@ class Backend(ABC):
         """`settings()` as they apply to a call over `batch` traces (what a case records)."""
         return self.settings()
 
+    def step_operations(self) -> tuple[dict | None, str]:
+        """The counted operations of one neuron-step of the method this backend runs
+        (`hhbench.model.count_step_operations` of its step kernel, `self.kernel`) and a
+        note; (None, why) where there is no fixed work per neuron-step (adaptive steps, no
+        counted kernel). The floor divides them by the machine's rates."""
+        kernel = getattr(self, "kernel", None)
+        if kernel is None:
+            return None, f"{self.name} runs no counted step kernel"
+        from hhbench.backends.kernels import get_kernel
+        return dict(get_kernel(kernel).operation_count()), f"step kernel {kernel}"
+
     def trace_work(self, n_samples: int) -> dict | None:
         """For a surrogate whose work is counted per trace (the floor's unit "trace"): its
         arithmetic for one trace of `n_samples` samples, {"matmul_flops", "bias_adds",
@@ -255,6 +266,10 @@ def nan_from(a: np.ndarray, first_bad: np.ndarray) -> None:
     last two axes are traces and samples: V, or gates stacked in front)."""
     for row in np.flatnonzero(first_bad >= 0):
         a[..., row, first_bad[row]:] = np.nan
+
+
+#: the note of a backend whose steps adapt to the solution (`step_operations`)
+ADAPTIVE_NOTE = "adaptive steps: no fixed work per neuron-step"
 
 
 def check_substeps(substeps) -> int:

@@ -176,7 +176,17 @@ class Cnn(Backend):
         return {"matmul_flops": counts["matmul_flops"] * windows,
                 "bias_adds": counts["bias_adds"] * windows,
                 "activations": counts["activations"] * windows,
+                "precision": self.matmul_precision(),
                 "note": f"{graph}, {windows} window(s) per trace"}
+
+    def matmul_precision(self) -> str:
+        """What the matrix products computed in, in one word: float32, tf32, bfloat16,
+        float16 or float64 (the floor takes the machine's rate in that precision)."""
+        applied = (self.runner.graph.precision_applied if self.runtime_name == "jax"
+                   else self._tf_precision())
+        if applied == "tf32" or "allows TF32" in applied:  # TensorFlow's float32 on a GPU
+            return "tf32"
+        return applied.split()[0]  # "float32 (highest)", "float32 (tf32 asked; ...)" ...
 
     def device_call(self, stimulus):
         """JAX runtime: a function of no arguments running the network on the stimulus'

@@ -19,6 +19,10 @@ class NumpyEuler(Backend):
     name = "numpy"
     summary = "forward Euler, Python loop over time, NumPy over the batch (the lab's reference)"
 
+    def step_operations(self):
+        # the lab's own six-exponential step, as NumPy runs it
+        return dict(model.count_step_operations("euler_step")), "step euler_step"
+
     def _integrate(self, current_ua, dt_ms, gates):
         step = model.NUMPY_KERNELS.euler_step
         batch, n_samples = current_ua.shape

@@ -26,7 +26,7 @@ from scipy.integrate import odeint
 
 from hhbench import model
 from hhbench.backends import odeint_rhs, register
-from hhbench.backends.base import Backend
+from hhbench.backends.base import ADAPTIVE_NOTE, Backend
 from hhbench.errors import HHBenchError
 
 #: odeint's default tolerances, the lab's
@@ -54,6 +54,9 @@ class Odeint(Backend):
 
     def __init__(self, *, rtol: float = RTOL, atol: float = ATOL):
         self.rtol, self.atol = check_tolerances(rtol, atol)
+
+    def step_operations(self):
+        return None, ADAPTIVE_NOTE
 
     def prepare(self):
         odeint_rhs.compiled_ode(), odeint_rhs.compiled_ode(one_neuron=True)  # compile now

@@ -14,7 +14,7 @@ from scipy.integrate import odeint
 
 from hhbench import model
 from hhbench.backends import register
-from hhbench.backends.base import Backend
+from hhbench.backends.base import ADAPTIVE_NOTE, Backend
 from hhbench.backends.odeint import ATOL, RTOL, check_tolerances
 
 
@@ -26,6 +26,9 @@ class OdeintLab(Backend):
 
     def __init__(self, *, rtol: float = RTOL, atol: float = ATOL):
         self.rtol, self.atol = check_tolerances(rtol, atol)
+
+    def step_operations(self):
+        return None, ADAPTIVE_NOTE
 
     def settings(self):
         return {"rtol": self.rtol, "atol": self.atol, "rhs": "python"}

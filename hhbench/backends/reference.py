@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from hhbench.backends import numba_engine, register
-from hhbench.backends.base import Backend, check_substeps
+from hhbench.backends.base import ADAPTIVE_NOTE, Backend, check_substeps
 from hhbench.errors import HHBenchError
 
 
@@ -34,6 +34,9 @@ class Reference(Backend):
             raise HHBenchError(f"max_substeps ({max_substeps}) must be at least twice "
                                f"start_substeps ({start_substeps}): one refinement at least")
         self.tol_mv, self.start_substeps, self.max_substeps = tol_mv, start_substeps, max_substeps
+
+    def step_operations(self):
+        return None, ADAPTIVE_NOTE
 
     def prepare(self):
         numba_engine.compile_engine(self.kernel)  # the converged runs use the engine directly
