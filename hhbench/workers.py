@@ -132,7 +132,7 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
                                      str(job_path), str(out_path)], stdout=subprocess.PIPE,
                                     stderr=err, text=True, encoding="utf-8",
                                     errors="replace", env=_worker_env(),
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True)
             lines: queue.Queue = queue.Queue()
 
             def read():
@@ -176,16 +176,20 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
 
 
 def _die_with_parent() -> None:
-    """In the worker, before it runs: ask Linux to kill it when its parent dies (a parent
+    """In the worker, first thing: ask Linux to kill it when its parent dies (a parent
     killed by SIGKILL cannot stop it; the worker runs in a session of its own, away from
-    the terminal's Ctrl-C, which the parent handles). Elsewhere nothing."""
+    the terminal's Ctrl-C, which the parent handles), and end at once if the parent is
+    already gone. Done here rather than between fork and exec, where running Python in a
+    multithreaded parent's child can deadlock. Elsewhere than Linux nothing."""
+    parent = os.environ.get("HHBENCH_PARENT_PID")
     try:
         import ctypes
         import signal
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if parent and os.getppid() != int(parent):  # the parent died before the prctl
+        os._exit(1)
 
 
 def _kill(proc) -> None:
@@ -225,6 +229,7 @@ def _worker_env() -> dict:
     # JAX takes 75 % of a GPU's memory at its first use unless told not to: a worker
     # allocates what its case needs
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    env["HHBENCH_PARENT_PID"] = str(os.getpid())
     return env
 
 
@@ -295,6 +300,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
     job_path, out_path = (argv or sys.argv[1:])[:2]
     work(json.loads(Path(job_path).read_text()), Path(out_path))
     return 0

@@ -189,3 +189,42 @@ def test_a_worker_whose_sources_differ_from_the_parents_fails_its_cases(tmp_path
     work(job, out)
     error = json.loads(out.read_text())["cases"]["0"]["error"]
     assert "whose sources differ from the parent's (/elsewhere/hhbench)" in error
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_dies_with_its_parent(fault_dir, tmp_path):
+    """The parent killed outright (SIGKILL: no handler runs) leaves no worker behind."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "run", "--no-progress", "--backends", "fault-killed-from-outside", "--stimuli",
+         "step", "--batch", "1", "--processes", "1", "--config", str(_config(tmp_path)),
+         "-o", str(tmp_path / "r.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = fault_dir / "pid"
+    for _ in range(600):
+        if pid_file.exists():
+            break
+        time.sleep(0.05)
+    worker = int(pid_file.read_text())
+    parent.kill()
+    parent.wait(timeout=30)
+    for _ in range(100):  # the kernel delivers the worker's SIGKILL at once
+        if not _alive(worker):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its parent")
+    # a parent killed outright cannot remove its temporary folders: this test does
+    import shutil
+    import tempfile
+    for leftover in Path(tempfile.gettempdir()).glob("hhbench-*"):
+        if leftover.name.startswith(("hhbench-outputs-", "hhbench-worker-")):
+            shutil.rmtree(leftover, ignore_errors=True)
