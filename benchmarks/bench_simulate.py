@@ -62,7 +62,12 @@ class ColdStart:
         # the backend declares (TensorFlow, JAX, CUDA), else numba
         import importlib
         runtime = backend_classes()[backend].runtime_of()
-        importlib.import_module({"cuda": "numba.cuda", None: "numba"}.get(runtime, runtime))
+        if runtime == "tensorflow":  # quietly, as hhbench imports it
+            from hhbench.cnn import import_tensorflow
+            import_tensorflow()
+        else:
+            importlib.import_module({"cuda": "numba.cuda", "jax": "hhbench.jax_runtime",
+                                     None: "numba"}.get(runtime, runtime))
 
     def track_cold_start(self, backend):
         fresh = make_backend(backend, device="cpu")
