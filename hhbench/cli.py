@@ -381,9 +381,9 @@ def cmd_lab(args) -> int:
     from hhbench.lab import check_questions
     check_questions(args.questions)
     parse_device(args.device)
-    _require_tensorflow("lab")
     from hhbench.lab.report import check_out_dir
     check_out_dir(args.output)
+    _require_tensorflow("lab")
     from hhbench.lab import run_lab
     results = run_lab(args.questions, model=args.model, device=args.device,
                       out_dir=args.output, progress=not args.no_progress)
