@@ -67,20 +67,31 @@ def machine_warnings(state: dict) -> list[str]:
     return out
 
 
-def spread_warnings(results: RunResults, limit: float = RESOLVE_LIMIT) -> list[str]:
+def spread_warnings(results: RunResults, limit: float = RESOLVE_LIMIT, *,
+                    detail: bool = True) -> list[str]:
     """One warning per timed case whose spread between processes is too large for
-    `compare` to resolve a change of `limit` against a run like it."""
+    `compare` to resolve a change of `limit` against a run like it; with `detail` False
+    (what `hhbench run` prints), more than three such cases are one line that counts them
+    and names the worst three (`hhbench check RESULTS` lists every one)."""
     out = []
+    worst = []
     for case in results.cases:
         if case.timing is None or len(case.processes) < 2:
             continue
         medians = case.process_medians()
         smallest = resolvable_change(medians)
         if math.isfinite(smallest) and smallest > limit:
+            worst.append((smallest, f"{case.backend} {case.stimulus} x{case.batch}"))
             out.append(f"{case.backend} {case.stimulus} x{case.batch}: spread between processes "
                        f"{spread(medians):.1%} over {len(medians)}: `compare` can tell only "
                        f"changes beyond {smallest:.0%} from noise for this case and would call "
                        f"a {limit:.0%} change inconclusive (more --processes narrow it)")
+    if not detail and len(worst) > 3:
+        names = ", ".join(f"{name} ({res:.0%})" for res, name in sorted(worst)[::-1][:3])
+        timed = sum(c.timing is not None and len(c.processes) >= 2 for c in results.cases)
+        out = [f"{len(worst)} of {timed} cases: their processes disagree too much for "
+               f"`compare` to tell a {limit:.0%} change from noise against a run like this "
+               f"(worst: {names}); more --processes narrow it, `hhbench check` lists them"]
     single = [c for c in results.cases if c.timing is not None and len(c.processes) < 2]
     if single:
         out.append(f"{len(single)} case{'s were' if len(single) > 1 else ' was'} timed in a "
@@ -89,8 +100,10 @@ def spread_warnings(results: RunResults, limit: float = RESOLVE_LIMIT) -> list[s
     return out
 
 
-def report(state: dict, results: RunResults | None = None) -> tuple[list[str], list[str]]:
-    """(description lines, warning lines) for the machine state and, optionally, a run."""
+def report(state: dict, results: RunResults | None = None, *, detail: bool = True
+           ) -> tuple[list[str], list[str]]:
+    """(description lines, warning lines) for the machine state and, optionally, a run
+    (`detail`: every case whose spread is too large, else a summary past three)."""
     load = state.get("load_average")
     freq = state.get("cpu_frequency") or {}
     numba_layer = state.get("threading_policy", {}).get("numba_layer")
@@ -104,7 +117,7 @@ def report(state: dict, results: RunResults | None = None) -> tuple[list[str], l
                                                        state.get("env", {}).items()) or "none")]
     warnings = machine_warnings(state)
     if results is not None:
-        warnings += spread_warnings(results)
+        warnings += spread_warnings(results, detail=detail)
     return lines, warnings
 
 

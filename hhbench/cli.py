@@ -287,7 +287,7 @@ def cmd_run(args) -> int:
     if written:
         print(f"wrote {' and '.join(written)}")
     from hhbench.check import report
-    _, warned = report(results.environment.get("state", {}), results)
+    _, warned = report(results.environment.get("state", {}), results, detail=False)
     for line in warned:
         print(f"warning: {line}", file=sys.stderr)
     failed = [c for c in results.cases if c.status == "failed"]

@@ -100,3 +100,15 @@ def test_check_warns_only_where_compare_could_not_resolve_ten_percent(tmp_path, 
     assert main(["check", str(path)]) == 1
     _results(tight, many).save(path)
     assert main(["check", str(path)]) == 0
+
+
+def test_run_sums_up_many_spread_warnings_in_one_line():
+    loose = [_case(f"b{i}", [1.0, 1.0 + 0.05 * (i + 1), 1.0 - 0.05 * (i + 1)])
+             for i in range(5)]
+    every = spread_warnings(_results(*loose))
+    assert len(every) == 5
+    (summary,) = spread_warnings(_results(*loose), detail=False)
+    assert summary.startswith("5 of 5 cases: their processes disagree too much")
+    # the worst three, worst first: the widest spreads
+    assert summary.index("b4 step x1") < summary.index("b3 step x1") < summary.index("b2 step")
+    assert "b1 step" not in summary
