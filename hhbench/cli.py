@@ -72,7 +72,10 @@ def cmd_backends(args) -> int:
         print(f"hhbench: warning: {line}", file=sys.stderr)
     for name, cls in backend_classes().items():
         reason = cls.unavailable_reason()
-        print(f"{name:10s} {cls.summary}" + (f" [unavailable: {reason}]" if reason else ""))
+        options = [k for k in cls.option_defaults if k != "device"]
+        can = f" ({', '.join(cls.device_kinds)}" + (f"; options {', '.join(options)})"
+                                                     if options else ")")
+        print(f"{name:10s} {cls.summary}{can}" + (f" [unavailable: {reason}]" if reason else ""))
     return 0
 
 
@@ -553,9 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar="COMMAND")
 
     s = sub.add_parser("backends", help="list the simulators", formatter_class=_FMT,
-                       description="List the simulators, one line each. A backend that "
-                                   "cannot run here is followed by 'unavailable:' with what "
-                                   "is missing and the one command that installs it.")
+                       description="List the simulators, one line each: name, what it "
+                                   "computes, and in parentheses the kinds of device it runs "
+                                   "on (cpu, gpu) and the options it takes (--option). A "
+                                   "backend that cannot run here is followed by "
+                                   "'unavailable:' with what is missing and the one command "
+                                   "that installs it.")
     s.set_defaults(func=cmd_backends)
 
     s = sub.add_parser("simulate", help="simulate one stimulus with one backend",

@@ -217,3 +217,15 @@ def test_listing_the_backends_imports_no_framework():
                          timeout=120).stdout
     assert out.strip().endswith("[]"), out
     assert "'jax'" in out and "'numba-cuda'" in out and "'cnn'" in out
+
+
+def test_backends_says_where_each_runs_and_what_options_it_takes(capsys):
+    from hhbench.backends import backend_classes
+    assert main(["backends"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name, cls in backend_classes().items():
+        kinds = ", ".join(cls.device_kinds)
+        assert f"({kinds}" in lines[name], lines[name]
+        for option in set(cls.option_defaults) - {"device"}:  # the device is --device
+            assert option in lines[name], (name, option)
+    assert "(cpu)" in lines["numba"] and "(gpu; options kernel, precision)" in lines["numba-cuda"]
