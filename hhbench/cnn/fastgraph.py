@@ -46,7 +46,8 @@ import numpy as np
 
 from hhbench.cnn import import_tensorflow
 # the 1-D arithmetic both runtimes share lives in the framework-free plan module
-from hhbench.cnn.plan import polyphase_kernel, same_padding, transpose_length  # noqa: F401
+from hhbench.cnn.plan import (PlanError, as_1d, polyphase_kernel,  # noqa: F401
+                              same_padding, transpose_length)
 from hhbench.errors import HHBenchError
 
 import_tensorflow()  # quietly, where installed (see hhbench.cnn)
@@ -73,15 +74,13 @@ class FastGraphOptions:
 
 
 def _as_1d_shape(shape, layer_name: str) -> tuple[int, ...]:
-    """A per-example shape as (length, channels): (L, 1, C) and (L, C) map, others do not."""
-    shape = tuple(shape)
-    if len(shape) == 3 and shape[1] == 1:
-        return (shape[0], shape[2])
-    if len(shape) == 2:
-        return shape
-    if len(shape) == 1:
-        return (shape[0], 1)
-    raise FastGraphError(f"fast graph: layer {layer_name!r} reshapes to {shape}, not 1-D")
+    """`plan.as_1d` (the rule both runtimes share), refused as this graph's own error (the
+    runner then keeps the lab graph)."""
+    try:
+        return as_1d(shape, layer_name)
+    except PlanError:
+        raise FastGraphError(f"fast graph: layer {layer_name!r} reshapes to {tuple(shape)}, "
+                             "not 1-D") from None
 
 
 def _column_kernel(layer) -> tuple[int, int]:

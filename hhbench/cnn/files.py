@@ -64,18 +64,21 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     _fail(path, "not a model: expected a folder with Gmodel.json + Gmodel.h5 or a .keras file")
 
 
-def _read_meta(folder: Path, keras_model) -> tuple[ModelMeta, dict]:
+def read_meta(folder: Path, default_context) -> tuple[ModelMeta, dict]:
+    """(ModelMeta, the whole hhbench_model.json) of a lab folder; without that file, the
+    defaults with the context `default_context()` gives (half of what the output lacks)."""
     meta_path = folder / META_FILE
-    extra = {}
-    if meta_path.exists():
-        try:
-            extra = json.loads(meta_path.read_text())
-            meta = ModelMeta(**extra.get("meta", {}))
-        except (ValueError, TypeError) as exc:
-            _fail(meta_path, f"unreadable model metadata ({exc})")
-    else:
-        meta = ModelMeta(context=shape_context(keras_model))
-    return meta, extra
+    if not meta_path.exists():
+        return ModelMeta(context=default_context()), {}
+    try:
+        extra = json.loads(meta_path.read_text())
+        return ModelMeta(**extra.get("meta", {})), extra
+    except (ValueError, TypeError) as exc:
+        _fail(meta_path, f"unreadable model metadata ({exc})")
+
+
+def _read_meta(folder: Path, keras_model) -> tuple[ModelMeta, dict]:
+    return read_meta(folder, lambda: shape_context(keras_model))
 
 
 def shape_context(keras_model) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hhbench.cnn.files import ARCH_FILE, META_FILE, WEIGHTS_FILE, ModelMeta
+from hhbench.cnn.files import ARCH_FILE, WEIGHTS_FILE, ModelMeta, read_meta
 from hhbench.errors import HHBenchError
 
 #: layer types with weights that this reader assigns, and the names of their weights
@@ -175,16 +175,10 @@ def read_lab_folder(folder: str | os.PathLike) -> LabModel:
             _fail(needed, "missing (a lab model folder holds Gmodel.json and Gmodel.h5)")
     spec = read_architecture(arch_path)
     weights, order = read_weights(weights_path, spec["config"])
-    meta_path, extra = folder / META_FILE, {}
-    if meta_path.exists():
-        try:
-            extra = json.loads(meta_path.read_text())
-            meta = ModelMeta(**extra.get("meta", {}))
-        except (ValueError, TypeError) as exc:
-            _fail(meta_path, f"unreadable model metadata ({exc})")
-    else:
+    def context():
         from hhbench.cnn.plan import model_shapes
         (window, _), (out_len, _) = model_shapes(spec["config"])
-        meta = ModelMeta(context=(window - out_len) // 2)
+        return (window - out_len) // 2
+    meta, extra = read_meta(folder, context)
     return LabModel(config=spec["config"], weights=weights, order=order, meta=meta,
                     source=str(folder), keras_version=spec.get("keras_version"), extra=extra)
