@@ -407,7 +407,8 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
         tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
                    f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
                    file=sys.stderr)
-    env = {**describe_machine(), "state": machine_state(), "hhbench_source": package_source()}
+    source = package_source()  # what the workers must import too
+    env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
     calib = calibrate()
     bar = tqdm(total=len(runnable) * config.processes, disable=not progress, unit="case",
                dynamic_ncols=True, desc=f"hhbench run ({config.processes} processes)")
@@ -415,7 +416,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
         outputs = run_processes(config.as_dict(), [cases[i] for i in runnable],
                                 config.processes, keep_dir=Path(keep),
                                 on_case=lambda: bar.update(1),
-                                case_timeout_s=config.case_timeout_s)
+                                case_timeout_s=config.case_timeout_s, source=source)
         bar.close()
         env["workers"] = [o.record for o in outputs]
         out, examples = [], {}

@@ -64,7 +64,8 @@ def group_cases(cases: list[tuple], options: dict | None = None) -> dict[str, li
 
 def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep_dir: Path,
                   on_case: Callable[[], None] = lambda: None,
-                  case_timeout_s: float | None = DEFAULT_CASE_TIMEOUT_S) -> list[WorkerOutput]:
+                  case_timeout_s: float | None = DEFAULT_CASE_TIMEOUT_S,
+                  source: dict | None = None) -> list[WorkerOutput]:
     """Time every case in `processes` fresh processes per group; outputs of repetition 0
     are written to `keep_dir` as `<case index>.npz`.
 
@@ -74,7 +75,7 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     process twice costs only itself); a case that fails both times keeps the error of the
     second (the last line its process wrote on stderr), and the record says a restart
     happened. The cases a worker finished are kept either way."""
-    source = package_source()
+    source = source or package_source()  # what the workers' own hashes must match
     outputs = []
     given_up: dict[int, dict] = {}  # cases that killed or hung a worker twice
     for rep in range(processes):

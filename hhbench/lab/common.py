@@ -121,8 +121,7 @@ class LabSetup:
         cls = check_name(name)
         # the lab's device is the surrogate's: a simulator that cannot run there runs on
         # the CPU, as in the lab
-        device = self.device if "cpu" not in cls.device_kinds or "gpu" in cls.device_kinds \
-            else "cpu"
+        device = self.device if "gpu" in cls.device_kinds else "cpu"
         return make_backend(name, device=device,
                             model=self.model_path if load_model else self.runner.loaded)
 
