@@ -334,15 +334,17 @@ def format_table(results) -> str:
 
 
 def cmd_compare(args) -> int:
-    from hhbench.compare import (Tolerances, compare, format_comparison, format_markdown,
-                                 parse_threshold)
+    from hhbench.compare import (Tolerances, compare, format_comparison, format_json,
+                                 format_markdown, parse_threshold)
     from hhbench.results import RunResults
+    tol = Tolerances(threshold=parse_threshold(args.threshold), alpha=args.alpha,
+                     strict=args.strict, allow_busy=args.allow_busy)  # before any loading
     old, new = RunResults.load(args.old), RunResults.load(args.new)
-    report = compare(old, new, Tolerances(threshold=parse_threshold(args.threshold),
-                                          alpha=args.alpha, strict=args.strict,
-                                          allow_busy=args.allow_busy))
-    print((format_markdown if args.format == "markdown" else format_comparison)(report))
-    return 1 if report.regressed else 0
+    report = compare(old, new, tol)
+    render = {"markdown": format_markdown, "json": format_json}.get(args.format,
+                                                                     format_comparison)
+    print(render(report))
+    return report.status
 
 
 def cmd_check(args) -> int:
@@ -529,18 +531,26 @@ status of each case (the table's last column, and "status" in the JSON):
             as a note below the table"""
 
 COMPARE_WORDS = """\
-speed verdict per case, from NEW/OLD = ratio of the per-process medians and its
-(1 - alpha) interval (every case is timed in several fresh processes):
-  slower        the interval lies above 1 + threshold
-  faster        the interval lies below 1 - threshold
-  same          the interval lies inside 1 ± threshold
-  inconclusive  too few processes, or an interval too wide or straddling the threshold
-                (the report says how many processes per side would resolve it)
-A run that started on a busy machine gets no speed verdict unless --allow-busy.
+Cases pair on backend, stimulus, batch, device and options: a CPU case never meets a GPU
+case ("not paired"). Speed verdict per case, from NEW/OLD = ratio of the geometric means
+of the per-process medians and its (1 - alpha) Welch interval:
+  slower        ratio beyond 1 + threshold, the interval above 1
+  slower?       slower with the whole interval beyond 1 + threshold, but discounted: a
+                run was busy (other work measured while it ran, steal time, an unstable
+                calibration kernel) or the cases' settings differ (runtime, precision,
+                threads, timing)
+  faster        ratio below 1/(1 + threshold), the interval below 1
+  same          the interval inside [1/(1 + threshold), 1 + threshold]
+  inconclusive  too few processes, an interval too wide or straddling the threshold, or
+                a verdict OLD's load could hide; the line under the table says why
 accuracy verdict: "same", or "WORSE (rmse, gamma, spike count)" when one grew beyond its
 tolerance, or "WORSE (diverged/failed)" when an ok case no longer runs.
-exit status: 0 no regression, 1 a regression (slower, or WORSE accuracy, or a case of OLD
-missing in NEW; with --strict also an inconclusive case), 2 bad input."""
+exit status (the last line names it and why):
+  0  no regression shown (undecided cases are named in the last line)
+  1  regression: a case slower, WORSE accuracy, or a case of OLD missing in NEW
+  2  bad input
+  3  suspected regression: a case slower? (with --strict also an inconclusive or unpaired
+     case)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -742,7 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_scaling)
 
-    s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression",
+    s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression, "
+                                       "3 on a suspected one",
                        formatter_class=_FMT,
                        description="Compare two `hhbench run` results files case by case: "
                                    "speed (NEW/OLD ratio of the per-process medians, with its "
@@ -758,12 +769,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="significance level: 1 - confidence of the ratio's interval "
                         "(default 0.01: 99%%)")
     s.add_argument("--strict", action="store_true",
-                   help="also exit 1 when a case is inconclusive")
-    s.add_argument("--format", choices=("text", "markdown"), default="text",
-                   help="text (default) or markdown: a table for a pull-request comment or a "
-                        "CI job summary; same verdicts and exit status")
+                   help="also exit 3 when a case is inconclusive or not paired")
+    s.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="text (default), markdown (a table for a pull-request comment or a "
+                        "CI job summary) or json; same verdicts and exit status")
     s.add_argument("--allow-busy", action="store_true",
-                   help="give speed verdicts even when a run started on a busy machine")
+                   help="take the verdicts of runs measured on a busy machine at face value "
+                        "(by default their slowdowns are discounted: exit 3, not 1)")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("check", help="warn when this machine (or a run's) looks unstable "
@@ -807,7 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     from hhbench import interrupts
     interrupts.install()  # Ctrl-C inside compiled code: raised when it returns
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_join_negative_values(
+            sys.argv[1:] if argv is None else list(argv)))
         return args.func(args)
     except HHBenchError as exc:
         print(f"hhbench: error: {exc}", file=sys.stderr)
@@ -828,6 +841,22 @@ def main(argv: list[str] | None = None) -> int:
             print("hhbench: interrupted", file=sys.stderr)
             return 130
         raise
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--threshold -10%` as `--threshold=-10%`: argparse takes a value that starts with
+    '-' (and is not a plain number) for an option and reports "expected one argument"
+    instead of the value; joined, the value reaches its own check, which names it."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in ("--threshold", "--alpha") and i + 1 < len(argv) \
+                and argv[i + 1].startswith("-") and argv[i + 1] != "--":
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -129,7 +129,7 @@ def test_compare_flags_an_injected_slowdown(tmp_path, capsys):
     old.save(tmp_path / "old.json")
     new.save(tmp_path / "new.json")
     assert main(["compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 1
-    assert "REGRESSION: 1 slower" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[-1] == "REGRESSION (exit 1): 1 slower"
 
 
 def test_compare_threshold_decides_what_matters():
@@ -146,14 +146,14 @@ def test_compare_without_enough_processes_is_inconclusive_never_no_regression(tm
     report = compare(old, new)
     row = report.rows[0]
     assert row["speed"] == "inconclusive" and "too few processes" in row["why"]
-    assert not report.regressed and compare(old, new, Tolerances(strict=True)).regressed
+    assert report.status == 0 and compare(old, new, Tolerances(strict=True)).status == 3
     old.save(tmp_path / "old.json")
     new.save(tmp_path / "new.json")
     assert main(["compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0
     out = capsys.readouterr().out
     assert "no regression" not in out and "cannot be ruled out" in out
     assert main(["compare", "--strict", str(tmp_path / "old.json"),
-                 str(tmp_path / "new.json")]) == 1
+                 str(tmp_path / "new.json")]) == 3
     assert parse_threshold("10%") == pytest.approx(0.1) and parse_threshold("0.2") == 0.2
 
 
