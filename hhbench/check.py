@@ -87,11 +87,12 @@ def spread_warnings(results: RunResults, limit: float = RESOLVE_LIMIT, *,
                        f"changes beyond {smallest:.0%} from noise for this case and would call "
                        f"a {limit:.0%} change inconclusive (more --processes narrow it)")
     if not detail and len(worst) > 3:
-        names = ", ".join(f"{name} ({res:.0%})" for res, name in sorted(worst)[::-1][:3])
+        names = ", ".join(f"{name} {res:.0%}" for res, name in sorted(worst)[::-1][:3])
         timed = sum(c.timing is not None and len(c.processes) >= 2 for c in results.cases)
         out = [f"{len(worst)} of {timed} cases: their processes disagree too much for "
                f"`compare` to tell a {limit:.0%} change from noise against a run like this "
-               f"(worst: {names}); more --processes narrow it, `hhbench check` lists them"]
+               f"(worst, by the smallest change `compare` could tell from noise: {names}); "
+               "more --processes narrow it, `hhbench check` lists them"]
     single = [c for c in results.cases if c.timing is not None and len(c.processes) < 2]
     if single:
         out.append(f"{len(single)} case{'s were' if len(single) > 1 else ' was'} timed in a "

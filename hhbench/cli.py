@@ -119,7 +119,9 @@ def cmd_simulate(args) -> int:
         plot_trace(result, args.plot)
     state = "DIVERGED: the integrator overflowed" if result.any_diverged else \
         plural(int(spike_count(result.v_batch)[0]), "spike")
-    print(f"{args.backend} on {result.device}: {describe_in_words(stim)}\n"
+    from hhbench.provenance import runtime_word
+    runtime = runtime_word(args.backend, backend.settings(), options.get(args.backend))
+    print(f"{args.backend} ({runtime}) on {result.device}: {describe_in_words(stim)}\n"
           f"{state} (output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms)")
     if csv_path:
         print(f"wrote {csv_path} (columns t_ms, current, v_mV)")
@@ -130,9 +132,9 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def plural(n: int, word: str) -> str:
-    """'1 spike', '0 spikes', '2 spikes'."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 spike', '0 spikes', '2 spikes' ('1 process', '2 processes' with `many`)."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 def _num(value) -> str:
@@ -277,6 +279,9 @@ def cmd_run(args) -> int:
         timing["min_time_s"] = args.min_time
     if timing:
         config = replace(config, timing=replace(config.timing, **timing))
+    from hhbench.provenance import checkout_note
+    if (note := checkout_note()):  # said before the work, and again with the results
+        print(note, file=sys.stderr)
     results = run_suite(config, progress=not args.no_progress)
     csv = csv or (out.with_suffix(".csv") if out else None)
     if out:
@@ -284,8 +289,10 @@ def cmd_run(args) -> int:
     elif csv:
         results.save_table(csv)
     print(format_table(results))
-    for line in skip_notes(results):
+    for line in failure_lines(results) + skip_notes(results):
         print(line)
+    if note:
+        print(note)
     written = [str(p) for p in (out, csv) if p]
     if written:
         print(f"wrote {' and '.join(written)}")
@@ -295,8 +302,9 @@ def cmd_run(args) -> int:
         print(f"warning: {line}", file=sys.stderr)
     failed = [c for c in results.cases if c.status == "failed"]
     if failed:
-        print(f"hhbench: {len(failed)} of {len(results.cases)} cases failed (reasons in the "
-              "table)", file=sys.stderr)
+        print(f"hhbench: {len(failed)} of {plural(len(results.cases), 'case')} "
+              f"{'has' if len(failed) == 1 else 'have'} failed (reasons below the table)",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -304,7 +312,29 @@ def cmd_run(args) -> int:
 def skip_notes(results) -> list[str]:
     """One note per backend whose cases were skipped, with the reason stored in the results."""
     reasons = {c.backend: c.error for c in results.cases if c.status == "skipped"}
-    return [f"note: {name} skipped: {why}" for name, why in reasons.items()]
+    notes = [f"note: {name} skipped: {why}" for name, why in reasons.items()]
+    left_out = results.settings.get("left_out") or {}
+    if left_out:
+        notes.append("note: the default suite is every installed backend that can run on the "
+                     "requested devices; left out: " + "; ".join(
+                         f"{name} ({why})" for name, why in left_out.items()))
+    return notes
+
+
+def failure_lines(results) -> list[str]:
+    """Each failed case's reason in full, for below the table."""
+    return [f"failed {c.backend} {c.stimulus} x{c.batch} on {c.device}: {c.error}"
+            for c in results.cases if c.status == "failed"]
+
+
+def _cell(value) -> str:
+    """A table cell: '-' for a value that does not exist, 3 significant digits."""
+    import math
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def format_table(results) -> str:
@@ -312,23 +342,26 @@ def format_table(results) -> str:
     import pandas as pd
     from hhbench.environment import one_line
 
+    from hhbench.compare import case_options
+    from hhbench.provenance import runtime_word
+
     df = results.table()
-    if "reason" in df:  # a failed case says why, in a few words
-        df["status"] = [s if not isinstance(r, str) else f"{s}: {r}"
-                        for s, r in zip(df["status"], df["reason"])]
-    cols = ["backend", "stimulus", "batch", "device", "cold_ms", "warm_median_ms", "warm_iqr_ms",
+    df["runtime"] = [runtime_word(c.backend, c.settings, case_options(results, c.backend))
+                     or "-" for c in results.cases]
+    cols = ["backend", "stimulus", "batch", "device", "runtime", "cold_ms", "warm_median_ms", "warm_iqr_ms",
             "spread_pct", "per_trace_ms", "traces_per_s", "device_only_ms", "rmse_mv",
             "spike_count_error", "gamma", "status"]
     if "device_only_ms" in df and df["device_only_ms"].isna().all():
         df = df.drop(columns="device_only_ms")  # no GPU case: a column of dashes
-    df = df[[c for c in cols if c in df.columns]]
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
-                           "display.float_format", lambda x: f"{x:.3g}"):
-        text = df.to_string(index=False, na_rep="-")
+    df = df[[c for c in cols if c in df.columns]].astype(object)
+    df = df.map(_cell) if hasattr(df, "map") else df.applymap(_cell)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        text = df.to_string(index=False)
     ref = results.settings.get("reference")
     n = results.settings.get("processes", 1)
     return (f"{one_line(results.environment)}\naccuracy against the {ref} reference; "
-            f"times in ms, each case timed in {n} fresh processes (cold = set-up + first call; "
+            f"times in ms, each case timed in {plural(n, 'fresh process', 'fresh processes')} "
+            f"(cold = set-up + first call; runtime = what the calls ran through; "
             f"warm = median over processes of each one's median; spread_pct = variation "
             f"between processes)\n{text}")
 
@@ -492,13 +525,16 @@ def _wrap(text: str) -> str:
 RUN_WORDS = """\
 what `hhbench run` prints: a line describing the machine, a line saying the reference and
 the number of processes, then one row per case (backend x stimulus x batch x device), then
-a note per skipped backend, "wrote FILE" per file written, and warnings (e.g. a busy
+a note per skipped backend (and, for the default suite, one note naming the installed
+backends that cannot run on the requested devices), "wrote FILE" per file written, and warnings (e.g. a busy
 machine, or processes that disagree too much for `compare`) on stderr.
 
 columns (times in ms; every case is timed in --processes fresh processes):
   backend, stimulus, batch, device
                      the case: simulator, current waveform, traces per call, and where
                      it ran (as the backend names it, e.g. cpu or CPU:0)
+  runtime            what the calls ran through: numpy, numba, scipy, jax, cuda,
+                     tensorflow, tflite
   cold_ms            set-up (model loading, compilation or cache load) + first call,
                      the median over processes
   warm_median_ms     the median over processes of each process' median warm call:
@@ -524,8 +560,8 @@ status of each case (the table's last column, and "status" in the JSON):
   ok        ran; timing and accuracy are in the row
   diverged  ran, but the integrator overflowed on at least one trace (forward Euler on
             a strong current); timed, and those traces have no accuracy figures
-  failed    the backend raised an error; the reason follows "failed:" in the table and is
-            kept in full in the results ("error"); the exit status is then 1
+  failed    the backend raised an error; its reason is printed in full below the table
+            and kept in the results ("error"); the exit status is then 1
   skipped   the backend cannot run here (e.g. cnn without TensorFlow, or a GPU-only
             backend without a GPU); the reason is in the results ("error") and printed
             as a note below the table"""
@@ -681,7 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true",
                       help="CI size: batch 1, 3 repeats per process, no warm-up")
     size.add_argument("--config", help="suite settings from a JSON or TOML file")
-    s.add_argument("--backends", help="comma-separated names (default: all of `hhbench backends`)")
+    s.add_argument("--backends", help="comma-separated names (default: every backend of `hhbench backends` "
+                        "that can run here on the requested devices; the others are named in "
+                        "one note)")
     s.add_argument("--stimuli", help="comma-separated: step,sine,noise (default: all)")
     s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64 (default: 1,16)")
     s.add_argument("--device", help="devices, comma-separated: cpu,gpu,gpu:N,gpu:all,auto "

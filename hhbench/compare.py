@@ -63,7 +63,7 @@ class Tolerances:
             raise HHBenchError(f"threshold must be >= 0, got {self.threshold!r}")
         if not 0 < self.alpha < 1:
             raise HHBenchError(f"alpha must lie between 0 and 1 (e.g. 0.01 for a 99 % "
-                               f"interval), got {self.alpha!r}")
+                               f"interval), got {self.alpha:g}")
         if self.min_processes < 2:
             raise HHBenchError("a verdict needs at least 2 processes per side")
 
@@ -172,13 +172,11 @@ def _speed(o: CaseResult, n: CaseResult, tol: Tolerances) -> dict:
     old_m, new_m = o.process_medians(), n.process_medians()
     v = compare_processes(old_m, new_m, threshold=tol.threshold, alpha=tol.alpha,
                           min_processes=tol.min_processes)
-    cause = None
-    if v.verdict == "inconclusive":
-        cause = "processes"
+    causes = ["processes"] if v.verdict == "inconclusive" else []
     return {"old_ms": float(np.median(old_m)) * 1e3, "new_ms": float(np.median(new_m)) * 1e3,
             "ratio": v.ratio, "ci_low": v.ci_low, "ci_high": v.ci_high,
             "processes": f"{v.n_old}/{v.n_new}", "speed": v.verdict, "verdict": v.verdict,
-            "why": v.why, "processes_needed": v.processes_needed, "cause": cause}
+            "why": v.why, "processes_needed": v.processes_needed, "causes": causes}
 def _num(d: dict, key: str) -> float:
     value = d.get(key)
     return float("nan") if value is None else float(value)
@@ -325,7 +323,7 @@ def _discount(row: dict, busy: dict, settings: list[str], tol: Tolerances) -> No
     verdict = row.get("verdict")
     if verdict not in ("slower", "faster", "same"):
         if verdict == "inconclusive" and busy and not tol.allow_busy:
-            row["cause"] = "busy"
+            row["causes"] = row["causes"] + ["busy"]
             row["why"] += "; " + ", ".join(f"{s} busy: {w}" for s, w in busy.items())
         return
     reasons = []
@@ -335,17 +333,17 @@ def _discount(row: dict, busy: dict, settings: list[str], tol: Tolerances) -> No
         reasons.append(("settings", "settings differ: " + "; ".join(settings)))
     if not reasons:
         return
-    cause, words = reasons[0][0], ", ".join(w for _, w in reasons)
+    causes, words = [c for c, _ in reasons], ", ".join(w for _, w in reasons)
     beyond = row["ci_low"] > 1 + tol.threshold
     if verdict == "slower" and beyond:
-        row.update(speed="slower?", cause=cause,
+        row.update(speed="slower?", causes=causes,
                    why=f"slower beyond +{tol.threshold:.0%} with its whole "
                        f"{1 - tol.alpha:.0%} interval ({row['ci_low']:.3f}-"
                        f"{row['ci_high']:.3f}), but discounted: {words}")
     else:
         what = "slower, but not with its whole interval beyond the threshold" \
             if verdict == "slower" else f"{verdict}, but OLD's load may hide a slowdown"
-        row.update(speed="inconclusive", cause=cause, processes_needed=None,
+        row.update(speed="inconclusive", causes=causes, processes_needed=None,
                    why=f"would be {what}; {words}")
 
 
@@ -372,7 +370,7 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
                            why=f"{there} ran it on {c.device} with options "
                                f"{_options_text(case_options(new if n is None else old, c.backend))}:"
                                " cases pair only on backend, stimulus, batch, device and "
-                               "options", cause="unpaired")
+                               "options", causes=["unpaired"])
             elif o is None:
                 row.update(speed="new case", accuracy="")
             else:
@@ -413,7 +411,7 @@ def _conclude(rows: list[dict], busy: dict, tol: Tolerances) -> tuple[int, str, 
     unsure = [r for r in rows if r.get("speed") == "inconclusive"]
     unpaired = [r for r in rows if r.get("speed") == "not paired"]
     advice = []
-    causes = {r.get("cause") for r in unsure + suspected + unpaired}
+    causes = {c for r in unsure + suspected + unpaired for c in r.get("causes", ())}
     needed = [r["processes_needed"] for r in unsure if r.get("processes_needed")]
     if "processes" in causes:
         advice.append("for spread between processes: rerun both with --processes "
@@ -516,9 +514,9 @@ def format_comparison(cmp: Comparison) -> str:
         cols.remove("options")
     table = table[cols].astype(object).where(table[cols].notna(), None)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
-        shown = table.apply(lambda col: [
-            "-" if v is None or v == "" else
-            (_num_text(v, ".3g") if isinstance(v, float) else v) for v in col])
+        cell = lambda v: "-" if v is None or v == "" else (  # noqa: E731
+            _num_text(v, ".3g") if isinstance(v, float) else str(v))
+        shown = table.map(cell) if hasattr(table, "map") else table.applymap(cell)
         lines.append(shown.to_string(index=False))
     lines += [f"  {line}" for line in _explanations(cmp)]
     lines.append(cmp.conclusion)
