@@ -206,3 +206,18 @@ def test_runtime_is_a_word_of_each_case():
     assert runtime_word("numba") == "numba" and runtime_word("numpy") == "numpy"
     assert runtime_word("cnn", {"runtime": "jax"}) == "jax"
     assert runtime_word("numba-cuda") == "cuda"
+
+
+def test_the_machine_speed_ratio_is_shown_only_where_both_calibrations_were_stable():
+    from hhbench.calibration import KERNEL, spread_of
+    assert spread_of([1.0, 1.02, 1.01]) == pytest.approx(0.02)
+    steady = {"kernel": KERNEL, "min_s": 1e-4, "spread": 0.01}
+    shaky = {**steady, "spread": 0.2}
+    faster = {**steady, "min_s": 0.5e-4}
+    text = lambda old, new: format_comparison(compare(  # noqa: E731
+        dataclasses.replace(_run(_case("synthetic", A)), calibration=old),
+        dataclasses.replace(_run(_case("synthetic", A)), calibration=new)))
+    assert "machine speed (single-core calibration kernel, NEW/OLD time): 0.50" in \
+        text(steady, faster)
+    shown = text(steady, shaky)
+    assert "machine speed not shown" in shown and "0.50" not in shown
