@@ -118,8 +118,17 @@ def report(state: dict, results: RunResults | None = None, *, detail: bool = Tru
                                                        state.get("env", {}).items()) or "none")]
     warnings = machine_warnings(state)
     if results is not None:
-        warnings += spread_warnings(results, detail=detail)
+        warnings += spread_warnings(results, detail=detail) + restart_warnings(results)
     return lines, warnings
+
+
+def restart_warnings(results: RunResults) -> list[str]:
+    """One warning per worker process that died or hung and was started again (its cases
+    were timed again in a fresh process; `hhbench.workers`)."""
+    return [f"a worker process was restarted after: {w['restarted_after']} (the cases it had "
+            "not finished were timed again in a fresh process)"
+            for w in results.environment.get("workers") or []
+            if isinstance(w, dict) and w.get("restarted_after")]
 
 
 def _mhz(value) -> str:

@@ -247,18 +247,15 @@ TIMING_KEYS = ("timing", "processes", "n_samples", "seed", "reference", "devices
 
 
 def _restarts(run: RunResults) -> str | None:
+    """'2 worker processes restarted (first after: ...)', or None."""
     workers = run.environment.get("workers") or []
     restarted = [w for w in workers if isinstance(w, dict) and w.get("restarted_after")]
-    given_up = [c for c in run.cases if c.status == "failed" and c.error
-                and "given up" in c.error]
-    if not restarted and not given_up:
+    if not restarted:
         return None
-    text = f"{plural(len(restarted), 'worker process', 'worker processes')} restarted " \
-           f"(first after: {restarted[0]['restarted_after']}); the cases it had not " \
-           "finished were timed again" if restarted else ""
-    if given_up:
-        text += ("; " if text else "") + f"{plural(len(given_up), 'case')} given up"
-    return text
+    return (f"{plural(len(restarted), 'worker process', 'worker processes')} restarted "
+            f"(first after: {restarted[0]['restarted_after']}); the cases "
+            f"{'it' if len(restarted) == 1 else 'they'} had not finished were timed again in "
+            "a fresh process")
 
 
 def run_notes(old: RunResults, new: RunResults) -> tuple[list[str], list[str]]:

@@ -149,6 +149,10 @@ def test_sources_dirty_trees_versions_and_restarts_are_said():
         assert "NEW had uncommitted changes" in text
         assert "numba 0.60.0 vs 0.61.0" in text
         assert "NEW: 1 worker process restarted (first after: worker killed by signal 9)" in text
+    from hhbench.check import restart_warnings
+    assert restart_warnings(_run(env=env_new)) == [
+        "a worker process was restarted after: worker killed by signal 9 (the cases it had "
+        "not finished were timed again in a fresh process)"]
     assert "sources 1111111111" in format_markdown(report)  # the hash, in Markdown too
 
 
