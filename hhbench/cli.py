@@ -467,6 +467,8 @@ def cmd_scaling(args) -> int:
     print(results.to_markdown())
     for path in write_scaling(results, args.output):
         print(f"wrote {path}")
+    for line in results.warnings():
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
