@@ -747,7 +747,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("lab", help="answer the lab's questions: Markdown sections and figures")
+    s = sub.add_parser("lab", help="answer the lab's questions: Markdown sections and figures",
+                       formatter_class=_FMT,
+                       description=_wrap(
+                           "Answer the lab exercise's six questions with the CNN model and the "
+                           "HH simulators, each as a Markdown section with its figures and "
+                           "numbers, in the report folder."),
+                       epilog="""\
+questions:
+  q1  the model: its input and output layers; the analytic model timed
+  q2  the HH step response: spikes, their amplitudes, each HH backend's cold and warm time
+  q3  the CNN on the same step, aligned with the HH trace, timed cold and warm
+  q4  a sine of 80 uA/cm2: up to which frequency each model spikes
+  q5  white noise, 100 seeded trials: spike counts and amplitudes, HH against CNN
+  q6  the CNN's receptive field, from its layers and from the formula
+what it prints: "wrote FOLDER: report.md with its figures" (all six) or the sections
+written; each section's tables name their columns and units (mV, ms, Hz).""")
     s.add_argument("questions", nargs="*", metavar="QUESTION",
                    help="q1 … q6 or all (default: all)")
     s.add_argument("--model", help="CNN model folder or .keras file (default: the shipped one)")
@@ -756,7 +771,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_lab)
 
-    s = sub.add_parser("floor", help="each backend against the floor the hardware allows")
+    s = sub.add_parser("floor", help="each backend against the floor the hardware allows",
+                       formatter_class=_FMT,
+                       description=_wrap(
+                           "Time each backend at one batch and set it against the floor this "
+                           "machine allows: the counted work of one unit divided by ceilings "
+                           "(matmul and exp rates) measured in the same run."),
+                       epilog="""\
+what it prints: one line per device with its measured ceilings, the batch, then a table:
+  backend         the backend
+  unit            what one row is per: a neuron-step (HH integrators) or a trace (CNN)
+  work per unit   the counted operations of one unit (exp, div, mul, add; CNN FLOPs)
+  floor           the least time per unit the ceilings allow (ns per neuron-step, ms per
+                  trace)
+  bound           the ceiling that sets the floor: exp rate or flop (matmul/fma) rate
+  achieved        the measured warm time per unit
+  achieved/floor  achieved over floor: 1.00x is at the floor, 10x ten times above it;
+                  below 1x the ceiling was measured too low (a faster path than the one
+                  measured), not a backend beating the hardware
+  note            why a backend has no floor (uncounted work, e.g. odeint's adaptive steps)
+                  or a remark on its ceiling
+  -               no figure""")
     s.add_argument("--backends", help="comma-separated (default numpy,numba,exp-euler,cnn)")
     s.add_argument("--batch", type=_positive_int, default=64, help="traces per timed call (64)")
     s.add_argument("--device", default="auto",
@@ -772,7 +807,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="write the report as JSON")
     s.set_defaults(func=cmd_floor)
 
-    s = sub.add_parser("scaling", help="cost against batch size and stimulus length")
+    s = sub.add_parser("scaling", help="cost against batch size and stimulus length",
+                       formatter_class=_FMT,
+                       description=_wrap(
+                           "Time each backend over a batch sweep (1, 4, 16, ... traces) and a "
+                           "length sweep (one trace of doubling sample counts), within a time "
+                           "budget, and fit how the time per call grows."),
+                       epilog="""\
+what it prints (and writes as scaling.md, with CSV, JSON and a figure):
+  points: backend, sweep (batch or length), batch, samples, per call (warm median),
+          per trace (per call / batch), spread (interquartile range / median of the warm
+          calls, in %)
+  exponents: growth exponent p of the time per call, fitted by least squares on
+          log(time) = p log(size) + c: 1 = linear, below 1 on the batch sweep = fixed cost
+          that batching amortises; "*" marks one fitted through a point whose spread is
+          above 10 % (one slow point bends the fit); "stopped early" says when a sweep
+          ran out of its budget
+  break-even (with a CPU and a GPU): the batch from which the GPU is cheaper per trace
+warnings on stderr, as `run` gives them: a busy machine at the start or while the sweeps
+ran (other work measured on the cores), frequency scaling, noisy exponents.""")
     s.add_argument("-o", "--output", default="hhbench-scaling", help="folder for CSV/MD/JSON/PNG")
     s.add_argument("--backends", help="comma-separated, default all")
     s.add_argument("--max-batch", type=_positive_int, default=4096,

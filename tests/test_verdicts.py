@@ -225,3 +225,18 @@ def test_the_machine_speed_ratio_is_shown_only_where_both_calibrations_were_stab
         text(steady, faster)
     shown = text(steady, shaky)
     assert "machine speed not shown" in shown and "0.50" not in shown
+
+
+@pytest.mark.parametrize("command, words", [
+    ("lab", ["q1", "q6", "receptive field"]),
+    ("floor", ["achieved/floor", "below 1x the ceiling was measured too low", "bound"]),
+    ("scaling", ["growth exponent", "spread", "\"*\" marks", "busy machine"])])
+def test_lab_floor_and_scaling_help_describe_the_command_and_its_columns(command, words,
+                                                                         capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    usage_end = text.index("options:") if "options:" in text else len(text)
+    assert len(text[:usage_end].split("]")[-1].strip()) > 60  # a description, not only usage
+    for word in words:
+        assert word in text, word
