@@ -184,14 +184,17 @@ def classic(args) -> int:
         for i in range(args.rounds):
             code, speeds = flagged(a_runs[i], a_runs[i + 1])
             slow = [k for k, v in speeds.items() if v == "slower"]
-            aa_alarms += code != 0
+            aa_alarms += code == 1
             aa_case_alarms += len(slow)
             aa_cases += len(speeds)
             aa_unsure += sum(v == "inconclusive" for v in speeds.values())
-            print(f"A/A {i + 1}: compare exit {code}; " + ", ".join(
+            print(f"A/A {i + 1}: compare exit {code} (OLD {load_of(a_runs[i])}, NEW "
+                  f"{load_of(a_runs[i + 1])}); " + ", ".join(
                 f"{b} x{n}: {v}" for (b, _, n), v in speeds.items()))
-            if code != 0:
-                failures.append(f"A/A {i + 1}: false alarm on {slow}")
+            # exit 3 (a slowdown on a busy run, discounted) is no false alarm: with
+            # --inconclusive-ok it is accepted like an inconclusive case
+            if code == 1 or (code != 0 and not args.inconclusive_ok):
+                failures.append(f"A/A {i + 1}: exit {code} on {slow}")
         b_hits, b_case_hits, b_cases, b_extra = 0, 0, 0, 0
         for i in range(args.rounds):
             code, speeds = flagged(a_runs[i], b_runs[i])
@@ -202,16 +205,19 @@ def classic(args) -> int:
             b_case_hits += len(slow & synthetic)
             b_cases += len(synthetic)
             b_extra += len(slow - synthetic)
-            print(f"A/B {i + 1}: compare exit {code}; " + ", ".join(
+            print(f"A/B {i + 1}: compare exit {code} (OLD {load_of(a_runs[i])}, NEW "
+                  f"{load_of(b_runs[i])}); " + ", ".join(
                 f"{b} x{n}: {v}" for (b, _, n), v in speeds.items()))
             wrong = {k for k in synthetic if speeds[k] in ("same", "faster")} | (slow - synthetic)
-            honest = not wrong and all(speeds[k] in ("slower", "inconclusive") for k in synthetic)
+            # on a busy machine a slowdown is "slower?" (exit 3): honest, not wrong
+            honest = not wrong and all(
+                speeds[k] in ("slower", "slower?", "inconclusive") for k in synthetic)
             if not exact and not (args.inconclusive_ok and honest):
                 failures.append(f"A/B {i + 1}: exit {code}, flagged {sorted(slow)}"
                                 + (f", wrong verdicts on {sorted(wrong)}" if wrong else ""))
 
     n = args.rounds
-    print(f"\nfalse alarms (A/A, same settings): {aa_alarms} of {n} comparisons "
+    print(f"\nfalse alarms (A/A, same settings): {aa_alarms} of {n} comparisons exit 1 "
           f"({aa_alarms / n:.0%}); {aa_case_alarms} of {aa_cases} cases "
           f"({aa_case_alarms / aa_cases:.1%}); inconclusive cases {aa_unsure} of {aa_cases}")
     print(f"detection (A/B, synthetic {args.slowdown:g}x slower): {b_hits} of {n} comparisons "

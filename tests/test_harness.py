@@ -230,8 +230,10 @@ def test_a_failed_case_is_loud_exit_1_with_its_reason(tmp_path, capsys, restore_
     out = tmp_path / "r.json"
     assert main(["run", "--config", str(config), "--no-progress", "-o", str(out)]) == 1
     captured = capsys.readouterr()
-    assert "failed: RuntimeError: the engine is on fire" in captured.out
-    assert "1 of 2 cases failed" in captured.err
+    # the reason in full below the table, not cut to fit a cell
+    assert ("failed broken-for-test step x1 on cpu: RuntimeError: the engine is on fire"
+            in captured.out) and "(in 2 of 2 processes)" in captured.out
+    assert "1 of 2 cases has failed" in captured.err
     res = RunResults.load(out)  # written all the same
     assert res.case("exp-euler", "step", 1).status == "ok"
     assert "in 2 of 2 processes" in res.case("broken-for-test", "step", 1).error

@@ -3,12 +3,10 @@ with their evidence shown, pairing on the full key, notes on what differs, the d
 suite's note and `python -m hhbench`."""
 
 import dataclasses
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hhbench.busy import busy_reasons
@@ -240,3 +238,17 @@ def test_lab_floor_and_scaling_help_describe_the_command_and_its_columns(command
     assert len(text[:usage_end].split("]")[-1].strip()) > 60  # a description, not only usage
     for word in words:
         assert word in text, word
+
+
+def test_json_output_carries_the_same_model(tmp_path, capsys):
+    old = _run(_case("synthetic", A), env={"git": {"commit": "b" * 40, "dirty": True}})
+    new = _run(_case("synthetic", B), load=LOADED)
+    old.save(tmp_path / "a.json")
+    new.save(tmp_path / "b.json")
+    assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                 "--format", "json"]) == 3
+    import json
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == 3 and data["conclusion"].startswith("SUSPECTED REGRESSION")
+    assert data["rows"][0]["speed"] == "slower?" and data["machines"]["busy"]["NEW"]
+    assert any("OLD had uncommitted changes" in n for n in data["machines"]["notes"])
