@@ -381,6 +381,22 @@ def planned_cases(config: SuiteConfig, plan: dict | None = None
             for n in config.batches for d, why in plan[b]]
 
 
+def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, str]]:
+    """For the default suite (`all_backends`): the config without the backends that cannot
+    run here on any requested device, and {backend: why} for those (a note, not skipped
+    cases). Any other config comes back as it is, with {}. When none can run, nothing is
+    left out (the skipped cases then say why)."""
+    if not config.all_backends:
+        return config, {}
+    reasons = {name: "; ".join(dict.fromkeys(why for _, why in entries))
+               for name, entries in plan_devices(config).items()
+               if all(why for _, why in entries)}
+    if not reasons or len(reasons) == len(config.backends):
+        return config, {}
+    return dataclasses.replace(config, backends=tuple(
+        b for b in config.backends if b not in reasons)), reasons
+
+
 def check_memory(config: SuiteConfig) -> int:
     """Refuse (HHBenchError, before anything is allocated) a suite that cannot fit in the
     machine's available memory; the estimate (`hhbench.memory.suite_bytes`) is returned."""
@@ -406,15 +422,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
 
     from hhbench.workers import package_source, run_processes
 
-    left_out = {}
-    if config.all_backends:  # the default suite: what can run here, the rest named once
-        reasons = {name: "; ".join(dict.fromkeys(why for _, why in entries))
-                   for name, entries in plan_devices(config).items()
-                   if all(why for _, why in entries)}
-        if len(reasons) < len(config.backends):
-            left_out = reasons
-            config = dataclasses.replace(config, backends=tuple(
-                b for b in config.backends if b not in left_out))
+    config, left_out = leave_out_unrunnable(config)
     needed = check_memory(config)
     # a backend not installed here (e.g. the cnn without TensorFlow), or asked for a device
     # it does not run on, is skipped, and says why
@@ -514,4 +522,4 @@ def _load_output(path: Path, name: str, stim: stimlib.Stimulus, device: str) -> 
 
 __all__ = ["SuiteConfig", "case_stimulus", "reference_run", "cached_reference", "accuracy",
            "run_case", "score_case", "run_suite", "make_backend", "backend_options",
-           "plan_devices", "planned_cases"]
+           "plan_devices", "planned_cases", "leave_out_unrunnable"]

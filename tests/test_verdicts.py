@@ -174,7 +174,7 @@ def test_compare_bad_threshold_and_alpha_name_the_value(tmp_path, capsys):
 
 def test_the_default_suite_names_what_it_left_out(tmp_path, capsys):
     from hhbench.cli import skip_notes
-    from hhbench.suite import SuiteConfig, plan_devices
+    from hhbench.suite import SuiteConfig, leave_out_unrunnable, plan_devices
     config = SuiteConfig()
     assert config.all_backends and set(config.backends) >= {"numpy", "numba", "numba-cuda"}
     results = RunResults(settings={"left_out": {"numba-cuda": "runs on GPUs only"}},
@@ -182,9 +182,15 @@ def test_the_default_suite_names_what_it_left_out(tmp_path, capsys):
     assert skip_notes(results) == ["note: the default suite is every installed backend that "
                                    "can run on the requested devices; left out: numba-cuda "
                                    "(runs on GPUs only)"]
-    # without a GPU, numba-cuda is among those left out, with its reason
+    # on the CPU, numba-cuda (GPUs only) is left out with its reason; numpy stays
     plan = plan_devices(dataclasses.replace(config, devices=("cpu",)))
     assert all(why for _, why in plan["numba-cuda"]) and not plan["numpy"][0][1]
+    kept, left_out = leave_out_unrunnable(dataclasses.replace(config, devices=("cpu",)))
+    assert "numba-cuda" not in kept.backends and "numpy" in kept.backends
+    assert left_out["numba-cuda"] == plan["numba-cuda"][0][1]
+    # a suite whose backends were named keeps every one (skipped cases say why)
+    named = SuiteConfig(backends=("numpy", "numba-cuda"), devices=("cpu",))
+    assert leave_out_unrunnable(named) == (named, {})
 
 
 def test_python_dash_m_hhbench_runs_the_command():
