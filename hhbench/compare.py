@@ -137,6 +137,12 @@ def _options_text(opts: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(opts.items())) or "-"
 
 
+def _given_options(run: RunResults, backend: str) -> str:
+    """The options the run set for `backend` (not its defaults), as the table shows them."""
+    given = (run.settings.get("options") or {}).get(backend) or {}
+    return _options_text({k: v for k, v in given.items() if k not in _NOT_KEY_OPTIONS})
+
+
 def pair_key(run: RunResults, case: CaseResult) -> tuple:
     """(backend, stimulus, batch, device, options): cases pair only when all are equal."""
     return (*case.key, _options_text(case_options(run, case.backend)))
@@ -355,19 +361,21 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
         device = base.device if o is None or n is None or o.device == n.device \
             else f"{o.device} (NEW {n.device})"
         row = {"backend": base.backend, "stimulus": base.stimulus, "batch": base.batch,
-               "device": device,
-               "options": _options_text(case_options(side, base.backend))}
+               "device": device, "options": _given_options(side, base.backend)}
         if o is None or n is None:
             other = [c for c in ((new.cases if n is None else old.cases))
                      if c.key[:3] == base.key[:3]]
             if other:
                 c = other[0]
-                there = "NEW" if n is None else "OLD"
+                there, run_there = ("NEW", new) if n is None else ("OLD", old)
+                mine = _options_text(case_options(side, base.backend))
+                theirs = _options_text(case_options(run_there, c.backend))
+                what = ", ".join(x for x in (
+                    f"on {c.device}" if c.device != base.device else "",
+                    f"with options {theirs} (here {mine})" if theirs != mine else "") if x)
                 row.update(speed="not paired", accuracy="",
-                           why=f"{there} ran it on {c.device} with options "
-                               f"{_options_text(case_options(new if n is None else old, c.backend))}:"
-                               " cases pair only on backend, stimulus, batch, device and "
-                               "options", causes=["unpaired"])
+                           why=f"{there} ran it {what}: cases pair only on backend, stimulus, "
+                               "batch, device and options", causes=["unpaired"])
             elif o is None:
                 row.update(speed="new case", accuracy="")
             else:
@@ -429,7 +437,8 @@ def _conclude(rows: list[dict], busy: dict, tol: Tolerances) -> tuple[int, str, 
             parts.append(f"{len(suspected)} more slower? (discounted)")
         return REGRESSION, "REGRESSION (exit 1): " + ", ".join(parts), advice
     if suspected:
-        names = ", ".join(f"{_name(r)} {r['ratio']:.2f}x" for r in suspected)
+        names = ", ".join(f"{_name(r)} {r['ratio']:.2f}x, interval {_interval(r)}"
+                          for r in suspected)
         return SUSPECTED, (f"SUSPECTED REGRESSION (exit 3): {plural(len(suspected), 'case')} "
                            f"slower beyond +{tol.threshold:.0%} with the whole interval, on "
                            f"discounted evidence ({names}); "
