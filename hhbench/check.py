@@ -118,6 +118,14 @@ def report(state: dict, results: RunResults | None = None, *, detail: bool = Tru
                                                        state.get("env", {}).items()) or "none")]
     warnings = machine_warnings(state)
     if results is not None:
+        from hhbench.busy import busy_reasons, load_words
+        during = results.environment.get("load_during")
+        if during:
+            lines.append(f"while it ran: {load_words(results.environment)}, "
+                         f"{during.get('steal_fraction', 0):.0%} of CPU time stolen")
+            warnings += [f"while it ran: {why}: `compare` discounts its slowdowns (rerun on a "
+                         "quiet machine)" for why in busy_reasons(
+                             {"load_during": during}, results.calibration)]
         warnings += spread_warnings(results, detail=detail) + restart_warnings(results)
     return lines, warnings
 

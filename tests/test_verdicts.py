@@ -258,3 +258,11 @@ def test_json_output_carries_the_same_model(tmp_path, capsys):
     assert data["status"] == 3 and data["conclusion"].startswith("SUSPECTED REGRESSION")
     assert data["rows"][0]["speed"] == "slower?" and data["machines"]["busy"]["NEW"]
     assert any("OLD had uncommitted changes" in n for n in data["machines"]["notes"])
+
+
+def test_check_and_run_warn_about_load_measured_while_a_run_ran():
+    from hhbench.check import report
+    lines, warned = report({}, _run(_case("synthetic", A), load=LOADED))
+    assert "while it ran: other work on 1.3 of 2 cores, 0% of CPU time stolen" in lines
+    assert any(w.startswith("while it ran: other work on 1.3 of 2 cores") for w in warned)
+    assert not any("while it ran" in w for w in report({}, _run(_case("synthetic", A)))[1])
