@@ -266,3 +266,19 @@ def test_check_and_run_warn_about_load_measured_while_a_run_ran():
     assert "while it ran: other work on 1.3 of 2 cores, 0% of CPU time stolen" in lines
     assert any(w.startswith("while it ran: other work on 1.3 of 2 cores") for w in warned)
     assert not any("while it ran" in w for w in report({}, _run(_case("synthetic", A)))[1])
+
+
+def test_run_table_has_a_runtime_column_dashes_and_full_failure_reasons():
+    from hhbench.cli import failure_lines, format_table
+    reason = "RuntimeError: " + "a reason far longer than any table cell could hold " * 3
+    failed = CaseResult(backend="numpy", stimulus="step", batch=1, device="cpu",
+                        status="failed", n_samples=100, dt_ms=0.05, reference="lab",
+                        error=reason)
+    results = _run(_case("numba", A), failed, settings={"processes": 1, "reference": "lab"})
+    text = format_table(results)
+    assert "None" not in "\n".join(text.splitlines()[2:]) and "1 fresh process " in text
+    header, numba_row, numpy_row = text.splitlines()[2:5]
+    assert header.split()[4] == "runtime"
+    assert numba_row.split()[4] == "numba" and numpy_row.split()[4] == "numpy"
+    assert numpy_row.split()[5] == "-" and numpy_row.split()[-1] == "failed"
+    assert failure_lines(results) == [f"failed numpy step x1 on cpu: {reason}"]
