@@ -315,6 +315,11 @@ def run_notes(old: RunResults, new: RunResults) -> tuple[list[str], list[str]]:
     return notes, discounts
 
 
+def what_is_compared(old: RunResults, new: RunResults) -> list[str]:
+    """The notes of `run_notes`: what differs between the runs, said before any verdict."""
+    return run_notes(old, new)[0]
+
+
 def _busy(old: RunResults, new: RunResults) -> dict:
     from hhbench.busy import busy_reasons
     return {side: "; ".join(r) for side, run in (("OLD", old), ("NEW", new))
