@@ -12,7 +12,8 @@ from hhbench.backends import backend_classes
 from hhbench.suite import SuiteConfig, accuracy, cached_reference, case_stimulus, make_backend
 from hhbench.timing import finish
 
-CONFIG = SuiteConfig()
+CONFIG = SuiteConfig(backends=("numpy", "numba", "odeint", "exp-euler", "reference",
+                               "cnn"))
 # forward Euler diverges on the lab's sine: recorded in extra_info["diverged"] instead
 pytestmark = pytest.mark.filterwarnings("ignore::hhbench.errors.DivergenceWarning")
 

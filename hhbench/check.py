@@ -87,11 +87,12 @@ def spread_warnings(results: RunResults, limit: float = RESOLVE_LIMIT, *,
                        f"changes beyond {smallest:.0%} from noise for this case and would call "
                        f"a {limit:.0%} change inconclusive (more --processes narrow it)")
     if not detail and len(worst) > 3:
-        names = ", ".join(f"{name} ({res:.0%})" for res, name in sorted(worst)[::-1][:3])
+        names = ", ".join(f"{name} {res:.0%}" for res, name in sorted(worst)[::-1][:3])
         timed = sum(c.timing is not None and len(c.processes) >= 2 for c in results.cases)
         out = [f"{len(worst)} of {timed} cases: their processes disagree too much for "
                f"`compare` to tell a {limit:.0%} change from noise against a run like this "
-               f"(worst: {names}); more --processes narrow it, `hhbench check` lists them"]
+               f"(worst, by the smallest change `compare` could tell from noise: {names}); "
+               "more --processes narrow it, `hhbench check` lists them"]
     single = [c for c in results.cases if c.timing is not None and len(c.processes) < 2]
     if single:
         out.append(f"{len(single)} case{'s were' if len(single) > 1 else ' was'} timed in a "
@@ -117,8 +118,25 @@ def report(state: dict, results: RunResults | None = None, *, detail: bool = Tru
                                                        state.get("env", {}).items()) or "none")]
     warnings = machine_warnings(state)
     if results is not None:
-        warnings += spread_warnings(results, detail=detail)
+        from hhbench.busy import busy_reasons, load_words
+        during = results.environment.get("load_during")
+        if during:
+            lines.append(f"while it ran: {load_words(results.environment)}, "
+                         f"{during.get('steal_fraction', 0):.0%} of CPU time stolen")
+            warnings += [f"while it ran: {why}: `compare` discounts its slowdowns (rerun on a "
+                         "quiet machine)" for why in busy_reasons(
+                             {"load_during": during}, results.calibration)]
+        warnings += spread_warnings(results, detail=detail) + restart_warnings(results)
     return lines, warnings
+
+
+def restart_warnings(results: RunResults) -> list[str]:
+    """One warning per worker process that died or hung and was started again (its cases
+    were timed again in a fresh process; `hhbench.workers`)."""
+    return [f"a worker process was restarted after: {w['restarted_after']} (the cases it had "
+            "not finished were timed again in a fresh process)"
+            for w in results.environment.get("workers") or []
+            if isinstance(w, dict) and w.get("restarted_after")]
 
 
 def _mhz(value) -> str:

@@ -119,7 +119,9 @@ def cmd_simulate(args) -> int:
         plot_trace(result, args.plot)
     state = "DIVERGED: the integrator overflowed" if result.any_diverged else \
         plural(int(spike_count(result.v_batch)[0]), "spike")
-    print(f"{args.backend} on {result.device}: {describe_in_words(stim)}\n"
+    from hhbench.provenance import runtime_word
+    runtime = runtime_word(args.backend, backend.settings(), options.get(args.backend))
+    print(f"{args.backend} ({runtime}) on {result.device}: {describe_in_words(stim)}\n"
           f"{state} (output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms)")
     if csv_path:
         print(f"wrote {csv_path} (columns t_ms, current, v_mV)")
@@ -130,9 +132,9 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def plural(n: int, word: str) -> str:
-    """'1 spike', '0 spikes', '2 spikes'."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 spike', '0 spikes', '2 spikes' ('1 process', '2 processes' with `many`)."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 def _num(value) -> str:
@@ -277,6 +279,9 @@ def cmd_run(args) -> int:
         timing["min_time_s"] = args.min_time
     if timing:
         config = replace(config, timing=replace(config.timing, **timing))
+    from hhbench.provenance import checkout_note
+    if (note := checkout_note()):  # said before the work, and again with the results
+        print(note, file=sys.stderr)
     results = run_suite(config, progress=not args.no_progress)
     csv = csv or (out.with_suffix(".csv") if out else None)
     if out:
@@ -284,8 +289,10 @@ def cmd_run(args) -> int:
     elif csv:
         results.save_table(csv)
     print(format_table(results))
-    for line in skip_notes(results):
+    for line in failure_lines(results) + skip_notes(results):
         print(line)
+    if note:
+        print(note)
     written = [str(p) for p in (out, csv) if p]
     if written:
         print(f"wrote {' and '.join(written)}")
@@ -295,8 +302,9 @@ def cmd_run(args) -> int:
         print(f"warning: {line}", file=sys.stderr)
     failed = [c for c in results.cases if c.status == "failed"]
     if failed:
-        print(f"hhbench: {len(failed)} of {len(results.cases)} cases failed (reasons in the "
-              "table)", file=sys.stderr)
+        print(f"hhbench: {len(failed)} of {plural(len(results.cases), 'case')} "
+              f"{'has' if len(failed) == 1 else 'have'} failed (reasons below the table)",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -304,7 +312,29 @@ def cmd_run(args) -> int:
 def skip_notes(results) -> list[str]:
     """One note per backend whose cases were skipped, with the reason stored in the results."""
     reasons = {c.backend: c.error for c in results.cases if c.status == "skipped"}
-    return [f"note: {name} skipped: {why}" for name, why in reasons.items()]
+    notes = [f"note: {name} skipped: {why}" for name, why in reasons.items()]
+    left_out = results.settings.get("left_out") or {}
+    if left_out:
+        notes.append("note: the default suite is every installed backend that can run on the "
+                     "requested devices; left out: " + "; ".join(
+                         f"{name} ({why})" for name, why in left_out.items()))
+    return notes
+
+
+def failure_lines(results) -> list[str]:
+    """Each failed case's reason in full, for below the table."""
+    return [f"failed {c.backend} {c.stimulus} x{c.batch} on {c.device}: {c.error}"
+            for c in results.cases if c.status == "failed"]
+
+
+def _cell(value) -> str:
+    """A table cell: '-' for a value that does not exist, 3 significant digits."""
+    import math
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def format_table(results) -> str:
@@ -312,37 +342,42 @@ def format_table(results) -> str:
     import pandas as pd
     from hhbench.environment import one_line
 
+    from hhbench.compare import case_options
+    from hhbench.provenance import runtime_word
+
     df = results.table()
-    if "reason" in df:  # a failed case says why, in a few words
-        df["status"] = [s if not isinstance(r, str) else f"{s}: {r}"
-                        for s, r in zip(df["status"], df["reason"])]
-    cols = ["backend", "stimulus", "batch", "device", "cold_ms", "warm_median_ms", "warm_iqr_ms",
+    df["runtime"] = [runtime_word(c.backend, c.settings, case_options(results, c.backend))
+                     or "-" for c in results.cases]
+    cols = ["backend", "stimulus", "batch", "device", "runtime", "cold_ms", "warm_median_ms", "warm_iqr_ms",
             "spread_pct", "per_trace_ms", "traces_per_s", "device_only_ms", "rmse_mv",
             "spike_count_error", "gamma", "status"]
     if "device_only_ms" in df and df["device_only_ms"].isna().all():
         df = df.drop(columns="device_only_ms")  # no GPU case: a column of dashes
-    df = df[[c for c in cols if c in df.columns]]
-    with pd.option_context("display.width", 200, "display.max_columns", 20,
-                           "display.float_format", lambda x: f"{x:.3g}"):
-        text = df.to_string(index=False, na_rep="-")
+    df = df[[c for c in cols if c in df.columns]].astype(object)
+    df = df.map(_cell) if hasattr(df, "map") else df.applymap(_cell)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        text = df.to_string(index=False)
     ref = results.settings.get("reference")
     n = results.settings.get("processes", 1)
     return (f"{one_line(results.environment)}\naccuracy against the {ref} reference; "
-            f"times in ms, each case timed in {n} fresh processes (cold = set-up + first call; "
+            f"times in ms, each case timed in {plural(n, 'fresh process', 'fresh processes')} "
+            f"(cold = set-up + first call; runtime = what the calls ran through; "
             f"warm = median over processes of each one's median; spread_pct = variation "
             f"between processes)\n{text}")
 
 
 def cmd_compare(args) -> int:
-    from hhbench.compare import (Tolerances, compare, format_comparison, format_markdown,
-                                 parse_threshold)
+    from hhbench.compare import (Tolerances, compare, format_comparison, format_json,
+                                 format_markdown, parse_threshold)
     from hhbench.results import RunResults
+    tol = Tolerances(threshold=parse_threshold(args.threshold), alpha=args.alpha,
+                     strict=args.strict, allow_busy=args.allow_busy)  # before any loading
     old, new = RunResults.load(args.old), RunResults.load(args.new)
-    report = compare(old, new, Tolerances(threshold=parse_threshold(args.threshold),
-                                          alpha=args.alpha, strict=args.strict,
-                                          allow_busy=args.allow_busy))
-    print((format_markdown if args.format == "markdown" else format_comparison)(report))
-    return 1 if report.regressed else 0
+    report = compare(old, new, tol)
+    render = {"markdown": format_markdown, "json": format_json}.get(args.format,
+                                                                     format_comparison)
+    print(render(report))
+    return report.status
 
 
 def cmd_check(args) -> int:
@@ -432,6 +467,8 @@ def cmd_scaling(args) -> int:
     print(results.to_markdown())
     for path in write_scaling(results, args.output):
         print(f"wrote {path}")
+    for line in results.warnings():
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -490,13 +527,16 @@ def _wrap(text: str) -> str:
 RUN_WORDS = """\
 what `hhbench run` prints: a line describing the machine, a line saying the reference and
 the number of processes, then one row per case (backend x stimulus x batch x device), then
-a note per skipped backend, "wrote FILE" per file written, and warnings (e.g. a busy
+a note per skipped backend (and, for the default suite, one note naming the installed
+backends that cannot run on the requested devices), "wrote FILE" per file written, and warnings (e.g. a busy
 machine, or processes that disagree too much for `compare`) on stderr.
 
 columns (times in ms; every case is timed in --processes fresh processes):
   backend, stimulus, batch, device
                      the case: simulator, current waveform, traces per call, and where
                      it ran (as the backend names it, e.g. cpu or CPU:0)
+  runtime            what the calls ran through: numpy, numba, scipy, jax, cuda,
+                     tensorflow, tflite
   cold_ms            set-up (model loading, compilation or cache load) + first call,
                      the median over processes
   warm_median_ms     the median over processes of each process' median warm call:
@@ -522,25 +562,33 @@ status of each case (the table's last column, and "status" in the JSON):
   ok        ran; timing and accuracy are in the row
   diverged  ran, but the integrator overflowed on at least one trace (forward Euler on
             a strong current); timed, and those traces have no accuracy figures
-  failed    the backend raised an error; the reason follows "failed:" in the table and is
-            kept in full in the results ("error"); the exit status is then 1
+  failed    the backend raised an error; its reason is printed in full below the table
+            and kept in the results ("error"); the exit status is then 1
   skipped   the backend cannot run here (e.g. cnn without TensorFlow, or a GPU-only
             backend without a GPU); the reason is in the results ("error") and printed
             as a note below the table"""
 
 COMPARE_WORDS = """\
-speed verdict per case, from NEW/OLD = ratio of the per-process medians and its
-(1 - alpha) interval (every case is timed in several fresh processes):
-  slower        the interval lies above 1 + threshold
-  faster        the interval lies below 1 - threshold
-  same          the interval lies inside 1 ± threshold
-  inconclusive  too few processes, or an interval too wide or straddling the threshold
-                (the report says how many processes per side would resolve it)
-A run that started on a busy machine gets no speed verdict unless --allow-busy.
+Cases pair on backend, stimulus, batch, device and options: a CPU case never meets a GPU
+case ("not paired"). Speed verdict per case, from NEW/OLD = ratio of the geometric means
+of the per-process medians and its (1 - alpha) Welch interval:
+  slower        ratio beyond 1 + threshold, the interval above 1
+  slower?       slower with the whole interval beyond 1 + threshold, but discounted: a
+                run was busy (other work measured while it ran, steal time, an unstable
+                calibration kernel) or the cases' settings differ (runtime, precision,
+                threads, timing)
+  faster        ratio below 1/(1 + threshold), the interval below 1
+  same          the interval inside [1/(1 + threshold), 1 + threshold]
+  inconclusive  too few processes, an interval too wide or straddling the threshold, or
+                a verdict OLD's load could hide; the line under the table says why
 accuracy verdict: "same", or "WORSE (rmse, gamma, spike count)" when one grew beyond its
 tolerance, or "WORSE (diverged/failed)" when an ok case no longer runs.
-exit status: 0 no regression, 1 a regression (slower, or WORSE accuracy, or a case of OLD
-missing in NEW; with --strict also an inconclusive case), 2 bad input."""
+exit status (the last line names it and why):
+  0  no regression shown (undecided cases are named in the last line)
+  1  regression: a case slower, WORSE accuracy, or a case of OLD missing in NEW
+  2  bad input
+  3  suspected regression: a case slower? (with --strict also an inconclusive or unpaired
+     case)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -671,7 +719,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true",
                       help="CI size: batch 1, 3 repeats per process, no warm-up")
     size.add_argument("--config", help="suite settings from a JSON or TOML file")
-    s.add_argument("--backends", help="comma-separated names (default: all of `hhbench backends`)")
+    s.add_argument("--backends", help="comma-separated names (default: every backend of `hhbench backends` "
+                        "that can run here on the requested devices; the others are named in "
+                        "one note)")
     s.add_argument("--stimuli", help="comma-separated: step,sine,noise (default: all)")
     s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64 (default: 1,16)")
     s.add_argument("--device", help="devices, comma-separated: cpu,gpu,gpu:N,gpu:all,auto "
@@ -697,7 +747,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("lab", help="answer the lab's questions: Markdown sections and figures")
+    s = sub.add_parser("lab", help="answer the lab's questions: Markdown sections and figures",
+                       formatter_class=_FMT,
+                       description=_wrap(
+                           "Answer the lab exercise's six questions with the CNN model and the "
+                           "HH simulators, each as a Markdown section with its figures and "
+                           "numbers, in the report folder."),
+                       epilog="""\
+questions:
+  q1  the model: its input and output layers; the analytic model timed
+  q2  the HH step response: spikes, their amplitudes, each HH backend's cold and warm time
+  q3  the CNN on the same step, aligned with the HH trace, timed cold and warm
+  q4  a sine of 80 uA/cm2: up to which frequency each model spikes
+  q5  white noise, 100 seeded trials: spike counts and amplitudes, HH against CNN
+  q6  the CNN's receptive field, from its layers and from the formula
+what it prints: "wrote FOLDER: report.md with its figures" (all six) or the sections
+written; each section's tables name their columns and units (mV, ms, Hz).""")
     s.add_argument("questions", nargs="*", metavar="QUESTION",
                    help="q1 … q6 or all (default: all)")
     s.add_argument("--model", help="CNN model folder or .keras file (default: the shipped one)")
@@ -706,7 +771,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_lab)
 
-    s = sub.add_parser("floor", help="each backend against the floor the hardware allows")
+    s = sub.add_parser("floor", help="each backend against the floor the hardware allows",
+                       formatter_class=_FMT,
+                       description=_wrap(
+                           "Time each backend at one batch and set it against the floor this "
+                           "machine allows: the counted work of one unit divided by ceilings "
+                           "(matmul and exp rates) measured in the same run."),
+                       epilog="""\
+what it prints: one line per device with its measured ceilings, the batch, then a table:
+  backend         the backend
+  unit            what one row is per: a neuron-step (HH integrators) or a trace (CNN)
+  work per unit   the counted operations of one unit (exp, div, mul, add; CNN FLOPs)
+  floor           the least time per unit the ceilings allow (ns per neuron-step, ms per
+                  trace)
+  bound           the ceiling that sets the floor: exp rate or flop (matmul/fma) rate
+  achieved        the measured warm time per unit
+  achieved/floor  achieved over floor: 1.00x is at the floor, 10x ten times above it;
+                  below 1x the ceiling was measured too low (a faster path than the one
+                  measured), not a backend beating the hardware
+  note            why a backend has no floor (uncounted work, e.g. odeint's adaptive steps)
+                  or a remark on its ceiling
+  -               no figure""")
     s.add_argument("--backends", help="comma-separated (default numpy,numba,exp-euler,cnn)")
     s.add_argument("--batch", type=_positive_int, default=64, help="traces per timed call (64)")
     s.add_argument("--device", default="auto",
@@ -722,7 +807,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="write the report as JSON")
     s.set_defaults(func=cmd_floor)
 
-    s = sub.add_parser("scaling", help="cost against batch size and stimulus length")
+    s = sub.add_parser("scaling", help="cost against batch size and stimulus length",
+                       formatter_class=_FMT,
+                       description=_wrap(
+                           "Time each backend over a batch sweep (1, 4, 16, ... traces) and a "
+                           "length sweep (one trace of doubling sample counts), within a time "
+                           "budget, and fit how the time per call grows."),
+                       epilog="""\
+what it prints (and writes as scaling.md, with CSV, JSON and a figure):
+  points: backend, sweep (batch or length), batch, samples, per call (warm median),
+          per trace (per call / batch), spread (interquartile range / median of the warm
+          calls, in %)
+  exponents: growth exponent p of the time per call, fitted by least squares on
+          log(time) = p log(size) + c: 1 = linear, below 1 on the batch sweep = fixed cost
+          that batching amortises; "*" marks one fitted through a point whose spread is
+          above 10 % (one slow point bends the fit); "stopped early" says when a sweep
+          ran out of its budget
+  break-even (with a CPU and a GPU): the batch from which the GPU is cheaper per trace
+warnings on stderr, as `run` gives them: a busy machine at the start or while the sweeps
+ran (other work measured on the cores), frequency scaling, noisy exponents.""")
     s.add_argument("-o", "--output", default="hhbench-scaling", help="folder for CSV/MD/JSON/PNG")
     s.add_argument("--backends", help="comma-separated, default all")
     s.add_argument("--max-batch", type=_positive_int, default=4096,
@@ -742,7 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_scaling)
 
-    s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression",
+    s = sub.add_parser("compare", help="compare two results files; exit 1 on a regression, "
+                                       "3 on a suspected one",
                        formatter_class=_FMT,
                        description="Compare two `hhbench run` results files case by case: "
                                    "speed (NEW/OLD ratio of the per-process medians, with its "
@@ -758,12 +862,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="significance level: 1 - confidence of the ratio's interval "
                         "(default 0.01: 99%%)")
     s.add_argument("--strict", action="store_true",
-                   help="also exit 1 when a case is inconclusive")
-    s.add_argument("--format", choices=("text", "markdown"), default="text",
-                   help="text (default) or markdown: a table for a pull-request comment or a "
-                        "CI job summary; same verdicts and exit status")
+                   help="also exit 3 when a case is inconclusive or not paired")
+    s.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="text (default), markdown (a table for a pull-request comment or a "
+                        "CI job summary) or json; same verdicts and exit status")
     s.add_argument("--allow-busy", action="store_true",
-                   help="give speed verdicts even when a run started on a busy machine")
+                   help="take the verdicts of runs measured on a busy machine at face value "
+                        "(by default their slowdowns are discounted: exit 3, not 1)")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("check", help="warn when this machine (or a run's) looks unstable "
@@ -807,7 +912,8 @@ def main(argv: list[str] | None = None) -> int:
     from hhbench import interrupts
     interrupts.install()  # Ctrl-C inside compiled code: raised when it returns
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_join_negative_values(
+            sys.argv[1:] if argv is None else list(argv)))
         return args.func(args)
     except HHBenchError as exc:
         print(f"hhbench: error: {exc}", file=sys.stderr)
@@ -828,6 +934,22 @@ def main(argv: list[str] | None = None) -> int:
             print("hhbench: interrupted", file=sys.stderr)
             return 130
         raise
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """`--threshold -10%` as `--threshold=-10%`: argparse takes a value that starts with
+    '-' (and is not a plain number) for an option and reports "expected one argument"
+    instead of the value; joined, the value reaches its own check, which names it."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in ("--threshold", "--alpha") and i + 1 < len(argv) \
+                and argv[i + 1].startswith("-") and argv[i + 1] != "--":
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def _interrupted(exc: BaseException) -> bool:

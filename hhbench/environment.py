@@ -21,7 +21,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("hhbench", "numpy", "scipy", "numba", "tensorflow", "tf_keras", "pandas")
+PACKAGES = ("hhbench", "numpy", "scipy", "numba", "numba-cuda", "tensorflow", "tf_keras",
+            "jax", "jaxlib", "pandas")
 
 
 def cpu_model() -> str:

@@ -12,7 +12,11 @@ early and fast ones go to the end.
 For each backend and sweep the growth exponent p is fitted by least squares on
 log(time per call) = p·log(size) + c: p = 1 is linear growth (batching does not pay: the
 per-trace cost is flat); p < 1 along the batch axis is the share of fixed cost that batching
-amortises (per-trace cost ∝ batchᵖ⁻¹).
+amortises (per-trace cost ∝ batchᵖ⁻¹). Each point records its spread (interquartile range
+/ median of its warm calls); an exponent fitted through a point whose spread is above
+`NOISY_SPREAD` is marked, since one slow point bends the fit. The load on the machine is
+recorded as `hhbench run` records it (`environment`: its state at the start and the other
+work measured while the sweeps ran, `hhbench.busy`), so `scaling` warns as `run` does.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from hhbench.errors import HHBenchError
 from hhbench.timing import WARMUP_MIN_S, TimingSettings, measure
 
 AXES = ("batch", "length")
+#: spread of a point's warm calls (IQR / median) above which its exponents are marked
+NOISY_SPREAD = 0.10
 
 
 def log_spaced(top: int, factor: int = 4) -> tuple[int, ...]:
@@ -94,6 +100,8 @@ class ScalingPoint:
     batch: int
     n_samples: int
     call_s: float
+    #: interquartile range / median of the warm calls (None: not measured)
+    spread: float | None = None
 
     @property
     def size(self) -> int:
@@ -123,6 +131,30 @@ class ScalingResults:
     points: tuple[ScalingPoint, ...]
     stopped: dict = field(default_factory=dict)   # (series, axis) -> why a sweep ended early
     skipped: dict = field(default_factory=dict)   # "backend@request" -> why it did not run
+    #: {"state": machine state at the start, "load_during": other work while it ran}
+    environment: dict = field(default_factory=dict)
+
+    def noisy(self) -> set:
+        """(series, axis) whose exponent was fitted through a point of spread > 10 %."""
+        return {(p.series, p.axis) for p in self.points
+                if p.spread is not None and p.spread > NOISY_SPREAD}
+
+    def warnings(self) -> list[str]:
+        """What `run` would warn about this sweep's machine: its state at the start and the
+        other work measured while it ran."""
+        from hhbench.busy import busy_reasons
+        from hhbench.check import machine_warnings
+        out = machine_warnings(self.environment.get("state") or {})
+        out += [f"while the sweeps ran: {why}: times are inflated and exponents bent (rerun "
+                "on a quiet machine)" for why in busy_reasons(
+                    {"load_during": self.environment.get("load_during")})
+                if self.environment.get("load_during")]
+        if self.noisy():
+            n = len(self.noisy())
+            out.append(f"{n} exponent{'s' if n > 1 else ''} (marked *) "
+                       f"{'are' if n > 1 else 'is'} fitted through points whose warm calls "
+                       f"spread more than {NOISY_SPREAD:.0%}: one slow point bends the fit")
+        return out
 
     def series(self) -> list[str]:
         """Every backend@device that ran, in the order they ran."""
@@ -142,7 +174,9 @@ class ScalingResults:
     def rows(self) -> list[dict]:
         return [{"backend": p.backend, "device": p.device, "axis": p.axis, "batch": p.batch,
                  "n_samples": p.n_samples, "call_ms": p.call_s * 1e3,
-                 "per_trace_ms": p.per_trace_s * 1e3} for p in self.points]
+                 "per_trace_ms": p.per_trace_s * 1e3,
+                 "spread_pct": None if p.spread is None else 100 * p.spread}
+                for p in self.points]
 
     def break_even(self) -> list[dict]:
         """For each backend that ran on a GPU and on the CPU: the smallest batch from which
@@ -173,7 +207,8 @@ class ScalingResults:
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        fields = ["backend", "device", "axis", "batch", "n_samples", "call_ms", "per_trace_ms"]
+        fields = ["backend", "device", "axis", "batch", "n_samples", "call_ms", "per_trace_ms",
+                  "spread_pct"]
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows())
@@ -181,20 +216,26 @@ class ScalingResults:
 
     def to_markdown(self) -> str:
         """Points and exponents as Markdown tables."""
-        lines = ["| backend | sweep | batch | samples | per call | per trace |",
-                 "|---|---|---|---|---|---|"]
+        lines = ["| backend | sweep | batch | samples | per call | per trace | spread |",
+                 "|---|---|---|---|---|---|---|"]
         for p, r in zip(self.points, self.rows()):
+            spread = "-" if r["spread_pct"] is None else f"{r['spread_pct']:.0f} %"
             lines.append(f"| {p.series} | {r['axis']} | {r['batch']} | {r['n_samples']} | "
-                         f"{r['call_ms']:.3g} ms | {r['per_trace_ms']:.3g} ms |")
+                         f"{r['call_ms']:.3g} ms | {r['per_trace_ms']:.3g} ms | {spread} |")
         lines += ["", "| backend | growth exponent, batch | growth exponent, length | "
                       "stopped early |", "|---|---|---|---|"]
-        exps = self.exponents()
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        exps, noisy = self.exponents(), self.noisy()
+        fmt = lambda key: "-" if exps.get(key) is None else (  # noqa: E731
+            f"{exps[key]:.2f}" + ("*" if key in noisy else ""))
         for backend in self.series():
             why = "; ".join(f"{axis}: {self.stopped[(backend, axis)]}" for axis in AXES
                             if (backend, axis) in self.stopped)
-            lines.append(f"| {backend} | {fmt(exps.get((backend, 'batch')))} | "
-                         f"{fmt(exps.get((backend, 'length')))} | {why or '-'} |")
+            lines.append(f"| {backend} | {fmt((backend, 'batch'))} | "
+                         f"{fmt((backend, 'length'))} | {why or '-'} |")
+        if noisy:
+            lines.append(f"\n\\* fitted through a point whose warm calls spread more than "
+                         f"{NOISY_SPREAD:.0%} (interquartile range / median): one slow point "
+                         "bends the fit")
         even = self.break_even()
         if even:
             lines += ["", "| on the GPU | against, on the CPU | GPU cheaper per trace from "
@@ -212,7 +253,7 @@ class ScalingResults:
         config = asdict(self.config)
         config["options"] = {k: dict(v) for k, v in self.config.options.items()}
         return {"config": config, "points": self.rows(), "break_even": self.break_even(),
-                "skipped": self.skipped,
+                "skipped": self.skipped, "environment": self.environment,
                 "exponents": [{"backend": b, "axis": a, "exponent": v}
                               for (b, a), v in self.exponents().items()],
                 "stopped": [{"backend": b, "axis": a, "why": w}
@@ -229,7 +270,9 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
         stim = case_stimulus(config.stimulus, batch, n_samples=n)
         timed, _ = measure(lambda: backend.run(stim), config.timing)
         points.append(ScalingPoint(backend=backend.name, axis=axis, batch=batch, n_samples=n,
-                                   call_s=timed.median_s, device=backend.device))
+                                   call_s=timed.median_s, device=backend.device,
+                                   spread=timed.iqr_s / timed.median_s
+                                   if timed.median_s > 0 else None))
         if i + 1 == len(sizes):
             return points, None
         spent = clock() - start
@@ -251,6 +294,10 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
 
     from hhbench.devices import check_gpu_present
     check_gpu_present(config.devices)
+    from hhbench.busy import LoadMeter
+    from hhbench.environment import machine_state
+    state = machine_state()
+    meter = LoadMeter().start()
     points, stopped, skipped = [], {}, {}
     from hhbench.backends import check_name
     for name in config.backends:
@@ -280,7 +327,8 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
                 if why:
                     stopped[(pts[0].series if pts else name, axis)] = why
     return ScalingResults(config=config, points=tuple(points), stopped=stopped,
-                          skipped=skipped)
+                          skipped=skipped,
+                          environment={"state": state, "load_during": meter.stop()})
 
 
 def write_scaling(results: ScalingResults, folder) -> list:

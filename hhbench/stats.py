@@ -154,7 +154,7 @@ def compare_processes(old: Sequence[float], new: Sequence[float], *, threshold: 
     common = dict(ratio=ratio, n_old=n_old, n_new=n_new)
 
     if n_old < min_processes or n_new < min_processes:
-        hint = f"; about {_fmt_needed(needed)} per side for this spread" if needed else ""
+        hint = f"; {_fmt_needed(needed)} per side for this spread" if needed else ""
         return Verdict(ci_low=float("nan"), ci_high=float("nan"), verdict="inconclusive",
                        why=f"too few processes ({n_old} old, {n_new} new): a verdict needs "
                            f"at least {min_processes} per side{hint}",
@@ -181,10 +181,13 @@ def compare_processes(old: Sequence[float], new: Sequence[float], *, threshold: 
         # interval at the spreads measured
         needed = welch_processes_needed(sd_old, sd_new, margin, alpha,
                                         max(n_old, n_new) + 1)
-        why = f"{what}; about {_fmt_needed(needed)} processes per side would resolve it"
+        why = f"{what}; {_fmt_needed(needed)} processes per side would resolve it"
     return Verdict(ci_low=lo, ci_high=hi, verdict=verdict, why=why, processes_needed=needed,
                    **common)
 
 
 def _fmt_needed(n: int | None) -> str:
-    return "?" if n is None else (f"more than {_MAX_NEEDED}" if n > _MAX_NEEDED else str(n))
+    """'about 7', 'more than 1000' (never 'about more than'), 'an unknown number of'."""
+    if n is None:
+        return "an unknown number of"
+    return f"more than {_MAX_NEEDED}" if n > _MAX_NEEDED else f"about {n}"

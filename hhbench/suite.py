@@ -42,7 +42,7 @@ from hhbench.devices import DeviceNotSupported, check_devices, check_gpu_present
 from hhbench.environment import describe_machine, machine_state
 from hhbench.errors import DivergenceWarning, HHBenchError
 from hhbench.results import CaseResult, RunResults
-from hhbench.timing import (WARMUP_MIN_S, ProcessTiming, TimingSettings, calibrate,
+from hhbench.timing import (WARMUP_MIN_S, ProcessTiming, TimingSettings,
                             measure)
 
 REFERENCES = {"converged": "reference", "lab": "numba"}
@@ -80,7 +80,8 @@ def import_backend_module(spec: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class SuiteConfig:
-    backends: tuple[str, ...] = ("numpy", "numba", "odeint", "exp-euler", "reference", "cnn")
+    #: None: every registered backend (`all_backends`)
+    backends: tuple[str, ...] | None = None
     stimuli: tuple[str, ...] = stimlib.KINDS
     batches: tuple[int, ...] = (1, 16)
     #: device requests (cpu, gpu, gpu:N, gpu:all, auto), for every backend: each backend
@@ -102,8 +103,16 @@ class SuiteConfig:
     #: seconds a worker may spend on one case before it is stopped (and restarted once for
     #: the cases it had not finished)
     case_timeout_s: float = 600.0
+    #: the suite is every registered backend (`backends` not given): those that cannot run
+    #: here on the requested devices are left out of the run, named in one note
+    #: (`RunResults.settings["left_out"]`), instead of being skipped cases
+    all_backends: bool = False
 
     def __post_init__(self):
+        if self.backends is None:
+            from hhbench.backends import backend_names
+            object.__setattr__(self, "backends", tuple(backend_names()))
+            object.__setattr__(self, "all_backends", True)
         if int(self.processes) != self.processes or self.processes < 1:
             raise HHBenchError(f"processes must be a positive integer, got {self.processes!r}")
         if not 0 < self.case_timeout_s < float("inf"):
@@ -372,6 +381,22 @@ def planned_cases(config: SuiteConfig, plan: dict | None = None
             for n in config.batches for d, why in plan[b]]
 
 
+def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, str]]:
+    """For the default suite (`all_backends`): the config without the backends that cannot
+    run here on any requested device, and {backend: why} for those (a note, not skipped
+    cases). Any other config comes back as it is, with {}. When none can run, nothing is
+    left out (the skipped cases then say why)."""
+    if not config.all_backends:
+        return config, {}
+    reasons = {name: "; ".join(dict.fromkeys(why for _, why in entries))
+               for name, entries in plan_devices(config).items()
+               if all(why for _, why in entries)}
+    if not reasons or len(reasons) == len(config.backends):
+        return config, {}
+    return dataclasses.replace(config, backends=tuple(
+        b for b in config.backends if b not in reasons)), reasons
+
+
 def check_memory(config: SuiteConfig) -> int:
     """Refuse (HHBenchError, before anything is allocated) a suite that cannot fit in the
     machine's available memory; the estimate (`hhbench.memory.suite_bytes`) is returned."""
@@ -397,6 +422,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
 
     from hhbench.workers import package_source, run_processes
 
+    config, left_out = leave_out_unrunnable(config)
     needed = check_memory(config)
     # a backend not installed here (e.g. the cnn without TensorFlow), or asked for a device
     # it does not run on, is skipped, and says why
@@ -409,7 +435,10 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
                    file=sys.stderr)
     source = package_source()  # what the workers must import too
     env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
-    calib = calibrate()
+    from hhbench.busy import LoadMeter
+    from hhbench.calibration import calibrate as calibrate_core
+    calib = calibrate_core()
+    meter = LoadMeter().start()  # other work on the machine while the workers time
     bar = tqdm(total=len(runnable) * config.processes, disable=not progress, unit="case",
                dynamic_ncols=True, desc=f"hhbench run ({config.processes} processes)")
     with tempfile.TemporaryDirectory(prefix="hhbench-outputs-") as keep:
@@ -418,6 +447,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
                                 on_case=lambda: bar.update(1),
                                 case_timeout_s=config.case_timeout_s, source=source)
         bar.close()
+        env["load_during"] = meter.stop()
         env["workers"] = [o.record for o in outputs]
         out, examples = [], {}
         position = {case_index: k for k, case_index in enumerate(runnable)}
@@ -450,7 +480,8 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
                 label = name if case.device == "cpu" else f"{name}@{case.device}"
                 ex["backends"][label] = _example(result)
         scoring.close()
-    return RunResults(settings={**config.as_dict(), "schema_note": "times in seconds"},
+    return RunResults(settings={**config.as_dict(), "schema_note": "times in seconds",
+                                **({"left_out": left_out} if left_out else {})},
                       environment=env, calibration=calib, cases=tuple(out), examples=examples)
 
 
@@ -491,4 +522,4 @@ def _load_output(path: Path, name: str, stim: stimlib.Stimulus, device: str) -> 
 
 __all__ = ["SuiteConfig", "case_stimulus", "reference_run", "cached_reference", "accuracy",
            "run_case", "score_case", "run_suite", "make_backend", "backend_options",
-           "plan_devices", "planned_cases"]
+           "plan_devices", "planned_cases", "leave_out_unrunnable"]

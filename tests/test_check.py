@@ -1,6 +1,7 @@
 """Machine-state warnings, the spread check of a run, and the threading policy's record."""
 
 import numpy as np
+import pytest
 
 from hhbench import threads
 from hhbench.backends import get_backend
@@ -73,19 +74,22 @@ def test_record_of_numba_threads_and_cache_after_a_run():
     assert "_drive_euler" in cache["functions"] and cache["cache_hits"] + cache["cache_misses"] >= 1
 
 
-def test_a_run_started_on_a_busy_machine_gets_no_speed_verdict():
-    from hhbench.check import busy
+def test_a_slowdown_measured_on_a_busy_machine_is_suspected_never_hidden():
+    # a results file with only its start state: the start-load rule (one core's worth
+    # above half the cores, for the run before it)
     from hhbench.compare import Tolerances, compare
-    assert busy(QUIET) is None and busy(None) is None
-    # back-to-back runs leave about 1 in the load average: not busy on 2 cores
-    assert busy({**QUIET, "logical_cores": 2, "load_average": [1.1, 1, 1]}) is None
     loaded = {**QUIET, "logical_cores": 2, "load_average": [9.5, 9.0, 6.0]}
-    assert "load average 9.50 on 2" in busy(loaded)
     old = RunResults(settings={}, environment={"state": QUIET}, calibration={},
                      cases=(_case("numba", [1.00, 1.01, 0.99]),))
     new = RunResults(settings={}, environment={"state": loaded}, calibration={},
                      cases=(_case("numba", [2.00, 2.02, 1.98]),))
-    row = compare(old, new).rows[0]
-    assert row["speed"] == "inconclusive" and "would be slower" in row["why"]
-    assert "NEW started at load average 9.50" in row["why"]
+    report = compare(old, new)
+    row = report.rows[0]
+    assert row["speed"] == "slower?" and row["ratio"] == pytest.approx(2.0, rel=1e-3)
+    assert "NEW load 9.5 on 2 cores at its start" in row["why"]
+    assert report.status == 3 and "quiet machine" in report.conclusion
+    # back-to-back runs leave about 1 in the load average: not busy on 2 cores
+    calm = RunResults(settings={}, environment={"state": {**loaded, "load_average": [1.1, 1, 1]}},
+                      calibration={}, cases=new.cases)
+    assert compare(old, calm).status == 1
     assert compare(old, new, Tolerances(allow_busy=True)).rows[0]["speed"] == "slower"

@@ -76,7 +76,7 @@ def test_markdown_has_the_verdicts_of_the_text_report(tmp_path, capsys):
     rows = [line for line in out.splitlines() if line.startswith("| numba")]
     assert len(rows) == 1 and "**slower**" in rows[0]
     assert any(line.startswith("| numpy") and "| same |" in line for line in out.splitlines())
-    assert out.startswith("**REGRESSION: 1 slower**")
+    assert out.startswith("**REGRESSION (exit 1): 1 slower**")
 
 
 def test_resolvable_change_is_welchs_half_width():

@@ -79,7 +79,8 @@ def test_tiny_run_writes_tables_and_figure(tmp_path):
     assert sorted(p.name for p in paths) == ["scaling.csv", "scaling.json", "scaling.md",
                                              "scaling.png"]
     rows = (tmp_path / "out" / "scaling.csv").read_text().splitlines()
-    assert rows[0] == "backend,device,axis,batch,n_samples,call_ms,per_trace_ms" and len(rows) == 9
+    assert rows[0] == ("backend,device,axis,batch,n_samples,call_ms,per_trace_ms,spread_pct")
+    assert len(rows) == 9
     data = json.loads((tmp_path / "out" / "scaling.json").read_text())
     assert len(data["points"]) == 8 and len(data["exponents"]) == 4
     assert (tmp_path / "out" / "scaling.png").read_bytes()[:4] == b"\x89PNG"
@@ -144,3 +145,24 @@ def test_a_backend_not_installed_is_left_out_and_the_sweep_goes_on(monkeypatch):
     results = run_scaling(config)
     assert results.skipped == {"numba": "needs a thing"}
     assert {p.backend for p in results.points} == {"numpy"}
+
+
+def test_an_exponent_through_a_noisy_point_is_marked_and_load_is_warned():
+    config = ScalingConfig(backends=("numba",), timing=QUICK)
+    # batch 4 timed while another job ran: 8 ms against 0.046 ms at batch 1, spread 60 %
+    pts = tuple(ScalingPoint(backend="numba", axis="batch", batch=b, n_samples=10, call_s=c,
+                             spread=s) for b, c, s in ((1, 4.6e-5, 0.02), (4, 8e-3, 0.6),
+                                                       (16, 2e-4, 0.03)))
+    loaded = {"state": {"logical_cores": 2, "load_average": [2.4, 2, 2]},
+              "load_during": {"other_cores": 1.3, "logical_cores": 2, "steal_fraction": 0.0}}
+    results = ScalingResults(config=config, points=pts, environment=loaded)
+    text = results.to_markdown()
+    assert f"| numba | {growth_exponent([1, 4, 16], [4.6e-5, 8e-3, 2e-4]):.2f}* |" in text
+    assert "| numba | batch | 4 | 10 | 8 ms | 2 ms | 60 % |" in text
+    warned = " ".join(results.warnings())
+    assert "load average 2.40 on 2" in warned and "other work on 1.3 of 2 cores" in warned
+    assert "1 exponent (marked *) is fitted" in warned
+    quiet = ScalingResults(config=config, points=tuple(
+        ScalingPoint(backend="numba", axis="batch", batch=b, n_samples=10, call_s=1e-4 * b,
+                     spread=0.01) for b in (1, 4)))
+    assert "*" not in quiet.to_markdown() and quiet.warnings() == []

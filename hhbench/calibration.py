@@ -1,0 +1,71 @@
+"""How fast this machine's one core is right now: a calibration kernel with its own spread.
+
+The kernel is `np.exp` over 4096 float64 values (32 KiB in, 32 KiB out: it fits in every
+L2 cache, so memory bandwidth and other jobs' cache traffic weigh little), called 20 times
+per repetition (about 0.1 ms on a 2020s core): single-threaded (NumPy's element-wise
+functions use no thread pool), so BLAS threads, core counts and thread placement do not
+enter it. It is timed as `BLOCKS` blocks of `REPS_PER_BLOCK` repetitions:
+
+  * `min_s`: the minimum over all repetitions (seconds per repetition) — the machine's
+    speed with the least interference, the value two runs' ratio is taken of;
+  * `spread`: (largest block minimum − smallest block minimum) / smallest: how much the
+    minimum itself moved while it was measured. A quiet machine gives well under 2 %; a
+    machine whose cores are shared gives more. `compare` shows the NEW/OLD ratio of
+    `min_s` only where both sides' spread is below `STABLE_SPREAD`.
+
+Its use: the ratio says how much faster one machine (or one moment) runs single-threaded
+NumPy code than another, so a case's ratio across machines can be read against it. It is
+not a correction factor: backends differ in what limits them (threads, memory, a GPU).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+KERNEL = "exp_f64_4096_x20"
+BLOCKS = 5
+REPS_PER_BLOCK = 40
+CALLS_PER_REP = 20
+#: spread below which a calibration is stable enough for its ratio to be shown
+STABLE_SPREAD = 0.03
+
+
+def calibrate(blocks: int = BLOCKS, reps: int = REPS_PER_BLOCK) -> dict:
+    """Time the kernel (see the module doc); a dict for the results file."""
+    x = np.random.default_rng(0).standard_normal(4096)
+    out = np.empty_like(x)
+    for _ in range(CALLS_PER_REP * 5):  # warm the code path and the caches
+        np.exp(x, out=out)
+    minima, medians = [], []
+    clock = time.perf_counter_ns
+    for _ in range(blocks):
+        times = []
+        for _ in range(reps):
+            start = clock()
+            for _ in range(CALLS_PER_REP):
+                np.exp(x, out=out)
+            times.append((clock() - start) / 1e9)
+        minima.append(min(times))
+        medians.append(float(np.median(times)))
+    return {"kernel": KERNEL, "min_s": min(minima), "median_s": float(np.median(medians)),
+            "spread": spread_of(minima), "block_min_s": minima,
+            "repetitions": blocks * reps}
+
+
+def spread_of(block_minima) -> float:
+    """(largest − smallest) / smallest block minimum (a fraction)."""
+    lo = min(block_minima)
+    return (max(block_minima) - lo) / lo if lo > 0 else float("inf")
+
+
+def speed_ratio(old: dict | None, new: dict | None) -> dict | None:
+    """NEW/OLD of the kernel's minimum time (above 1: NEW's core was slower), with whether
+    both spreads are small enough for it to mean something; None when either side has no
+    calibration of this kernel (e.g. a results file from before it existed)."""
+    if not old or not new or old.get("kernel") != KERNEL or new.get("kernel") != KERNEL:
+        return None
+    stable = old["spread"] < STABLE_SPREAD and new["spread"] < STABLE_SPREAD
+    return {"ratio": new["min_s"] / old["min_s"], "old_spread": old["spread"],
+            "new_spread": new["spread"], "stable": stable}
