@@ -277,7 +277,8 @@ def cmd_run(args) -> int:
         timing["min_time_s"] = args.min_time
     if timing:
         config = replace(config, timing=replace(config.timing, **timing))
-    results = run_suite(config, progress=not args.no_progress)
+    results = run_suite(config, progress=not args.no_progress,
+                        reference_cache=not args.no_reference_cache)
     csv = csv or (out.with_suffix(".csv") if out else None)
     if out:
         results.save(out, csv=csv)
@@ -694,6 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "forward Euler")
     s.add_argument("--model", help="cnn model folder or .keras file (default: $HHBENCH_MODEL, "
                                     "else the shipped model)")
+    s.add_argument("--no-reference-cache", action="store_true",
+                   help="compute the references again and keep none on disk (default: kept "
+                        "in the user's cache folder, $HHBENCH_CACHE_DIR overrides it, at "
+                        "most $HHBENCH_REFERENCE_CACHE_MB MiB, default 1024)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
 
