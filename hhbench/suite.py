@@ -347,8 +347,6 @@ def prepare_references(config: "SuiteConfig", cases, *, cache=True, progress: bo
     "off"), the substeps it converged at, seconds to compute."""
     from tqdm.auto import tqdm
 
-    from hhbench.backends.numba_engine import call_threads
-
     store = _reference_cache(cache)
     own = {(k, b if k == "noise" else 1) for k, b in cases}
     todo = []
@@ -363,7 +361,10 @@ def prepare_references(config: "SuiteConfig", cases, *, cache=True, progress: bo
         todo.append((kind, batch))
     traces = sum(b for _, b in todo)
     per_trace = REFERENCE_TRACE_S[config.reference] * config.n_samples / stimlib.DEFAULT_SAMPLES
-    estimate = sum(per_trace * b / call_threads(min(b, REFERENCE_BLOCK)) for _, b in todo)
+    estimate = 0.0
+    if todo:  # the blocks' threads: numba's pool, imported only when there is work
+        from hhbench.backends.numba_engine import call_threads
+        estimate = sum(per_trace * b / call_threads(min(b, REFERENCE_BLOCK)) for _, b in todo)
     if progress and estimate > 10:
         where = f"; kept in {store.folder} for later runs" if store is not None else ""
         tqdm.write(f"hhbench run: accuracy: {len(todo)} reference(s) to compute "

@@ -129,7 +129,7 @@ samples wide at half prominence). *Cold* time = set-up (compilation, model loadi
 *warm* time = median of repeated calls after one untimed warm-up (never one call timed
 by hand). Times depend on the machine: {one_line(env)}; generated
 {env['time_utc']} by hhbench {_version()}{f' (commit {commit[:10]})' if commit else ''}
-in {seconds:.0f} s (from loading TensorFlow and the model to the last figure).
+in {seconds:.0f} s (from loading the CNN's framework and the model to the last figure).
 
 | question | answer in short |
 |---|---|
