@@ -201,8 +201,8 @@ def cmd_model_info(args) -> int:
                         graph="none (read with h5py)")
         nested = info["nesting"]
     else:
-        raise HHBenchError("model-info reads the model with TensorFlow or h5py, and neither is "
-                           "installed; install with: pip install 'hhbench[cnn]' or "
+        raise HHBenchError("model-info needs tensorflow, tf_keras and h5py, or h5py alone, to "
+                           "read the model; install with: pip install 'hhbench[cnn]' or "
                            "'hhbench[jax]'")
     rf = info["receptive_field"]
     print(f"model        {info['source']} ({info['format']})\n"
