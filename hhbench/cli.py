@@ -166,21 +166,46 @@ def describe_in_words(stim) -> str:
 
 def _require_tensorflow(command: str) -> None:
     """One line instead of an ImportError when TensorFlow (the [cnn] extra) is missing: these
-    commands load the model with tf_keras (the cnn backend's JAX runtime serves run,
-    simulate, floor and scaling only)."""
+    commands train with tf_keras (the cnn backend's JAX runtime runs a model; it does not
+    train one)."""
     from hhbench.cnn_modes import STACKS, module_found
     missing = [m for m in STACKS["tensorflow"] if not module_found(m)]
     if missing:
-        raise HHBenchError(f"{command} needs {', '.join(missing)} (TensorFlow loads the model "
-                           "here; without it the CNN runs through JAX in run, simulate, floor "
-                           "and scaling only); install with: pip install 'hhbench[cnn]'")
+        raise HHBenchError(f"{command} needs {', '.join(missing)} (it trains with TensorFlow's "
+                           "Keras 2); install with: pip install 'hhbench[cnn]'")
+
+
+def _require_cnn_runtime(command: str) -> None:
+    """One line when neither CNN runtime is installed (TensorFlow, or JAX and h5py)."""
+    from hhbench.cnn_modes import stacks_present
+    if not any(stacks_present().values()):
+        raise HHBenchError(f"{command} runs the CNN, through TensorFlow or JAX, and neither is "
+                           "installed; install with: pip install 'hhbench[cnn]' or "
+                           "'hhbench[jax]'")
 
 
 def cmd_model_info(args) -> int:
-    _require_tensorflow("model-info")
-    from hhbench.cnn.runner import CnnRunner
-    runner = CnnRunner(args.model, device=args.device)
-    info = runner.describe()
+    from hhbench.cnn_modes import module_found, stacks_present
+    if stacks_present()["tensorflow"]:
+        from hhbench.cnn.runner import CnnRunner
+        runner = CnnRunner(args.model, device=args.device)
+        info, nested = runner.describe(), nesting_lines(runner.model)
+    elif module_found("h5py"):  # a lab folder read without a framework
+        from hhbench.cnn.description import describe
+        from hhbench.cnn.h5weights import read_lab_folder
+        from hhbench.devices import parse_device
+        from hhbench.model_location import locate_model
+        parse_device(args.device)
+        location = locate_model(args.model)
+        model = read_lab_folder(location.path)
+        info = describe(model, origin=location.origin, input_scale=model.meta.input_scale,
+                        output_scale=model.meta.output_scale, device=args.device,
+                        graph="none (read with h5py)")
+        nested = info["nesting"]
+    else:
+        raise HHBenchError("model-info needs tensorflow, tf_keras and h5py, or h5py alone, to "
+                           "read the model; install with: pip install 'hhbench[cnn]' or "
+                           "'hhbench[jax]'")
     rf = info["receptive_field"]
     print(f"model        {info['source']} ({info['format']})\n"
           f"from         {info['origin']}\n"
@@ -190,7 +215,7 @@ def cmd_model_info(args) -> int:
           f"scaling      input x{info['input_scale']:g}, output / {info['output_scale']:g}\n"
           f"receptive    {rf['samples']} samples = {rf['ms']:.2f} ms "
           f"({rf['encoder_layers']} encoder layers)")
-    for line in nesting_lines(runner.model):
+    for line in nested:
         print(line)
     print("layers:")
     for line in info["layers"]:
@@ -282,7 +307,8 @@ def cmd_run(args) -> int:
     from hhbench.provenance import checkout_note
     if (note := checkout_note()):  # said before the work, and again with the results
         print(note, file=sys.stderr)
-    results = run_suite(config, progress=not args.no_progress)
+    results = run_suite(config, progress=not args.no_progress,
+                        reference_cache=not args.no_reference_cache)
     csv = csv or (out.with_suffix(".csv") if out else None)
     if out:
         results.save(out, csv=csv)
@@ -421,7 +447,9 @@ def cmd_lab(args) -> int:
     parse_device(args.device)
     from hhbench.lab.report import check_out_dir
     check_out_dir(args.output)
-    _require_tensorflow("lab")
+    from hhbench.lab import NO_CNN
+    if any(q not in NO_CNN for q in check_questions(args.questions)):
+        _require_cnn_runtime("lab " + " ".join(args.questions or ["all"]))
     from hhbench.lab import run_lab
     results = run_lab(args.questions, model=args.model, device=args.device,
                       out_dir=args.output, progress=not args.no_progress)
@@ -744,6 +772,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "forward Euler")
     s.add_argument("--model", help="cnn model folder or .keras file (default: $HHBENCH_MODEL, "
                                     "else the shipped model)")
+    s.add_argument("--no-reference-cache", action="store_true",
+                   help="compute the references again and keep none on disk (default: kept "
+                        "in the user's cache folder, $HHBENCH_CACHE_DIR overrides it, at "
+                        "most $HHBENCH_REFERENCE_CACHE_MB MiB, default 1024)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_run)
 

@@ -6,6 +6,8 @@ asv suite and the pytest-benchmark suite all call it:
     default trace tiled to the batch; noise: `batch` independent seeded traces);
   * `reference_run(stimulus, reference)`: the trace accuracy is measured against
     ("converged": the `reference` backend; "lab": forward Euler, the lab's reference);
+  * `cached_reference(kind, batch, ...)`: a case's reference, computed once per process and
+    kept on disk between runs (`hhbench.reference_cache`);
   * `accuracy(result, reference)`: metrics on the time-aligned traces;
   * `run_case(...)` (set-up and timing), `score_case(...)` (accuracy) and `run_suite(config)`,
     which times every case first and scores them afterwards.
@@ -19,7 +21,7 @@ kept apart from the warm samples.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -226,20 +228,173 @@ def case_stimulus(kind: str, batch: int, *, n_samples: int = stimlib.DEFAULT_SAM
     return stimlib.make(kind, n_samples=n_samples).repeat(batch)
 
 
-@functools.lru_cache(maxsize=32)
-def cached_reference(kind: str, batch: int, n_samples: int = stimlib.DEFAULT_SAMPLES,
-                     seed: int = 0, reference: str = "converged") -> SimResult:
-    """The reference run for `case_stimulus(kind, batch, ...)`, computed once per process.
+#: traces per converged-reference call: each block of this many traces is refined until it
+#: meets the tolerance by itself (the default run's batches are one block), and a long
+#: accuracy phase advances its progress bar block by block
+REFERENCE_BLOCK = 16
+#: rough CPU seconds per trace of 2560 samples, for the estimate before a long accuracy
+#: phase (converged: noise and steps need 64-256 substeps per sample)
+REFERENCE_TRACE_S = {"converged": 0.5, "lab": 0.003}
+#: the references of this process: (kind, batch, n_samples, seed, reference) -> SimResult
+_REFERENCES: dict[tuple, SimResult] = {}
+_REFERENCES_KEPT = 32
 
+
+def cached_reference(kind: str, batch: int, n_samples: int = stimlib.DEFAULT_SAMPLES,
+                     seed: int = 0, reference: str = "converged", *, cache=True,
+                     on_traces=None) -> SimResult:
+    """The reference run for `case_stimulus(kind, batch, ...)`: computed once per process,
+    and kept on disk between runs (`hhbench.reference_cache`).
+
+    cache: True (the user's cache folder), False (computed, nothing read or stored) or a
+    `ReferenceCache`. `info["cache"]` of the result says where it came from: "hit" (the
+    disk cache), "stored" (computed and stored), "not stored" (computed; the cache folder
+    could not take it) or "off". `on_traces(n)` is called as each block of n traces is
+    computed (a progress bar).
     Step and sine cases tile one trace to the batch, so their reference is the one-trace
     reference tiled (the same numbers, without integrating the same trace `batch` times)."""
+    memo = (kind, batch, n_samples, seed, reference)
+    if memo in _REFERENCES and (cache is not False
+                                or _REFERENCES[memo].info.get("cache") == "off"):
+        return _REFERENCES[memo]
     stim = case_stimulus(kind, batch, n_samples=n_samples, seed=seed)
     if kind == "noise" or batch == 1:
-        return reference_run(stim, reference)
-    one = cached_reference(kind, 1, n_samples, seed, reference)
-    return dataclasses.replace(one, v_mv=np.repeat(one.v_batch, batch, axis=0),
-                               diverged=np.repeat(one.diverged, batch), stimulus=stim,
-                               gates=None)
+        result = _stored_or_computed(stim, reference, cache, on_traces)
+    else:
+        one = cached_reference(kind, 1, n_samples, seed, reference, cache=cache,
+                               on_traces=on_traces)
+        result = dataclasses.replace(one, v_mv=np.repeat(one.v_batch, batch, axis=0),
+                                     diverged=np.repeat(one.diverged, batch), stimulus=stim,
+                                     gates=None, info={**one.info, "tiled_from_batch": 1})
+    _REFERENCES[memo] = result
+    while len(_REFERENCES) > _REFERENCES_KEPT:
+        del _REFERENCES[next(iter(_REFERENCES))]
+    return result
+
+
+def reference_key(stimulus: stimlib.Stimulus, reference: str = "converged") -> dict:
+    """Everything that defines the reference of `stimulus`, JSON-ready: the key of the disk
+    cache (stimulus settings and a hash of its current, batch, samples, noise seed, the
+    reference backend's settings, the hash of the model equations and step kernels)."""
+    from hhbench.backends.numba_cache import sources_hash
+
+    backend = get_backend(REFERENCES[reference])
+    simple = {k: v for k, v in vars(backend).items() if isinstance(v, (bool, int, float, str))}
+    current = np.ascontiguousarray(stimulus.current_ua, dtype=np.float64)
+    return {"reference": reference, "backend": backend.name,
+            "kernel": getattr(backend, "kernel", None),
+            "backend_settings": {**simple, **backend.settings()},
+            "stimulus": stimulus.describe(), "batch": stimulus.batch_size,
+            "n_samples": stimulus.n_samples, "seed": stimulus.params.get("seed"),
+            "current_sha256": hashlib.sha256(current.tobytes()).hexdigest(),
+            "equations_sha256": sources_hash(), "block_traces": REFERENCE_BLOCK}
+
+
+def _reference_cache(cache):
+    from hhbench.reference_cache import ReferenceCache
+    if cache is False:
+        return None
+    return ReferenceCache() if cache is True else cache
+
+
+def _stored_or_computed(stim: stimlib.Stimulus, reference: str, cache, on_traces
+                        ) -> SimResult:
+    """The reference of `stim` from the disk cache, else computed block by block (and
+    stored)."""
+    store = _reference_cache(cache)
+    key = reference_key(stim, reference) if store is not None else None
+    entry = store.load(key) if store is not None else None
+    source = "hit"
+    if entry is None:
+        start = time.perf_counter()
+        entry = _computed_reference(stim, reference, on_traces)
+        entry.info["compute_s"] = round(time.perf_counter() - start, 3)
+        source = "off" if store is None else \
+            ("stored" if store.store(key, entry) else "not stored")
+    elif on_traces is not None:
+        on_traces(stim.batch_size)
+    n_out = entry.v_mv.shape[1]
+    t_ms = stim.t_ms[entry.first_sample:entry.first_sample + n_out]
+    return SimResult(backend=REFERENCES[reference], v_mv=stim.squeeze(entry.v_mv), t_ms=t_ms,
+                     first_sample=entry.first_sample, diverged=entry.diverged, stimulus=stim,
+                     info={**entry.info, "cache": source})
+
+
+def _computed_reference(stim: stimlib.Stimulus, reference: str, on_traces):
+    """The reference of `stim`, in blocks of REFERENCE_BLOCK traces; `info` merged over the
+    blocks (numbers: the largest, flags: all)."""
+    from hhbench.reference_cache import Entry
+
+    parts = []
+    for start in range(0, stim.batch_size, REFERENCE_BLOCK):
+        rows = stim.current_ua[start:start + REFERENCE_BLOCK]
+        block = stimlib.Stimulus(current_ua=rows, fs_khz=stim.fs_khz, kind=stim.kind,
+                                 params=stim.params, batched=True)
+        parts.append(reference_run(block, reference))
+        if on_traces is not None:
+            on_traces(len(rows))
+    info: dict = {}
+    for part in parts:
+        for k, v in part.info.items():
+            if isinstance(v, bool):
+                info[k] = info.get(k, True) and v
+            elif isinstance(v, (int, float)):
+                info[k] = max(info.get(k, v), v)
+            else:
+                info.setdefault(k, v)
+    return Entry(v_mv=np.concatenate([p.v_batch for p in parts]),
+                 diverged=np.concatenate([np.asarray(p.diverged, bool) for p in parts]),
+                 first_sample=parts[0].first_sample, info=info)
+
+
+def prepare_references(config: "SuiteConfig", cases, *, cache=True, progress: bool = True
+                       ) -> list[dict]:
+    """Make the references of `cases` ((kind, batch) pairs) ready, in this process' memory:
+    loaded from the disk cache where they are there, else computed with a progress bar in
+    traces (its time left), after a line with an estimate when that is over 10 s. Returns
+    one record per reference: stimulus, batch, source ("hit", "stored", "not stored",
+    "off"), the substeps it converged at, seconds to compute."""
+    from tqdm.auto import tqdm
+
+    store = _reference_cache(cache)
+    own = {(k, b if k == "noise" else 1) for k, b in cases}
+    todo = []
+    for kind, batch in sorted(own, key=lambda kb: kb[1]):
+        memo = (kind, batch, config.n_samples, config.seed, config.reference)
+        if memo in _REFERENCES:
+            continue
+        if store is not None:
+            stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
+            if store.path(reference_key(stim, config.reference)).exists():
+                continue  # loaded (or found damaged and computed) below
+        todo.append((kind, batch))
+    traces = sum(b for _, b in todo)
+    per_trace = REFERENCE_TRACE_S[config.reference] * config.n_samples / stimlib.DEFAULT_SAMPLES
+    estimate = 0.0
+    if todo:  # the blocks' threads: numba's pool, imported only when there is work
+        from hhbench.backends.numba_engine import call_threads
+        estimate = sum(per_trace * b / call_threads(min(b, REFERENCE_BLOCK)) for _, b in todo)
+    if progress and estimate > 10:
+        where = f"; kept in {store.folder} for later runs" if store is not None else ""
+        tqdm.write(f"hhbench run: accuracy: {len(todo)} reference(s) to compute "
+                   f"({traces} traces), about {_duration(estimate)}{where}", file=sys.stderr)
+    bar = tqdm(total=traces, disable=not progress or not todo, unit="trace",
+               dynamic_ncols=True, desc="hhbench run: references")
+    records = []
+    for kind, batch in sorted(set(cases)):
+        pending = (kind, batch if kind == "noise" else 1) in todo
+        ref = cached_reference(kind, batch, config.n_samples, config.seed, config.reference,
+                               cache=cache if store is not None else False,
+                               on_traces=bar.update if pending else None)
+        records.append({"stimulus": kind, "batch": batch, "reference": config.reference,
+                        "source": ref.info.get("cache"),
+                        **{k: ref.info[k] for k in ("substeps", "compute_s") if k in ref.info}})
+    bar.close()
+    return records
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def reference_run(stimulus: stimlib.Stimulus, reference: str = "converged") -> SimResult:
@@ -413,17 +568,21 @@ def _example(result: SimResult) -> dict:
     return {"t_ms": np.round(result.t_ms, 4), "v_mv": np.round(result.v_batch[0], 3)}
 
 
-def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
+def run_suite(config: SuiteConfig, *, progress: bool = True,
+              reference_cache=True) -> RunResults:
     """Run every case of `config`: time each in `config.processes` fresh worker processes,
     then score the first process' output against the reference (computed once, here, after
-    all timings). A failing or diverging case is recorded, not fatal; a case that failed in
-    any process is "failed" with that process' reason."""
+    all timings, or loaded from the disk cache: `reference_cache` as `cached_reference`'s
+    `cache`; where each came from is in `environment["references"]`). A failing or
+    diverging case is recorded, not fatal; a case that failed in any process is "failed"
+    with that process' reason."""
     from tqdm.auto import tqdm
 
     from hhbench.workers import package_source, run_processes
 
     config, left_out = leave_out_unrunnable(config)
     needed = check_memory(config)
+    _reference_cache(reference_cache)  # a bad cache setting is refused before any work
     # a backend not installed here (e.g. the cnn without TensorFlow), or asked for a device
     # it does not run on, is skipped, and says why
     planned = planned_cases(config)
@@ -451,7 +610,11 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
         env["workers"] = [o.record for o in outputs]
         out, examples = [], {}
         position = {case_index: k for k, case_index in enumerate(runnable)}
-        # the accuracy phase: references (computed once per stimulus and batch) and metrics
+        # the accuracy phase: references (computed once per stimulus and batch, or loaded
+        # from the disk cache) and metrics
+        env["references"] = prepare_references(
+            config, [(planned[i][1], planned[i][2]) for i in runnable],
+            cache=reference_cache, progress=progress)
         scoring = tqdm(total=len(planned), disable=not progress, unit="case",
                        dynamic_ncols=True, desc="hhbench run: accuracy")
         for case_index, (name, kind, batch, device, skip) in enumerate(planned):
@@ -470,7 +633,8 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
             if case.status == "failed":
                 result = None
             # accuracy after all timings: the references use the numba engine
-            ref = cached_reference(kind, batch, config.n_samples, config.seed, config.reference)
+            ref = cached_reference(kind, batch, config.n_samples, config.seed, config.reference,
+                                   cache=reference_cache)
             out.append(score_case(case, result, ref))
             if result is not None and batch == min(config.batches):
                 ex = examples.setdefault(kind, {"t_ms": np.round(stim.t_ms, 4),
@@ -521,5 +685,6 @@ def _load_output(path: Path, name: str, stim: stimlib.Stimulus, device: str) -> 
 
 
 __all__ = ["SuiteConfig", "case_stimulus", "reference_run", "cached_reference", "accuracy",
+           "reference_key", "prepare_references",
            "run_case", "score_case", "run_suite", "make_backend", "backend_options",
            "plan_devices", "planned_cases", "leave_out_unrunnable"]

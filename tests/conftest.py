@@ -46,6 +46,16 @@ def nothing_left_in_the_temp_folder(tmp_path_factory):
                     f"removed them); use tmp_path or a TemporaryDirectory", pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reference_cache_of_the_session(tmp_path_factory):
+    """The session's own reference cache (hhbench.reference_cache): tests, and the commands
+    they run, never read or fill the user's cache folder."""
+    folder = tmp_path_factory.mktemp("reference-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HHBENCH_CACHE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def lab_small():
     """A small model of the lab's family written by real Keras 2 (see data/make_lab_fixture.py).

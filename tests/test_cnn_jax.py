@@ -46,9 +46,11 @@ def runners():
 
 def _same_model(golden, key):
     digest = hashlib.sha256((MODELS[key] / "Gmodel.h5").read_bytes()).hexdigest()
-    if str(golden[f"{key}_sha256"]) != digest:
-        pytest.skip(f"{key} model changed since the golden outputs were made "
-                    "(run scripts/make_cnn_golden.py)")
+    # a changed model fails here, not skips: a skip would leave the JAX graph untested
+    # against the lab graph without anyone noticing
+    assert str(golden[f"{key}_sha256"]) == digest, (
+        f"{key} model changed since the golden outputs were made: run "
+        "scripts/make_cnn_golden.py")
 
 
 def _no_tf():
@@ -200,6 +202,8 @@ def test_keras_padding_rules_on_an_odd_model(tmp_path):
     x = tf_keras.layers.Conv2DTranspose(2, (16, 1), strides=(2, 1), padding="same")(x)
     x = tf_keras.layers.Reshape((int(x.shape[1]), 2))(x)
     x = tf_keras.layers.Conv1D(3, 3, padding="same", activation="relu")(x)
+    # an even kernel: "same" pads 1 sample on the left and 2 on the right (TensorFlow's rule)
+    x = tf_keras.layers.Conv1D(3, 4, padding="same")(x)
     x = tf_keras.layers.Dense(1, activation="sigmoid")(x)
     x = tf_keras.layers.Cropping1D((2, 3))(x)
     model = tf_keras.Model(inp, x)
@@ -209,6 +213,31 @@ def test_keras_padding_rules_on_an_odd_model(tmp_path):
     for transpose in ("polyphase", "dilated"):
         got = JaxGraph(tmp_path / "odd", device="cpu", transpose=transpose)(x_in)
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_elu_softplus_and_swish_as_tf_keras_computes_them(tmp_path):
+    """One layer of each activation the plan maps beyond the lab's tanh and sigmoid, on input
+    of both signs (elu and selu differ on both sides; softplus and swish are not relu)."""
+    tf = pytest.importorskip("tensorflow")
+    tf_keras = pytest.importorskip("tf_keras")
+    from hhbench.cnn import files
+
+    tf_keras.utils.set_random_seed(5)
+    inp = tf_keras.Input(shape=(24, 1))
+    x = tf_keras.layers.Conv1D(3, 3, padding="same", activation="elu")(inp)
+    x = tf_keras.layers.Conv1D(3, 3, padding="same", activation="softplus")(x)
+    x = tf_keras.layers.Conv1D(1, 3, padding="same", activation="swish")(x)
+    model = tf_keras.Model(inp, x)
+    config = json.loads(model.to_json())["config"]
+    assert [layer["config"].get("activation") for layer in config["layers"][1:]] == [
+        "elu", "softplus", "swish"]
+    files.save_lab_model(model, tmp_path / "acts", meta=files.ModelMeta(context=0))
+    x_in = 3 * tf.random.stateless_normal((4, 24, 1), seed=(6, 7)).numpy()
+    expected = model(x_in, training=False).numpy()
+    hidden = tf_keras.Model(inp, model.layers[1].output)(x_in, training=False).numpy()
+    assert (hidden < -0.5).any() and (hidden > 0.5).any()  # elu sees both signs
+    got = JaxGraph(tmp_path / "acts", device="cpu")(x_in)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
 def test_tf32_on_the_cpu_is_float32():

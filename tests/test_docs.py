@@ -149,3 +149,19 @@ def test_the_default_run_time_quoted_is_the_fresh_clone_one():
     minutes, _, first_s, warm_s = readme.groups()
     assert int(first_s) > int(warm_s)                   # the first run is the slower one
     assert abs(int(first_s) / 60 - int(minutes)) <= 1   # "about N minutes" is the first run
+
+
+TESTS_TIME = re.compile(r"the tests take about (\d+) minutes there \(measured "
+                        r"(20\d\d-\d\d-\d\d): (\d+) s, CI's unit-test stage\)")
+
+
+def test_the_readme_says_how_long_the_tests_take():
+    """A newcomer runs the second command too: the README quotes the unit tests' time, the
+    figure of the CI stage times of that date in docs/performance-results.md."""
+    readme = TESTS_TIME.search(" ".join(README.read_text().split()))
+    assert readme, "the README says how long the test command takes"
+    minutes, date, seconds = readme.groups()
+    stages = " ".join((ROOT / "docs" / "performance-results.md").read_text().split())
+    run = re.search(rf"{date} \(.*?\): full install \d+ s, unit tests (\d+) s", stages)
+    assert run and run.group(1) == seconds
+    assert abs(int(seconds) / 60 - int(minutes)) <= 1

@@ -14,7 +14,7 @@ if int(keras3.__version__.split(".")[0]) < 3:
 from hhbench.cnn import files  # noqa: E402
 from hhbench.cnn.architecture import Architecture, build_model  # noqa: E402
 from hhbench.cnn.keras3_phase import (BEST_FILE, LAST_FILE, PHASE_FILE,  # noqa: E402
-                                      import_phase, run_phase)
+                                      import_phase, next_epoch_fits, run_phase)
 from hhbench.cnn.training import TrainConfig, train  # noqa: E402
 from hhbench.errors import HHBenchError  # noqa: E402
 
@@ -24,9 +24,9 @@ TINY = TrainConfig.tiny(lr_schedule="cosine", min_learning_rate=1e-5)
 @pytest.fixture(scope="module")
 def phase(tmp_path_factory):
     folder = tmp_path_factory.mktemp("phase")
-    # 15 s: the first epoch carries the compilation, and predicts the next from its own time,
-    # so a loaded machine can fit only one epoch into a shorter budget
-    record = run_phase(TINY, folder, minutes=0.25, progress=False)
+    # a fixed number of epochs: the same phase however busy the machine (a time budget
+    # would fit fewer epochs on a loaded one)
+    record = run_phase(TINY, folder, minutes=0.25, epochs=3, progress=False)
     return folder, record
 
 
@@ -44,16 +44,23 @@ def test_keras3_and_tf_keras_builds_compute_the_same_network():
                                atol=1e-5)
 
 
-def test_phase_trains_within_its_budget_and_records_every_epoch(phase):
+def test_an_epoch_starts_only_when_the_last_ones_time_still_fits_the_budget():
+    assert next_epoch_fits([], elapsed_s=100.0, budget_s=15.0)  # the first always runs
+    assert next_epoch_fits([4.0, 5.0], elapsed_s=9.0, budget_s=15.0)      # 9 + 5 <= 15
+    assert not next_epoch_fits([4.0, 5.0], elapsed_s=10.5, budget_s=15.0)  # 10.5 + 5 > 15
+    assert not next_epoch_fits([12.0], elapsed_s=12.0, budget_s=15.0)
+
+
+def test_phase_trains_its_epochs_and_records_every_epoch(phase):
     folder, record = phase
     history = record["history"]
-    assert len(history) >= 2 and record["wall_s"] < 0.25 * 60 + history[-1]["seconds"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["loss"] < history[0]["loss"]
-    # the rate follows half a cosine over the time spent: it starts at the configured rate
-    # and only falls
+    # the rate follows half a cosine over the epochs: it starts at the configured rate and
+    # falls, epoch e at cosine_rate((e - 1) / 3)
     rates = [h["lr"] for h in history]
-    assert rates[0] == pytest.approx(TINY.learning_rate)
-    assert all(b <= a for a, b in zip(rates, rates[1:])) and rates[-1] < rates[0]
+    assert rates == pytest.approx([TINY.cosine_rate(e / 3) for e in range(3)])
+    assert all(b < a for a, b in zip(rates, rates[1:]))
     best = min(history, key=lambda h: h["val_loss"])
     assert record["best_epoch"] == best["epoch"] and record["best_val_loss"] == best["val_loss"]
     assert json.loads((folder / PHASE_FILE).read_text())["history"] == history

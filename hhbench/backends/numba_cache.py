@@ -41,6 +41,13 @@ def _stamp(sources: list[Path]) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
 
 
+def sources_hash() -> str:
+    """SHA-256 of the model's equations, the step kernels and the compiled drivers: what the
+    numbers of a compiled run depend on besides their inputs (also a key of the suite's
+    reference cache, `hhbench.reference_cache`)."""
+    return _stamp(_kernel_sources())
+
+
 def _stamp_is(stamp: str) -> bool:
     try:
         return STAMP_FILE.read_text() == stamp
@@ -84,4 +91,4 @@ def purge_stale_cache() -> None:
         pass                    # locations; a lock held for minutes: leave the cache be
 
 
-__all__ = ["purge_stale_cache", "STAMP_FILE"]
+__all__ = ["purge_stale_cache", "sources_hash", "STAMP_FILE"]

@@ -322,3 +322,17 @@ class JaxRunner:
         zeros = np.zeros((batch, self.window))
         for _ in range(calls):
             self.run(zeros)
+
+    # -- description (as CnnRunner's) ---------------------------------------------------
+
+    def receptive_field(self) -> dict:
+        from hhbench.cnn.description import receptive_field
+        return receptive_field(self.loaded.config, self.fs_khz)
+
+    def describe(self) -> dict:
+        """Everything `hhbench model-info` prints, JSON-ready (`hhbench.cnn.description`)."""
+        from hhbench.cnn.description import describe
+        return describe(self.loaded, origin=self.location.origin if self.location
+                        else "a loaded model", input_scale=self.input_scale,
+                        output_scale=self.output_scale, device=self.device,
+                        graph=f"jax ({self.graph.precision_applied})")

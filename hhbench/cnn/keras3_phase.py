@@ -83,14 +83,24 @@ def backend_description(keras) -> str:
     return f"Keras {keras.__version__} on {backend}"
 
 
+def next_epoch_fits(epoch_seconds: list[float], elapsed_s: float, budget_s: float) -> bool:
+    """Whether another epoch is started: always the first; then only when the last epoch's
+    time (which includes its saves) added to the time spent stays within the budget."""
+    return not epoch_seconds or elapsed_s + epoch_seconds[-1] <= budget_s
+
+
 def run_phase(config: TrainConfig, phase_dir: str | Path, *, minutes: float,
-              progress: bool = True, log=print) -> dict:
-    """Train `config`'s network from scratch for about `minutes` of wall time (see module).
+              epochs: int | None = None, progress: bool = True, log=print) -> dict:
+    """Train `config`'s network from scratch for about `minutes` of wall time (see module),
+    or, with `epochs`, for exactly that many epochs (the rate's half cosine then runs over
+    the epochs, not the time: the same phase on any machine, whatever its load).
 
     Returns the phase record (as written to phase.json).
     """
     if minutes <= 0:
         raise HHBenchError("the phase's budget must be > 0 minutes")
+    if epochs is not None and (int(epochs) != epochs or epochs < 1):
+        raise HHBenchError(f"the phase's epochs must be a whole number >= 1, got {epochs!r}")
     import keras
 
     if int(keras.__version__.split(".")[0]) < 3:
@@ -112,10 +122,17 @@ def run_phase(config: TrainConfig, phase_dir: str | Path, *, minutes: float,
     budget_s, train_start = 60.0 * minutes, time.monotonic()
     while True:
         elapsed = time.monotonic() - train_start
-        epoch_s = record["history"][-1]["seconds"] if record["history"] else 0.0
-        if record["history"] and elapsed + epoch_s > budget_s:
-            break
-        lr = config.cosine_rate(elapsed / budget_s)
+        done = len(record["history"])
+        if epochs is not None:
+            if done == epochs:
+                break
+            frac = done / epochs
+        else:
+            if not next_epoch_fits([h["seconds"] for h in record["history"]], elapsed,
+                                   budget_s):
+                break
+            frac = elapsed / budget_s
+        lr = config.cosine_rate(frac)
         model.optimizer.learning_rate.assign(lr)
         t0 = time.monotonic()
         fit = model.fit(data["x"], data["y"], batch_size=config.batch_size, epochs=1,

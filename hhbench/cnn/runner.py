@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from hhbench.cnn import files, import_tensorflow
-from hhbench.cnn.architecture import receptive_field_samples
 from hhbench.cnn.devices import short_device_name
 from hhbench.cnn.windows import CnnOutput, check_rate, cut, stitch, window_starts
 from hhbench.cnn_modes import check_mode
@@ -235,18 +234,10 @@ def receptive_field(model, fs_khz: float) -> dict:
     between neighbouring outputs) is multiplied by the stride s; for N identical layers this
     is Drakopoulos et al.'s r = (k − 1)(sᴺ − 1)/(s − 1) + 1.
     """
-    r, jump, convs = 1, 1, []
-    for layer in iter_layers(model):
-        if type(layer).__name__ in ("Conv2D", "Conv1D"):
-            k, s = int(layer.kernel_size[0]), int(layer.strides[0])
-            r += (k - 1) * jump
-            jump *= s
-            convs.append((k, s))
-    uniform = len(set(convs)) == 1
-    formula = receptive_field_samples(len(convs), *convs[0]) if uniform else None
-    return {"samples": r, "ms": r / fs_khz, "encoder_layers": len(convs),
-            "formula_samples": formula, "kernel": convs[0][0] if uniform else None,
-            "stride": convs[0][1] if uniform else None}
+    from hhbench.cnn.description import receptive_field_of
+    convs = [(int(layer.kernel_size[0]), int(layer.strides[0])) for layer in iter_layers(model)
+             if type(layer).__name__ in ("Conv2D", "Conv1D")]
+    return receptive_field_of(convs, fs_khz)
 
 
 def _layer_line(layer) -> str:

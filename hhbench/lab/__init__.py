@@ -13,6 +13,8 @@ does not exist before any of that loads.
 
 #: the lab's questions in their order (`report.QUESTIONS` maps each to its module)
 QUESTION_KEYS = ("q1", "q2", "q3", "q4", "q5", "q6")
+#: the questions that run no CNN (they need only the model's time base: no CNN framework)
+NO_CNN = ("q2",)
 
 _LAZY = {"Bracket": "boundary", "bisect_boundary": "boundary", "LabSettings": "common",
          "LabSetup": "common", "QUESTIONS": "report", "run_lab": "report"}
@@ -37,5 +39,5 @@ def check_questions(questions) -> list[str]:
     return list(QUESTION_KEYS) if "all" in asked else [q for q in QUESTION_KEYS if q in asked]
 
 
-__all__ = ["run_lab", "QUESTIONS", "QUESTION_KEYS", "check_questions", "LabSettings",
+__all__ = ["run_lab", "QUESTIONS", "QUESTION_KEYS", "NO_CNN", "check_questions", "LabSettings",
            "LabSetup", "bisect_boundary", "Bracket"]

@@ -77,20 +77,55 @@ class LabSettings:
 class LabSetup:
     """The model (loaded once), the device and the settings shared by all questions.
 
-    `runner` is a `hhbench.cnn.runner.CnnRunner`; stimuli get its window and sampling rate.
+    `runner` runs the CNN: a `hhbench.cnn.runner.CnnRunner` where TensorFlow is installed,
+    else a `hhbench.cnn.jaxgraph.JaxRunner` (the same network through JAX; both describe
+    the model alike). With `load_cnn=False` (questions that use no CNN: q2) nothing is
+    loaded until `runner` is first used, and the time base (window, rate, context) comes
+    from the model folder's JSON files, so those questions need no CNN framework.
     """
 
     def __init__(self, model=None, *, device: str = "auto",
-                 settings: LabSettings = LabSettings()):
-        from hhbench.cnn.runner import CnnRunner
+                 settings: LabSettings = LabSettings(), load_cnn: bool = True):
+        from hhbench.model_location import locate_model
 
         self.model_request = model
         self.device = device
         self.settings = settings
-        self.runner = CnnRunner(model, device=device)
+        self._runner = None
+        self._time_base = None
+        if load_cnn:
+            self._runner = self._load_runner()
+        else:
+            from hhbench.cnn.description import time_base
+            self._location = locate_model(model)
+            if self._location.path.is_dir():
+                self._time_base = time_base(self._location.path)
+            else:  # a .keras file: only Keras reads its shapes
+                self._runner = self._load_runner()
+
+    def _load_runner(self):
+        from hhbench.cnn_modes import choose_runtime
+        if choose_runtime("auto") == "jax":
+            from hhbench.cnn.jaxgraph import JaxRunner
+            return JaxRunner(self.model_request, device=self.device)
+        from hhbench.cnn.runner import CnnRunner
+        return CnnRunner(self.model_request, device=self.device)
+
+    @property
+    def runner(self):
+        if self._runner is None:
+            self._runner = self._load_runner()
+        return self._runner
+
+    def _base(self, key: str):
+        if self._runner is None:
+            return self._time_base[key]
+        return getattr(self._runner, key)
 
     @property
     def model_path(self) -> str:
+        if self._runner is None:
+            return str(self._location.path)
         return self.runner.loaded.source
 
     @property
@@ -101,15 +136,15 @@ class LabSetup:
 
     @property
     def n_samples(self) -> int:
-        return self.runner.window
+        return self._base("window")
 
     @property
     def fs_khz(self) -> float:
-        return self.runner.fs_khz
+        return self._base("fs_khz")
 
     @property
     def context(self) -> int:
-        return self.runner.context
+        return self._base("context")
 
     def stim_kw(self) -> dict:
         return {"n_samples": self.n_samples, "fs_khz": self.fs_khz}
@@ -122,16 +157,20 @@ class LabSetup:
         # the lab's device is the surrogate's: a simulator that cannot run there runs on
         # the CPU, as in the lab
         device = self.device if "gpu" in cls.device_kinds else "cpu"
-        return make_backend(name, device=device,
-                            model=self.model_path if load_model else self.runner.loaded)
+        model = None
+        if "model" in cls.option_defaults:
+            model = self.model_path if load_model else self.runner.loaded
+        return make_backend(name, device=device, model=model)
 
     def describe(self) -> dict:
+        runner = self.runner
         return {"model": self.model_name, "device_request": self.device,
-                "tf_device": self.runner.tf_device, "n_samples": self.n_samples,
+                "tf_device": getattr(runner, "tf_device", None) or runner.device,
+                "n_samples": self.n_samples,
                 "fs_khz": self.fs_khz, "context": self.context,
-                "output_samples": self.runner.out_len,
-                "input_scale": self.runner.input_scale,
-                "output_scale": self.runner.output_scale}
+                "output_samples": runner.out_len,
+                "input_scale": runner.input_scale,
+                "output_scale": runner.output_scale}
 
 
 def display_path(path) -> str:

@@ -48,6 +48,8 @@ class CnnStepAnswer:
     hh: tuple[TimedCall, ...]
     scores: tuple[Score, ...]
     stimulus: dict
+    #: the CNN runtime that ran ("tensorflow" or "jax": `hhbench.backends.cnn`)
+    runtime: str = "tensorflow"
     figure_data: dict = field(default_factory=dict, metadata={"json": False}, repr=False)
 
 
@@ -57,8 +59,8 @@ def compute(setup: LabSetup, done: dict | None = None, progress=None) -> CnnStep
     if progress:
         progress("step: cnn")
     # a fresh backend that loads the model files itself: its cold start is a user's
-    timed, result = time_backend(setup.backend("cnn", load_model=True), stim,
-                                 setup.settings.timing)
+    cnn = setup.backend("cnn", load_model=True)
+    timed, result = time_backend(cnn, stim, setup.settings.timing)
     scores = []
     for name in dict.fromkeys([step.lab_reference, "reference"]):
         if name not in step.results:
@@ -77,9 +79,18 @@ def compute(setup: LabSetup, done: dict | None = None, progress=None) -> CnnStep
                          window_end_ms=float(result.t_ms[-1]) + stim.dt_ms,
                          device=result.device, cnn=timed,
                          hh=tuple(b.timing for b in step.backends), scores=tuple(scores),
-                         stimulus=stim.describe(),
+                         stimulus=stim.describe(), runtime=cnn.settings()["runtime"],
                          figure_data={"cnn": result, "hh": step.results[step.lab_reference],
                                       "hh_name": step.lab_reference})
+
+
+FRAMEWORK = {"tensorflow": "TensorFlow", "jax": "JAX"}
+#: what the first call of each runtime does besides computing
+FIRST_CALL = {"tensorflow": "traces the network, converts it for TensorFlow Lite (on the "
+                            "CPU: `runner.graph` says which graph runs) and chooses its "
+                            "kernels",
+              "jax": "traces the network and compiles it with XLA (`jax.jit`, once per "
+                     "batch size)"}
 
 
 def headline(a: CnnStepAnswer) -> str:
@@ -120,10 +131,9 @@ spike.
 ![the CNN's output over the HH trace]({fig_name})
 
 **Time per call (one trace), ms.** Cold = set-up + first call: for the CNN, set-up is
-loading the model files (TensorFlow itself was already imported) and the first call
-traces the network, converts it for TensorFlow Lite (on the CPU: `runner.graph` says
-which graph runs) and chooses its kernels; warm = median and IQR of the timed calls
-after an untimed warm-up. The HH rows are those of Q2.
+loading the model files ({FRAMEWORK[a.runtime]} itself was already imported) and the first
+call {FIRST_CALL[a.runtime]}; warm = median and IQR of the timed calls after an untimed
+warm-up. The HH rows are those of Q2.
 
 {md_table(["backend", "set-up (ms)", "first call (ms)", "cold (ms)", "warm median (ms)", "IQR (ms)", "repeats"], times)}
 """

@@ -19,7 +19,7 @@ from hhbench.atomic import atomic_write
 from hhbench.errors import HHBenchError
 from hhbench.lab import (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
                          q6_receptive_field)
-from hhbench.lab import QUESTION_KEYS, check_questions
+from hhbench.lab import NO_CNN, QUESTION_KEYS, check_questions
 from hhbench.lab.common import LabSettings, LabSetup, num
 
 QUESTIONS = {m.KEY: m for m in (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
@@ -56,7 +56,8 @@ def run_lab(questions=("all",), *, model=None, device: str = "auto",
     started = time.perf_counter()
     try:
         bar.set_postfix_str("loading the model")
-        setup = LabSetup(model, device=device, settings=settings)
+        setup = LabSetup(model, device=device, settings=settings,
+                         load_cnn=any(key not in NO_CNN for key in keys))
         bar.update()
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
         try:
@@ -128,7 +129,7 @@ samples wide at half prominence). *Cold* time = set-up (compilation, model loadi
 *warm* time = median of repeated calls after one untimed warm-up (never one call timed
 by hand). Times depend on the machine: {one_line(env)}; generated
 {env['time_utc']} by hhbench {_version()}{f' (commit {commit[:10]})' if commit else ''}
-in {seconds:.0f} s (from loading TensorFlow and the model to the last figure).
+in {seconds:.0f} s (from loading the CNN's framework and the model to the last figure).
 
 | question | answer in short |
 |---|---|
