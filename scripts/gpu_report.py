@@ -470,7 +470,7 @@ def section_floor(sec: Section) -> None:
         try:
             report = floor_report((name,), batch=args.floor_batch,
                                   device=_device(args, name), settings=args.timing,
-                                  n_samples=args.samples if args.quick else None,
+                                  n_samples=args.scaling_samples if args.quick else None,
                                   options={"cnn": {"runtime": "jax"}}, ceilings=known)
             for dev, c in report["ceilings"].items():
                 if c and dev not in known:
@@ -486,7 +486,8 @@ def section_run(sec: Section) -> None:
     args = sec.args
     backends = ("numba", "numba-cuda", "jax", "cnn")
     batches = (1, 64)
-    devices = ("cpu", args.device) if args.device != "cpu" else ("cpu", "gpu")
+    # --device cpu: the CPU only (numba-cuda's case is then a skipped line of the table)
+    devices = tuple(dict.fromkeys(("cpu", args.device)))
     cases = len(backends) * len(devices) * len(batches)
     processes = 3
     left = sec.left() - GRACE_S
@@ -909,7 +910,7 @@ def parse(argv=None):
     # quick: tf32 is float32's code path with another precision flag
     args.cnn_precisions = ("float32", "bfloat16") if args.quick else (
         "float32", "tf32", "bfloat16")
-    args.floor_batch = 16 if args.quick else 4096
+    args.floor_batch = 2 if args.quick else 4096
     args.budget_s = 2.0 if args.quick else 12.0
     args.timing = TimingSettings(warmup_calls=1, min_repeats=3,
                                  min_time_s=0.05 if args.quick else 0.2)
