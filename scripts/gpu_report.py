@@ -83,7 +83,8 @@ MEM_FRACTION = 0.95
 #: arrays of batch × samples on the device at once (see the docstring): device only, round
 #: trip
 DEVICE_ARRAYS = {"numba-cuda": (2, 2), "jax": (2, 3)}
-#: test-only: "SECTION:raise|die|hang" plants a fault in SECTION after its first row
+#: test-only: "SECTION:raise|die|hang[,SECTION:...]" plants a fault in SECTION after its
+#: first row
 FAULT_ENV = "HHBENCH_GPU_REPORT_FAULT"
 
 
@@ -133,9 +134,8 @@ class Section:
         self.emit({"what": what, "skipped": f"deadline ({self.left():.0f} s left)"})
 
     def _planted_fault(self) -> None:
-        section, _, kind = self._fault.partition(":")
-        if section != self.name:
-            return
+        faults = dict(f.partition(":")[::2] for f in self._fault.split(",") if f)
+        kind = faults.get(self.name)
         if kind == "raise":
             raise RuntimeError("planted fault (test)")
         if kind == "die":

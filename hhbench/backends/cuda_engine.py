@@ -205,7 +205,7 @@ def _transpose_tile(src, dst):
     # dst[j, i] = src[i, j]: a block reads a TILE × TILE tile of src along its rows
     # (coalesced), and writes it transposed along dst's rows (coalesced); the +1 column
     # keeps the threads of a warp on distinct shared-memory banks
-    tile = cuda.shared.array(shape=(_TILE, _TILE + 1), dtype=_DTYPE)
+    tile = cuda.shared.array(shape=_SHAPE, dtype=_DTYPE)  # (TILE, TILE + 1)
     row0 = cuda.blockIdx.x * _TILE
     col0 = cuda.blockIdx.y * _TILE
     tx = cuda.threadIdx.x
@@ -225,7 +225,7 @@ def _transpose_tile(src, dst):
             dst[r, c] = tile[tx, ty + k]
 
 
-_TILE = _TILE_ROWS = _DTYPE = None  # set in the copies `_transpose_kernel` makes
+_TILE = _TILE_ROWS = _SHAPE = _DTYPE = None  # set in the copies `_transpose_kernel` makes
 
 
 @functools.cache
@@ -237,6 +237,7 @@ def _transpose_kernel(precision: str):
     func = types.FunctionType(
         _transpose_tile.__code__,
         dict(globals(), cuda=numba_cuda, _TILE=TILE, _TILE_ROWS=TILE_ROWS,
+             _SHAPE=(TILE, TILE + 1),
              _DTYPE=float64 if precision == "float64" else float32),
         _transpose_tile.__name__)
     func.__qualname__ = f"_transpose_tile_{precision}"
