@@ -110,6 +110,24 @@ CUDA_SCRIPT = textwrap.dedent(r"""
     call.result()
     out["call_entered"] = sorted(set(entered))
     out["device"] = r.device
+    cuda.gpus.lst = (simdev.FakeCUDAContext(0),)
+
+    # floor and scaling time a GPU backend device only, with the round trip beside; a
+    # GPU whose ceilings JAX cannot measure (JAX sees no GPU here) keeps its timed line
+    from hhbench.floor import floor_report
+    from hhbench.scaling import ScalingConfig, run_scaling
+    from hhbench.timing import TimingSettings
+    quick = TimingSettings(warmup_calls=0, min_repeats=2, min_time_s=0.0)
+    rep = floor_report(("numba-cuda",), batch=2, device="gpu", n_samples=16, settings=quick,
+                       ceilings={})
+    line = rep["backends"][0]
+    out["floor"] = {"achieved_s": line["achieved_s"], "round_trip_s": line["round_trip_s"],
+                    "floor_s": line["floor_s"], "note": line["note"],
+                    "ceilings": sorted(rep["ceilings"])}
+    res = run_scaling(ScalingConfig(backends=("numba-cuda",), devices=("gpu",), max_batch=2,
+                                    n_samples=16, lengths=(16,), budget_s=30.0, timing=quick))
+    out["scaling"] = [{"round_trip_ms": p.get("round_trip_ms"), "call_ms": p["call_ms"]}
+                      for p in res.rows()]
     print(json.dumps(out))
 """)
 
@@ -214,3 +232,15 @@ def test_jax_gpu_index_is_the_one_used(jax_two):
     assert jax_two["gpu:2"] == "HHBenchError"
     assert jax_two["call_on"] == [1]
     assert jax_two["same_as_round_trip"]
+
+
+@needs_cuda
+def test_floor_and_scaling_time_a_gpu_backend_device_only(cuda_sim):
+    """Catches floor or scaling timing a GPU backend's host round trip as its device time
+    (the round trip is kept beside), and a GPU without ceilings losing the timed line."""
+    f = cuda_sim["floor"]
+    assert f["achieved_s"] > 0 and f["round_trip_s"] > 0
+    assert "device only" in f["note"] and "no floor" in f["note"] and f["floor_s"] is None
+    assert f["ceilings"] == ["gpu:0"]  # the CPU's were not measured for a GPU-only report
+    assert len(cuda_sim["scaling"]) == 3  # batch 1 and 2, length 16
+    assert all(p["round_trip_ms"] is not None and p["call_ms"] > 0 for p in cuda_sim["scaling"])
