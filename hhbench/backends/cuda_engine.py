@@ -241,7 +241,7 @@ def _transpose_kernel(precision: str):
              _DTYPE=float64 if precision == "float64" else float32),
         _transpose_tile.__name__)
     func.__qualname__ = f"_transpose_tile_{precision}"
-    return numba_cuda.jit(func)
+    return numba_cuda.jit(func) if simulator_enabled() else numba_cuda.jit(cache=True)(func)
 
 
 def device_transpose(d_src, precision: str = "float64", tiled: bool | None = None):
