@@ -487,22 +487,22 @@ def section_floor(sec: Section) -> None:
 def section_run(sec: Section) -> None:
     args = sec.args
     backends = ("numba", "numba-cuda", "jax", "cnn")
-    batches = (1, 64)
+    batches = (1,) if args.quick else (1, 64)
     # --device cpu: the CPU only (numba-cuda's case is then a skipped line of the table)
     devices = tuple(dict.fromkeys(("cpu", args.device)))
     cases = len(backends) * len(devices) * len(batches)
-    processes = 3
+    processes = 1 if args.quick else 3  # fresh processes timing each case
     left = sec.left() - GRACE_S
     if left < 10:
         sec.skip_rest("hhbench run")
         return
-    # every case gets an equal share of what is left (cases run `processes` at a time)
-    case_timeout = max(5.0, left / math.ceil(cases / processes))
+    # every case gets an equal share of what is left (the cases run one after another)
+    case_timeout = max(5.0, left / cases)
     out = args.out / "run.json"
     cmd = [sys.executable, "-m", "hhbench.cli", "run", "--no-progress", "--stimuli", "step",
            "--backends", ",".join(backends), "--device", ",".join(devices),
            "--batch", ",".join(map(str, batches)), "--processes", str(processes),
-           "--repeats", "3" if args.quick else "5", "--case-timeout", f"{case_timeout:.0f}",
+           "--repeats", "2" if args.quick else "5", "--case-timeout", f"{case_timeout:.0f}",
            "-o", str(out)]
     with tempfile.TemporaryFile("w+") as printed:
         proc = subprocess.Popen(cmd, stdout=printed, stderr=subprocess.STDOUT, text=True,
