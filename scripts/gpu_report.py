@@ -810,6 +810,8 @@ def parent(args) -> int:
                 failed = True
                 why = state.get("error") or f"its process exited with status {rc}"
                 status = f"failed: {why}"
+            elif how == "deadline" and name == "probe":
+                status = f"stopped at its limit of {PROBE_S:.0f} s"
             elif how == "deadline":
                 status = f"cut by the deadline ({len(rows)} rows kept)"
             elif how == "skipped":

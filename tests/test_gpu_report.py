@@ -110,6 +110,18 @@ def test_simulator_with_jax_seeing_no_gpu(tmp_path):
                if r["backend"] == "numba-cuda" and r["precision"] == "float64")
 
 
+def test_no_gpu_runtime_stops_after_the_probe(tmp_path):
+    """Catches a run that goes on (every row an error) when neither GPU runtime works:
+    without the simulator and with JAX on the CPU only, `--device gpu` stops after the
+    probe with one line saying why, exit 1, and the sections marked not run."""
+    proc, report, _ = _run(tmp_path, "--sections", "agreement", JAX_PLATFORMS="cpu")
+    assert proc.returncode == 1
+    why = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(why) == 1 and why[0].startswith("gpu_report: no GPU runtime works here")
+    assert "JAX sees no gpu" in why[0]
+    assert report["sections"]["agreement"]["status"] == "not run: no GPU runtime works"
+
+
 @pytest.mark.parametrize("args, word", [(["--sections", "agreement,bogus"], "bogus"),
                                         (["--deadline-s", "-5"], "-5")])
 def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, word):
