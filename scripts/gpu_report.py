@@ -310,14 +310,16 @@ def _card_bytes(sec: Section) -> int | None:
     return p.get("gpu_memory_bytes") or None
 
 
-def _timed_pair(backend, stim, settings, energy=None, steps=None) -> dict:
+def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> dict:
     """Round-trip and device-only seconds per call of `backend` on `stim`, each side's
     arrays freed before the other's are made (at 10⁶ float64 traces they are 20 GB each),
-    and the energy of the device-only call."""
+    and the energy of the device-only call; written into `out` as they are measured, so
+    that a device-only call that fails keeps the round trip."""
     import gc
 
     from hhbench.timing import TimingSettings, measure
-    out = {"device": backend.device}
+    out = {} if out is None else out
+    out["device"] = backend.device
     timed, last = measure(lambda: backend.run(stim), TimingSettings(
         warmup_calls=0, min_repeats=1 if stim.batch_size >= 10 ** 5 else 3, min_time_s=0.0))
     out["round_trip_s"] = timed.median_s
@@ -378,13 +380,14 @@ def section_throughput(sec: Section) -> None:
                     stim = case_stimulus("step", args.traces, n_samples=args.samples)
                 if b.device not in energies:
                     energies[b.device] = _energy(sec, b.device)
-                row.update(_timed_pair(b, stim, args.timing, energies[b.device], steps))
-                if "device_only_s" in row:
-                    row["neuron_steps_per_s"] = steps / row["device_only_s"]
-                row["round_trip_steps_per_s"] = steps / row["round_trip_s"]
+                _timed_pair(b, stim, args.timing, energies[b.device], steps, out=row)
             except Exception as exc:
                 traceback.print_exc()
                 row["error"] = error_text(exc)
+            if "device_only_s" in row:
+                row["neuron_steps_per_s"] = steps / row["device_only_s"]
+            if "round_trip_s" in row:
+                row["round_trip_steps_per_s"] = steps / row["round_trip_s"]
             b = None  # the backend's device buffers go before the next one's
             sec.emit(row)
 
@@ -438,7 +441,7 @@ def section_cnn(sec: Section) -> None:
                 row["settings"] = {k: str(v) for k, v in b.settings().items()}
                 if energy is None:
                     energy = _energy(sec, b.device)
-                row.update(_timed_pair(b, stim, args.timing, energy))
+                _timed_pair(b, stim, args.timing, energy, out=row)
                 work = b.trace_work(stim.n_samples)
                 per_trace = row.get("device_only_s", row["round_trip_s"]) / batch
                 row["per_trace_s"] = per_trace
@@ -612,11 +615,33 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {state.get('status', 'pending')} | "
                      f"{_fmt(state.get('seconds'), '.1f')} |")
     sections = report.get("sections", {})
+    lines += _energy_headline(sections)
     for name in sections:
         rows = sections[name].get("rows", [])
         if rows or sections[name].get("markdown"):
             lines += ["", f"## {name}", ""] + FORMATS[name](sections[name], rows)
     return "\n".join(lines) + "\n"
+
+
+def _energy_headline(sections: dict) -> list[str]:
+    """Energy per trace of the compiled HH simulator against the CNN on the same device:
+    the lowest J/trace of each, where both were measured."""
+    def best(rows, label):
+        got = [(r["energy"]["j_per_trace"], label(r), r.get("device")) for r in rows
+               if "j_per_trace" in (r.get("energy") or {})]
+        return min(got) if got else None
+    hh = best(sections.get("throughput", {}).get("rows", []),
+              lambda r: f"{r['backend']} {r['precision']}")
+    cnn = hh and best([r for r in sections.get("cnn", {}).get("rows", [])
+                       if r.get("device") == hh[2]],  # the same device only
+                      lambda r: f"CNN {r['precision']} batch {r['batch']}")
+    if not (hh and cnn):
+        return []
+    samples = sections["throughput"]["rows"][0].get("samples")
+    return ["", f"**Energy per trace** (the device's energy counter, idle subtracted; HH "
+                f"traces of {samples} samples, the CNN's of 2,560): {hh[1]} {hh[0]:.3g} J on "
+                f"{hh[2]} against {cnn[1]} {cnn[0]:.3g} J on {cnn[2]}: the CNN costs "
+                f"{cnn[0] / hh[0]:.3g}x the simulator's energy.", ""]
 
 
 def _probe_line(rec: dict) -> str:
@@ -665,7 +690,7 @@ def _md_throughput(state, rows):
             continue
         energy, thr = _energy_cells(r)
         out.append(f"| {r['backend']} | {r['precision']} | {r['traces']} x {r['samples']} | "
-                   f"{_fmt(r.get('neuron_steps_per_s'))} | "
+                   f"{_fmt(r.get('neuron_steps_per_s'), none=_why(r))} | "
                    f"{_fmt(r.get('round_trip_steps_per_s'))} | {energy} | {thr} |")
     return out
 
@@ -682,7 +707,7 @@ def _md_cnn(state, rows):
         if "round_trip_s" not in r:
             out.append(f"| {r['precision']} | {b or '-'} | | {_why(r)} | | | | |")
             continue
-        ms = lambda s: "-" if s is None else f"{s / b * 1e3:.3g} ms"  # noqa: E731
+        ms = lambda s: _why(r) if s is None else f"{s / b * 1e3:.3g} ms"  # noqa: E731
         floor = r.get("floor_per_trace_s")
         out.append(f"| {r['precision']} | {b} | {r.get('windows_per_call')} | "
                    f"{ms(r.get('device_only_s'))} | {ms(r.get('round_trip_s'))} | "
