@@ -132,3 +132,54 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, word):
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 2 and word in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def _script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_report_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_estimates_for_h100_and_h200():
+    """Catches estimates that would refuse a case an H100 holds, or let one through that
+    it cannot: 10⁶ × 2,560 float64 samples are 20.48 GB an array; numba-cuda holds two
+    (41 GB), JAX three in its round trip (61 GB); both fit 95 % of an H100's 80 GB, and a
+    40 GB card is too small for JAX float64 but not for float32 (30.7 GB)."""
+    g = _script()
+    n = 10 ** 6 * 2560
+    assert g._memory_needed("numba-cuda", "float64", 10 ** 6, 2560) == n * 16
+    assert g._memory_needed("numba-cuda", "float32", 10 ** 6, 2560) == n * 12
+    assert g._memory_needed("jax", "float64", 10 ** 6, 2560) == n * 24
+    h100, h200, small = 80e9, 141e9, 40e9
+    for card in (h100, h200):
+        assert g._memory_needed("jax", "float64", 10 ** 6, 2560) < card * g.MEM_FRACTION
+    assert g._memory_needed("jax", "float64", 10 ** 6, 2560) > small * g.MEM_FRACTION
+    assert g._memory_needed("jax", "float32", 10 ** 6, 2560) < small * g.MEM_FRACTION
+
+
+def test_title_and_energy_headline_name_the_devices_that_ran():
+    """Catches a report titled "on a GPU" whose rows ran on the CPU, and an energy
+    headline that sets a GPU simulator against a CNN measured on another device."""
+    g = _script()
+    row = lambda dev, j, **kw: {"device": dev, "energy": {"j_per_trace": j}, **kw}  # noqa
+    report = {"date": "2026-12-07", "probe": {"gpu_name": "NVIDIA H100 80GB HBM3"},
+              "sections": {
+                  "throughput": {"rows": [row("gpu:0", 2e-6, backend="numba-cuda",
+                                              precision="float32", traces=10,
+                                              samples=2560, round_trip_s=1.0)]},
+                  "cnn": {"rows": [row("cpu", 1e-3, precision="float32", batch=64,
+                                       round_trip_s=1.0)]}}}
+    md = g.markdown(report)
+    assert md.startswith("# hhbench on NVIDIA H100 80GB HBM3 and the CPU, 2026-12-07")
+    assert "Energy per trace" not in md  # no CNN row on gpu:0
+    report["sections"]["cnn"]["rows"].append(row("gpu:0", 4e-3, precision="bfloat16",
+                                                 batch=4096, round_trip_s=1.0))
+    md = g.markdown(report)
+    assert "numba-cuda float32 2e-06 J on gpu:0 against CNN bfloat16 batch 4096 0.004 J" in md
+    assert "2e+03x" in md
+    report["sections"] = {"throughput": {"rows": [{"device": "cpu", "backend": "jax",
+                                                   "precision": "float64", "traces": 4,
+                                                   "samples": 64, "round_trip_s": 1.0}]}}
+    assert g.markdown(report).startswith("# hhbench on the CPU, ")
