@@ -42,11 +42,12 @@ unreadable.
 
 Memory at 10⁶ traces × 2,560 samples: one float64 array is 20.5 GB (10.2 GB float32).
 numba-cuda holds two arrays on the GPU at a time (41 GB in float64); JAX's device-only
-call two (41 GB), its round trip three (61 GB, the input donated). The throughput section
-runs with JAX's memory fraction raised to 0.95 (`XLA_CLIENT_MEM_FRACTION`), so all of
-these fit an H100 (80 GB: 76 GB usable) and an H200 (141 GB); a case whose estimate does
-not fit the card is recorded as too big, with the memory it needed. The host holds the
-current and V (41 GB in float64).
+call two (41 GB), its round trip three (61 GB, the input donated). The throughput and
+scaling sections run with JAX's memory fraction raised to 0.95 (`XLA_CLIENT_MEM_FRACTION`;
+each section is a process of its own, so no later section inherits what JAX holds), so
+all of these fit an H100 (80 GB: 76 GB usable) and an H200 (141 GB: 134 GB usable); a
+case whose estimate does not fit the card is recorded as too big, with the memory it
+needed. The host holds the current and V (41 GB in float64; both machines have 128 GB).
 
 `--device cpu` tests the script on a machine without a GPU: JAX and the CNN on the CPU,
 numba-cuda on numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1 is set for the sections).
@@ -340,7 +341,20 @@ def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> d
                                        traces_per_call=stim.batch_size, steps_per_call=steps)
     call = timed_call = None  # the device's inputs go before the next backend's
     gc.collect()
+    _release_numba_cuda_memory()
     return out
+
+
+def _release_numba_cuda_memory() -> None:
+    """Free the device arrays numba-cuda has queued for deallocation (it frees them in
+    batches): JAX, next in the same process, allocates outside numba's view."""
+    if "numba.cuda" not in sys.modules or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return
+    try:
+        from numba import cuda
+        cuda.current_context().deallocations.clear()
+    except Exception:  # no context was ever made: nothing to free
+        pass
 
 
 def _energy(sec: Section, device: str):
@@ -784,7 +798,7 @@ def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int 
            "--_deadline-at", repr(args.deadline_at), "--device", args.device]
     if args.quick:
         cmd.append("--quick")
-    if name == "throughput":  # its 10⁶-trace float64 cases: see the docstring
+    if name in ("throughput", "scaling"):  # their 10⁶-trace cases: see the docstring
         env = {**env, "XLA_CLIENT_MEM_FRACTION": str(MEM_FRACTION),
                "XLA_PYTHON_CLIENT_MEM_FRACTION": str(MEM_FRACTION)}
     log.write(f"\n===== {name} ({time.strftime('%H:%M:%S')}) =====\n")
