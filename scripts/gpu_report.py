@@ -821,7 +821,6 @@ def _last_error(out: Path, name: str) -> str | None:
 
 
 def parent(args) -> int:
-    args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     args.deadline_at = start + args.deadline_s
     env = section_env(args)
@@ -943,6 +942,9 @@ def parse(argv=None):
         p.error(f"{args.out} exists and is not a folder")
     if not args.out.exists() and not args.out.parent.is_dir():
         p.error(f"{args.out}: its parent folder {args.out.parent} does not exist")
+    folder = args.out if args.out.exists() else args.out.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        p.error(f"{folder} is not writable")
     from hhbench.timing import TimingSettings
     # quick: numba's CUDA simulator steps every thread in Python, so few samples; the CNN
     # (scaling) needs more than 2 x 256 of context
@@ -964,6 +966,12 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args._section:
         return run_section(args)
+    try:
+        args.out.mkdir(exist_ok=True)
+    except OSError as exc:  # before any work: one line, exit 2
+        print(f"gpu_report.py: error: cannot create {args.out}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
     return parent(args)
 
 
