@@ -841,6 +841,8 @@ def parent(args) -> int:
             else:
                 limit = min(PROBE_S, left) if name == "probe" else left + GRACE_S
                 how, rc = _child(args, name, env, log, limit)
+            for tmp in args.out.glob("*.tmp"):  # a write cut short by a kill
+                tmp.unlink(missing_ok=True)
             report = read_report(args.out)
             state = report["sections"][name]
             rows = state.get("rows", [])
