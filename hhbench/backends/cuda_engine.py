@@ -262,6 +262,9 @@ def device_transpose(d_src, precision: str = "float64", tiled: bool | None = Non
     if rows and cols:
         # rows on the grid's x (up to 2³¹ − 1 tiles), columns on y (up to 65,535 tiles)
         grid = (-(-rows // TILE), -(-cols // TILE))
+        if grid[1] > 65535:
+            raise HHBenchError(f"numba-cuda transposes at most {65535 * TILE:,} traces or "
+                               f"samples a call on the device, not {cols:,}")
         _transpose_kernel(precision)[grid, (TILE, TILE_ROWS)](d_src, d_dst)
     return d_dst
 
