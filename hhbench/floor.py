@@ -29,7 +29,7 @@ the CNN its matmul FLOPs at float32, TF32 or bfloat16.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -82,6 +82,9 @@ class FloorLine:
     bound: str | None = None
     achieved_s: float | None = None
     note: str = ""
+    #: a GPU backend's achieved time is device only; its round trip (host arrays in and
+    #: out) per unit is kept beside it
+    round_trip_s: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -219,7 +222,15 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
     backend = make_backend(name, device=device, model=model, options=options)
     backend.prepare()
     timed, _ = measure(lambda: backend.run(stim), settings)
+    round_trip = None
     where = f" on {backend.device}"
+    # a floor is device arithmetic: on a GPU, time the device-only call (copies excluded)
+    call = backend.device_call(stim) if backend.device != "cpu" else None
+    if call is not None:
+        round_trip = timed.median_s
+        timed, _ = measure(lambda: (call(), None)[1], settings)
+        where += " (device only; round trip beside)"
+        call = None
     precision = str(backend.settings().get("precision", "float64"))
     trace_work = backend.trace_work(stim.n_samples)
     if trace_work is not None:  # a surrogate: counted per trace, bound by matmul
@@ -228,24 +239,31 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
         return FloorLine(backend=name, unit="trace", batch=batch,
                          operations={k: v for k, v in trace_work.items()
                                      if k not in ("note", "precision")},
-                         floor_s=cnn_floor_s(per_trace, ceilings, dtype),
+                         floor_s=cnn_floor_s(per_trace, ceilings, dtype) if ceilings else None,
                          bound=f"matmul {dtype}", achieved_s=timed.median_s / batch,
-                         note=trace_work.get("note", "") + where)
+                         note=trace_work.get("note", "") + where,
+                         round_trip_s=round_trip and round_trip / batch)
     substeps = int(backend.settings().get("substeps", 1) or 1)
     steps = batch * stim.n_samples * substeps
     ops, note = backend.step_operations()
-    floor, bound = hh_floor_s(ops, ceilings, precision) if ops else (None, None)
+    floor, bound = (hh_floor_s(ops, ceilings, precision) if ops and ceilings
+                    else (None, None))
     return FloorLine(backend=name, unit="neuron-step", batch=batch, operations=ops or {},
                      floor_s=floor, bound=bound and f"{bound} {precision}",
-                     achieved_s=timed.median_s / steps, note=note + where)
+                     achieved_s=timed.median_s / steps, note=note + where,
+                     round_trip_s=round_trip and round_trip / steps)
 
 
 def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str | None = None,
                  settings: TimingSettings = TimingSettings(),
-                 n_samples: int | None = None, options: dict | None = None) -> dict:
+                 n_samples: int | None = None, options: dict | None = None,
+                 ceilings: dict | None = None) -> dict:
     """Ceilings (per device a backend runs on: the CPU's; a GPU's measured with JAX) and
     one FloorLine per backend, JSON-ready. A backend that cannot run here, or not on
-    `device`, gets a line with the reason as the note."""
+    `device`, gets a line with the reason as the note. `ceilings` ({device: Ceilings})
+    are ones already measured in this run, not measured again; a GPU whose ceilings
+    cannot be measured (JAX does not see it) gets None, and its backends are timed
+    without a floor."""
     from hhbench.backends import check_name
     from hhbench.devices import DeviceNotSupported, check_gpu_present, parse_device
     from hhbench.suite import backend_options
@@ -266,10 +284,18 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
             where[name] = (None, reason) if reason else (cls.resolve_device(device, opts), None)
         except DeviceNotSupported as exc:
             where[name] = (None, str(exc))
-    ceilings = {"cpu": measure_ceilings("/CPU:0")}
+    given = ceilings is not None
+    known, ceilings, ceiling_errors = dict(ceilings or {}), {}, {}
+    # without ceilings given, the CPU's are always measured (the report's first line)
+    if not given or any(dev == "cpu" for dev, _ in where.values()):
+        ceilings["cpu"] = known.get("cpu") or measure_ceilings("/CPU:0")
     for dev, _ in where.values():
         if dev is not None and dev not in ceilings:
-            ceilings[dev] = gpu_ceilings("gpu:0" if dev == "gpu:all" else dev)
+            try:
+                ceilings[dev] = known.get(dev) or gpu_ceilings(
+                    "gpu:0" if dev == "gpu:all" else dev)
+            except HHBenchError as exc:  # timed all the same, without a floor
+                ceilings[dev], ceiling_errors[dev] = None, str(exc)
     lines = []
     for name in backends:
         dev, reason = where[name]
@@ -277,12 +303,15 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
             lines.append(FloorLine(backend=name, unit="-", batch=batch, note=reason))
             continue
         try:
-            lines.append(floor_line(name, ceilings[dev], batch=batch, device=dev, model=model,
-                                    options=options.get(name), settings=settings,
-                                    n_samples=n_samples))
+            line = floor_line(name, ceilings[dev], batch=batch, device=dev, model=model,
+                              options=options.get(name), settings=settings,
+                              n_samples=n_samples)
+            if dev in ceiling_errors:
+                line = replace(line, note=f"{line.note}; no floor: {ceiling_errors[dev]}")
+            lines.append(line)
         except HHBenchError as exc:
             lines.append(FloorLine(backend=name, unit="-", batch=batch, note=str(exc)))
-    return {"ceilings": {dev: asdict(c) for dev, c in ceilings.items()}, "batch": batch,
+    return {"ceilings": {dev: c and asdict(c) for dev, c in ceilings.items()}, "batch": batch,
             "backends": [line.as_dict() for line in lines]}
 
 
@@ -302,7 +331,8 @@ def _ceiling_line(device: str, c: dict) -> str:
 
 def format_floor(report: dict) -> str:
     """The report as a Markdown table (times per unit in µs for neuron-steps, ms for traces)."""
-    head = "\n".join(_ceiling_line(dev, c) for dev, c in report["ceilings"].items())
+    head = "\n".join(_ceiling_line(dev, c) if c else f"ceilings on {dev}: not measured"
+                     for dev, c in report["ceilings"].items())
     head += (f"\nbatch {report['batch']}; each backend against the ceilings of the device it "
              "ran on")
     rows = ["| backend | unit | work per unit | floor | bound | achieved | achieved/floor | note |",
@@ -312,6 +342,9 @@ def format_floor(report: dict) -> str:
         work = ", ".join(f"{k} {v:,}" for k, v in line["operations"].items()) or "-"
         fmt = lambda s: "-" if s is None else f"{s * scale:.3g} {label}"  # noqa: E731
         ratio = "-" if line["ratio"] is None else f"{line['ratio']:.2f}x"
+        if line.get("round_trip_s") is not None:
+            line = {**line, "note": f"{line['note']}; round trip "
+                                    f"{fmt(line['round_trip_s'])}"}
         rows.append(f"| {line['backend']} | {line['unit']} | {work} | {fmt(line['floor_s'])} | "
                     f"{line['bound'] or '-'} | {fmt(line['achieved_s'])} | {ratio} | "
                     f"{line['note']} |")

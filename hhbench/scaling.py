@@ -4,10 +4,11 @@
 suite's stimulus (`hhbench.suite.case_stimulus`) over two sweeps:
   * batch: 1, 4, 16, … up to `max_batch` traces of `n_samples` samples;
   * length: `lengths` samples (doubling), one trace;
-each point with `hhbench.timing.measure` (its cold first call apart, not used here). A sweep
-stops early when the backend has spent `budget_s` seconds on it or when the next point,
-extrapolated from the last one, would not fit in what is left, so slow backends stop
-early and fast ones go to the end.
+each point with `hhbench.timing.measure` (its cold first call apart, not used here); on a
+GPU the time is the device-only call (`Backend.device_call`), with the round trip beside.
+A sweep stops early when the backend has spent `budget_s` seconds on it or when the next
+point, extrapolated from the last one, would not fit in what is left, so slow backends
+stop early and fast ones go to the end.
 
 For each backend and sweep the growth exponent p is fitted by least squares on
 log(time per call) = p·log(size) + c: p = 1 is linear growth (batching does not pay: the
@@ -102,6 +103,9 @@ class ScalingPoint:
     call_s: float
     #: interquartile range / median of the warm calls (None: not measured)
     spread: float | None = None
+    #: a GPU backend's `call_s` is device only (input on the device, synchronised); its
+    #: round trip from host arrays to host arrays is kept here
+    round_trip_s: float | None = None
 
     @property
     def size(self) -> int:
@@ -175,8 +179,9 @@ class ScalingResults:
         return [{"backend": p.backend, "device": p.device, "axis": p.axis, "batch": p.batch,
                  "n_samples": p.n_samples, "call_ms": p.call_s * 1e3,
                  "per_trace_ms": p.per_trace_s * 1e3,
-                 "spread_pct": None if p.spread is None else 100 * p.spread}
-                for p in self.points]
+                 "spread_pct": None if p.spread is None else 100 * p.spread,
+                 **({} if p.round_trip_s is None else
+                    {"round_trip_ms": p.round_trip_s * 1e3})} for p in self.points]
 
     def break_even(self) -> list[dict]:
         """For each backend that ran on a GPU and on the CPU: the smallest batch from which
@@ -208,8 +213,8 @@ class ScalingResults:
     def to_csv(self) -> str:
         buf = io.StringIO()
         fields = ["backend", "device", "axis", "batch", "n_samples", "call_ms", "per_trace_ms",
-                  "spread_pct"]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+                  "spread_pct", "round_trip_ms"]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(self.rows())
         return buf.getvalue()
@@ -221,7 +226,10 @@ class ScalingResults:
         for p, r in zip(self.points, self.rows()):
             spread = "-" if r["spread_pct"] is None else f"{r['spread_pct']:.0f} %"
             lines.append(f"| {p.series} | {r['axis']} | {r['batch']} | {r['n_samples']} | "
-                         f"{r['call_ms']:.3g} ms | {r['per_trace_ms']:.3g} ms | {spread} |")
+                         f"{r['call_ms']:.3g} ms"
+                         + (f" (round trip {r['round_trip_ms']:.3g} ms)"
+                            if "round_trip_ms" in r else "")
+                         + f" | {r['per_trace_ms']:.3g} ms | {spread} |")
         lines += ["", "| backend | growth exponent, batch | growth exponent, length | "
                       "stopped early |", "|---|---|---|---|"]
         exps, noisy = self.exponents(), self.noisy()
@@ -269,10 +277,18 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
         batch, n = (size, config.n_samples) if axis == "batch" else (1, size)
         stim = case_stimulus(config.stimulus, batch, n_samples=n)
         timed, _ = measure(lambda: backend.run(stim), config.timing)
+        round_trip = None
+        # on a GPU the cost compared is the device's: input already there, synchronised
+        call = backend.device_call(stim) if backend.device != "cpu" else None
+        if call is not None:
+            round_trip = timed.median_s
+            timed, _ = measure(lambda: (call(), None)[1], config.timing)
+            call = None
         points.append(ScalingPoint(backend=backend.name, axis=axis, batch=batch, n_samples=n,
                                    call_s=timed.median_s, device=backend.device,
                                    spread=timed.iqr_s / timed.median_s
-                                   if timed.median_s > 0 else None))
+                                   if timed.median_s > 0 else None,
+                                   round_trip_s=round_trip))
         if i + 1 == len(sizes):
             return points, None
         spent = clock() - start

@@ -1,91 +1,260 @@
-"""Every GPU measurement of hhbench in one run on a GPU machine, with that machine's own
-packages (no pip: run from a checkout with `PYTHONPATH=.`):
+"""Every GPU figure of hhbench from one run of one script, under one deadline.
 
-    PYTHONPATH=. python scripts/gpu_report.py OUT_DIR            # the full run, ≤ 8 minutes
-    PYTHONPATH=. python scripts/gpu_report.py OUT_DIR --quick    # small sizes (tests it on a CPU)
+Run from a checkout with the GPU machine's own packages (no pip: `PYTHONPATH=.`):
 
-Sections, each written to OUT_DIR/gpu_report.json as soon as it is done (a run stopped
-half-way keeps what it measured), then OUT_DIR/gpu_report.md:
-  machine     GPUs, driver, JAX / numba / numba-cuda versions;
-  agreement   `numba-cuda` and `jax` (float64: euler and exp-euler) against the CPU's
-              `numpy` and `exp-euler` on step, sine and noise traces, one of which
-              diverges: max |ΔV| on finite samples and whether the diverged flags agree;
-              the float32 variants' RMS difference from float64;
-  throughput  neuron-steps/s of `numba-cuda` and `jax` at `--traces` traces × 2,560
-              samples (10⁶ by default), float64 and float32, device only (inputs already
-              on the GPU, synchronised) and round trip (host arrays in and out);
-  cnn         the CNN through JAX on the GPU, float32 exact / TF32 / bfloat16, at batches
-              1, 64, 1,024 and 4,096: per-trace time (device only and round trip) and
-              its floor (matmul FLOPs / the measured matmul rate of that precision);
-  floor       `hhbench floor --device gpu` (ceilings measured with JAX on the GPU);
-  scaling     `hhbench scaling --device cpu,gpu` over batches 1 … 10⁶ (per-trace cost of
-              every simulator on every device, where the GPU overtakes the CPU) with its
-              figure, scaling.png;
-  run         `hhbench run --device cpu,gpu` in fresh worker processes (the harness as a
-              user runs it), step stimulus, batches 1 and 64: results.json.
-Speed is reported as measured in this one run, with the device named. The 10⁶-trace
-float64 throughput needs about 45 GB of GPU memory and 90 GB of host memory (an H100 or
-H200 machine); a section that runs out says so and the others go on.
+    PYTHONPATH=. python scripts/gpu_report.py OUT_DIR                  # full run, 360 s
+    PYTHONPATH=. python scripts/gpu_report.py OUT_DIR --deadline-s 60 --quick --device cpu
+
+What runs, in this order (the most valuable figures per second first), each section in a
+process of its own, all under one deadline (`--deadline-s`) that every section checks
+between rows:
+  probe       (first, at most 30 s) the GPU, driver and CUDA; versions of jax, jaxlib, the
+              jax CUDA plugin, numba, numba-cuda, cuda-bindings; where NVVM and libdevice
+              were found; one numba-cuda kernel compiled and run, one JAX function run.
+              With `--device gpu`, where neither GPU runtime works the run stops there
+              and says why;
+  agreement   numba-cuda and jax (euler and exp-euler, float64 and float32) against the
+              CPU's numpy and exp-euler on step, sine, noise and a diverging step: max
+              |ΔV| on finite samples, RMS, whether the diverged flags agree;
+  throughput  neuron-steps/s of numba-cuda and jax at 10⁶ traces × 2,560 samples, float64
+              and float32, device only (input already on the GPU, synchronised) and round
+              trip (host arrays in and out), with energy per trace and per neuron-step;
+  cnn         the CNN through JAX, float32 / TF32 / bfloat16, batches 1, 64, 1,024 and
+              4,096 (the windows per call follow the batch and are recorded): per-trace
+              time, device only and round trip, its floor, energy per trace;
+  floor       `hhbench floor` for numba-cuda, jax and the CNN (device-only times for GPU
+              backends, the round trip beside; the GPU ceilings the cnn section measured);
+  run         `hhbench run --device cpu,gpu` (the harness as a user runs it), with a case
+              timeout set from the time left; whatever it printed is kept;
+  scaling     per-trace cost over batches 1 … 10⁶ on the CPU and the GPU, scaling.png.
+
+Output, in OUT_DIR, at most six files and a log: gpu_report.json and gpu_report.md
+(rewritten after every measured row, so a run stopped at any point keeps what it
+measured), run.json and run.csv (`hhbench run`), scaling.png, and gpu_report.log (every
+section's own output and tracebacks). The terminal gets one line per section. The exit
+status is 0 when every section finished or was cut short by the deadline, 1 when one
+failed (or no GPU runtime works), 2 for bad arguments.
+
+Energy: NVML's total-energy counter (nvidia-ml-py) over windows of at least 1 s, the idle
+power measured beside and subtracted; the SM clock, temperature and throttle reasons at
+every sample (`hhbench.energy`). On the CPU, RAPL where readable; otherwise recorded as
+unreadable.
+
+Memory at 10⁶ traces × 2,560 samples: one float64 array is 20.5 GB (10.2 GB float32).
+numba-cuda holds two arrays on the GPU at a time (41 GB in float64); JAX's device-only
+call two (41 GB), its round trip three (61 GB, the input donated). The throughput and
+scaling sections run with JAX's memory fraction raised to 0.95 (`XLA_CLIENT_MEM_FRACTION`;
+each section is a process of its own, so no later section inherits what JAX holds), so
+all of these fit an H100 (80 GB: 76 GB usable) and an H200 (141 GB: 134 GB usable); a
+case whose estimate does not fit the card is recorded as too big, with the memory it
+needed. The host holds the current and V (41 GB in float64; both machines have 128 GB).
+
+`--device cpu` tests the script on a machine without a GPU: JAX and the CNN on the CPU,
+numba-cuda on numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1 is set for the sections).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-
-from hhbench import stimuli  # noqa: E402
-from hhbench.errors import DivergenceWarning  # noqa: E402
-from hhbench.suite import case_stimulus, make_backend  # noqa: E402
-from hhbench.timing import TimingSettings, measure  # noqa: E402
-
+SECTIONS = ("agreement", "throughput", "cnn", "floor", "run", "scaling")
 HH_GPU = ("numba-cuda", "jax")
-QUICK_TIMING = TimingSettings(warmup_calls=1, min_repeats=3, min_time_s=0.2)
+REPORT_JSON, REPORT_MD, LOG = "gpu_report.json", "gpu_report.md", "gpu_report.log"
+PROBE_S = 30.0
+#: seconds a section's process gets past the deadline to write its last row and exit
+GRACE_S = 3.0
+#: JAX's memory fraction in the throughput section (its 10⁶-trace float64 cases)
+MEM_FRACTION = 0.95
+#: arrays of batch × samples on the device at once (see the docstring): device only, round
+#: trip
+DEVICE_ARRAYS = {"numba-cuda": (2, 2), "jax": (2, 3)}
+#: test-only: "SECTION:raise|die|hang[,SECTION:...]" plants a fault in SECTION after its
+#: first row
+FAULT_ENV = "HHBENCH_GPU_REPORT_FAULT"
 
+
+# -- the report file: read, one row added, both files rewritten ------------------------------
+
+def write_report(out: Path, report: dict) -> None:
+    """gpu_report.json and gpu_report.md, each replaced atomically."""
+    for name, text in ((REPORT_JSON, json.dumps(report, indent=1, default=str)),
+                       (REPORT_MD, markdown(report))):
+        tmp = out / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+
+
+def read_report(out: Path) -> dict:
+    return json.loads((out / REPORT_JSON).read_text())
+
+
+class Section:
+    """A section's handle on the report: `emit(row)` appends a row and rewrites both files;
+    `left()` is the seconds to the deadline."""
+
+    def __init__(self, name: str, args):
+        self.name, self.args, self.out = name, args, args.out
+        self.report = read_report(self.out)
+        self.state = self.report["sections"][name]
+        self.state.setdefault("rows", [])
+        self._fault = os.environ.get(FAULT_ENV, "")
+
+    def left(self) -> float:
+        return self.args.deadline_at - time.time()
+
+    def has_time(self, needed_s: float = 0.0) -> bool:
+        return self.left() > needed_s
+
+    def set(self, key: str, value) -> None:
+        self.state[key] = value
+        write_report(self.out, self.report)
+
+    def emit(self, row: dict) -> None:
+        self.state["rows"].append(row)
+        write_report(self.out, self.report)
+        print(f"{self.name}: {json.dumps(row, default=str)[:300]}", flush=True)
+        self._planted_fault()
+
+    def skip_rest(self, what: str) -> None:
+        self.emit({"what": what, "skipped": f"deadline ({self.left():.0f} s left)"})
+
+    def _planted_fault(self) -> None:
+        faults = dict(f.partition(":")[::2] for f in self._fault.split(",") if f)
+        kind = faults.get(self.name)
+        if kind == "raise":
+            raise RuntimeError("planted fault (test)")
+        if kind == "die":
+            os._exit(9)
+        if kind == "hang":
+            time.sleep(10 ** 6)
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+# -- the probe -----------------------------------------------------------------------------
+
+def _version(module: str) -> str:
+    from importlib import metadata
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def probe(args) -> dict:
+    """What the machine is, and whether each GPU runtime compiles and runs one function."""
+    out = {"python": platform.python_version(), "host": platform.node(),
+           "simulator": os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"}
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                              "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True, timeout=10)
+        out["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
+        first = out["nvidia_smi"].splitlines()[0].split(", ") if smi.returncode == 0 else []
+        if len(first) == 3:
+            out["gpu_name"], out["driver"] = first[0], first[1]
+            out["gpu_memory_bytes"] = int(float(first[2]) * 2 ** 20)
+        cuda = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10)
+        for token in cuda.stdout.split("|"):
+            if "CUDA Version" in token:
+                out["cuda_driver_version"] = token.split("CUDA Version:")[-1].strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        out["nvidia_smi"] = f"unavailable: {error_text(exc)}"
+    out["versions"] = {m: _version(m) for m in (
+        "numpy", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "numba",
+        "numba-cuda", "cuda-bindings", "cuda-python", "nvidia-ml-py", "cupy-cuda12x",
+        "cupy-cuda13x", "scipy", "tensorflow")}
+    out["numba_cuda"] = _probe_numba_cuda()
+    out["jax"] = _probe_jax(args)
+    return out
+
+
+def _probe_numba_cuda() -> dict:
+    rec = {}
+    try:
+        from numba import cuda
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+            try:  # where the compiler's parts were found (the simulator needs none)
+                from numba.cuda.cudadrv import libs
+                rec["nvvm"] = str(libs.get_cudalib("nvvm"))
+                rec["libdevice"] = str(libs.get_libdevice())
+            except Exception as exc:
+                rec.setdefault("nvvm", f"not found: {error_text(exc)}")
+                rec.setdefault("libdevice", f"not found: {error_text(exc)}")
+        if not cuda.is_available():
+            return {**rec, "works": False, "why": "numba-cuda finds no CUDA driver or GPU"}
+        import numpy as np
+
+        from hhbench.backends import cuda_engine
+        start = time.perf_counter()
+        v, bad = cuda_engine.integrate_marked(np.full((2, 8), 10.0), 0.05)
+        rec.update(works=bool(np.isfinite(v).all()), compile_and_run_s=time.perf_counter()
+                   - start, device=cuda_engine.device_name(0))
+        if not rec["works"]:
+            rec["why"] = "the probe kernel returned non-finite V"
+    except Exception as exc:
+        traceback.print_exc()
+        rec.update(works=False, why=error_text(exc))
+    return rec
+
+
+def _probe_jax(args) -> dict:
+    try:
+        from hhbench.jax_runtime import jax  # hhbench's set-up before JAX starts
+        import jax.numpy as jnp
+        rec = {"devices": [str(d) for d in jax.devices()],
+               "default_backend": jax.default_backend()}
+        kind = "gpu" if args.device == "gpu" else "cpu"
+        try:
+            dev = jax.devices(kind)[0]
+        except RuntimeError as exc:
+            return {**rec, "works": False, "why": f"JAX sees no {kind}: {error_text(exc)}"}
+        start = time.perf_counter()
+        y = jax.jit(lambda x: jnp.sum(jnp.exp(x)))(jax.device_put(jnp.zeros(16), dev))
+        rec.update(works=float(y) == 16.0, run_s=time.perf_counter() - start, device=str(dev))
+        try:
+            stats = dev.memory_stats() or {}
+            rec["bytes_limit"] = stats.get("bytes_limit")
+        except Exception:  # a CPU device has no memory statistics
+            pass
+        return rec
+    except Exception as exc:
+        traceback.print_exc()
+        return {"works": False, "why": error_text(exc)}
+
+
+# -- the sections --------------------------------------------------------------------------
 
 def _device(args, backend: str) -> str:
-    """Where a GPU backend runs: `--device` (gpu); one that runs on GPUs only always asks
-    for "gpu" (numba-cuda: with NUMBA_ENABLE_CUDASIM=1, numba's simulator plays one, a
-    test of this script)."""
+    """Where a backend runs: `--device`; one that runs on GPUs only (numba-cuda) always
+    "gpu" (under `--device cpu`, the CUDA simulator)."""
     from hhbench.backends import check_name
     return "gpu" if "cpu" not in check_name(backend).device_kinds else args.device
 
 
-def section_machine(args) -> dict:
-    out = {"python": platform.python_version(), "host": platform.node()}
-    try:
-        out["nvidia_smi"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-             "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        out["nvidia_smi"] = f"unavailable: {exc}"
-    for module in ("jax", "numba", "numba_cuda", "scipy", "numpy"):
-        try:
-            out[module] = __import__(module).__version__
-        except Exception as exc:  # a missing package is a fact to report
-            out[module] = f"not importable: {type(exc).__name__}"
-    try:
-        import jax
-        out["jax_devices"] = [str(d) for d in jax.devices()]
-    except Exception as exc:
-        out["jax_devices"] = f"{type(exc).__name__}: {exc}"
-    return out
+def _agreement_stimulus(n_samples: int):
+    """Step (spiking), sine, noise and a −20 µA/cm² step (forward Euler diverges)."""
+    import numpy as np
 
-
-def _agreement_stimulus(n_samples: int) -> stimuli.Stimulus:
-    """Step (spiking), sine, noise and a −20 µA/cm² step (forward Euler diverges) in one
-    batch of four traces."""
+    from hhbench import stimuli
     parts = [stimuli.make("step", n_samples=n_samples),
              stimuli.make("sine", n_samples=n_samples),
              stimuli.white_noise(seed=3, batch=1, n_samples=n_samples),
@@ -95,44 +264,63 @@ def _agreement_stimulus(n_samples: int) -> stimuli.Stimulus:
                             params={"parts": "step, sine, noise, step -20"})
 
 
-def section_agreement(args) -> list[dict]:
-    stim = _agreement_stimulus(args.samples)
-    rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DivergenceWarning)
-        cpu = {"euler": make_backend("numpy", device="cpu").run(stim),
-               "exp-euler": make_backend("exp-euler", device="cpu").run(stim)}
-        for name in HH_GPU:
-            for kernel in ("euler", "exp-euler"):
-                for precision in ("float64", "float32"):
-                    try:
-                        b = make_backend(name, device=_device(args, name),
-                                         options={"kernel": kernel, "precision": precision})
-                        r = b.run(stim)
-                    except Exception as exc:
-                        rows.append({"backend": name, "kernel": kernel, "precision": precision,
-                                     "error": f"{type(exc).__name__}: {exc}"[:300]})
-                        continue
-                    ref = cpu[kernel]
-                    both = np.isfinite(ref.v_batch) & np.isfinite(r.v_batch)
-                    diff = np.abs(ref.v_batch - r.v_batch)[both]
-                    rows.append({"backend": name, "kernel": kernel, "precision": precision,
-                                 "device": b.device,
-                                 "max_abs_diff_mv": float(diff.max()) if diff.size else None,
-                                 "rms_diff_mv": float(np.sqrt(np.mean(diff ** 2)))
-                                 if diff.size else None,
-                                 "diverged": r.diverged.tolist(),
-                                 "diverged_cpu": ref.diverged.tolist(),
-                                 "flags_agree": bool(np.array_equal(r.diverged, ref.diverged))})
-    return rows
+def section_agreement(sec: Section) -> None:
+    import numpy as np
+
+    from hhbench.suite import make_backend
+    stim = _agreement_stimulus(sec.args.samples)
+    # euler's rows first: its reference is NumPy's, while exp-euler's is the CPU engine's
+    # (numba: a cold compile can take a minute on a busy machine)
+    for kernel, cpu_backend in (("euler", "numpy"), ("exp-euler", "exp-euler")):
+        ref = None
+        for name, precision in ((n, p) for n in HH_GPU for p in ("float64", "float32")):
+            row = {"backend": name, "kernel": kernel, "precision": precision}
+            if not sec.has_time(1.0):
+                sec.emit({**row, "skipped": "deadline"})
+                continue
+            try:
+                b = make_backend(name, device=_device(sec.args, name),
+                                 options={"kernel": kernel, "precision": precision})
+                r = b.run(stim)
+                if ref is None:
+                    ref = make_backend(cpu_backend, device="cpu").run(stim)
+                both = np.isfinite(ref.v_batch) & np.isfinite(r.v_batch)
+                diff = np.abs(ref.v_batch - r.v_batch)[both]
+                row.update(device=b.device,
+                           max_abs_diff_mv=float(diff.max()) if diff.size else None,
+                           rms_diff_mv=float(np.sqrt(np.mean(diff ** 2)))
+                           if diff.size else None,
+                           diverged=r.diverged.tolist(), diverged_cpu=ref.diverged.tolist(),
+                           flags_agree=bool(np.array_equal(r.diverged, ref.diverged)))
+            except Exception as exc:
+                row["error"] = error_text(exc)
+            sec.emit(row)
 
 
-def _timed_pair(backend, stim, settings) -> dict:
-    """Round-trip and device-only seconds per call of `backend` on `stim`, in that order,
-    each side's arrays freed before the other's are made: at 10⁶ float64 traces the
-    current and V are 20 GB each, and the two sides together would not fit an H100."""
+def _memory_needed(backend: str, precision: str, traces: int, samples: int) -> int:
+    """Bytes the case holds on the device at its peak (the docstring's array counts)."""
+    itemsize = 8 if precision == "float64" else 4
+    # numba-cuda copies the float64 current and casts on the device
+    first = 8 if backend == "numba-cuda" else itemsize
+    arrays = max(DEVICE_ARRAYS.get(backend, (2, 3)))
+    return traces * samples * (first + (arrays - 1) * itemsize)
+
+
+def _card_bytes(sec: Section) -> int | None:
+    p = sec.report.get("probe", {})
+    return p.get("gpu_memory_bytes") or None
+
+
+def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> dict:
+    """Round-trip and device-only seconds per call of `backend` on `stim`, each side's
+    arrays freed before the other's are made (at 10⁶ float64 traces they are 20 GB each),
+    and the energy of the device-only call; written into `out` as they are measured, so
+    that a device-only call that fails keeps the round trip."""
     import gc
-    out = {"device": backend.device}
+
+    from hhbench.timing import TimingSettings, measure
+    out = {} if out is None else out
+    out["device"] = backend.device
     timed, last = measure(lambda: backend.run(stim), TimingSettings(
         warmup_calls=0, min_repeats=1 if stim.batch_size >= 10 ** 5 else 3, min_time_s=0.0))
     out["round_trip_s"] = timed.median_s
@@ -145,205 +333,676 @@ def _timed_pair(backend, stim, settings) -> dict:
         timed, _ = measure(timed_call, settings)
         out["device_only_s"] = timed.median_s
         out["device_only_cold_s"] = timed.cold_s
+        if energy is not None:
+            out["energy"] = energy.measure(timed_call, traces_per_call=stim.batch_size,
+                                           steps_per_call=steps)
+    elif energy is not None:
+        out["energy"] = energy.measure(lambda: backend.run(stim),
+                                       traces_per_call=stim.batch_size, steps_per_call=steps)
     call = timed_call = None  # the device's inputs go before the next backend's
     gc.collect()
+    _release_numba_cuda_memory()
     return out
 
 
-def section_throughput(args) -> list[dict]:
-    stim = case_stimulus("step", args.traces, n_samples=args.samples)
-    steps = stim.batch_size * stim.n_samples
-    rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DivergenceWarning)
-        for name in HH_GPU:
-            for precision in ("float64", "float32"):
-                row = {"backend": name, "precision": precision, "traces": stim.batch_size,
-                       "samples": stim.n_samples}
-                try:
-                    b = make_backend(name, device=_device(args, name),
-                                     options={"precision": precision})
-                    b.prepare()
-                    row.update(_timed_pair(b, stim, QUICK_TIMING))
-                    if "device_only_s" in row:
-                        row["neuron_steps_per_s"] = steps / row["device_only_s"]
-                    row["round_trip_steps_per_s"] = steps / row["round_trip_s"]
-                except Exception as exc:
-                    row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-                rows.append(row)
-                b = None  # the backend's device buffers go before the next one's
-                _flush(args)
-    return rows
+def _release_numba_cuda_memory() -> None:
+    """Free the device arrays numba-cuda has queued for deallocation (it frees them in
+    batches): JAX, next in the same process, allocates outside numba's view."""
+    if "numba.cuda" not in sys.modules or os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return
+    try:
+        from numba import cuda
+        cuda.current_context().deallocations.clear()
+    except Exception:  # no context was ever made: nothing to free
+        pass
 
 
-def section_cnn(args) -> list[dict]:
-    from hhbench.floor import cnn_floor_s, gpu_ceilings, measure_ceilings
-    rows = []
-    ceilings = gpu_ceilings("gpu:0") if args.device == "gpu" else measure_ceilings()
-    for precision in ("float32", "tf32", "bfloat16"):
+def _energy(sec: Section, device: str):
+    """The energy recorder of `device`: NVML for "gpu:N", RAPL for "cpu" (a record of
+    why not where the counter cannot be read, e.g. under the CUDA simulator)."""
+    from hhbench.energy import EnergyRecorder
+    where = "cpu" if device == "cpu" else "gpu:" + (device.partition(":")[2] or "0")
+    return EnergyRecorder(where, min_window_s=0.2 if sec.args.quick else 1.0)
+
+
+def section_throughput(sec: Section) -> None:
+    from hhbench.suite import case_stimulus, make_backend
+    args = sec.args
+    stim = None
+    steps = args.traces * args.samples
+    card = _card_bytes(sec)
+    energies = {}
+    for name in HH_GPU:
+        for precision in ("float64", "float32"):
+            row = {"backend": name, "precision": precision, "traces": args.traces,
+                   "samples": args.samples}
+            need = _memory_needed(name, precision, args.traces, args.samples)
+            row["device_memory_needed_gb"] = round(need / 1e9, 2)
+            if not sec.has_time(2.0):
+                sec.emit({**row, "skipped": "deadline"})
+                continue
+            if card and need > card * MEM_FRACTION:
+                sec.emit({**row, "skipped": f"too big for this card: needs {need / 1e9:.1f} "
+                                            f"GB of {card * MEM_FRACTION / 1e9:.1f} GB usable"})
+                continue
+            b = None
+            try:
+                b = make_backend(name, device=_device(args, name),
+                                 options={"precision": precision})
+                b.prepare()
+                if stim is None:
+                    stim = case_stimulus("step", args.traces, n_samples=args.samples)
+                if b.device not in energies:
+                    energies[b.device] = _energy(sec, b.device)
+                _timed_pair(b, stim, args.timing, energies[b.device], steps, out=row)
+            except Exception as exc:
+                traceback.print_exc()
+                row["error"] = error_text(exc)
+            if "device_only_s" in row:
+                row["neuron_steps_per_s"] = steps / row["device_only_s"]
+            if "round_trip_s" in row:
+                row["round_trip_steps_per_s"] = steps / row["round_trip_s"]
+            b = None  # the backend's device buffers go before the next one's
+            sec.emit(row)
+
+
+def _ceilings(sec: Section):
+    """The GPU's ceilings (measured once: by the first section that needs them, kept in
+    the report) or the CPU's."""
+    from hhbench.floor import Ceilings, gpu_ceilings, measure_ceilings
+    known = sec.report.get("ceilings")
+    if known:
+        return Ceilings(**known)
+    c = (gpu_ceilings("gpu:0") if sec.args.device == "gpu"
+         else measure_ceilings(settings=sec.args.timing))
+    from dataclasses import asdict
+    sec.report["ceilings"] = asdict(c)
+    write_report(sec.out, sec.report)
+    return c
+
+
+def section_cnn(sec: Section) -> None:
+    from hhbench.floor import cnn_floor_s
+    from hhbench.suite import case_stimulus, make_backend
+    args = sec.args
+    try:
+        ceilings = _ceilings(sec)
+    except Exception as exc:
+        traceback.print_exc()
+        ceilings = None
+        sec.set("ceilings_error", error_text(exc))
+    energy = None
+    for precision in args.cnn_precisions:
         try:
             b = make_backend("cnn", device=args.device, options={"runtime": "jax",
                                                                  "precision": precision})
             b.prepare()
         except Exception as exc:
-            rows.append({"precision": precision, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            traceback.print_exc()
+            sec.emit({"precision": precision, "error": error_text(exc)})
             continue
         for batch in args.cnn_batches:
-            stim = case_stimulus("step", batch)
-            row = {"precision": precision, "batch": batch,
-                   "settings": {k: str(v) for k, v in b.settings().items()}}
+            row = {"precision": precision, "batch": batch}
+            if not sec.has_time(2.0):
+                sec.emit({**row, "skipped": "deadline"})
+                continue
             try:
-                row.update(_timed_pair(b, stim, QUICK_TIMING))
+                stim = case_stimulus("step", batch)
+                # every window of the batch in one call: the chunk follows the batch
+                windows = batch * len(_window_starts(b, stim.n_samples))
+                b.runner.max_windows_per_call = max(windows, 1)
+                row["windows_per_call"] = b.runner.max_windows_per_call
+                row["settings"] = {k: str(v) for k, v in b.settings().items()}
+                if energy is None:
+                    energy = _energy(sec, b.device)
+                _timed_pair(b, stim, args.timing, energy, out=row)
                 work = b.trace_work(stim.n_samples)
-                if work:
+                per_trace = row.get("device_only_s", row["round_trip_s"]) / batch
+                row["per_trace_s"] = per_trace
+                if work and ceilings is not None:
                     floor = cnn_floor_s(work["matmul_flops"], ceilings,
                                         work.get("precision", precision))
                     row["floor_per_trace_s"] = floor
-                    per_trace = row.get("device_only_s", row["round_trip_s"]) / batch
-                    row["per_trace_s"] = per_trace
                     row["achieved_over_floor"] = per_trace / floor
             except Exception as exc:
-                row["error"] = f"{type(exc).__name__}: {exc}"[:300]
-            rows.append(row)
-            _flush(args)
-    return rows
+                traceback.print_exc()
+                row["error"] = error_text(exc)
+            sec.emit(row)
 
 
-def section_floor(args) -> dict:
-    from hhbench.floor import floor_report, format_floor
-    report = floor_report(("numba-cuda", "jax", "cnn"), batch=args.floor_batch,
-                          device=args.device,
-                          settings=QUICK_TIMING,
-                          options={"cnn": {"runtime": "jax"}})
-    report["markdown"] = format_floor(report)
-    return report
+def _window_starts(backend, n_samples):
+    from hhbench.cnn.windows import window_starts
+    r = backend.runner
+    return window_starts(max(n_samples, r.window), r.window, r.out_len)
 
 
-def section_scaling(args) -> dict:
-    from hhbench.scaling import ScalingConfig, run_scaling, write_scaling
-    config = ScalingConfig(backends=("numba", "numba-cuda", "jax", "cnn"),
-                           devices=("cpu", args.device), max_batch=args.traces,
-                           n_samples=args.scaling_samples, lengths=(args.scaling_samples,),
-                           budget_s=args.budget_s, options={"cnn": {"runtime": "jax"}},
-                           timing=TimingSettings(warmup_calls=1, min_repeats=2,
-                                                 min_time_s=0.05))
-    results = run_scaling(config, progress=True)
-    write_scaling(results, args.out / "scaling")
-    return {**results.as_dict(), "markdown": results.to_markdown()}
+def section_floor(sec: Section) -> None:
+    from hhbench.floor import Ceilings, floor_report, format_floor
+    args = sec.args
+    known = {}  # measured once: by the cnn section, or here by the first backend's report
+    if sec.report.get("ceilings"):
+        known["gpu:0" if args.device == "gpu" else "cpu"] = Ceilings(**sec.report["ceilings"])
+    for name in ("numba-cuda", "jax", "cnn"):
+        if not sec.has_time(3.0):
+            sec.emit({"backend": name, "skipped": "deadline"})
+            continue
+        try:
+            report = floor_report((name,), batch=args.floor_batch,
+                                  device=_device(args, name), settings=args.timing,
+                                  n_samples=args.scaling_samples if args.quick else None,
+                                  options={"cnn": {"runtime": "jax"}}, ceilings=known)
+            for dev, c in report["ceilings"].items():
+                if c and dev not in known:
+                    known[dev] = Ceilings(**c)
+            line = report["backends"][0]
+            sec.emit({**line, "markdown": format_floor(report)})
+        except Exception as exc:
+            traceback.print_exc()
+            sec.emit({"backend": name, "error": error_text(exc)})
 
 
-def section_run(args) -> dict:
-    out = args.out / "results.json"
-    cmd = [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
-           "run", "--no-progress", "--stimuli", "step",
-           "--backends", "numba,numba-cuda,jax,cnn", "--device", f"cpu,{args.device}",
-           "--batch", "1,64", "--processes", "3", "--repeats", "5", "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout_s,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                              filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))})
-    return {"command": "hhbench " + " ".join(cmd[3:]), "exit": proc.returncode,
-            "table": proc.stdout[-6000:], "stderr": proc.stderr[-2000:]}
+def section_run(sec: Section) -> None:
+    args = sec.args
+    backends = ("numba", "numba-cuda", "jax", "cnn")
+    batches = (1,) if args.quick else (1, 64)
+    # --device cpu: the CPU only (numba-cuda's case is then a skipped line of the table)
+    devices = tuple(dict.fromkeys(("cpu", args.device)))
+    cases = len(backends) * len(devices) * len(batches)
+    processes = 1 if args.quick else 3  # fresh processes timing each case
+    left = sec.left() - GRACE_S
+    if left < 10:
+        sec.skip_rest("hhbench run")
+        return
+    # every case gets an equal share of what is left (the cases run one after another)
+    case_timeout = max(5.0, left / cases)
+    out = args.out / "run.json"
+    cmd = [sys.executable, "-m", "hhbench.cli", "run", "--no-progress", "--stimuli", "step",
+           "--backends", ",".join(backends), "--device", ",".join(devices),
+           "--batch", ",".join(map(str, batches)), "--processes", str(processes),
+           "--repeats", "2" if args.quick else "5", "--case-timeout", f"{case_timeout:.0f}",
+           "-o", str(out)]
+    with tempfile.TemporaryFile("w+") as printed:
+        proc = subprocess.Popen(cmd, stdout=printed, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            rc = "killed at the deadline"
+        printed.seek(0)
+        text = printed.read()
+    print(text[-20000:], flush=True)
+    sec.emit({"command": "hhbench " + " ".join(cmd[3:]), "exit": rc,
+              "case_timeout_s": round(case_timeout), "printed": text[-8000:],
+              "results": out.name if out.exists() else None})
 
 
-SECTIONS = {"machine": section_machine, "agreement": section_agreement,
-            "throughput": section_throughput, "cnn": section_cnn, "floor": section_floor,
-            "scaling": section_scaling, "run": section_run}
-REPORT: dict = {}
+def section_scaling(sec: Section) -> None:
+    from hhbench.scaling import ScalingConfig, ScalingResults, run_scaling
+    from hhbench.timing import TimingSettings
+    args = sec.args
+    backends = ("numba", "numba-cuda", "jax", "cnn")
+    series = []
+    for name in backends:
+        devs = ("cpu",) if name == "numba" else (_device(args, name),) \
+            if name == "numba-cuda" else tuple(dict.fromkeys(("cpu", args.device)))
+        series += [(name, d) for d in devs]
+    points, results = [], []
+    for k, (name, dev) in enumerate(series):
+        if not sec.has_time(3.0):
+            sec.emit({"backend": name, "device": dev, "skipped": "deadline"})
+            continue
+        # what is left, shared by the series still to run and their two sweeps
+        budget = max(0.5, min(args.budget_s, (sec.left() - 2.0) / (len(series) - k) / 2))
+        try:
+            config = ScalingConfig(backends=(name,), devices=(dev,), max_batch=args.traces,
+                                   n_samples=args.scaling_samples,
+                                   lengths=(args.scaling_samples,), budget_s=budget,
+                                   options={"cnn": {"runtime": "jax"}},
+                                   timing=TimingSettings(warmup_calls=1, min_repeats=2,
+                                                         min_time_s=0.05))
+            res = run_scaling(config, progress=True)
+            results.append(res)
+            points += list(res.points)
+            d = res.as_dict()
+            sec.emit({"backend": name, "device": dev, "budget_s": budget,
+                      "points": d.get("points"), "skipped": d.get("skipped") or None,
+                      "stopped": d.get("stopped"), "exponents": d.get("exponents")})
+        except Exception as exc:
+            traceback.print_exc()
+            sec.emit({"backend": name, "device": dev, "error": error_text(exc)})
+    if points:
+        merged = ScalingResults(config=results[0].config, points=tuple(points))
+        sec.set("markdown", merged.to_markdown())
+        try:
+            from hhbench.plot import plot_scaling
+            plot_scaling(merged, args.out / "scaling.png")
+        except Exception as exc:
+            traceback.print_exc()
+            sec.set("figure_error", error_text(exc))
 
 
-def _flush(args) -> None:
-    tmp = args.out / "gpu_report.json.tmp"
-    tmp.write_text(json.dumps(REPORT, indent=1, default=str))
-    os.replace(tmp, args.out / "gpu_report.json")
+RUNNERS = {"agreement": section_agreement, "throughput": section_throughput,
+           "cnn": section_cnn, "floor": section_floor, "run": section_run,
+           "scaling": section_scaling}
+
+
+# -- the Markdown --------------------------------------------------------------------------
+
+def _fmt(x, spec=".3g", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def ran_on(report: dict) -> str:
+    """The devices that produced rows: the GPU by name, the CUDA simulator, the CPU."""
+    probe_ = report.get("probe", {})
+    used = set()
+    for state in report.get("sections", {}).values():
+        for row in state.get("rows", []):
+            dev = row.get("device")
+            if dev and "error" not in row and "skipped" not in row:
+                used.add(dev.split(":")[0] if dev.startswith("gpu") else dev)
+    names = []
+    if "gpu" in used:
+        names.append("the CUDA simulator" if probe_.get("simulator") and not
+                     probe_.get("gpu_name") else probe_.get("gpu_name", "a GPU"))
+    if "cpu" in used or not names:
+        names.append("the CPU")
+    return " and ".join(names)
 
 
 def markdown(report: dict) -> str:
-    """The report as Markdown: one table per section."""
-    lines = [f"# hhbench on a GPU, {report.get('date', '')}", ""]
-    m = report.get("machine", {})
-    lines += [f"GPU: {m.get('nvidia_smi', '?')}; JAX {m.get('jax', '?')}, numba "
-              f"{m.get('numba', '?')}, numba-cuda {m.get('numba_cuda', '?')}, Python "
-              f"{m.get('python', '?')}", ""]
-    if report.get("agreement"):
-        lines += ["## Agreement with the CPU (float64 equal within 1e-9 mV is the bar)", "",
-                  "| backend | kernel | precision | max abs diff (mV) | RMS diff (mV) | "
-                  "diverged flags agree |", "|---|---|---|---|---|---|"]
-        for r in report["agreement"]:
-            lines.append(f"| {r['backend']} | {r['kernel']} | {r['precision']} | "
-                         f"{r.get('max_abs_diff_mv', r.get('error', '-'))} | "
-                         f"{r.get('rms_diff_mv', '-')} | {r.get('flags_agree', '-')} |")
-    if report.get("throughput"):
-        lines += ["", "## HH throughput (neuron-steps/s)", "",
-                  "| backend | precision | traces x samples | device only | round trip |",
-                  "|---|---|---|---|---|"]
-        for r in report["throughput"]:
-            dev = r.get("neuron_steps_per_s")
-            rt = r.get("round_trip_steps_per_s")
-            lines.append(f"| {r['backend']} | {r['precision']} | {r['traces']} x "
-                         f"{r['samples']} | {f'{dev:.3g}' if dev else r.get('error', '-')} | "
-                         f"{f'{rt:.3g}' if rt else '-'} |")
-    if report.get("cnn"):
-        lines += ["", "## CNN through JAX on the GPU (per trace)", "",
-                  "| precision | batch | device only | round trip | floor | achieved/floor |",
-                  "|---|---|---|---|---|---|"]
-        for r in report["cnn"]:
-            if "error" in r and "batch" not in r:
-                lines.append(f"| {r['precision']} | - | {r['error']} | | | |")
-                continue
-            b = r["batch"]
-            f = lambda s: "-" if s is None else f"{s / b * 1e3:.3g} ms"  # noqa: E731
-            floor = r.get("floor_per_trace_s")
-            ratio = r.get("achieved_over_floor")
-            lines.append(f"| {r['precision']} | {b} | {f(r.get('device_only_s'))} | "
-                         f"{f(r.get('round_trip_s'))} | "
-                         f"{'-' if floor is None else f'{floor * 1e3:.3g} ms'} | "
-                         f"{'-' if ratio is None else f'{ratio:.2f}x'} |")
-    for key in ("floor", "scaling"):
-        if report.get(key, {}).get("markdown"):
-            lines += ["", f"## {key}", "", report[key]["markdown"]]
-    if report.get("run"):
-        lines += ["", "## hhbench run --device cpu,gpu", "", "```", report["run"]["table"],
-                  "```"]
-    for key, why in report.get("errors", {}).items():
-        lines += ["", f"section {key} failed: {why}"]
+    """The report as Markdown: the probe, then one table per section, each row as measured."""
+    lines = [f"# hhbench on {ran_on(report)}, {report.get('date', '')}", ""]
+    p = report.get("probe")
+    if p:
+        v = p.get("versions", {})
+        lines += [f"GPU: {p.get('nvidia_smi', '?')}; CUDA (driver) "
+                  f"{p.get('cuda_driver_version', '?')}; Python {p.get('python')}; "
+                  + ", ".join(f"{k} {x}" for k, x in v.items() if x != "not installed"), "",
+                  f"numba-cuda: {_probe_line(p.get('numba_cuda', {}))}; "
+                  f"JAX: {_probe_line(p.get('jax', {}))}", ""]
+    s = report.get("settings", {})
+    lines += [f"Settings: {json.dumps(s)}", ""]
+    lines += ["| section | status | seconds |", "|---|---|---|"]
+    for name, state in report.get("sections", {}).items():
+        lines.append(f"| {name} | {state.get('status', 'pending')} | "
+                     f"{_fmt(state.get('seconds'), '.1f')} |")
+    sections = report.get("sections", {})
+    lines += _energy_headline(sections)
+    for name in sections:
+        rows = sections[name].get("rows", [])
+        if rows or sections[name].get("markdown"):
+            lines += ["", f"## {name}", ""] + FORMATS[name](sections[name], rows)
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", type=Path, help="folder for gpu_report.json/.md and figures")
-    p.add_argument("--quick", action="store_true", help="small sizes: a test of the script")
+def _energy_headline(sections: dict) -> list[str]:
+    """Energy per trace of the compiled HH simulator against the CNN on the same device:
+    the lowest J/trace of each, where both were measured."""
+    def best(rows, label):
+        got = [(r["energy"]["j_per_trace"], label(r), r.get("device")) for r in rows
+               if "j_per_trace" in (r.get("energy") or {})]
+        return min(got) if got else None
+    hh = best(sections.get("throughput", {}).get("rows", []),
+              lambda r: f"{r['backend']} {r['precision']}")
+    cnn = hh and best([r for r in sections.get("cnn", {}).get("rows", [])
+                       if r.get("device") == hh[2]],  # the same device only
+                      lambda r: f"CNN {r['precision']} batch {r['batch']}")
+    if not (hh and cnn):
+        return []
+    samples = sections["throughput"]["rows"][0].get("samples")
+    return ["", f"**Energy per trace** (the device's energy counter, idle subtracted; HH "
+                f"traces of {samples} samples, the CNN's of 2,560): {hh[1]} {hh[0]:.3g} J on "
+                f"{hh[2]} against {cnn[1]} {cnn[0]:.3g} J on {cnn[2]}: the CNN costs "
+                f"{cnn[0] / hh[0]:.3g}x the simulator's energy.", ""]
+
+
+def _probe_line(rec: dict) -> str:
+    if rec.get("works"):
+        return f"works ({rec.get('device', '')})"
+    return f"does not work: {rec.get('why', '?')}"
+
+
+def _why(row: dict) -> str:
+    return str(row.get("error") or row.get("skipped") or "-")
+
+
+def _md_agreement(state, rows):
+    out = ["float64 equal within 1e-9 mV is the bar; float32 is a different method", "",
+           "| backend | kernel | precision | max abs diff (mV) | RMS diff (mV) | "
+           "diverged flags agree |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "max_abs_diff_mv" in r:
+            out.append(f"| {r['backend']} | {r['kernel']} | {r['precision']} | "
+                       f"{_fmt(r['max_abs_diff_mv'])} | {_fmt(r.get('rms_diff_mv'))} | "
+                       f"{r.get('flags_agree')} |")
+        else:
+            out.append(f"| {r.get('backend')} | {r.get('kernel')} | {r.get('precision')} | "
+                       f"{_why(r)} | | |")
+    return out
+
+
+def _energy_cells(r):
+    e = r.get("energy") or {}
+    if "j_per_trace" not in e:
+        return f"{e.get('unavailable', '-')}", ""
+    steps = e.get("j_per_neuron_step")
+    thr = e.get("throttled_samples", 0)
+    return (f"{e['j_per_trace']:.3g} J/trace" + (f", {steps:.3g} J/step" if steps else ""),
+            f"{thr} of {len(e.get('samples', []))}")
+
+
+def _md_throughput(state, rows):
+    out = ["neuron-steps/s; device only = input on the device, synchronised", "",
+           "| backend | precision | traces x samples | device only | round trip | energy | "
+           "throttled samples |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "round_trip_s" not in r:
+            out.append(f"| {r['backend']} | {r['precision']} | {r['traces']} x "
+                       f"{r['samples']} | {_why(r)} | | | |")
+            continue
+        energy, thr = _energy_cells(r)
+        out.append(f"| {r['backend']} | {r['precision']} | {r['traces']} x {r['samples']} | "
+                   f"{_fmt(r.get('neuron_steps_per_s'), none=_why(r))} | "
+                   f"{_fmt(r.get('round_trip_steps_per_s'))} | {energy} | {thr} |")
+    return out
+
+
+def _md_cnn(state, rows):
+    out = []
+    if state.get("ceilings_error"):
+        out += [f"ceilings not measured: {state['ceilings_error']}", ""]
+    out += ["per trace", "",
+            "| precision | batch | windows per call | device only | round trip | floor | "
+            "achieved/floor | energy |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = r.get("batch")
+        if "round_trip_s" not in r:
+            out.append(f"| {r['precision']} | {b or '-'} | | {_why(r)} | | | | |")
+            continue
+        ms = lambda s: _why(r) if s is None else f"{s / b * 1e3:.3g} ms"  # noqa: E731
+        floor = r.get("floor_per_trace_s")
+        out.append(f"| {r['precision']} | {b} | {r.get('windows_per_call')} | "
+                   f"{ms(r.get('device_only_s'))} | {ms(r.get('round_trip_s'))} | "
+                   f"{'-' if floor is None else f'{floor * 1e3:.3g} ms'} | "
+                   f"{_fmt(r.get('achieved_over_floor'), '.2f')} | {_energy_cells(r)[0]} |")
+    return out
+
+
+def _md_floor(state, rows):
+    out = []
+    for r in rows:
+        out += [r["markdown"], ""] if "markdown" in r else [f"{r.get('backend')}: {_why(r)}", ""]
+    return out
+
+
+def _md_run(state, rows):
+    out = []
+    for r in rows:
+        if "printed" in r:
+            out += [f"`{r['command']}`: exit {r['exit']}, case timeout {r['case_timeout_s']} s",
+                    "", "```", r["printed"].rstrip()[-6000:], "```"]
+        else:
+            out.append(f"{_why(r)}")
+    return out
+
+
+def _md_scaling(state, rows):
+    out = [f"{r.get('backend')} on {r.get('device')}: {_why(r)}" for r in rows
+           if "points" not in r]
+    if state.get("markdown"):
+        out += ["", state["markdown"]]
+    return out
+
+
+FORMATS = {"agreement": _md_agreement, "throughput": _md_throughput, "cnn": _md_cnn,
+           "floor": _md_floor, "run": _md_run, "scaling": _md_scaling}
+
+
+# -- the parent: probe, sections in processes, one deadline ---------------------------------
+
+def _stop(proc) -> None:
+    """SIGTERM to the process' group, SIGKILL 2 s later (its workers included)."""
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def section_env(args) -> dict:
+    """The sections' environment: the checkout importable, JAX's compilation cache shared
+    by every section and worker, numba-cuda's simulator for `--device cpu`."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    env.setdefault("JAX_COMPILATION_CACHE_DIR",
+                   str(Path(tempfile.gettempdir()) / "hhbench-jax-cache"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.device == "cpu":
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    return env
+
+
+def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int | None]:
+    """Run one section (or the probe) in its own process; (how it ended, exit code)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), str(args.out), "--_section", name,
+           "--_deadline-at", repr(args.deadline_at), "--device", args.device]
+    if args.quick:
+        cmd.append("--quick")
+    if name in ("throughput", "scaling"):  # their 10⁶-trace cases: see the docstring
+        env = {**env, "XLA_CLIENT_MEM_FRACTION": str(MEM_FRACTION),
+               "XLA_PYTHON_CLIENT_MEM_FRACTION": str(MEM_FRACTION)}
+    log.write(f"\n===== {name} ({time.strftime('%H:%M:%S')}) =====\n")
+    log.flush()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    try:
+        rc = proc.wait(timeout=max(timeout_s, 1.0))
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        return "deadline", None
+    return ("done" if rc == 0 else "failed"), rc
+
+
+def _last_error(out: Path, name: str) -> str | None:
+    try:
+        return read_report(out)["sections"][name].get("error")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def parent(args) -> int:
+    start = time.time()
+    args.deadline_at = start + args.deadline_s
+    env = section_env(args)
+    report = {"date": time.strftime("%Y-%m-%d"),
+              "settings": {"quick": args.quick, "device": args.device,
+                           "deadline_s": args.deadline_s, "traces": args.traces,
+                           "samples": args.samples, "cnn_batches": list(args.cnn_batches)},
+              "sections": {"probe": {"status": "pending"},
+                           **{n: {"status": "pending"} for n in args.sections}}}
+    write_report(args.out, report)
+    with open(args.out / LOG, "a") as log:
+        # beside the probe, where cores are to spare (on two, it slows what it would save)
+        warm = _warm_cpu_compiles(env, log) if len(os.sched_getaffinity(0)) >= 4 else None
+        try:
+            failed = _run_sections(args, env, log)
+        finally:
+            if warm is not None and warm.poll() is None:
+                _stop(warm)
+    if failed is None:  # no GPU runtime works
+        return 1
+    print(f"gpu_report: wrote {args.out / REPORT_JSON}, {args.out / REPORT_MD} "
+          f"({time.time() - start:.0f} s; log: {args.out / LOG})")
+    return 1 if failed else 0
+
+
+#: the CPU backends' numba drivers, compiled (into numba's disk cache) beside the probe:
+#: a cold compile of the `exp-euler` reference took 85 s on a busy 2-core machine
+WARM_CPU = ("from hhbench.suite import make_backend\n"
+            "for name in ('exp-euler', 'numba'):\n"
+            "    make_backend(name, device='cpu').prepare()\n")
+
+
+def _warm_cpu_compiles(env: dict, log):
+    log.write("\n===== warming numba's CPU cache (in the background) =====\n")
+    log.flush()
+    return subprocess.Popen([sys.executable, "-c", WARM_CPU], stdout=log,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _run_sections(args, env: dict, log) -> bool | None:
+    """The probe, then each section; whether one failed (None: no GPU runtime works)."""
+    failed = False
+    for name in ("probe",) + args.sections:
+        left = args.deadline_at - time.time()
+        t0 = time.time()
+        if left < 2.0:
+            how, rc = "skipped", None
+        else:
+            limit = min(PROBE_S, left) if name == "probe" else left + GRACE_S
+            how, rc = _child(args, name, env, log, limit)
+        for tmp in args.out.glob("*.tmp"):  # a write cut short by a kill
+            tmp.unlink(missing_ok=True)
+        report = read_report(args.out)
+        state = report["sections"][name]
+        rows = state.get("rows", [])
+        if how == "failed":
+            failed = True
+            why = state.get("error") or f"its process exited with status {rc}"
+            status = f"failed: {why}"
+        elif how == "deadline" and name == "probe":
+            status = f"stopped at its limit of {PROBE_S:.0f} s"
+        elif how == "deadline":
+            status = f"cut by the deadline ({len(rows)} rows kept)"
+        elif how == "skipped":
+            status = "skipped: deadline"
+        else:
+            errors = sum(1 for r in rows if "error" in r)
+            status = "done" + (f" ({errors} of {len(rows)} rows with errors)"
+                               if errors else "")
+        state["status"], state["seconds"] = status, round(time.time() - t0, 1)
+        write_report(args.out, report)
+        print(f"gpu_report: {name:<10} {state['seconds']:6.1f} s  {status}", flush=True)
+        if name == "probe" and args.device == "gpu" and how == "done":
+            p = report.get("probe", {})
+            if not (p.get("numba_cuda", {}).get("works") or p.get("jax", {}).get("works")):
+                print("gpu_report: no GPU runtime works here: numba-cuda: "
+                      f"{p.get('numba_cuda', {}).get('why')}; JAX: "
+                      f"{p.get('jax', {}).get('why')}", file=sys.stderr)
+                for rest in args.sections:
+                    report["sections"][rest]["status"] = "not run: no GPU runtime works"
+                write_report(args.out, report)
+                return None
+    return failed
+
+
+def run_section(args) -> int:
+    """In a section's own process: run it, rows checkpointed as they come; an exception is
+    recorded as the section's error (its traceback goes to the log) and exits 1."""
+    warnings.simplefilter("ignore")  # DivergenceWarning etc.: the rows say what happened
+    name = args._section
+    try:
+        if name == "probe":
+            report = read_report(args.out)
+            report["probe"] = probe(args)
+            write_report(args.out, report)
+            return 0
+        sec = Section(name, args)
+        RUNNERS[name](sec)
+        return 0
+    except Exception as exc:
+        traceback.print_exc()
+        report = read_report(args.out)
+        report["sections"][name]["error"] = error_text(exc)
+        write_report(args.out, report)
+        return 1
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    bad = [n for n in names if n not in SECTIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown section {bad[0] if bad else text!r}; choose from {', '.join(SECTIONS)}")
+    return tuple(n for n in SECTIONS if n in names)  # always in the order of value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(
+        prog="gpu_report.py", description=__doc__.split("\n\n")[0],
+        epilog="See the module docstring (python -m pydoc scripts/gpu_report.py) for what "
+               "each section measures.")
+    p.add_argument("out", type=Path, help="folder for gpu_report.json/.md/.log, run.json/"
+                                          ".csv and scaling.png (created)")
+    p.add_argument("--deadline-s", type=_positive, default=360.0, metavar="SECONDS",
+                   help="the whole run ends within this, output included; every section "
+                        "checks it between rows (default 360)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes: a test of the script, not a measurement")
     p.add_argument("--device", default="gpu", choices=("gpu", "cpu"),
-                   help="where jax and the cnn run (cpu: a test of this script on a machine "
-                        "without a GPU, with NUMBA_ENABLE_CUDASIM=1 for numba-cuda)")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help=f"comma-separated, of {', '.join(SECTIONS)}")
+                   help="where jax and the CNN run (default gpu); cpu tests the script on a "
+                        "machine without a GPU, numba-cuda then on numba's CUDA simulator")
+    p.add_argument("--sections", type=_sections, default=SECTIONS, metavar="LIST",
+                   help=f"comma-separated, of {', '.join(SECTIONS)} (run in that order; "
+                        "default all)")
+    p.add_argument("--_section", help=argparse.SUPPRESS)
+    p.add_argument("--_deadline-at", dest="deadline_at", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"{args.out} exists and is not a folder")
+    if not args.out.exists() and not args.out.parent.is_dir():
+        p.error(f"{args.out}: its parent folder {args.out.parent} does not exist")
+    folder = args.out if args.out.exists() else args.out.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        p.error(f"{folder} is not writable")
+    from hhbench.timing import TimingSettings
     # quick: numba's CUDA simulator steps every thread in Python, so few samples; the CNN
     # (scaling) needs more than 2 x 256 of context
     args.samples = 64 if args.quick else 2560
     args.scaling_samples = 640 if args.quick else 2560
     args.traces = 4 if args.quick else 10 ** 6
-    args.cnn_batches = (1, 8) if args.quick else (1, 64, 1024, 4096)
-    args.floor_batch = 16 if args.quick else 4096
+    args.cnn_batches = (1, 4) if args.quick else (1, 64, 1024, 4096)
+    # quick: tf32 is float32's code path with another precision flag
+    args.cnn_precisions = ("float32", "bfloat16") if args.quick else (
+        "float32", "tf32", "bfloat16")
+    args.floor_batch = 2 if args.quick else 4096
     args.budget_s = 2.0 if args.quick else 12.0
-    args.run_timeout_s = 300 if args.quick else 150
-    REPORT["date"] = time.strftime("%Y-%m-%d")
-    REPORT["settings"] = {"quick": args.quick, "traces": args.traces, "samples": args.samples}
-    for name in args.sections.split(","):
-        start = time.perf_counter()
-        print(f"gpu_report: {name} …", flush=True)
-        try:
-            REPORT[name] = SECTIONS[name](args)
-        except Exception as exc:  # one section's failure must not lose the others
-            traceback.print_exc()
-            REPORT.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:500]
-        REPORT.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 1)
-        _flush(args)
-    (args.out / "gpu_report.md").write_text(markdown(REPORT))
-    print(f"wrote {args.out / 'gpu_report.json'} and {args.out / 'gpu_report.md'}")
-    return 0
+    args.timing = TimingSettings(warmup_calls=1, min_repeats=3,
+                                 min_time_s=0.05 if args.quick else 0.2)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args._section:
+        return run_section(args)
+    try:
+        args.out.mkdir(exist_ok=True)
+    except OSError as exc:  # before any work: one line, exit 2
+        print(f"gpu_report.py: error: cannot create {args.out}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    return parent(args)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,14 @@ which numba-cuda does not compile: their copies here see a module `np` whose exp
 are math's (`_retarget`).
 
 Layout: on the device the current and V are (samples, batch), so that at each step the
-threads of a warp read and write consecutive addresses (coalesced); the host transposes
-(batch, samples) in and out. V[:, 0] is the initial state and each sample's V is
-recorded before that sample's step, as on the CPU.
+threads of a warp read and write consecutive addresses (coalesced). The host's
+(batch, samples) arrays are copied as they are and transposed on the device
+(`device_transpose`: a tiled kernel through shared memory, both sides coalesced, which
+also casts the float64 current to float32); V is transposed back on the device and its
+copy to the host is the array returned, with no host-side transpose or copy. At most two
+batch × samples arrays are on the device at a time (each freed before the next is made).
+V[:, 0] is the initial state and each sample's V is recorded before that sample's step,
+as on the CPU.
 
 Precision: "float64" or "float32". For float32 the kernels are built from the same Python
 functions with every float constant made a float32 (`_retarget`: the model's module
@@ -191,6 +196,97 @@ def kernel(kernel_name: str = "euler", precision: str = "float64"):
     return numba_cuda.jit(cache=True)(func)
 
 
+#: the transpose's tile (TILE × TILE elements through shared memory) and its block of
+#: TILE × TILE_ROWS threads, each moving TILE / TILE_ROWS elements
+TILE, TILE_ROWS = 32, 8
+
+
+def _transpose_tile(src, dst):
+    # dst[j, i] = src[i, j]: a block reads a TILE × TILE tile of src along its rows
+    # (coalesced), and writes it transposed along dst's rows (coalesced); the +1 column
+    # keeps the threads of a warp on distinct shared-memory banks
+    tile = cuda.shared.array(shape=_SHAPE, dtype=_DTYPE)  # (TILE, TILE + 1)
+    row0 = cuda.blockIdx.x * _TILE
+    col0 = cuda.blockIdx.y * _TILE
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    rows = src.shape[0]
+    cols = src.shape[1]
+    for k in range(0, _TILE, _TILE_ROWS):
+        r = row0 + ty + k
+        c = col0 + tx
+        if r < rows and c < cols:
+            tile[ty + k, tx] = src[r, c]
+    cuda.syncthreads()
+    for k in range(0, _TILE, _TILE_ROWS):
+        r = col0 + ty + k  # a row of dst: a column of src
+        c = row0 + tx
+        if r < cols and c < rows:
+            dst[r, c] = tile[tx, ty + k]
+
+
+_TILE = _TILE_ROWS = _SHAPE = _DTYPE = None  # set in the copies `_transpose_kernel` makes
+
+
+@functools.cache
+def _transpose_kernel(precision: str):
+    """The tiled transpose into a `precision` array (the source may be float64)."""
+    from numba import cuda as numba_cuda
+    from numba import float32, float64
+
+    func = types.FunctionType(
+        _transpose_tile.__code__,
+        dict(globals(), cuda=numba_cuda, _TILE=TILE, _TILE_ROWS=TILE_ROWS,
+             _SHAPE=(TILE, TILE + 1),
+             _DTYPE=float64 if precision == "float64" else float32),
+        _transpose_tile.__name__)
+    func.__qualname__ = f"_transpose_tile_{precision}"
+    return numba_cuda.jit(func) if simulator_enabled() else numba_cuda.jit(cache=True)(func)
+
+
+def device_transpose(d_src, precision: str = "float64", tiled: bool | None = None):
+    """A new device array (cols, rows) in `precision`: the transpose of the device array
+    `d_src` (rows, cols), made on the device (asynchronous) by the tiled kernel. Under the
+    simulator (`tiled` None) NumPy stands in for it: the simulator runs the kernel's 256
+    threads a block as Python threads, seconds for a few thousand elements; the kernel
+    itself is tested there with `tiled=True`."""
+    from numba import cuda
+
+    dtype = check_precision(precision)
+    rows, cols = d_src.shape
+    if tiled is None:
+        tiled = not simulator_enabled()
+    if not tiled:
+        return cuda.to_device(np.ascontiguousarray(d_src.copy_to_host().T, dtype=dtype))
+    d_dst = cuda.device_array((cols, rows), dtype=dtype)
+    if rows and cols:
+        # rows on the grid's x (up to 2³¹ − 1 tiles), columns on y (up to 65,535 tiles)
+        grid = (-(-rows // TILE), -(-cols // TILE))
+        if grid[1] > 65535:
+            raise HHBenchError(f"numba-cuda transposes at most {65535 * TILE:,} traces or "
+                               f"samples a call on the device, not {cols:,}")
+        _transpose_kernel(precision)[grid, (TILE, TILE_ROWS)](d_src, d_dst)
+    return d_dst
+
+
+def _to_device_transposed(current: np.ndarray, precision: str):
+    """The host current (batch, samples) as a device array (samples, batch) in `precision`:
+    copied as it is, transposed (and cast) on the device."""
+    from numba import cuda
+
+    d_in = cuda.to_device(np.ascontiguousarray(current))
+    d_current = device_transpose(d_in, precision)
+    del d_in  # freed before V's buffer is made: two arrays at a time
+    return d_current
+
+
+def _v_to_host(d_v, precision: str) -> np.ndarray:
+    """V (samples, batch) on the device as a host (batch, samples) array: transposed on
+    the device, then one copy (the array copied is the one returned)."""
+    d_vt = device_transpose(d_v, precision)
+    return d_vt.copy_to_host()
+
+
 def _blocks(batch: int) -> int:
     return -(-batch // THREADS_PER_BLOCK)
 
@@ -224,17 +320,18 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel_name: str = "e
     dtype = check_precision(precision)
     current = np.asarray(current_ua)
     batch, n_samples = current.shape
-    # (samples, batch) on the device: coalesced loads and stores
-    host_in = np.ascontiguousarray(current.T, dtype=dtype)
+    if not (batch and n_samples):
+        return np.empty((batch, n_samples), dtype), np.zeros(batch, dtype=bool)
     with _gpu_context(gpu):
-        d_current = cuda.to_device(host_in)
+        # (samples, batch) on the device: coalesced loads and stores
+        d_current = _to_device_transposed(current, precision)
         d_v = cuda.device_array((n_samples, batch), dtype=dtype)
         d_first_bad = cuda.device_array(batch, dtype=np.int64)
         launch(d_current, d_v, d_first_bad, dt_ms, kernel_name, precision, substeps)
-        v = d_v.copy_to_host() if batch and n_samples else np.empty((n_samples, batch), dtype)
-        first_bad = (d_first_bad.copy_to_host() if batch and n_samples
-                     else np.full(batch, -1, dtype=np.int64))
-    return np.ascontiguousarray(v.T), first_bad >= 0
+        del d_current
+        v = _v_to_host(d_v, precision)
+        first_bad = d_first_bad.copy_to_host()
+    return v, first_bad >= 0
 
 
 class DeviceRun:
@@ -252,7 +349,9 @@ class DeviceRun:
         self.dt_ms, self.kernel_name, self.precision = float(dt_ms), kernel_name, precision
         self.substeps, self.gpu = int(substeps), int(gpu)
         with _gpu_context(self.gpu):
-            self.d_current = cuda.to_device(np.ascontiguousarray(current.T, dtype=dtype))
+            self.d_current = (_to_device_transposed(current, precision)
+                              if self.batch and self.n_samples else
+                              cuda.device_array((self.n_samples, self.batch), dtype=dtype))
             self.d_v = cuda.device_array((self.n_samples, self.batch), dtype=dtype)
             self.d_first_bad = cuda.device_array(self.batch, dtype=np.int64)
         self._synchronize = cuda.synchronize
@@ -272,9 +371,12 @@ class DeviceRun:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         with _gpu_context(self.gpu):
-            v = self.d_v.copy_to_host()
+            if self._empty:
+                return (np.empty((self.batch, self.n_samples), self.d_v.dtype),
+                        np.zeros(self.batch, dtype=bool))
+            v = _v_to_host(self.d_v, self.precision)
             first_bad = self.d_first_bad.copy_to_host()
-        return np.ascontiguousarray(v.T), first_bad >= 0
+        return v, first_bad >= 0
 
 
 def compile_kernel(kernel_name: str = "euler", precision: str = "float64", gpu: int = 0) -> None:
@@ -294,4 +396,5 @@ def device_name(gpu: int = 0) -> str:
 
 
 __all__ = ["THREADS_PER_BLOCK", "PRECISIONS", "DeviceRun", "integrate_marked", "launch",
+           "device_transpose",
            "kernel", "device_kernels", "compile_kernel", "device_name", "simulator_enabled"]

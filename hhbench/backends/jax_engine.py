@@ -51,6 +51,7 @@ devices and blocks until V is ready there, without copying it back.
 from __future__ import annotations
 
 import functools
+import warnings
 
 # JAX set up as hhbench runs it (no preallocation, a CPU device per core): before any use
 from hhbench.jax_runtime import gpu_count, jax, x64  # noqa: F401  (gpu_count: re-exported)
@@ -77,15 +78,17 @@ AXIS = "batch"
 _COMPILED: dict[tuple, object] = {}
 
 
-def devices_for(device: str) -> tuple:
+def devices_for(device: str, gpus=None) -> tuple:
     """The JAX devices of a resolved hhbench device ("cpu", "gpu:N", "gpu:all"): "cpu" is
-    every CPU device (one per core, see `_cpu_devices_per_core`)."""
+    every CPU device (one per core, see `_cpu_devices_per_core`); "gpu:N" the N-th of
+    `gpus` (default `jax.devices("gpu")`)."""
     if device == "cpu":
         return tuple(jax.devices("cpu"))
-    try:
-        gpus = jax.devices("gpu")
-    except RuntimeError:
-        raise HHBenchError(f"device {device!r} requested but jax sees no GPU") from None
+    if gpus is None:
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:
+            raise HHBenchError(f"device {device!r} requested but jax sees no GPU") from None
     if device == "gpu:all":
         return tuple(gpus)
     index = int(device.split(":", 1)[1])
@@ -124,14 +127,16 @@ def step_function(kernel: str, precision: str):
     return getattr(kernels, step_name(kernel))
 
 
-def integrator(kernel: str, precision: str, gates: bool):
+def integrator(kernel: str, precision: str, gates: bool, time_major: bool = False):
     """f(current (batch, samples), dt) -> (V (batch, samples), diverged (batch,)), or with
-    `gates` (state (4, batch, samples), diverged): the function that is compiled."""
+    `gates` (state (4, batch, samples), diverged): the function that is compiled. With
+    `time_major` the current and V are (samples, batch), as the scan reads and writes
+    them: no transpose on either side (the device-only call)."""
     step = step_function(kernel, precision)
     dtype = DTYPES[precision]
 
     def integrate(current, dt):
-        batch = current.shape[0]
+        batch = current.shape[1] if time_major else current.shape[0]
         init = tuple(jnp.full(batch, x, dtype)
                      for x in (model.V0_MV, model.M0, model.H0, model.N0))
 
@@ -143,9 +148,11 @@ def integrator(kernel: str, precision: str, gates: bool):
             new = tuple(x.astype(dtype) for x in step(*state, i_now, dt))
             return (new, bad), out
 
-        (_, bad), ys = lax.scan(advance, (init, jnp.zeros(batch, bool)), current.T,
-                                unroll=UNROLL)
+        (_, bad), ys = lax.scan(advance, (init, jnp.zeros(batch, bool)),
+                                current if time_major else current.T, unroll=UNROLL)
         # ys: one (samples, batch) array per recorded variable
+        if time_major:
+            return ys[0], bad
         return (jnp.stack([y.T for y in ys]) if gates else ys[0].T), bad
 
     return integrate
@@ -175,30 +182,41 @@ def padded_batch(batch: int, n_devices: int) -> int:
     return max(-(-batch // n_devices), MIN_PER_DEVICE) * n_devices
 
 
-def compiled(batch: int, samples: int, kernel: str, precision: str, devices, gates=False):
-    """The executable for this shape (batch already padded) on `devices`, made once."""
+def compiled(batch: int, samples: int, kernel: str, precision: str, devices, gates=False,
+             time_major: bool = False):
+    """The executable for this shape (batch already padded) on `devices`, made once.
+
+    Batch-major (the round trip): the current is donated, since the call's fresh device
+    copy is not needed again, so XLA may write V (the same shape and dtype) into it: at
+    10⁶ float64 traces that is one 20 GB buffer less. Time-major (the device-only call,
+    `time_major`): (samples, batch) in and out, as the scan reads and writes them; the
+    input is kept for the next call."""
     devices = tuple(devices)
-    key = (batch, samples, kernel, precision, bool(gates), devices)
+    key = (batch, samples, kernel, precision, bool(gates), devices, bool(time_major))
     exe = _COMPILED.get(key)
     if exe is None:
         mesh = _mesh(devices)
-        cur_sh = NamedSharding(mesh, PartitionSpec(AXIS, None))
+        spec = PartitionSpec(None, AXIS) if time_major else PartitionSpec(AXIS, None)
+        cur_sh = NamedSharding(mesh, spec)
         dt_sh = NamedSharding(mesh, PartitionSpec())
-        v_sh = NamedSharding(mesh, PartitionSpec(None, AXIS, None) if gates
-                             else PartitionSpec(AXIS, None))
+        v_sh = NamedSharding(mesh, PartitionSpec(None, AXIS, None) if gates else spec)
         flag_sh = NamedSharding(mesh, PartitionSpec(AXIS))
         dtype = DTYPES[precision]
+        shape = (samples, batch) if time_major else (batch, samples)
         with x64(precision):
-            fn = jax.jit(integrator(kernel, precision, bool(gates)),
-                         in_shardings=(cur_sh, dt_sh), out_shardings=(v_sh, flag_sh))
-            exe = fn.lower(jax.ShapeDtypeStruct((batch, samples), dtype, sharding=cur_sh),
+            fn = jax.jit(integrator(kernel, precision, bool(gates), bool(time_major)),
+                         in_shardings=(cur_sh, dt_sh), out_shardings=(v_sh, flag_sh),
+                         donate_argnums=() if time_major else (0,))
+            exe = fn.lower(jax.ShapeDtypeStruct(shape, dtype, sharding=cur_sh),
                            jax.ShapeDtypeStruct((), dtype, sharding=dt_sh)).compile()
         _COMPILED[key] = exe
     return exe
 
 
-def _to_devices(current: np.ndarray, dt_ms: float, precision: str, devices):
-    """The (padded) current and dt on the devices, sharded over the batch."""
+def _to_devices(current: np.ndarray, dt_ms: float, precision: str, devices,
+                time_major: bool = False):
+    """The (padded) current and dt on the devices, sharded over the batch; `time_major`:
+    the current laid out (samples, batch) there (transposed on the device)."""
     dtype = DTYPES[precision]
     batch = current.shape[0]
     padded = padded_batch(batch, len(devices))
@@ -207,6 +225,9 @@ def _to_devices(current: np.ndarray, dt_ms: float, precision: str, devices):
         host = np.concatenate([host, np.zeros((padded - batch, host.shape[1]), dtype)])
     mesh = _mesh(devices)
     cur = jax.device_put(host, NamedSharding(mesh, PartitionSpec(AXIS, None)))
+    if time_major:  # the transpose runs on the device, once, outside the timed call
+        cur = jax.jit(jnp.transpose, out_shardings=NamedSharding(
+            mesh, PartitionSpec(None, AXIS)), donate_argnums=0)(cur)
     dt = jax.device_put(np.asarray(dt_ms, dtype), NamedSharding(mesh, PartitionSpec()))
     return cur, dt
 
@@ -220,11 +241,14 @@ def integrate(current: np.ndarray, dt_ms: float, kernel: str = "euler",
     V and gates in `precision`, NaN from each diverged trace's first bad sample."""
     batch, samples = current.shape
     devices = call_devices(devices or devices_for("cpu"), batch)
-    with x64(precision):
+    with x64(precision), warnings.catch_warnings():
+        # a platform that cannot reuse a donated buffer says so; the result is the same
+        warnings.filterwarnings("ignore", "Some donated buffers were not usable")
         exe = compiled(padded_batch(batch, len(devices)), samples, kernel, precision,
                        devices, gates)
         cur, dt = _to_devices(current, dt_ms, precision, devices)
         out, bad = exe(cur, dt)
+        del cur  # donated
         out = np.asarray(out)  # waits for the result and copies it back
         bad = np.asarray(bad)
     if gates:
@@ -235,14 +259,17 @@ def integrate(current: np.ndarray, dt_ms: float, kernel: str = "euler",
 
 def device_call(current: np.ndarray, dt_ms: float, kernel: str = "euler",
                 precision: str = "float64", devices=None):
-    """A zero-argument callable that integrates `current` (copied to the devices now, and
-    compiled for now) and blocks until V is ready on the devices; it returns the device
-    arrays (V, diverged), padding included, without copying them back."""
+    """A zero-argument callable that integrates `current` (copied to the devices now, laid
+    out (samples, batch) as the scan reads it, and compiled for now) and blocks until V is
+    ready on the devices; it returns the device arrays (V (samples, batch), diverged),
+    padding included, without copying them back."""
     batch, samples = current.shape
     devices = call_devices(devices or devices_for("cpu"), batch)
-    with x64(precision):
-        exe = compiled(padded_batch(batch, len(devices)), samples, kernel, precision, devices)
-        cur, dt = _to_devices(current, dt_ms, precision, devices)
+    with x64(precision), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Some donated buffers were not usable")
+        exe = compiled(padded_batch(batch, len(devices)), samples, kernel, precision, devices,
+                       time_major=True)
+        cur, dt = _to_devices(current, dt_ms, precision, devices, time_major=True)
         jax.block_until_ready((cur, dt))
 
     def call():

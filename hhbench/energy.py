@@ -1,0 +1,245 @@
+"""Energy per trace and per neuron-step, from the hardware's own energy counters.
+
+Two counters, each read as cumulative joules:
+  * an NVIDIA GPU: NVML's total-energy counter (`nvmlDeviceGetTotalEnergyConsumption`,
+    millijoules since the driver loaded; Volta and newer), through `nvidia-ml-py` (module
+    `pynvml`, imported here only, optional). Each sample also records the SM clock (MHz),
+    the temperature (°C) and the clock-event ("throttle") reasons; a sample is marked
+    throttled when a reason other than idle, the application clock setting, sync boost or
+    the display clock holds the clock down (power cap, thermal or hardware slowdown);
+  * the CPU: Linux RAPL, `/sys/class/powercap/intel-rapl:N/energy_uj` (microjoules, one
+    counter per package, wrapping at `max_energy_range_uj`), where readable (often root
+    only since 2020).
+Where neither can be read the measurement is a record saying why, never an error.
+
+Arithmetic (`energy_per_unit`): a window of t seconds around `calls` calls read E₀ and E₁;
+the idle power P_idle is measured beside it (the same counter over a window with nothing
+running); the work's energy is (E₁ − E₀) − P_idle·t, divided by the calls, the traces per
+call and the neuron-steps per call. Windows are at least `MIN_WINDOW_S` = 1 s: NVML's
+counter is updated every few tens of milliseconds, so shorter windows are mostly noise.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+
+#: shortest window over which a counter is read (s)
+MIN_WINDOW_S = 1.0
+#: NVML clock-event reasons that do not slow the work down: GPU idle (0x1), application
+#: clocks setting (0x2), sync boost (0x10), display clock setting (0x100)
+BENIGN_REASONS = 0x1 | 0x2 | 0x10 | 0x100
+#: names of the NVML reason bits, for the record
+REASON_NAMES = {0x1: "idle", 0x2: "app_clocks", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
+                0x10: "sync_boost", 0x20: "sw_thermal", 0x40: "hw_thermal",
+                0x80: "hw_power_brake", 0x100: "display_clocks"}
+RAPL_GLOB = "/sys/class/powercap/intel-rapl:[0-9]*"
+
+
+class EnergyUnavailable(RuntimeError):
+    """No energy counter can be read here (the message says why)."""
+
+
+def throttle_names(mask: int) -> list[str]:
+    """The names of the reason bits set in `mask`."""
+    return [name for bit, name in REASON_NAMES.items() if mask & bit]
+
+
+def is_throttled(mask: int) -> bool:
+    """Whether a reason that slows the clock down (power, thermal, hardware) is set."""
+    return bool(int(mask) & ~BENIGN_REASONS)
+
+
+class NvmlMeter:
+    """NVML's energy counter and clocks of one GPU (index as NVML numbers them)."""
+
+    kind = "nvml"
+
+    def __init__(self, gpu: int = 0):
+        try:
+            import pynvml
+        except ImportError:
+            raise EnergyUnavailable("nvidia-ml-py (pynvml) is not installed") from None
+        try:
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(int(gpu))
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+        except pynvml.NVMLError as exc:  # no driver, no such GPU, a GPU without the counter
+            raise EnergyUnavailable(f"NVML: {exc}") from None
+        self._nvml = pynvml
+        self.gpu = int(gpu)
+        name = pynvml.nvmlDeviceGetName(self._handle)
+        self.name = name.decode() if isinstance(name, bytes) else str(name)
+
+    def read_j(self) -> float:
+        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1e3
+
+    def sample(self) -> dict:
+        """SM clock (MHz), temperature (°C), clock-event reasons and whether throttled."""
+        n = self._nvml
+        out = {}
+        try:
+            out["sm_clock_mhz"] = n.nvmlDeviceGetClockInfo(self._handle, n.NVML_CLOCK_SM)
+            out["temperature_c"] = n.nvmlDeviceGetTemperature(self._handle,
+                                                              n.NVML_TEMPERATURE_GPU)
+            reasons = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+                n.nvmlDeviceGetCurrentClocksThrottleReasons
+            mask = int(reasons(self._handle))
+            out.update(reasons=throttle_names(mask), throttled=is_throttled(mask))
+        except n.NVMLError as exc:  # one unreadable field: said, the others kept
+            out["error"] = str(exc)
+        return out
+
+
+class RaplMeter:
+    """The sum of the RAPL package counters of this machine's CPUs."""
+
+    kind = "rapl"
+    name = "CPU packages (RAPL)"
+
+    def __init__(self, root_glob: str = RAPL_GLOB):
+        zones = sorted(glob.glob(root_glob))
+        if not zones:
+            raise EnergyUnavailable("RAPL unreadable: no /sys/class/powercap/intel-rapl zone")
+        self._zones = []
+        for zone in zones:
+            try:
+                with open(os.path.join(zone, "energy_uj")) as f:
+                    int(f.read())
+                with open(os.path.join(zone, "max_energy_range_uj")) as f:
+                    wrap = int(f.read())
+            except (OSError, ValueError) as exc:
+                raise EnergyUnavailable(f"RAPL unreadable: {zone}: "
+                                        f"{exc.strerror if isinstance(exc, OSError) else exc}"
+                                        ) from None
+            self._zones.append((zone, wrap))
+        self._last = [self._raw(z) for z, _ in self._zones]
+        self._total_uj = 0
+
+    @staticmethod
+    def _raw(zone: str) -> int:
+        with open(os.path.join(zone, "energy_uj")) as f:
+            return int(f.read())
+
+    def read_j(self) -> float:
+        """Cumulative joules since this meter was made (each counter's wrap undone)."""
+        for k, (zone, wrap) in enumerate(self._zones):
+            now = self._raw(zone)
+            self._total_uj += counter_delta(self._last[k], now, wrap)
+            self._last[k] = now
+        return self._total_uj / 1e6
+
+    def sample(self) -> dict:
+        return {}
+
+
+def counter_delta(before: int, after: int, wrap: int) -> int:
+    """after − before for a counter that wraps to 0 after `wrap` (a wrapped read is
+    after + wrap − before)."""
+    return after - before if after >= before else after + wrap - before
+
+
+def open_meter(where: str = "gpu:0"):
+    """A meter for "gpu:N" (NVML) or "cpu" (RAPL); EnergyUnavailable saying why not."""
+    if where == "cpu":
+        return RaplMeter()
+    kind, _, index = where.partition(":")
+    return NvmlMeter(int(index) if index.isdigit() else 0)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One reading window: joules at its start and end, its seconds, samples inside."""
+
+    e0_j: float
+    e1_j: float
+    seconds: float
+    calls: int = 0
+    samples: tuple = ()
+
+
+def read_window(meter, call=None, *, min_window_s: float = MIN_WINDOW_S,
+                clock=time.perf_counter, sleep=time.sleep) -> Window:
+    """Read the counter around `call` repeated until at least `min_window_s` has passed
+    (None: an idle window of that length), with one clock/throttle sample after each call
+    (idle: at its start and end)."""
+    samples = [meter.sample()]
+    e0, t0 = meter.read_j(), clock()
+    calls = 0
+    if call is None:
+        sleep(min_window_s)
+    else:
+        while clock() - t0 < min_window_s or calls == 0:
+            call()
+            calls += 1
+            samples.append(meter.sample())
+    t1 = clock()
+    e1 = meter.read_j()
+    samples.append(meter.sample())
+    return Window(e0, e1, t1 - t0, calls, tuple(s for s in samples if s))
+
+
+def idle_power_w(window: Window) -> float:
+    return (window.e1_j - window.e0_j) / window.seconds
+
+
+def energy_per_unit(window: Window, idle_w: float, *, traces_per_call: int,
+                    steps_per_call: int | None = None) -> dict:
+    """The work's joules in `window` above idle, per call, per trace and per neuron-step
+    (see the module docstring); `steps_per_call` None for a surrogate (no neuron-steps)."""
+    if window.calls < 1 or window.seconds <= 0:
+        raise ValueError("an energy window needs at least one call and a positive length")
+    total = window.e1_j - window.e0_j
+    net = total - idle_w * window.seconds
+    per_call = net / window.calls
+    out = {"window_s": window.seconds, "calls": window.calls, "total_j": total,
+           "idle_w": idle_w, "net_j": net, "mean_power_w": total / window.seconds,
+           "j_per_call": per_call, "j_per_trace": per_call / traces_per_call,
+           "throttled_samples": sum(bool(s.get("throttled")) for s in window.samples),
+           "samples": list(window.samples)}
+    if steps_per_call:
+        out["j_per_neuron_step"] = per_call / steps_per_call
+    if net <= 0:
+        out["note"] = "no energy above idle measured (window too short or counter too coarse)"
+    return out
+
+
+class EnergyRecorder:
+    """What a report section uses: a meter opened once (or the reason there is none), the
+    idle power measured once beside the work, and `measure(call, ...)` per case, which
+    returns a record, never raises."""
+
+    def __init__(self, where: str = "gpu:0", *, min_window_s: float = MIN_WINDOW_S):
+        self.where, self.min_window_s = where, min_window_s
+        self.idle_w = None
+        try:
+            self.meter = open_meter(where)
+            self.reason = None
+        except EnergyUnavailable as exc:
+            self.meter, self.reason = None, str(exc)
+
+    @property
+    def available(self) -> bool:
+        return self.meter is not None
+
+    def measure(self, call, *, traces_per_call: int, steps_per_call: int | None = None
+                ) -> dict:
+        if self.meter is None:
+            return {"unavailable": self.reason, "counter": self.where}
+        try:
+            if self.idle_w is None:
+                self.idle_w = idle_power_w(read_window(self.meter, None,
+                                                       min_window_s=self.min_window_s))
+            window = read_window(self.meter, call, min_window_s=self.min_window_s)
+            return {"counter": f"{self.meter.kind} {self.meter.name}",
+                    **energy_per_unit(window, self.idle_w, traces_per_call=traces_per_call,
+                                      steps_per_call=steps_per_call)}
+        except Exception as exc:  # a counter read failing mid-run is a fact to record
+            return {"unavailable": f"{type(exc).__name__}: {exc}", "counter": self.where}
+
+
+__all__ = ["EnergyUnavailable", "NvmlMeter", "RaplMeter", "open_meter", "Window",
+           "read_window", "idle_power_w", "energy_per_unit", "EnergyRecorder",
+           "counter_delta", "is_throttled", "throttle_names", "MIN_WINDOW_S"]

@@ -1,0 +1,120 @@
+"""hhbench.energy: the counters' arithmetic on hand-made readings, RAPL on a hand-made
+powercap tree, and what is recorded where no counter can be read (this machine: no
+NVIDIA driver, and RAPL absent or root-only)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hhbench import energy
+from hhbench.energy import (EnergyRecorder, RaplMeter, Window, counter_delta,
+                            energy_per_unit, is_throttled, read_window)
+
+
+def test_energy_per_unit_subtracts_idle_and_divides():
+    """Catches idle power not subtracted, or divided by the wrong count: 30 J over 2 s at
+    5 W idle is 20 J of work; 4 calls of 10 traces of 100 steps each."""
+    w = Window(e0_j=100.0, e1_j=130.0, seconds=2.0, calls=4,
+               samples=({"throttled": False}, {"throttled": True}, {"throttled": True}))
+    got = energy_per_unit(w, 5.0, traces_per_call=10, steps_per_call=1000)
+    assert got["net_j"] == pytest.approx(20.0)
+    assert got["j_per_call"] == pytest.approx(5.0)
+    assert got["j_per_trace"] == pytest.approx(0.5)
+    assert got["j_per_neuron_step"] == pytest.approx(0.005)
+    assert got["mean_power_w"] == pytest.approx(15.0)
+    assert got["throttled_samples"] == 2
+    # a surrogate has no neuron-steps; a window at idle says so
+    idle = energy_per_unit(Window(0.0, 10.0, 2.0, 1), 5.0, traces_per_call=1)
+    assert "j_per_neuron_step" not in idle and "note" in idle
+
+
+def test_counter_wrap_and_throttle_reasons():
+    """Catches a wrapped counter read as a huge negative step, and benign clock reasons
+    (idle, application clocks) taken for throttling or real ones (power cap, thermal)
+    missed."""
+    assert counter_delta(10, 25, 100) == 15
+    assert counter_delta(90, 5, 100) == 15
+    assert not is_throttled(0x0) and not is_throttled(0x1 | 0x2 | 0x100)
+    assert is_throttled(0x4) and is_throttled(0x20) and is_throttled(0x1 | 0x40)
+    assert energy.throttle_names(0x4 | 0x20) == ["sw_power_cap", "sw_thermal"]
+
+
+def _zone(root, name, uj, wrap):
+    zone = root / name
+    zone.mkdir(exist_ok=True)
+    (zone / "energy_uj").write_text(f"{uj}\n")
+    (zone / "max_energy_range_uj").write_text(f"{wrap}\n")
+
+
+def test_rapl_sums_packages_and_undoes_the_wrap(tmp_path):
+    """Catches a meter that reads one package only, or mishandles a wrap: two packages,
+    the second wrapping between reads."""
+    _zone(tmp_path, "intel-rapl:0", 1_000_000, 10 ** 9)
+    _zone(tmp_path, "intel-rapl:1", 999_000_000, 10 ** 9)
+    meter = RaplMeter(str(tmp_path / "intel-rapl:[0-9]*"))
+    assert meter.read_j() == 0.0
+    _zone(tmp_path, "intel-rapl:0", 3_000_000, 10 ** 9)      # +2 J
+    _zone(tmp_path, "intel-rapl:1", 500_000, 10 ** 9)        # +1.5 J across the wrap
+    assert meter.read_j() == pytest.approx(3.5)
+
+
+def test_no_counter_is_a_record_not_an_error(tmp_path):
+    """Catches an exception (or a made-up figure) where no counter can be read: NVML
+    without a driver (or without nvidia-ml-py) and RAPL without the powercap files give a
+    record naming why; a machine that has them gives readings."""
+    rec = EnergyRecorder("gpu:0", min_window_s=0.05)
+    if rec.available:  # a GPU machine: a real reading of a trivial call
+        got = rec.measure(lambda: None, traces_per_call=1)
+        assert got["window_s"] >= 0.05 and got["total_j"] >= 0
+    else:
+        assert "NVML" in rec.reason or "nvidia-ml-py" in rec.reason
+        assert rec.measure(lambda: None, traces_per_call=1) == {
+            "unavailable": rec.reason, "counter": "gpu:0"}
+    with pytest.raises(energy.EnergyUnavailable, match="RAPL unreadable"):
+        RaplMeter(str(tmp_path / "intel-rapl:[0-9]*"))
+    cpu = EnergyRecorder("cpu", min_window_s=0.05)
+    if not cpu.available:
+        assert cpu.reason.startswith("RAPL unreadable")
+
+
+class _Counter:
+    """A counter that gains 2 J per clock second and 1 J per call (what read_window sees
+    of a device), on a clock the test advances."""
+
+    kind, name = "test", "counter"
+
+    def __init__(self):
+        self.t, self.j = 0.0, 0.0
+
+    def clock(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+        self.j += 2.0 * s
+
+    def call(self):
+        self.sleep(0.3)
+        self.j += 1.0
+
+    def read_j(self):
+        return self.j
+
+    def sample(self):
+        return {"throttled": self.t > 0.5}
+
+
+def test_windows_last_at_least_the_minimum():
+    """Catches a window shorter than asked (NVML updates every few tens of ms) or an
+    active window with no call: 0.3 s calls fill a 1 s window with 4 calls; the idle
+    power comes out at 2 W and the work at 1 J a call."""
+    c = _Counter()
+    idle = read_window(c, None, min_window_s=1.0, clock=c.clock, sleep=c.sleep)
+    assert idle.seconds == pytest.approx(1.0) and idle.calls == 0
+    active = read_window(c, c.call, min_window_s=1.0, clock=c.clock, sleep=c.sleep)
+    assert active.calls == 4 and active.seconds == pytest.approx(1.2)
+    got = energy_per_unit(active, energy.idle_power_w(idle), traces_per_call=2,
+                          steps_per_call=None)
+    assert got["idle_w"] == pytest.approx(2.0)
+    assert got["j_per_call"] == pytest.approx(1.0) and got["j_per_trace"] == pytest.approx(0.5)
+    assert got["throttled_samples"] >= 3

@@ -1,0 +1,185 @@
+"""scripts/gpu_report.py on a machine without a GPU: what it keeps when things break.
+
+Each test runs the script as a user does (`--quick`, a section or two), with numba's CUDA
+simulator playing the GPU for numba-cuda; faults are planted with the script's test-only
+HHBENCH_GPU_REPORT_FAULT ("SECTION:raise|die|hang", after the section's first row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "gpu_report.py"
+
+pytestmark = pytest.mark.skipif(
+    find_spec("numba_cuda") is None or find_spec("jax") is None,
+    reason="needs numba-cuda and JAX (the GPU machines' package set)")
+
+
+def _run(tmp: Path, *args, fault: str = "", **env_extra):
+    """Run the script into tmp/out (JAX's compilation cache in tmp/cache); (the finished
+    process, the report, seconds taken)."""
+    out = tmp / "out"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        JAX_COMPILATION_CACHE_DIR=str(tmp / "cache"))
+    env.pop("HHBENCH_GPU_REPORT_FAULT", None)
+    if fault:
+        env["HHBENCH_GPU_REPORT_FAULT"] = fault
+    env.update(env_extra)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), "--quick", *args],
+                          env=env, capture_output=True, text=True, timeout=600)
+    report = json.loads((out / "gpu_report.json").read_text()) \
+        if (out / "gpu_report.json").exists() else None
+    return proc, report, time.monotonic() - start
+
+
+def test_sections_that_raise_or_die_keep_their_rows_and_fail_the_run(tmp_path):
+    """Catches a section failure that loses the others or the rows measured before it,
+    a dead section process reported as success, and tracebacks on the terminal: the
+    agreement section's process dies after its first row and throughput raises after
+    its first; each keeps that row, is marked failed, the run exits 1, the terminal
+    has one line per section and the tracebacks are in the log."""
+    proc, report, _ = _run(tmp_path, "--device", "cpu", "--sections", "agreement,throughput",
+                           fault="agreement:die,throughput:raise")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("gpu_report: ")]
+    assert [ln.split()[1] for ln in lines[:3]] == ["probe", "agreement", "throughput"]
+    sections = report["sections"]
+    assert sections["agreement"]["status"].startswith("failed: its process exited with "
+                                                      "status 9")
+    assert sections["throughput"]["status"] == "failed: RuntimeError: planted fault (test)"
+    for name in ("agreement", "throughput"):
+        rows = sections[name]["rows"]
+        assert len(rows) == 1 and rows[0]["backend"] == "numba-cuda", rows
+    assert rows[0]["neuron_steps_per_s"] > 0  # measured on the simulator, kept
+    assert "Traceback" in (tmp_path / "out" / "gpu_report.log").read_text()
+    md = (tmp_path / "out" / "gpu_report.md").read_text()
+    # titled by what ran: both rows ran on the simulator (not "on a GPU")
+    assert md.startswith("# hhbench on the CUDA simulator, ")
+    assert "failed: RuntimeError: planted fault" in md
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "gpu_report.json", "gpu_report.log", "gpu_report.md"]
+
+
+def test_a_deadline_mid_section_keeps_what_was_measured(tmp_path):
+    """Catches a deadline that is not enforced (a hung section holds the run), or one that
+    throws away the rows of the section it cuts: agreement hangs after its first row; the
+    run ends within the deadline and a grace, with that row kept in JSON and Markdown, and
+    the sections after it recorded as skipped."""
+    deadline = 30
+    proc, report, took = _run(tmp_path, "--device", "cpu", "--deadline-s", str(deadline),
+                              "--sections", "agreement,throughput", fault="agreement:hang")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert took < deadline + 15
+    state = report["sections"]["agreement"]
+    assert state["status"] == "cut by the deadline (1 rows kept)"
+    assert state["rows"][0]["max_abs_diff_mv"] < 1e-9
+    assert report["sections"]["throughput"]["status"] == "skipped: deadline"
+    assert "| numba-cuda | euler | float64 |" in (tmp_path / "out" / "gpu_report.md").read_text()
+
+
+def test_simulator_with_jax_seeing_no_gpu(tmp_path):
+    """Catches a JAX without a GPU that loses the numba-cuda rows, or JAX rows that say
+    nothing: under the CUDA simulator with JAX on the CPU only, `--device gpu` measures
+    every numba-cuda row, and each JAX row says that JAX sees no GPU."""
+    proc, report, _ = _run(tmp_path, "--sections", "agreement,throughput",
+                           NUMBA_ENABLE_CUDASIM="1", JAX_PLATFORMS="cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    probe = report["probe"]
+    assert probe["numba_cuda"]["works"] and not probe["jax"]["works"]
+    for name in ("agreement", "throughput"):
+        rows = report["sections"][name]["rows"]
+        cuda_rows = [r for r in rows if r["backend"] == "numba-cuda"]
+        jax_rows = [r for r in rows if r["backend"] == "jax"]
+        assert len(cuda_rows) == len(jax_rows) == (4 if name == "agreement" else 2)
+        assert all("error" not in r for r in cuda_rows), cuda_rows
+        assert all("sees no GPU" in r["error"] for r in jax_rows), jax_rows
+    assert all(r["max_abs_diff_mv"] < 1e-9 for r in report["sections"]["agreement"]["rows"]
+               if r["backend"] == "numba-cuda" and r["precision"] == "float64")
+
+
+def test_no_gpu_runtime_stops_after_the_probe(tmp_path):
+    """Catches a run that goes on (every row an error) when neither GPU runtime works:
+    without the simulator and with JAX on the CPU only, `--device gpu` stops after the
+    probe with one line saying why, exit 1, and the sections marked not run."""
+    proc, report, _ = _run(tmp_path, "--sections", "agreement", JAX_PLATFORMS="cpu")
+    assert proc.returncode == 1
+    why = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(why) == 1 and why[0].startswith("gpu_report: no GPU runtime works here")
+    assert "JAX sees no gpu" in why[0]
+    assert report["sections"]["agreement"]["status"] == "not run: no GPU runtime works"
+
+
+@pytest.mark.parametrize("args, word", [(["--sections", "agreement,bogus"], "bogus"),
+                                        (["--deadline-s", "-5"], "-5")])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, word):
+    """Catches an unknown section or a negative deadline that starts work anyway."""
+    out = tmp_path / "r"
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 2 and word in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def _script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_report_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_memory_estimates_for_h100_and_h200():
+    """Catches estimates that would refuse a case an H100 holds, or let one through that
+    it cannot: 10⁶ × 2,560 float64 samples are 20.48 GB an array; numba-cuda holds two
+    (41 GB), JAX three in its round trip (61 GB); both fit 95 % of an H100's 80 GB, and a
+    40 GB card is too small for JAX float64 but not for float32 (30.7 GB)."""
+    g = _script()
+    n = 10 ** 6 * 2560
+    assert g._memory_needed("numba-cuda", "float64", 10 ** 6, 2560) == n * 16
+    assert g._memory_needed("numba-cuda", "float32", 10 ** 6, 2560) == n * 12
+    assert g._memory_needed("jax", "float64", 10 ** 6, 2560) == n * 24
+    h100, h200, small = 80e9, 141e9, 40e9
+    for card in (h100, h200):
+        assert g._memory_needed("jax", "float64", 10 ** 6, 2560) < card * g.MEM_FRACTION
+    assert g._memory_needed("jax", "float64", 10 ** 6, 2560) > small * g.MEM_FRACTION
+    assert g._memory_needed("jax", "float32", 10 ** 6, 2560) < small * g.MEM_FRACTION
+
+
+def test_title_and_energy_headline_name_the_devices_that_ran():
+    """Catches a report titled "on a GPU" whose rows ran on the CPU, and an energy
+    headline that sets a GPU simulator against a CNN measured on another device."""
+    g = _script()
+    row = lambda dev, j, **kw: {"device": dev, "energy": {"j_per_trace": j}, **kw}  # noqa
+    report = {"date": "2026-12-07", "probe": {"gpu_name": "NVIDIA H100 80GB HBM3"},
+              "sections": {
+                  "throughput": {"rows": [row("gpu:0", 2e-6, backend="numba-cuda",
+                                              precision="float32", traces=10,
+                                              samples=2560, round_trip_s=1.0)]},
+                  "cnn": {"rows": [row("cpu", 1e-3, precision="float32", batch=64,
+                                       round_trip_s=1.0)]}}}
+    md = g.markdown(report)
+    assert md.startswith("# hhbench on NVIDIA H100 80GB HBM3 and the CPU, 2026-12-07")
+    assert "Energy per trace" not in md  # no CNN row on gpu:0
+    report["sections"]["cnn"]["rows"].append(row("gpu:0", 4e-3, precision="bfloat16",
+                                                 batch=4096, round_trip_s=1.0))
+    md = g.markdown(report)
+    assert "numba-cuda float32 2e-06 J on gpu:0 against CNN bfloat16 batch 4096 0.004 J" in md
+    assert "2e+03x" in md
+    report["sections"] = {"throughput": {"rows": [{"device": "cpu", "backend": "jax",
+                                                   "precision": "float64", "traces": 4,
+                                                   "samples": 64, "round_trip_s": 1.0}]}}
+    assert g.markdown(report).startswith("# hhbench on the CPU, ")
