@@ -82,6 +82,15 @@ class FloorLine:
     bound: str | None = None
     achieved_s: float | None = None
     note: str = ""
+    #: "ok"; "skipped" or "failed" (`hhbench.failures`: the note says why); "ceiling too
+    #: low" when achieved beat the floor (ratio < 1): a ceiling was measured too low,
+    #: which the line must not pass off as a result
+    status: str = "ok"
+
+    def __post_init__(self):
+        ratio = self.ratio
+        if self.status == "ok" and ratio is not None and ratio < 1.0:
+            object.__setattr__(self, "status", "ceiling too low")
 
     @property
     def ratio(self) -> float | None:
@@ -146,14 +155,21 @@ def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
     return workers * n * passes / timed.median_s
 
 
-def gpu_ceilings(device: str) -> Ceilings:
-    """A GPU's ceilings ("gpu:N"), measured now with JAX on it (`hhbench.jax_ceilings`)."""
-    from importlib.util import find_spec
-    if find_spec("jax") is None:
-        raise HHBenchError(f"the ceilings of {device} are measured with JAX, which is not "
-                           "installed; install with: pip install 'hhbench[jax]'")
-    from hhbench.jax_ceilings import measure_device_ceilings
-    return Ceilings(**measure_device_ceilings(device), matmul_source="jax", device=device)
+def gpu_ceilings(device: str, runtime: str | None = "jax") -> Ceilings:
+    """A GPU's ceilings ("gpu:N"), measured now through `runtime` (the runtime the backend
+    runs on; `Runtime.ceilings`), or through JAX where that runtime measures none."""
+    from hhbench.errors import CannotRunHere
+    from hhbench.runtimes import get_runtime
+
+    rt = get_runtime(runtime)
+    rates = rt.ceilings(device) if rt.is_available() else None
+    if rates is None:
+        rt = get_runtime("jax")
+        if not rt.is_available():
+            raise CannotRunHere(f"the ceilings of {device} are measured with JAX, which is "
+                                "not installed; install with: pip install 'hhbench[jax]'")
+        rates = rt.ceilings(device)
+    return Ceilings(**rates, matmul_source=rt.label.lower(), device=device)
 
 
 def measure_ceilings(device: str = "/CPU:0", *, n_matmul: int | None = None,
@@ -215,10 +231,16 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
     from hhbench import stimuli as stimlib
     from hhbench.suite import case_stimulus, make_backend
 
+    import warnings
+
+    from hhbench.errors import DivergenceWarning
+
     stim = case_stimulus("step", batch, n_samples=n_samples or stimlib.DEFAULT_SAMPLES)
     backend = make_backend(name, device=device, model=model, options=options)
     backend.prepare()
-    timed, _ = measure(lambda: backend.run(stim), settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)  # cost, not accuracy
+        timed, _ = measure(lambda: backend.run(stim), settings)
     where = f" on {backend.device}"
     precision = str(backend.settings().get("precision", "float64"))
     trace_work = backend.trace_work(stim.n_samples)
@@ -243,11 +265,14 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
 def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str | None = None,
                  settings: TimingSettings = TimingSettings(),
                  n_samples: int | None = None, options: dict | None = None) -> dict:
-    """Ceilings (per device a backend runs on: the CPU's; a GPU's measured with JAX) and
-    one FloorLine per backend, JSON-ready. A backend that cannot run here, or not on
-    `device`, gets a line with the reason as the note."""
+    """Ceilings (per device a backend runs on: the CPU's; a GPU's measured through the
+    backend's runtime) and one FloorLine per backend, JSON-ready. Whatever goes wrong with
+    one backend (not installed, cannot run on `device`, its resolution, preparation, run
+    or its device's ceilings raising) is its line, "skipped" or "failed" with the
+    exception's words as the note (`hhbench.failures`); the others are still measured."""
     from hhbench.backends import check_name
-    from hhbench.devices import DeviceNotSupported, check_gpu_present, parse_device
+    from hhbench.devices import check_gpu_present, parse_device
+    from hhbench.failures import NotRun, not_run
     from hhbench.suite import backend_options
 
     if int(batch) != batch or batch < 1:
@@ -257,31 +282,49 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
     parse_device(device)
     check_gpu_present((device,))
     options = options or {}
-    where = {}
+    where = {}  # name -> (device, runtime, None) or (None, None, NotRun)
     for name in backends:
         cls = check_name(name)
         opts = backend_options(name, options.get(name))
         reason = cls.unavailable_reason()
         try:
-            where[name] = (None, reason) if reason else (cls.resolve_device(device, opts), None)
-        except DeviceNotSupported as exc:
-            where[name] = (None, str(exc))
-    ceilings = {"cpu": measure_ceilings("/CPU:0")}
-    for dev, _ in where.values():
-        if dev is not None and dev not in ceilings:
-            ceilings[dev] = gpu_ceilings("gpu:0" if dev == "gpu:all" else dev)
+            where[name] = ((None, None, NotRun("skipped", reason)) if reason else
+                           (cls.resolve_device(device, opts), cls.runtime_of(opts), None))
+        except Exception as exc:  # one backend: its line, not the section
+            where[name] = (None, None, not_run(exc))
+    # the CPU's ceilings always; a GPU's once per runtime that runs there (keyed "gpu:N",
+    # or "gpu:N (runtime)" when two runtimes measure the same GPU)
+    ceilings, failed_ceilings, key_of = {"cpu": measure_ceilings("/CPU:0")}, {}, {}
+    gpu_runtimes: dict[str, list] = {}
+    for dev, runtime, _ in where.values():
+        if dev is not None and dev != "cpu" and runtime not in gpu_runtimes.setdefault(dev, []):
+            gpu_runtimes[dev].append(runtime)
+    for dev, runtimes in gpu_runtimes.items():
+        for runtime in runtimes:
+            key = dev if len(runtimes) == 1 else f"{dev} ({runtime})"
+            key_of[(dev, runtime)] = key
+            try:
+                ceilings[key] = gpu_ceilings("gpu:0" if dev == "gpu:all" else dev, runtime)
+            except Exception as exc:
+                failed_ceilings[key] = not_run(exc)
     lines = []
     for name in backends:
-        dev, reason = where[name]
-        if dev is None:
-            lines.append(FloorLine(backend=name, unit="-", batch=batch, note=reason))
+        dev, runtime, why = where[name]
+        key = "cpu" if dev == "cpu" else key_of.get((dev, runtime))
+        why = why or failed_ceilings.get(key)
+        if why is not None:
+            lines.append(FloorLine(backend=name, unit="-", batch=batch, status=why.status,
+                                   note=why.reason if dev is None
+                                   else f"ceilings of {key}: {why.reason}"))
             continue
         try:
-            lines.append(floor_line(name, ceilings[dev], batch=batch, device=dev, model=model,
+            lines.append(floor_line(name, ceilings[key], batch=batch, device=dev, model=model,
                                     options=options.get(name), settings=settings,
                                     n_samples=n_samples))
-        except HHBenchError as exc:
-            lines.append(FloorLine(backend=name, unit="-", batch=batch, note=str(exc)))
+        except Exception as exc:  # preparing or running it: its line, not the section
+            why = not_run(exc)
+            lines.append(FloorLine(backend=name, unit="-", batch=batch, status=why.status,
+                                   note=why.reason))
     return {"ceilings": {dev: asdict(c) for dev, c in ceilings.items()}, "batch": batch,
             "backends": [line.as_dict() for line in lines]}
 
@@ -312,6 +355,9 @@ def format_floor(report: dict) -> str:
         work = ", ".join(f"{k} {v:,}" for k, v in line["operations"].items()) or "-"
         fmt = lambda s: "-" if s is None else f"{s * scale:.3g} {label}"  # noqa: E731
         ratio = "-" if line["ratio"] is None else f"{line['ratio']:.2f}x"
+        status = line.get("status", "ok")
+        if status != "ok":  # skipped, failed, or a ceiling measured too low
+            ratio = f"{ratio} ({status})" if line["ratio"] is not None else status
         rows.append(f"| {line['backend']} | {line['unit']} | {work} | {fmt(line['floor_s'])} | "
                     f"{line['bound'] or '-'} | {fmt(line['achieved_s'])} | {ratio} | "
                     f"{line['note']} |")

@@ -245,7 +245,7 @@ def work(job: dict, out_path: Path) -> None:
 
     import warnings
 
-    from hhbench.errors import HHBenchError
+    from hhbench.failures import words
     from hhbench.suite import SuiteConfig, case_stimulus, make_backend, run_case
 
     config = SuiteConfig.from_dict(job["config"])
@@ -264,8 +264,8 @@ def work(job: dict, out_path: Path) -> None:
             continue
         try:
             backend = make_backend(name, device=device, options=config.backend_options(name))
-        except HHBenchError as exc:  # e.g. not installed here
-            results[index] = {"error": str(exc)}
+        except Exception as exc:  # e.g. not installed here: recorded, the others go on
+            results[index] = {"error": words(exc)}
         else:
             case, result = run_case(backend, stim, timing=config.timing,
                                     reference_name=config.reference)
