@@ -226,10 +226,10 @@ def _worker_env() -> dict:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # JAX takes 75 % of a GPU's memory at its first use unless told not to: a worker
-    # allocates what its case needs
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # each runtime's process set-up (TensorFlow's logging, JAX's memory preallocation off:
+    # a worker allocates what its case needs)
+    from hhbench.runtimes import process_env
+    process_env(env)
     env["HHBENCH_PARENT_PID"] = str(os.getpid())
     return env
 

@@ -123,8 +123,12 @@ class Backend(ABC):
 
     @classmethod
     def visible_gpus(cls, options: Mapping[str, Any] | None = None) -> int:
-        """GPUs this backend's runtime sees (0 for a backend that runs on the CPU only)."""
-        return 0
+        """GPUs this backend's runtime sees (`hhbench.runtimes`; 0 for a backend that runs
+        on the CPU only)."""
+        if "gpu" not in cls.device_kinds:
+            return 0
+        from hhbench.runtimes import get_runtime
+        return get_runtime(cls.runtime_of(options)).gpu_count()
 
     @classmethod
     def resolve_device(cls, request: str = "auto",

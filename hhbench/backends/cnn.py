@@ -93,17 +93,6 @@ class Cnn(Backend):
                                      "not gpu:all")
         return super().resolve_device(request, options)
 
-    @classmethod
-    def visible_gpus(cls, options=None) -> int:
-        if cls.runtime_of(options) == "jax":
-            if not stacks_present()["jax"]:
-                return 0
-            from hhbench.cnn.jaxgraph import gpu_count
-            return gpu_count()
-        if not stacks_present()["tensorflow"]:
-            return 0
-        from hhbench.cnn.devices import visible_devices
-        return len(visible_devices()["GPU"])
 
     # -- running ---------------------------------------------------------------------------
 

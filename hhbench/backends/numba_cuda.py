@@ -39,18 +39,6 @@ class NumbaCuda(Backend):
                       "precision": PRECISIONS}
 
     @classmethod
-    def visible_gpus(cls, options=None) -> int:
-        """GPUs numba-cuda sees (the simulator's one under NUMBA_ENABLE_CUDASIM=1); 0 when
-        numba-cuda is missing or finds no driver."""
-        if not cls.is_available():
-            return 0
-        try:
-            from numba import cuda
-            return len(cuda.gpus) if cuda.is_available() else 0
-        except Exception:  # a broken driver install: no GPU for this runtime
-            return 0
-
-    @classmethod
     def resolve_device(cls, request="auto", options=None) -> str:
         """As `Backend.resolve_device`, but "gpu:all" is CannotRunHere (the case is
         skipped): this backend runs on one GPU."""
