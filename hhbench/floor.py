@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from hhbench.environment import usable_cores
-from hhbench.errors import HHBenchError
+from hhbench.errors import CannotRunHere, HHBenchError
 from hhbench.timing import TimingSettings, measure
 
 #: operations that count one flop each (an fma two); "exp" is bound apart, and totals
@@ -46,10 +46,11 @@ CEILING_SETTINGS = TimingSettings(warmup_calls=1, min_repeats=5, min_time_s=0.3)
 @dataclass(frozen=True, kw_only=True)
 class Ceilings:
     """Measured rates: matmul in FLOP/s (2·n³ per n×n product), exp in evaluations/s on
-    `exp_threads` cores at once."""
+    `exp_threads` cores at once. A runtime without a matrix multiply (numba-cuda) leaves
+    the matmul rates None: its floors are bound by exp and fma alone."""
 
-    matmul_f32_flops: float
-    matmul_f64_flops: float
+    matmul_f32_flops: float | None
+    matmul_f64_flops: float | None
     exp_f64_per_s: float
     matmul_source: str = "tensorflow"
     device: str = "/CPU:0"
@@ -64,7 +65,10 @@ class Ceilings:
 
     def __post_init__(self):
         for name in ("matmul_f32_flops", "matmul_f64_flops", "exp_f64_per_s"):
-            if not getattr(self, name) > 0:
+            value = getattr(self, name)
+            if value is None and name != "exp_f64_per_s" and self.fma_f64_per_s:
+                continue  # no matmul here: the fma rate bounds the arithmetic
+            if value is None or not value > 0:
                 raise HHBenchError(f"ceilings: {name} must be > 0")
         if int(self.exp_threads) != self.exp_threads or self.exp_threads < 1:
             raise HHBenchError("ceilings: exp_threads must be a positive integer")
@@ -158,7 +162,6 @@ def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
 def gpu_ceilings(device: str, runtime: str | None = "jax") -> Ceilings:
     """A GPU's ceilings ("gpu:N"), measured now through `runtime` (the runtime the backend
     runs on; `Runtime.ceilings`), or through JAX where that runtime measures none."""
-    from hhbench.errors import CannotRunHere
     from hhbench.runtimes import get_runtime
 
     rt = get_runtime(runtime)
@@ -210,6 +213,9 @@ def cnn_floor_s(matmul_flops: int, ceilings: Ceilings, dtype: str = "float32") -
     ("float32", "tf32", "bfloat16", "float64"; TF32 and bfloat16 where measured)."""
     rate = {"float64": ceilings.matmul_f64_flops, "tf32": ceilings.matmul_tf32_flops,
             "bfloat16": ceilings.matmul_bf16_flops}.get(dtype) or ceilings.matmul_f32_flops
+    if rate is None:
+        raise CannotRunHere(f"no matmul ceiling measured on {ceilings.device} "
+                            f"(by {ceilings.matmul_source})")
     return matmul_flops / rate
 
 
@@ -335,8 +341,8 @@ def _ceiling_line(device: str, c: dict) -> str:
                 f"{c['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, float64 matmul "
                 f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU, "
                 f"{c.get('exp_threads', 1)} threads) {c['exp_f64_per_s'] / 1e6:.0f} M/s")
-    g = lambda key: f"{c[key] / 1e12:.3g}"  # noqa: E731
-    return (f"ceilings on {device} (JAX): matmul float32 {g('matmul_f32_flops')}, TF32 "
+    g = lambda key: "-" if c.get(key) is None else f"{c[key] / 1e12:.3g}"  # noqa: E731
+    return (f"ceilings on {device} ({c['matmul_source']}): matmul float32 {g('matmul_f32_flops')}, TF32 "
             f"{g('matmul_tf32_flops')}, bfloat16 {g('matmul_bf16_flops')}, float64 "
             f"{g('matmul_f64_flops')} TFLOP/s; exp {g('exp_f64_per_s')} (float64) / "
             f"{g('exp_f32_per_s')} (float32) T/s; fma {g('fma_f64_per_s')} (float64) / "

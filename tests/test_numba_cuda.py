@@ -117,6 +117,30 @@ SIMULATOR_SCRIPT = textwrap.dedent(r"""
         "flags": div_dev.tolist(),
         "wrote_output": not np.array_equal(v_before, v_dev, equal_nan=True)}
     out["settings"] = backend.settings()
+
+    # the runtime: its ceilings measured through numba-cuda (tiny: the simulator), and
+    # gpu:N as numba-cuda numbers its GPUs
+    from hhbench.runtimes import get_runtime
+    from hhbench.runtimes import cuda_ceilings
+    from hhbench.timing import TimingSettings
+    runtime = get_runtime("cuda")
+    quick = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
+    out["ceilings"] = cuda_ceilings.measure_device_ceilings(0, n=32, settings=quick)
+    xs = np.linspace(0.0, 1.0, 32)
+    for op, step in (("exp", lambda v: -np.exp(v)), ("fma", lambda v: v * 0.999 - 0.001)):
+        x = cuda_ceilings.cuda_module().to_device(-xs)
+        cuda_ceilings._kernel(op, "float64")[1, 32](x)
+        want = -xs
+        for _ in range(cuda_ceilings.CHAIN):
+            want = step(want)
+        out[f"chain_{op}_max_diff"] = float(np.abs(x.copy_to_host() - want).max())
+    out["runtime"] = {"gpus": runtime.gpu_count(), "gpu": runtime.resolve_gpu("gpu"),
+                      "index": runtime.gpu_index("gpu:0")}
+    try:
+        runtime.resolve_gpu("gpu:1")
+        out["runtime"]["gpu:1"] = "accepted"
+    except Exception as exc:
+        out["runtime"]["gpu:1"] = f"{type(exc).__name__}: {exc}"
     print(json.dumps(out))
 """)
 
@@ -147,22 +171,29 @@ PTX_SCRIPT = textwrap.dedent(r"""
         from numba.cuda.cudadrv import nvrtc
         nvrtc.get_supported_ccs = lambda: ((7, 5), (8, 0), (8, 6), (8, 9), (9, 0))
     from hhbench.backends import cuda_engine, kernels
+    from hhbench.runtimes import cuda_ceilings
     out = {}
+    compiled = []
     for precision, ty in (("float64", float64), ("float32", float32)):
         for name in kernels.kernel_classes():
             func = cuda_engine.kernel(name, precision).py_func
-            ptx, _ = cuda.compile_ptx(func, (ty[:, :], ty[:, :], int64[:], ty, int64),
-                                      cc=(9, 0))
-            ops = re.findall(r"^\s*([a-z][a-z0-9_.]*)", ptx, re.M)
-            out[f"{name}/{precision}"] = {
-                "target": re.findall(r"^\.target\s+(\S+)", ptx, re.M),
-                # every instruction on float64 values (arithmetic, conversions, loads ...)
-                "f64_instructions": sorted({o for o in ops if ".f64" in o}),
-                "f64_registers": len(re.findall(r"\.reg\s+\.f64", ptx)),
-                "f64_arithmetic": sorted({o for o in ops if o.endswith(".f64")
-                                          and not o.startswith(("cvt", "ld", "st", "mov"))}),
-                "f32_arithmetic": sorted({o for o in ops if o.endswith(".f32")})[:3],
-                "calls": len(re.findall(r"\bcall(\.uni)?\b", ptx))}
+            compiled.append((f"{name}/{precision}", func,
+                             (ty[:, :], ty[:, :], int64[:], ty, int64)))
+        for op in ("exp", "fma"):  # the runtime's ceiling kernels
+            compiled.append((f"ceiling-{op}/{precision}",
+                             cuda_ceilings._kernel(op, precision).py_func, (ty[:],)))
+    for case, func, signature in compiled:
+        ptx, _ = cuda.compile_ptx(func, signature, cc=(9, 0))
+        ops = re.findall(r"^\s*([a-z][a-z0-9_.]*)", ptx, re.M)
+        out[case] = {
+            "target": re.findall(r"^\.target\s+(\S+)", ptx, re.M),
+            # every instruction on float64 values (arithmetic, conversions, loads ...)
+            "f64_instructions": sorted({o for o in ops if ".f64" in o}),
+            "f64_registers": len(re.findall(r"\.reg\s+\.f64", ptx)),
+            "f64_arithmetic": sorted({o for o in ops if o.endswith(".f64")
+                                      and not o.startswith(("cvt", "ld", "st", "mov"))}),
+            "f32_arithmetic": sorted({o for o in ops if o.endswith(".f32")})[:3],
+            "calls": len(re.findall(r"\bcall(\.uni)?\b", ptx))}
     print(json.dumps(out))
 """)
 
@@ -289,7 +320,7 @@ def test_kernels_compile_for_a_gpu_and_float32_stays_float32(ptx):
     the float32 kernels contain no float64 instruction or register at all (a float64
     literal would promote a whole expression, a float64 argument add conversions)."""
     from hhbench.backends import kernels
-    names = list(kernels.kernel_classes())
+    names = [*kernels.kernel_classes(), "ceiling-exp", "ceiling-fma"]
     assert set(ptx) == {f"{k}/{p}" for k in names for p in ("float64", "float32")}
     for case, got in ptx.items():
         assert got["target"] == ["sm_90"], case
@@ -299,6 +330,23 @@ def test_kernels_compile_for_a_gpu_and_float32_stays_float32(ptx):
             assert got["f32_arithmetic"], case
         else:
             assert got["f64_arithmetic"], case
+
+
+def test_the_runtime_measures_its_ceilings_through_numba_cuda(sim):
+    """Catches ceilings of a numba-cuda GPU taken from another runtime, a chain kernel
+    that computes something else than it counts (the rate would be of other work), or a
+    gpu:N the runtime does not check: the four exp/fma rates come from numba-cuda's own
+    kernels (no matmul: None), which compute x ← −exp(x) and x ← 0.999·x − 0.001 CHAIN
+    times as NumPy does; the simulator's one GPU is gpu:0 and gpu:1 cannot run here."""
+    rates = sim["ceilings"]
+    assert rates["matmul_f32_flops"] is None and rates["matmul_f64_flops"] is None
+    for key in ("exp_f64_per_s", "exp_f32_per_s", "fma_f64_per_s", "fma_f32_per_s"):
+        assert rates[key] > 0, key
+    assert sim["chain_exp_max_diff"] < 1e-12 and sim["chain_fma_max_diff"] < 1e-12
+    assert sim["runtime"]["gpus"] == 1 and sim["runtime"]["gpu"] == "gpu:0"
+    assert sim["runtime"]["index"] == 0
+    assert sim["runtime"]["gpu:1"].startswith("CannotRunHere: device 'gpu:1' requested but "
+                                              "numba-cuda sees 1 GPU")
 
 
 def test_cpu_is_refused_and_options_are_checked():

@@ -33,8 +33,6 @@ class Runtime:
     #: importable modules it needs
     requires: ClassVar[tuple[str, ...]] = ()
     install_hint: ClassVar[str] = ""
-    #: the arithmetic precisions its backends compute in
-    precisions: ClassVar[tuple[str, ...]] = ("float64",)
 
     def is_available(self) -> bool:
         from importlib.util import find_spec

@@ -21,7 +21,6 @@ class JaxRuntime(Runtime):
     label = "JAX"
     requires = ("jax",)
     install_hint = "pip install 'hhbench[jax]'"
-    precisions = ("float64", "float32")
 
     def process_env(self, env: dict) -> None:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

@@ -13,7 +13,6 @@ class NumbaCpuRuntime(Runtime):
     name = None
     label = "numba (CPU)"
     requires = ("numba",)
-    precisions = ("float64",)
 
     def native_device(self, device: str):
         if device != "cpu":

@@ -69,7 +69,6 @@ class NumbaCudaRuntime(Runtime):
     label = "numba-cuda"
     requires = ("numba", "numba_cuda")
     install_hint = "pip install 'hhbench[cuda]'"
-    precisions = ("float64", "float32")
 
     def gpu_count(self) -> int:
         """GPUs numba-cuda sees (the simulator's one under NUMBA_ENABLE_CUDASIM=1); 0 when

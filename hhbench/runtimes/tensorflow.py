@@ -17,7 +17,6 @@ class TensorFlowRuntime(Runtime):
     label = "TensorFlow"
     requires = ("tensorflow", "tf_keras", "h5py")
     install_hint = "pip install 'hhbench[cnn]'"
-    precisions = ("float32", "float16", "bfloat16", "float64")
 
     def process_env(self, env: dict) -> None:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
