@@ -234,12 +234,11 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
                ) -> FloorLine:
     """Count, floor and time one backend on the suite's step stimulus of `batch` traces
     on `device` (a request the backend resolves)."""
-    from hhbench import stimuli as stimlib
-    from hhbench.suite import case_stimulus, make_backend
-
     import warnings
 
+    from hhbench import stimuli as stimlib
     from hhbench.errors import DivergenceWarning
+    from hhbench.suite import case_stimulus, make_backend
 
     stim = case_stimulus("step", batch, n_samples=n_samples or stimlib.DEFAULT_SAMPLES)
     backend = make_backend(name, device=device, model=model, options=options)
@@ -342,8 +341,9 @@ def _ceiling_line(device: str, c: dict) -> str:
                 f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU, "
                 f"{c.get('exp_threads', 1)} threads) {c['exp_f64_per_s'] / 1e6:.0f} M/s")
     g = lambda key: "-" if c.get(key) is None else f"{c[key] / 1e12:.3g}"  # noqa: E731
-    return (f"ceilings on {device} ({c['matmul_source']}): matmul float32 {g('matmul_f32_flops')}, TF32 "
-            f"{g('matmul_tf32_flops')}, bfloat16 {g('matmul_bf16_flops')}, float64 "
+    return (f"ceilings on {device} ({c['matmul_source']}): matmul float32 "
+            f"{g('matmul_f32_flops')}, TF32 {g('matmul_tf32_flops')}, bfloat16 "
+            f"{g('matmul_bf16_flops')}, float64 "
             f"{g('matmul_f64_flops')} TFLOP/s; exp {g('exp_f64_per_s')} (float64) / "
             f"{g('exp_f32_per_s')} (float32) T/s; fma {g('fma_f64_per_s')} (float64) / "
             f"{g('fma_f32_per_s')} (float32) T/s")

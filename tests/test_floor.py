@@ -242,3 +242,19 @@ def test_a_line_faster_than_its_floor_is_flagged_not_passed_off():
     text = format_floor({"ceilings": {"cpu": {**CEIL.__dict__}}, "batch": 1,
                          "backends": [fast.as_dict(), slow.as_dict()]})
     assert "0.50x (ceiling too low)" in text and "| 3.00x |" in text
+
+
+def test_a_gpu_measured_without_matmul_bounds_hh_by_exp_and_fma_only():
+    """Catches ceilings of a runtime without a matrix multiply (numba-cuda) refused, or
+    used for a CNN floor they cannot give: the HH floor comes from exp and fma; a CNN
+    floor says it cannot be computed there; without fma, matmul stays required."""
+    cuda = Ceilings(matmul_f32_flops=None, matmul_f64_flops=None, exp_f64_per_s=1e12,
+                    exp_f32_per_s=4e12, fma_f64_per_s=5e12, fma_f32_per_s=1e14,
+                    matmul_source="numba-cuda", device="gpu:0")
+    assert hh_floor_s({"exp": 4, "mul": 62}, cuda, "float64") == (
+        pytest.approx(62 / (2 * 5e12)), "flops")
+    from hhbench.errors import CannotRunHere
+    with pytest.raises(CannotRunHere, match="no matmul ceiling"):
+        cnn_floor_s(1e9, cuda)
+    with pytest.raises(HHBenchError, match="matmul_f32_flops"):
+        Ceilings(matmul_f32_flops=None, matmul_f64_flops=1e11, exp_f64_per_s=5e8)

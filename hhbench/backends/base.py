@@ -125,10 +125,11 @@ class Backend(ABC):
     def visible_gpus(cls, options: Mapping[str, Any] | None = None) -> int:
         """GPUs this backend's runtime sees (`hhbench.runtimes`; 0 for a backend that runs
         on the CPU only)."""
-        if "gpu" not in cls.device_kinds:
-            return 0
-        from hhbench.runtimes import get_runtime
-        return get_runtime(cls.runtime_of(options)).gpu_count()
+        from hhbench.runtimes import get_runtime, runtime_names
+        name = cls.runtime_of(options)
+        if "gpu" not in cls.device_kinds or name not in runtime_names():
+            return 0  # a plugin's runtime that is not registered counts its GPUs itself
+        return get_runtime(name).gpu_count()
 
     @classmethod
     def resolve_device(cls, request: str = "auto",
