@@ -455,7 +455,11 @@ def cmd_lab(args) -> int:
                       out_dir=args.output, progress=not args.no_progress)
     main_file = "report.md" if len(results) == 6 else ", ".join(f"{k}.md" for k in results)
     print(f"wrote {args.output}: {main_file} with its figures")
-    return 0
+    from hhbench.failures import NotRun
+    not_answered = {k: r for k, r in results.items() if isinstance(r, NotRun)}
+    for key, why in not_answered.items():  # said, after the others were written
+        print(f"hhbench lab: {key} not answered ({why.status}): {why.reason}", file=sys.stderr)
+    return 1 if not_answered else 0
 
 
 def cmd_floor(args) -> int:

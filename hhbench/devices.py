@@ -17,15 +17,15 @@ import os
 import re
 from dataclasses import dataclass
 
-from hhbench.errors import HHBenchError
+from hhbench.errors import CannotRunHere, HHBenchError
 
 KINDS = ("cpu", "gpu")
 _SPEC = re.compile(r"^(cpu|gpu|auto)(?::(\d+|all))?$")
 USAGE = "cpu, gpu, gpu:N, gpu:all or auto"
 
 
-class DeviceNotSupported(HHBenchError):
-    """A backend asked for a kind of device it does not run on (its case is skipped)."""
+#: the name backends and plugins have used for `CannotRunHere` (the same class)
+DeviceNotSupported = CannotRunHere
 
 
 @dataclass(frozen=True)
@@ -81,20 +81,20 @@ def check_gpu_present(requests) -> None:
 
 
 def pick_gpu(request: DeviceRequest, n_gpus: int, runtime: str) -> str:
-    """The device name for a GPU request when `runtime` sees `n_gpus` GPUs; HHBenchError
+    """The device name for a GPU request when `runtime` sees `n_gpus` GPUs; CannotRunHere
     in one line when it sees none or not that one."""
     if n_gpus == 0:
-        raise HHBenchError(f"device {str(request)!r} requested but {runtime} sees no GPU")
+        raise CannotRunHere(f"device {str(request)!r} requested but {runtime} sees no GPU")
     if request.index == "all":
         return "gpu:all"
     n = request.index or 0
     if n >= n_gpus:
-        raise HHBenchError(f"device {str(request)!r} requested but {runtime} sees "
+        raise CannotRunHere(f"device {str(request)!r} requested but {runtime} sees "
                            f"{n_gpus} GPU{'s' if n_gpus != 1 else ''} (gpu:0"
                            f"{f' to gpu:{n_gpus - 1}' if n_gpus > 1 else ''})")
     return f"gpu:{n}"
 
 
-__all__ = ["DeviceRequest", "DeviceNotSupported", "parse_device", "check_devices",
+__all__ = ["DeviceRequest", "CannotRunHere", "DeviceNotSupported", "parse_device", "check_devices",
            "check_gpu_present",
            "nvidia_driver_present", "pick_gpu", "KINDS", "USAGE"]

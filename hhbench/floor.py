@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from hhbench.environment import usable_cores
-from hhbench.errors import HHBenchError
+from hhbench.errors import CannotRunHere, HHBenchError
 from hhbench.timing import TimingSettings, measure
 
 #: operations that count one flop each (an fma two); "exp" is bound apart, and totals
@@ -46,10 +46,11 @@ CEILING_SETTINGS = TimingSettings(warmup_calls=1, min_repeats=5, min_time_s=0.3)
 @dataclass(frozen=True, kw_only=True)
 class Ceilings:
     """Measured rates: matmul in FLOP/s (2·n³ per n×n product), exp in evaluations/s on
-    `exp_threads` cores at once."""
+    `exp_threads` cores at once. A runtime without a matrix multiply (numba-cuda) leaves
+    the matmul rates None: its floors are bound by exp and fma alone."""
 
-    matmul_f32_flops: float
-    matmul_f64_flops: float
+    matmul_f32_flops: float | None
+    matmul_f64_flops: float | None
     exp_f64_per_s: float
     matmul_source: str = "tensorflow"
     device: str = "/CPU:0"
@@ -64,7 +65,10 @@ class Ceilings:
 
     def __post_init__(self):
         for name in ("matmul_f32_flops", "matmul_f64_flops", "exp_f64_per_s"):
-            if not getattr(self, name) > 0:
+            value = getattr(self, name)
+            if value is None and name != "exp_f64_per_s" and self.fma_f64_per_s:
+                continue  # no matmul here: the fma rate bounds the arithmetic
+            if value is None or not value > 0:
                 raise HHBenchError(f"ceilings: {name} must be > 0")
         if int(self.exp_threads) != self.exp_threads or self.exp_threads < 1:
             raise HHBenchError("ceilings: exp_threads must be a positive integer")
@@ -85,6 +89,15 @@ class FloorLine:
     #: a GPU backend's achieved time is device only; its round trip (host arrays in and
     #: out) per unit is kept beside it
     round_trip_s: float | None = None
+    #: "ok"; "skipped" or "failed" (`hhbench.failures`: the note says why); "ceiling too
+    #: low" when achieved beat the floor (ratio < 1): a ceiling was measured too low,
+    #: which the line must not pass off as a result
+    status: str = "ok"
+
+    def __post_init__(self):
+        ratio = self.ratio
+        if self.status == "ok" and ratio is not None and ratio < 1.0:
+            object.__setattr__(self, "status", "ceiling too low")
 
     @property
     def ratio(self) -> float | None:
@@ -149,14 +162,20 @@ def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
     return workers * n * passes / timed.median_s
 
 
-def gpu_ceilings(device: str) -> Ceilings:
-    """A GPU's ceilings ("gpu:N"), measured now with JAX on it (`hhbench.jax_ceilings`)."""
-    from importlib.util import find_spec
-    if find_spec("jax") is None:
-        raise HHBenchError(f"the ceilings of {device} are measured with JAX, which is not "
-                           "installed; install with: pip install 'hhbench[jax]'")
-    from hhbench.jax_ceilings import measure_device_ceilings
-    return Ceilings(**measure_device_ceilings(device), matmul_source="jax", device=device)
+def gpu_ceilings(device: str, runtime: str | None = "jax") -> Ceilings:
+    """A GPU's ceilings ("gpu:N"), measured now through `runtime` (the runtime the backend
+    runs on; `Runtime.ceilings`), or through JAX where that runtime measures none."""
+    from hhbench.runtimes import get_runtime
+
+    rt = get_runtime(runtime)
+    rates = rt.ceilings(device) if rt.is_available() else None
+    if rates is None:
+        rt = get_runtime("jax")
+        if not rt.is_available():
+            raise CannotRunHere(f"the ceilings of {device} are measured with JAX, which is "
+                                "not installed; install with: pip install 'hhbench[jax]'")
+        rates = rt.ceilings(device)
+    return Ceilings(**rates, matmul_source=rt.label.lower(), device=device)
 
 
 def measure_ceilings(device: str = "/CPU:0", *, n_matmul: int | None = None,
@@ -197,6 +216,9 @@ def cnn_floor_s(matmul_flops: int, ceilings: Ceilings, dtype: str = "float32") -
     ("float32", "tf32", "bfloat16", "float64"; TF32 and bfloat16 where measured)."""
     rate = {"float64": ceilings.matmul_f64_flops, "tf32": ceilings.matmul_tf32_flops,
             "bfloat16": ceilings.matmul_bf16_flops}.get(dtype) or ceilings.matmul_f32_flops
+    if rate is None:
+        raise CannotRunHere(f"no matmul ceiling measured on {ceilings.device} "
+                            f"(by {ceilings.matmul_source})")
     return matmul_flops / rate
 
 
@@ -215,22 +237,31 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
                ) -> FloorLine:
     """Count, floor and time one backend on the suite's step stimulus of `batch` traces
     on `device` (a request the backend resolves)."""
+    import warnings
+
     from hhbench import stimuli as stimlib
+    from hhbench.errors import DivergenceWarning
     from hhbench.suite import case_stimulus, make_backend
 
     stim = case_stimulus("step", batch, n_samples=n_samples or stimlib.DEFAULT_SAMPLES)
     backend = make_backend(name, device=device, model=model, options=options)
     backend.prepare()
-    timed, _ = measure(lambda: backend.run(stim), settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)  # cost, not accuracy
+        timed, _ = measure(lambda: backend.run(stim), settings)
     round_trip = None
     where = f" on {backend.device}"
     # a floor is device arithmetic: on a GPU, time the device-only call (copies excluded)
-    call = backend.device_call(stim) if backend.device != "cpu" else None
-    if call is not None:
-        round_trip = timed.median_s
-        timed, _ = measure(lambda: (call(), None)[1], settings)
-        where += " (device only; round trip beside)"
-        call = None
+    try:
+        call = backend.device_call(stim) if backend.device != "cpu" else None
+        if call is not None:
+            device_only, _ = measure(lambda: (call(), None)[1], settings)
+            round_trip, timed = timed.median_s, device_only
+            where += " (device only; round trip beside)"
+    except Exception as exc:  # the round trip stands, and the line says why it is one
+        from hhbench.failures import not_run
+        where += f" (round trip: the device-only timing failed: {not_run(exc).reason})"
+    call = None
     precision = str(backend.settings().get("precision", "float64"))
     trace_work = backend.trace_work(stim.n_samples)
     if trace_work is not None:  # a surrogate: counted per trace, bound by matmul
@@ -258,14 +289,16 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
                  settings: TimingSettings = TimingSettings(),
                  n_samples: int | None = None, options: dict | None = None,
                  ceilings: dict | None = None) -> dict:
-    """Ceilings (per device a backend runs on: the CPU's; a GPU's measured with JAX) and
-    one FloorLine per backend, JSON-ready. A backend that cannot run here, or not on
-    `device`, gets a line with the reason as the note. `ceilings` ({device: Ceilings})
-    are ones already measured in this run, not measured again; a GPU whose ceilings
-    cannot be measured (JAX does not see it) gets None, and its backends are timed
-    without a floor."""
+    """Ceilings (per device a backend runs on: the CPU's; a GPU's measured through the
+    backend's runtime) and one FloorLine per backend, JSON-ready. Whatever goes wrong with
+    one backend (not installed, cannot run on `device`, its resolution, preparation or
+    run raising) is its line, "skipped" or "failed" with the exception's words as the note
+    (`hhbench.failures`); the others are still measured. `ceilings` ({key: Ceilings}) are
+    ones already measured in this run, not measured again; a GPU whose ceilings cannot be
+    measured gets None, and its backends are timed without a floor (the note says why)."""
     from hhbench.backends import check_name
-    from hhbench.devices import DeviceNotSupported, check_gpu_present, parse_device
+    from hhbench.devices import check_gpu_present, parse_device
+    from hhbench.failures import NotRun, not_run
     from hhbench.suite import backend_options
 
     if int(batch) != batch or batch < 1:
@@ -275,42 +308,56 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
     parse_device(device)
     check_gpu_present((device,))
     options = options or {}
-    where = {}
+    where = {}  # name -> (device, runtime, None) or (None, None, NotRun)
     for name in backends:
         cls = check_name(name)
         opts = backend_options(name, options.get(name))
         reason = cls.unavailable_reason()
         try:
-            where[name] = (None, reason) if reason else (cls.resolve_device(device, opts), None)
-        except DeviceNotSupported as exc:
-            where[name] = (None, str(exc))
-    given = ceilings is not None
-    known, ceilings, ceiling_errors = dict(ceilings or {}), {}, {}
-    # without ceilings given, the CPU's are always measured (the report's first line)
-    if not given or any(dev == "cpu" for dev, _ in where.values()):
+            where[name] = ((None, None, NotRun("skipped", reason)) if reason else
+                           (cls.resolve_device(device, opts), cls.runtime_of(opts), None))
+        except Exception as exc:  # one backend: its line, not the section
+            where[name] = (None, None, not_run(exc))
+    # the CPU's ceilings (always, unless ceilings were given and no backend runs there); a
+    # GPU's once per runtime that runs there (keyed "gpu:N", or "gpu:N (runtime)" when two
+    # runtimes measure the same GPU)
+    given, known = ceilings is not None, dict(ceilings or {})
+    ceilings, ceiling_errors, key_of = {}, {}, {}
+    if not given or any(dev == "cpu" for dev, _, _ in where.values()):
         ceilings["cpu"] = known.get("cpu") or measure_ceilings("/CPU:0")
-    for dev, _ in where.values():
-        if dev is not None and dev not in ceilings:
+    gpu_runtimes: dict[str, list] = {}
+    for dev, runtime, _ in where.values():
+        if dev is not None and dev != "cpu" and runtime not in gpu_runtimes.setdefault(dev, []):
+            gpu_runtimes[dev].append(runtime)
+    for dev, runtimes in gpu_runtimes.items():
+        for runtime in runtimes:
+            key = dev if len(runtimes) == 1 else f"{dev} ({runtime})"
+            key_of[(dev, runtime)] = key
             try:
-                ceilings[dev] = known.get(dev) or gpu_ceilings(
-                    "gpu:0" if dev == "gpu:all" else dev)
-            except HHBenchError as exc:  # timed all the same, without a floor
-                ceilings[dev], ceiling_errors[dev] = None, str(exc)
+                ceilings[key] = known.get(key) or gpu_ceilings(
+                    "gpu:0" if dev == "gpu:all" else dev, runtime)
+            except Exception as exc:  # timed all the same, without a floor
+                ceilings[key], ceiling_errors[key] = None, not_run(exc).reason
     lines = []
     for name in backends:
-        dev, reason = where[name]
-        if dev is None:
-            lines.append(FloorLine(backend=name, unit="-", batch=batch, note=reason))
+        dev, runtime, why = where[name]
+        if why is not None:
+            lines.append(FloorLine(backend=name, unit="-", batch=batch, status=why.status,
+                                   note=why.reason))
             continue
+        key = "cpu" if dev == "cpu" else key_of[(dev, runtime)]
         try:
-            line = floor_line(name, ceilings[dev], batch=batch, device=dev, model=model,
+            line = floor_line(name, ceilings[key], batch=batch, device=dev, model=model,
                               options=options.get(name), settings=settings,
                               n_samples=n_samples)
-            if dev in ceiling_errors:
-                line = replace(line, note=f"{line.note}; no floor: {ceiling_errors[dev]}")
+            if key in ceiling_errors:
+                line = replace(line, note=f"{line.note}; no floor: ceilings of {key}: "
+                                          f"{ceiling_errors[key]}")
             lines.append(line)
-        except HHBenchError as exc:
-            lines.append(FloorLine(backend=name, unit="-", batch=batch, note=str(exc)))
+        except Exception as exc:  # preparing or running it: its line, not the section
+            why = not_run(exc)
+            lines.append(FloorLine(backend=name, unit="-", batch=batch, status=why.status,
+                                   note=why.reason))
     return {"ceilings": {dev: c and asdict(c) for dev, c in ceilings.items()}, "batch": batch,
             "backends": [line.as_dict() for line in lines]}
 
@@ -321,9 +368,10 @@ def _ceiling_line(device: str, c: dict) -> str:
                 f"{c['matmul_f32_flops'] / 1e9:.1f} GFLOP/s, float64 matmul "
                 f"{c['matmul_f64_flops'] / 1e9:.1f} GFLOP/s, exp (NumPy, CPU, "
                 f"{c.get('exp_threads', 1)} threads) {c['exp_f64_per_s'] / 1e6:.0f} M/s")
-    g = lambda key: f"{c[key] / 1e12:.3g}"  # noqa: E731
-    return (f"ceilings on {device} (JAX): matmul float32 {g('matmul_f32_flops')}, TF32 "
-            f"{g('matmul_tf32_flops')}, bfloat16 {g('matmul_bf16_flops')}, float64 "
+    g = lambda key: "-" if c.get(key) is None else f"{c[key] / 1e12:.3g}"  # noqa: E731
+    return (f"ceilings on {device} ({c['matmul_source']}): matmul float32 "
+            f"{g('matmul_f32_flops')}, TF32 {g('matmul_tf32_flops')}, bfloat16 "
+            f"{g('matmul_bf16_flops')}, float64 "
             f"{g('matmul_f64_flops')} TFLOP/s; exp {g('exp_f64_per_s')} (float64) / "
             f"{g('exp_f32_per_s')} (float32) T/s; fma {g('fma_f64_per_s')} (float64) / "
             f"{g('fma_f32_per_s')} (float32) T/s")
@@ -345,6 +393,9 @@ def format_floor(report: dict) -> str:
         if line.get("round_trip_s") is not None:
             line = {**line, "note": f"{line['note']}; round trip "
                                     f"{fmt(line['round_trip_s'])}"}
+        status = line.get("status", "ok")
+        if status != "ok":  # skipped, failed, or a ceiling measured too low
+            ratio = f"{ratio} ({status})" if line["ratio"] is not None else status
         rows.append(f"| {line['backend']} | {line['unit']} | {work} | {fmt(line['floor_s'])} | "
                     f"{line['bound'] or '-'} | {fmt(line['achieved_s'])} | {ratio} | "
                     f"{line['note']} |")

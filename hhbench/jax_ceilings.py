@@ -21,17 +21,10 @@ CHAIN = 64
 
 
 def jax_device(device: str):
-    """The JAX device for "cpu" or "gpu:N"; HHBenchError if JAX does not see it."""
-    from hhbench.jax_runtime import jax
-    kind, _, index = device.partition(":")
-    try:
-        devices = jax.devices(kind)
-    except RuntimeError:
-        devices = []
-    n = int(index) if index.isdigit() else 0
-    if n >= len(devices):
-        raise HHBenchError(f"JAX sees no device {device!r}")
-    return devices[n]
+    """The JAX device for "cpu" or "gpu:N" (the JAX runtime's `native_device`);
+    CannotRunHere if JAX does not see it."""
+    from hhbench.runtimes import get_runtime
+    return get_runtime("jax").native_device(device)
 
 
 def matmul_rate(device: str, dtype: str, *, precision: str = "highest", n: int | None = None,

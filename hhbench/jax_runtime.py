@@ -2,8 +2,8 @@
 
 Every module that runs JAX (the `jax` backend's engine, the CNN's JAX graph, the floor's
 ceilings) imports it from here, so the settings below hold whichever of them comes first:
-  * `XLA_PYTHON_CLIENT_PREALLOCATE=false` (unless set): JAX on a GPU takes 75 % of its
-    memory at start-up otherwise, which would starve another runtime in the process;
+  * the JAX runtime's process set-up (`hhbench.runtimes.jax`: XLA_PYTHON_CLIENT_PREALLOCATE
+    false unless set, so that JAX does not take 75 % of a GPU at start-up);
   * one CPU device per usable core (`jax_num_cpu_devices`, unless the user chose a count
     or `XLA_FLAGS` forces one): XLA runs a fusion of a few thousand elements on one thread,
     so a batch on one CPU device uses one core, and sharded over one device per core, as a
@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+from hhbench.runtimes import get_runtime  # noqa: E402
+
+get_runtime("jax").setup()  # XLA_PYTHON_CLIENT_PREALLOCATE, before JAX is imported
 
 import jax  # noqa: E402
 
@@ -51,11 +53,9 @@ def x64(precision: str = "float64"):
 
 
 def gpu_count() -> int:
-    """GPUs JAX sees (0 when its GPU backend is absent or finds none)."""
-    try:
-        return len(jax.devices("gpu"))
-    except RuntimeError:  # no GPU backend (jaxlib without CUDA) or no device
-        return 0
+    """GPUs JAX sees (0 when its GPU backend is absent or finds none): the JAX runtime's
+    count (`hhbench.runtimes.jax`)."""
+    return get_runtime("jax").gpu_count()
 
 
 __all__ = ["jax", "x64", "gpu_count"]

@@ -31,8 +31,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from hhbench import stimuli as stimlib
-from hhbench.devices import DeviceNotSupported, check_devices
+from hhbench.devices import check_devices
 from hhbench.errors import HHBenchError
+from hhbench.failures import not_run
 from hhbench.timing import WARMUP_MIN_S, TimingSettings, measure
 
 AXES = ("batch", "length")
@@ -135,6 +136,8 @@ class ScalingResults:
     points: tuple[ScalingPoint, ...]
     stopped: dict = field(default_factory=dict)   # (series, axis) -> why a sweep ended early
     skipped: dict = field(default_factory=dict)   # "backend@request" -> why it did not run
+    #: "backend@device" -> the error that stopped it (its points measured before are kept)
+    failed: dict = field(default_factory=dict)
     #: {"state": machine state at the start, "load_during": other work while it ran}
     environment: dict = field(default_factory=dict)
 
@@ -255,21 +258,26 @@ class ScalingResults:
                              f"{e['ratio_at_largest']:.3g}x (batch {e['largest_batch']}) |")
         for key, why in self.skipped.items():
             lines.append(f"\nnot run: {key}: {why}")
+        for key, why in self.failed.items():
+            lines.append(f"\nfailed: {key}: {why}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
         config = asdict(self.config)
         config["options"] = {k: dict(v) for k, v in self.config.options.items()}
         return {"config": config, "points": self.rows(), "break_even": self.break_even(),
-                "skipped": self.skipped, "environment": self.environment,
+                "skipped": self.skipped, "failed": self.failed,
+                "environment": self.environment,
                 "exponents": [{"backend": b, "axis": a, "exponent": v}
                               for (b, a), v in self.exponents().items()],
                 "stopped": [{"backend": b, "axis": a, "why": w}
                             for (b, a), w in self.stopped.items()]}
 
 
-def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_counter):
-    """Time `backend` over `sizes` along `axis` within the budget; (points, why stopped)."""
+def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_counter,
+           into: list | None = None):
+    """Time `backend` over `sizes` along `axis` within the budget; (points, why stopped).
+    Each point is also appended to `into` as it is measured (kept if a later one raises)."""
     from hhbench.suite import case_stimulus
 
     points, start = [], clock()
@@ -289,6 +297,8 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
                                    spread=timed.iqr_s / timed.median_s
                                    if timed.median_s > 0 else None,
                                    round_trip_s=round_trip))
+        if into is not None:
+            into.append(points[-1])
         if i + 1 == len(sizes):
             return points, None
         spent = clock() - start
@@ -314,7 +324,7 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
     from hhbench.environment import machine_state
     state = machine_state()
     meter = LoadMeter().start()
-    points, stopped, skipped = [], {}, {}
+    points, stopped, skipped, failed = [], {}, {}, {}
     from hhbench.backends import check_name
     for name in config.backends:
         missing = check_name(name).unavailable_reason()
@@ -326,24 +336,32 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
             try:
                 backend = make_backend(name, device=request, model=config.model,
                                        options=config.options.get(name))
-            except DeviceNotSupported as exc:
-                skipped[f"{name}@{request}"] = str(exc)
+            except Exception as exc:  # one backend on one device: said, the others go on
+                why = not_run(exc)
+                (skipped if why.status == "skipped" else failed)[f"{name}@{request}"] = \
+                    why.reason
                 continue
             if backend.device in done:  # two requests resolved to one device
                 continue
             done.add(backend.device)
-            backend.prepare()
-            for axis, sizes in (("batch", config.batches), ("length", tuple(config.lengths))):
-                if progress:
-                    print(f"scaling: {name} on {backend.device}, {axis} …", flush=True)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DivergenceWarning)  # cost, not accuracy
-                    pts, why = _sweep(backend, config, axis, sizes)
-                points += pts
-                if why:
-                    stopped[(pts[0].series if pts else name, axis)] = why
+            pts: list = []
+            try:
+                backend.prepare()
+                for axis, sizes in (("batch", config.batches),
+                                    ("length", tuple(config.lengths))):
+                    if progress:
+                        print(f"scaling: {name} on {backend.device}, {axis} …", flush=True)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DivergenceWarning)  # cost, not accuracy
+                        pts, why = _sweep(backend, config, axis, sizes, into=points)
+                    if why:
+                        stopped[(pts[0].series if pts else name, axis)] = why
+            except Exception as exc:  # its points so far are kept (`into`), and said
+                why = not_run(exc)
+                (skipped if why.status == "skipped" else failed)[
+                    f"{name}@{backend.device}"] = why.reason
     return ScalingResults(config=config, points=tuple(points), stopped=stopped,
-                          skipped=skipped,
+                          skipped=skipped, failed=failed,
                           environment={"state": state, "load_during": meter.stop()})
 
 

@@ -40,9 +40,10 @@ from hhbench import metrics
 from hhbench import stimuli as stimlib
 from hhbench.backends import backend_classes, check_name, get_backend
 from hhbench.backends.base import SimResult
-from hhbench.devices import DeviceNotSupported, check_devices, check_gpu_present
+from hhbench.devices import check_devices, check_gpu_present
 from hhbench.environment import describe_machine, machine_state
 from hhbench.errors import DivergenceWarning, HHBenchError
+from hhbench.failures import NotRun, not_run, words
 from hhbench.results import CaseResult, RunResults
 from hhbench.timing import (WARMUP_MIN_S, ProcessTiming, TimingSettings,
                             measure)
@@ -438,7 +439,7 @@ def backend_options(name: str, options: Mapping | None = None, *,
 def make_backend(name: str, *, device: str = "auto", options: Mapping | None = None,
                  model: str | None = None):
     """A fresh backend instance on `device` (a request, resolved by the backend itself:
-    DeviceNotSupported if it cannot run there) with its options."""
+    CannotRunHere if it cannot run there) with its options."""
     cls = check_name(name)
     opts = backend_options(name, options, model=model)
     resolved = cls.resolve_device(device, opts)
@@ -462,11 +463,15 @@ def run_case(backend, stimulus: stimlib.Stimulus, *, timing: TimingSettings,
             prepare_s = time.perf_counter() - start
             kwargs = {} if clock is None else {"clock": clock}
             timed, result = measure(lambda: backend.run(stimulus), timing, **kwargs)
-            device_only = _device_only(backend, stimulus, timing, kwargs)
     except Exception as exc:  # a broken backend must not stop the suite
         return CaseResult(device=getattr(backend, "device", "cpu"), status="failed",
-                          error=f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
-                          if str(exc).strip() else type(exc).__name__, **base), None
+                          error=words(exc), **base), None
+    try:  # apart: a device-only timing that fails keeps the round trip measured above
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DivergenceWarning)
+            device_only = _device_only(backend, stimulus, timing, kwargs)
+    except Exception as exc:
+        device_only = {"timed": "host arrays in and out", "device_only_error": words(exc)}
     status = "diverged" if result.any_diverged else "ok"
     settings = {**backend.call_settings(stimulus.batch_size), **device_only}
     return CaseResult(device=result.device, status=status, timing=timed, prepare_s=prepare_s,
@@ -500,27 +505,29 @@ def suite_cases(config: SuiteConfig) -> list[tuple[str, str, int, str]]:
             for n in config.batches for d in config.devices]
 
 
-def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, str | None]]]:
-    """Per backend, (device, skip reason) for each distinct device it runs on: each request
-    resolved by the backend (through its runtime); a backend not installed here, or asked
-    for a kind of device it does not run on, gets (the request, why it is skipped).
+def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, NotRun | None]]]:
+    """Per backend, (device, None) for each distinct device it runs on: each request
+    resolved by the backend (through its runtime); (the request, `NotRun`) where it will
+    not run: "skipped" when it is not installed here or cannot run there (CannotRunHere,
+    e.g. its runtime sees no such GPU), "failed" when resolving raised anything else (a
+    broken driver install), with the exception's words (`hhbench.failures`).
 
-    HHBenchError (before any work) for a GPU asked for and absent: no NVIDIA driver here, or
-    a GPU-capable backend whose runtime sees no such GPU."""
+    HHBenchError (before any work) only for a GPU asked for on a machine without an
+    NVIDIA driver: no backend could run there."""
     check_gpu_present(config.devices)
     plan = {}
     for name in config.backends:
         cls = backend_classes()[name]
         missing = cls.unavailable_reason()
-        entries: list[tuple[str, str | None]] = []
+        entries: list[tuple[str, NotRun | None]] = []
         for request in config.devices:
             if missing:
-                entry = (request, missing)
+                entry = (request, NotRun("skipped", missing))
             else:
                 try:
                     entry = (cls.resolve_device(request, config.backend_options(name)), None)
-                except DeviceNotSupported as exc:
-                    entry = (request, str(exc))
+                except Exception as exc:  # one backend on one device: recorded, not fatal
+                    entry = (request, not_run(exc))
             if entry[0] not in [e[0] for e in entries]:
                 entries.append(entry)
         plan[name] = entries
@@ -528,8 +535,8 @@ def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, str | None]]]
 
 
 def planned_cases(config: SuiteConfig, plan: dict | None = None
-                  ) -> list[tuple[str, str, int, str, str | None]]:
-    """(backend, stimulus, batch, device, skip reason) of every case, in the order they
+                  ) -> list[tuple[str, str, int, str, NotRun | None]]:
+    """(backend, stimulus, batch, device, why not run) of every case, in the order they
     run, with the devices resolved (`plan_devices`)."""
     plan = plan_devices(config) if plan is None else plan
     return [(b, s, n, d, why) for s in config.stimuli for b in config.backends
@@ -622,9 +629,9 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
             stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
             if skip:
                 out.append(CaseResult(backend=name, stimulus=kind, batch=batch, device=device,
-                                      status="skipped", n_samples=stim.n_samples,
+                                      status=skip.status, n_samples=stim.n_samples,
                                       dt_ms=stim.dt_ms, reference=config.reference,
-                                      error=skip))
+                                      error=skip.reason))
                 continue
             index = position[case_index]
             per_process = [o.cases[index] for o in outputs if index in o.cases]

@@ -226,10 +226,10 @@ def _worker_env() -> dict:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # JAX takes 75 % of a GPU's memory at its first use unless told not to: a worker
-    # allocates what its case needs
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # each runtime's process set-up (TensorFlow's logging, JAX's memory preallocation off:
+    # a worker allocates what its case needs)
+    from hhbench.runtimes import process_env
+    process_env(env)
     env["HHBENCH_PARENT_PID"] = str(os.getpid())
     return env
 
@@ -245,7 +245,7 @@ def work(job: dict, out_path: Path) -> None:
 
     import warnings
 
-    from hhbench.errors import HHBenchError
+    from hhbench.failures import words
     from hhbench.suite import SuiteConfig, case_stimulus, make_backend, run_case
 
     config = SuiteConfig.from_dict(job["config"])
@@ -264,8 +264,8 @@ def work(job: dict, out_path: Path) -> None:
             continue
         try:
             backend = make_backend(name, device=device, options=config.backend_options(name))
-        except HHBenchError as exc:  # e.g. not installed here
-            results[index] = {"error": str(exc)}
+        except Exception as exc:  # e.g. not installed here: recorded, the others go on
+            results[index] = {"error": words(exc)}
         else:
             case, result = run_case(backend, stim, timing=config.timing,
                                     reference_name=config.reference)

@@ -228,3 +228,86 @@ def test_a_worker_dies_with_its_parent(fault_dir, tmp_path):
     for leftover in Path(tempfile.gettempdir()).glob("hhbench-*"):
         if leftover.name.startswith(("hhbench-outputs-", "hhbench-worker-")):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+# -- one failure policy: a recorded line, never a lost section or an aborted command -------
+
+def _floor(names):
+    from hhbench.floor import floor_report
+    from hhbench.suite import import_backend_module
+    import_backend_module(str(FAULTS))
+    report = floor_report(names, batch=1, settings=QUICK, n_samples=200)
+    return {line["backend"]: line for line in report["backends"]}
+
+
+def _scaling(names):
+    from hhbench.scaling import ScalingConfig, run_scaling
+    from hhbench.suite import import_backend_module
+    import_backend_module(str(FAULTS))
+    config = ScalingConfig(backends=names, max_batch=4, lengths=(100, 200), n_samples=100,
+                           budget_s=5.0, timing=QUICK)
+    return run_scaling(config)
+
+
+def test_a_backend_whose_prepare_raises_is_a_failed_line_in_run_floor_and_scaling(fault_dir):
+    """Catches a prepare() outside any handler (floor, scaling): the section or command
+    would be lost; here only that backend's line fails, with the exception's words, and
+    numpy beside it is measured."""
+    results, _ = _run(("fault-prepare", "numpy"))
+    assert results["fault-prepare"].status == "failed"
+    assert results["fault-prepare"].error == "RuntimeError: planted prepare failure"
+    assert results["numpy"].status == "ok"
+    floor = _floor(("numpy", "fault-prepare"))
+    assert floor["fault-prepare"]["status"] == "failed"
+    assert floor["fault-prepare"]["note"] == "RuntimeError: planted prepare failure"
+    assert floor["numpy"]["status"] == "ok" and floor["numpy"]["achieved_s"] > 0
+    scaling = _scaling(("numpy", "fault-prepare"))
+    assert scaling.failed == {"fault-prepare@cpu": "RuntimeError: planted prepare failure"}
+    assert {p.backend for p in scaling.points} == {"numpy"}
+    assert "failed: fault-prepare@cpu: RuntimeError" in scaling.to_markdown()
+
+
+def test_a_device_resolution_that_raises_a_foreign_error_is_a_failed_line(fault_dir):
+    """Catches a resolution caught only for hhbench's own exception type: suite.plan_devices
+    turned an OSError from a runtime into an aborted `hhbench run`; floor and scaling lost
+    their section. Here: a failed line each, the others measured."""
+    results, _ = _run(("fault-resolve", "numpy"))
+    assert results["fault-resolve"].status == "failed"
+    assert results["fault-resolve"].error == "OSError: planted driver failure"
+    assert results["numpy"].status == "ok"
+    floor = _floor(("fault-resolve", "numpy"))
+    assert (floor["fault-resolve"]["status"], floor["fault-resolve"]["note"]) == (
+        "failed", "OSError: planted driver failure")
+    assert floor["numpy"]["status"] == "ok"
+    scaling = _scaling(("fault-resolve", "numpy"))
+    assert scaling.failed == {"fault-resolve@auto": "OSError: planted driver failure"}
+    assert {p.backend for p in scaling.points} == {"numpy"}
+
+
+def test_a_backend_that_cannot_run_here_is_skipped_with_its_reason(fault_dir):
+    """Catches "cannot run here" recorded as a failure, or not recorded: a GPU-only backend
+    whose runtime sees no GPU is "skipped", saying so, in run, floor and scaling."""
+    results, _ = _run(("fault-gpu-only", "numpy"))
+    assert results["fault-gpu-only"].status == "skipped"
+    assert "runs on GPUs only" in results["fault-gpu-only"].error
+    floor = _floor(("fault-gpu-only",))
+    assert floor["fault-gpu-only"]["status"] == "skipped"
+    assert "runs on GPUs only" in floor["fault-gpu-only"]["note"]
+    scaling = _scaling(("fault-gpu-only", "numpy"))
+    assert "runs on GPUs only" in scaling.skipped["fault-gpu-only@auto"]
+    assert not scaling.failed
+
+
+def test_a_failing_device_only_timing_keeps_the_round_trip(fault_dir):
+    """Catches the device-only measurement inside the round trip's handler: its failure
+    threw away a round trip already timed. The case stays ok, timed, and says why it has
+    no device-only time."""
+    from hhbench.backends import get_backend
+    from hhbench.suite import case_stimulus, import_backend_module, run_case
+    import_backend_module(str(FAULTS))
+    case, result = run_case(get_backend("fault-device-only"), case_stimulus("step", 1,
+                            n_samples=200), timing=QUICK, reference_name="converged")
+    assert case.status == "ok" and result is not None
+    assert case.timing.median_s > 0
+    assert case.settings["device_only_error"] == "RuntimeError: planted device-only failure"
+    assert "device_only_s" not in case.settings

@@ -79,10 +79,25 @@ def test_bad_floor_input():
 
 # -- the CNN's FLOPs, counted by hand --------------------------------------------------
 
-tf_keras = pytest.importorskip("tf_keras")
+@pytest.fixture
+def keras2():
+    """tf_keras, for the tests that build models with it (skipped without TensorFlow)."""
+    return pytest.importorskip("tf_keras")
 
 
-def _tiny_model():
+@pytest.fixture
+def lab_small_any_runtime():
+    """The small lab model, for a test that runs the CNN through whichever runtime is
+    here: TensorFlow, or JAX reading the files with h5py (the GPU machines)."""
+    from conftest import LAB_SMALL
+
+    from hhbench.cnn_modes import stacks_present
+    if not any(stacks_present().values()):
+        pytest.skip("no CNN runtime here: pip install 'hhbench[jax]' or 'hhbench[cnn]'")
+    return LAB_SMALL
+
+
+def _tiny_model(tf_keras):
     inp = tf_keras.Input(shape=(32, 1))
     x = tf_keras.layers.Reshape((32, 1, 1))(inp)
     x = tf_keras.layers.Conv2D(4, (5, 1), strides=(2, 1), padding="same", activation="tanh")(x)
@@ -92,10 +107,10 @@ def _tiny_model():
     return tf_keras.Model(inp, x)
 
 
-def test_flops_of_a_tiny_model_by_hand():
+def test_flops_of_a_tiny_model_by_hand(keras2):
     from hhbench.cnn.flops import count_flops
 
-    counts = count_flops(_tiny_model())
+    counts = count_flops(_tiny_model(keras2))
     # conv: 16 outputs x 4 filters x (5 taps x 1 channel) MACs = 320 MACs = 640 FLOPs
     # transposed conv: 16 inputs x 4 channels x 4 taps x 3 filters = 768 MACs = 1536
     # dense: 32 positions x 3 inputs x 2 units = 192 MACs = 384
@@ -105,7 +120,7 @@ def test_flops_of_a_tiny_model_by_hand():
     assert counts["activations"] == 16 * 4               # tanh after the convolution
 
 
-def test_flops_of_the_labs_architecture_by_formula():
+def test_flops_of_the_labs_architecture_by_formula(keras2):
     from hhbench.cnn.architecture import Architecture, build_model
     from hhbench.cnn.flops import count_flops
 
@@ -159,7 +174,8 @@ def test_cnn_floor_line_counts_the_windows(lab_small):
     assert "| cnn | trace |" in text and f"{line.ratio:.2f}x" in text
 
 
-def test_floor_cli(tmp_path, lab_small, capsys):
+def test_floor_cli(tmp_path, lab_small_any_runtime, capsys):
+    lab_small = lab_small_any_runtime
     import json
 
     from hhbench.cli import main
@@ -209,6 +225,36 @@ def test_jax_measures_every_ceiling_of_a_device():
     small = elementwise_rate("cpu", "fma", "float64", n=2 ** 14)
     large = elementwise_rate("cpu", "fma", "float64", n=2 ** 16)
     assert 1 / 3 < large / small < 3
-    from hhbench.errors import HHBenchError
-    with pytest.raises(HHBenchError, match="JAX sees no device 'gpu:7'"):
+    from hhbench.errors import CannotRunHere
+    with pytest.raises(CannotRunHere, match="'gpu:7' requested but JAX sees"):
         elementwise_rate("gpu:7", "exp", "float32")
+
+
+def test_a_line_faster_than_its_floor_is_flagged_not_passed_off():
+    """Catches an achieved/floor under 1 reported as a plain result: it means a ceiling
+    was measured too low, and the line says so in its status and in the table."""
+    fast = FloorLine(backend="numba", unit="neuron-step", batch=1, floor_s=2e-9,
+                     achieved_s=1e-9)
+    slow = FloorLine(backend="numba", unit="neuron-step", batch=1, floor_s=1e-9,
+                     achieved_s=3e-9)
+    assert (fast.ratio, fast.status) == (pytest.approx(0.5), "ceiling too low")
+    assert (slow.ratio, slow.status) == (pytest.approx(3.0), "ok")
+    text = format_floor({"ceilings": {"cpu": {**CEIL.__dict__}}, "batch": 1,
+                         "backends": [fast.as_dict(), slow.as_dict()]})
+    assert "0.50x (ceiling too low)" in text and "| 3.00x |" in text
+
+
+def test_a_gpu_measured_without_matmul_bounds_hh_by_exp_and_fma_only():
+    """Catches ceilings of a runtime without a matrix multiply (numba-cuda) refused, or
+    used for a CNN floor they cannot give: the HH floor comes from exp and fma; a CNN
+    floor says it cannot be computed there; without fma, matmul stays required."""
+    cuda = Ceilings(matmul_f32_flops=None, matmul_f64_flops=None, exp_f64_per_s=1e12,
+                    exp_f32_per_s=4e12, fma_f64_per_s=5e12, fma_f32_per_s=1e14,
+                    matmul_source="numba-cuda", device="gpu:0")
+    assert hh_floor_s({"exp": 4, "mul": 62}, cuda, "float64") == (
+        pytest.approx(62 / (2 * 5e12)), "flops")
+    from hhbench.errors import CannotRunHere
+    with pytest.raises(CannotRunHere, match="no matmul ceiling"):
+        cnn_floor_s(1e9, cuda)
+    with pytest.raises(HHBenchError, match="matmul_f32_flops"):
+        Ceilings(matmul_f32_flops=None, matmul_f64_flops=1e11, exp_f64_per_s=5e8)

@@ -437,3 +437,23 @@ def test_a_gpu_that_is_not_there(tmp_path, capsys, lab_small):
                  "--no-progress"]) == 2
     assert "gpu:7" in one_line_error(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_question_whose_backend_fails_is_a_recorded_line_and_the_others_go_on(
+        tmp_path, lab_small):
+    """Catches a backend failure that aborts `hhbench lab` (losing every question after
+    it): q2 with a backend whose prepare raises is written as not answered, with the
+    exception's words, in its section and JSON; q6 is still answered."""
+    from hhbench.failures import NotRun
+    from hhbench.suite import import_backend_module
+    import_backend_module(str(Path(__file__).parent / "data" / "fault_backends.py"))
+    out = tmp_path / "r"
+    quick = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
+    results = run_lab(["q2", "q6"], model=lab_small, device="cpu", out_dir=out,
+                      progress=False, settings=LabSettings(
+                          timing=quick, step_backends=("numpy", "fault-prepare")))
+    assert isinstance(results["q2"], NotRun) and results["q2"].status == "failed"
+    assert "RuntimeError: planted prepare failure" in results["q2"].reason
+    assert "planted prepare failure" in (out / "q2.md").read_text()
+    assert json.loads((out / "q2.json").read_text())["status"] == "failed"
+    assert not isinstance(results["q6"], NotRun) and (out / "q6.md").exists()

@@ -6,8 +6,10 @@ CUDA simulator in a subprocess of their own, which computes what the tests below
 and hands it back as JSON (small batches, short traces: the simulator runs each thread in
 Python). A second subprocess compiles every kernel to PTX for an H100 (sm_90) where
 numba-cuda's compiler (NVVM and libdevice) is installed, which the simulator cannot check:
-that the kernels compile for a real GPU at all, and that float32 kernels do no float64
-arithmetic. The file is skipped where numba-cuda is not installed (the core install).
+that the kernels compile for a real GPU at all (with the NumPy installed here: NumPy 2.5
+needs `hhbench.runtimes.numba_cuda.numpy_compat`), and that float32 kernels contain no
+float64 instruction. It skips only where NVVM is absent; any other error fails it. The
+file is skipped where numba-cuda is not installed (the core install).
 """
 
 from __future__ import annotations
@@ -115,40 +117,83 @@ SIMULATOR_SCRIPT = textwrap.dedent(r"""
         "flags": div_dev.tolist(),
         "wrote_output": not np.array_equal(v_before, v_dev, equal_nan=True)}
     out["settings"] = backend.settings()
+
+    # the runtime: its ceilings measured through numba-cuda (tiny: the simulator), and
+    # gpu:N as numba-cuda numbers its GPUs
+    from hhbench.runtimes import get_runtime
+    from hhbench.runtimes import cuda_ceilings
+    from hhbench.timing import TimingSettings
+    runtime = get_runtime("cuda")
+    quick = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
+    out["ceilings"] = cuda_ceilings.measure_device_ceilings(0, n=32, settings=quick)
+    xs = np.linspace(0.0, 1.0, 32)
+    for op, step in (("exp", lambda v: -np.exp(v)), ("fma", lambda v: v * 0.999 - 0.001)):
+        x = cuda_ceilings.cuda_module().to_device(-xs)
+        cuda_ceilings._kernel(op, "float64")[1, 32](x)
+        want = -xs
+        for _ in range(cuda_ceilings.CHAIN):
+            want = step(want)
+        out[f"chain_{op}_max_diff"] = float(np.abs(x.copy_to_host() - want).max())
+    out["runtime"] = {"gpus": runtime.gpu_count(), "gpu": runtime.resolve_gpu("gpu"),
+                      "index": runtime.gpu_index("gpu:0")}
+    try:
+        runtime.resolve_gpu("gpu:1")
+        out["runtime"]["gpu:1"] = "accepted"
+    except Exception as exc:
+        out["runtime"]["gpu:1"] = f"{type(exc).__name__}: {exc}"
     print(json.dumps(out))
 """)
 
-#: compiles every kernel to PTX for sm_90 without a GPU; prints one JSON object
+#: compiles every kernel to PTX for sm_90 without a GPU; prints one JSON object. Skips
+#: (prints {"skip": why}) only where NVVM is not installed, as numba-cuda's own library
+#: finder (cuda.pathfinder) reports it; any other error fails the script, and the test
 PTX_SCRIPT = textwrap.dedent(r"""
     import json, re, sys
-    try:
-        from numba import cuda, float32, float64, int64
-        from numba.cuda.cudadrv import nvrtc
-        from numba.cuda import cuda_paths
-        # numba-cuda asks NVRTC only for the architectures it supports; where NVVM and
-        # libdevice are installed but NVRTC is not (this project's CPU machines), say it
+    from cuda.pathfinder import DynamicLibNotFoundError, load_nvidia_dynamic_lib
+
+    def found(lib):
         try:
-            nvrtc.get_supported_ccs()
-        except Exception:
-            nvrtc.get_supported_ccs = lambda: ((7, 5), (8, 0), (8, 6), (8, 9), (9, 0))
-            cuda_paths._get_nvrtc_path = lambda: cuda_paths._env_path_tuple("none", None)
-        cuda.compile_ptx(lambda a: None, (float64[:],), cc=(9, 0))
-    except Exception as exc:
-        print(json.dumps({"skip": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}))
+            load_nvidia_dynamic_lib(lib)
+        except DynamicLibNotFoundError:
+            return False
+        return True
+
+    if not found("nvvm"):
+        print(json.dumps({"skip": "numba-cuda's compiler NVVM is not installed "
+                                  "(pip install 'hhbench[cuda]' installs it)"}))
         sys.exit(0)
+    from hhbench.runtimes.numba_cuda import module
+    cuda = module()  # the NumPy >= 2.5 shim, as the backend applies it
+    from numba import float32, float64, int64
+    if not found("nvrtc"):
+        # numba-cuda asks NVRTC which architectures it supports; where NVVM and libdevice
+        # are installed without NVRTC, answer for it (sm_90 is among them)
+        from numba.cuda.cudadrv import nvrtc
+        nvrtc.get_supported_ccs = lambda: ((7, 5), (8, 0), (8, 6), (8, 9), (9, 0))
     from hhbench.backends import cuda_engine, kernels
+    from hhbench.runtimes import cuda_ceilings
     out = {}
+    compiled = []
     for precision, ty in (("float64", float64), ("float32", float32)):
         for name in kernels.kernel_classes():
             func = cuda_engine.kernel(name, precision).py_func
-            ptx, _ = cuda.compile_ptx(func, (ty[:, :], ty[:, :], int64[:], ty, int64),
-                                      cc=(9, 0))
-            ops = re.findall(r"^\s*([a-z][a-z0-9_.]*)", ptx, re.M)
-            out[f"{name}/{precision}"] = {
-                "f64_arithmetic": sorted({o for o in ops if o.endswith(".f64")
-                                          and not o.startswith(("cvt", "ld", "st", "mov"))}),
-                "f32_arithmetic": sorted({o for o in ops if o.endswith(".f32")})[:3],
-                "calls": len(re.findall(r"\bcall(\.uni)?\b", ptx))}
+            compiled.append((f"{name}/{precision}", func,
+                             (ty[:, :], ty[:, :], int64[:], ty, int64)))
+        for op in ("exp", "fma"):  # the runtime's ceiling kernels
+            compiled.append((f"ceiling-{op}/{precision}",
+                             cuda_ceilings._kernel(op, precision).py_func, (ty[:],)))
+    for case, func, signature in compiled:
+        ptx, _ = cuda.compile_ptx(func, signature, cc=(9, 0))
+        ops = re.findall(r"^\s*([a-z][a-z0-9_.]*)", ptx, re.M)
+        out[case] = {
+            "target": re.findall(r"^\.target\s+(\S+)", ptx, re.M),
+            # every instruction on float64 values (arithmetic, conversions, loads ...)
+            "f64_instructions": sorted({o for o in ops if ".f64" in o}),
+            "f64_registers": len(re.findall(r"\.reg\s+\.f64", ptx)),
+            "f64_arithmetic": sorted({o for o in ops if o.endswith(".f64")
+                                      and not o.startswith(("cvt", "ld", "st", "mov"))}),
+            "f32_arithmetic": sorted({o for o in ops if o.endswith(".f32")})[:3],
+            "calls": len(re.findall(r"\bcall(\.uni)?\b", ptx))}
     print(json.dumps(out))
 """)
 
@@ -173,7 +218,7 @@ def sim():
 def ptx():
     out = _run_script(PTX_SCRIPT, simulator=False)
     if "skip" in out:
-        pytest.skip(f"numba-cuda cannot compile PTX here: {out['skip']}")
+        pytest.skip(out["skip"])
     return out
 
 
@@ -260,27 +305,48 @@ def test_backend_run_and_device_call(sim):
 
 def test_device_resolution_under_the_simulator(sim):
     """Catches a GPU count or device resolution that ignores numba-cuda: the simulator is
-    one GPU, "auto" picks it, gpu:1 is refused, gpu:all is skipped (one GPU only)."""
+    one GPU, "auto" picks it, gpu:1 (out of range) and gpu:all (one GPU only) cannot run
+    here: the one exception whose case is recorded as skipped."""
     assert sim["visible_gpus"] == 1
     assert sim["auto"] == "gpu:0"
-    assert sim["gpu:1"] == "HHBenchError"
-    assert sim["gpu:all"] == "DeviceNotSupported"
+    assert sim["gpu:1"] == "CannotRunHere"
+    assert sim["gpu:all"] == "CannotRunHere"
 
 
 def test_kernels_compile_for_a_gpu_and_float32_stays_float32(ptx):
-    """What the simulator cannot see: every kernel compiles to PTX for sm_90 (the
-    simulator runs any Python: np.exp, or cuda.fma handed around as a value, only fail
-    here), calls nothing out of line, and the float32 kernels contain no float64
-    arithmetic (a float64 literal would promote a whole expression)."""
-    assert set(ptx) >= {"euler/float64", "exp-euler/float64", "euler/float32",
-                        "exp-euler/float32"}
+    """What the simulator cannot see: every registered kernel compiles to PTX for sm_90 in
+    both precisions (the simulator runs any Python: np.exp, cuda.fma handed around as a
+    value, or numba-cuda meeting NumPy 2.5 only fail here), calls nothing out of line, and
+    the float32 kernels contain no float64 instruction or register at all (a float64
+    literal would promote a whole expression, a float64 argument add conversions)."""
+    from hhbench.backends import kernels
+    names = [*kernels.kernel_classes(), "ceiling-exp", "ceiling-fma"]
+    assert set(ptx) == {f"{k}/{p}" for k in names for p in ("float64", "float32")}
     for case, got in ptx.items():
+        assert got["target"] == ["sm_90"], case
         assert got["calls"] == 0, case
         if case.endswith("float32"):
-            assert got["f64_arithmetic"] == [], case
+            assert got["f64_instructions"] == [] and got["f64_registers"] == 0, case
             assert got["f32_arithmetic"], case
         else:
             assert got["f64_arithmetic"], case
+
+
+def test_the_runtime_measures_its_ceilings_through_numba_cuda(sim):
+    """Catches ceilings of a numba-cuda GPU taken from another runtime, a chain kernel
+    that computes something else than it counts (the rate would be of other work), or a
+    gpu:N the runtime does not check: the four exp/fma rates come from numba-cuda's own
+    kernels (no matmul: None), which compute x ← −exp(x) and x ← 0.999·x − 0.001 CHAIN
+    times as NumPy does; the simulator's one GPU is gpu:0 and gpu:1 cannot run here."""
+    rates = sim["ceilings"]
+    assert rates["matmul_f32_flops"] is None and rates["matmul_f64_flops"] is None
+    for key in ("exp_f64_per_s", "exp_f32_per_s", "fma_f64_per_s", "fma_f32_per_s"):
+        assert rates[key] > 0, key
+    assert sim["chain_exp_max_diff"] < 1e-12 and sim["chain_fma_max_diff"] < 1e-12
+    assert sim["runtime"]["gpus"] == 1 and sim["runtime"]["gpu"] == "gpu:0"
+    assert sim["runtime"]["index"] == 0
+    assert sim["runtime"]["gpu:1"].startswith("CannotRunHere: device 'gpu:1' requested but "
+                                              "numba-cuda sees 1 GPU")
 
 
 def test_cpu_is_refused_and_options_are_checked():

@@ -9,8 +9,9 @@ A backend is an object with three duties:
 What a backend can do is declared by the backend, never decided elsewhere by its name:
   * `device_kinds`: the kinds of device it runs on ("cpu", "gpu"); `resolve_device(request,
     options)` turns a request ("auto", "cpu", "gpu", "gpu:N", "gpu:all") into the device it
-    will run on, through its own runtime (`visible_gpus`), or raises `DeviceNotSupported`
-    (the case is skipped, with the reason) or HHBenchError (a GPU asked for and absent);
+    will run on, through its own runtime (`visible_gpus`), or raises `CannotRunHere`
+    (not that kind of device, or a GPU its runtime does not see: the case is skipped,
+    with the reason);
   * `runtime_of(options)`: the heavy framework it imports ("tensorflow", "jax", "cuda") or
     None: the worker processes are grouped by it, so each is imported once per process;
   * `option_defaults`: the options a config may set (`check_options` refuses others); a
@@ -29,8 +30,8 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from hhbench.devices import DeviceNotSupported, nvidia_driver_present, parse_device, pick_gpu
-from hhbench.errors import DivergenceWarning, HHBenchError
+from hhbench.devices import nvidia_driver_present, parse_device, pick_gpu
+from hhbench.errors import CannotRunHere, DivergenceWarning, HHBenchError
 from hhbench.stimuli import Stimulus
 
 #: |V| beyond this (mV) is not physiology but an integrator running away.
@@ -122,8 +123,13 @@ class Backend(ABC):
 
     @classmethod
     def visible_gpus(cls, options: Mapping[str, Any] | None = None) -> int:
-        """GPUs this backend's runtime sees (0 for a backend that runs on the CPU only)."""
-        return 0
+        """GPUs this backend's runtime sees (`hhbench.runtimes`; 0 for a backend that runs
+        on the CPU only)."""
+        from hhbench.runtimes import get_runtime, runtime_names
+        name = cls.runtime_of(options)
+        if "gpu" not in cls.device_kinds or name not in runtime_names():
+            return 0  # a plugin's runtime that is not registered counts its GPUs itself
+        return get_runtime(name).gpu_count()
 
     @classmethod
     def resolve_device(cls, request: str = "auto",
@@ -131,8 +137,8 @@ class Backend(ABC):
         """The device ("cpu", "gpu:N", "gpu:all") this backend runs on for `request`.
 
         "auto" is the first GPU when the backend runs on GPUs and its runtime sees one, else
-        the CPU. DeviceNotSupported (an HHBenchError) when the backend does not run on that
-        kind of device; HHBenchError when a GPU is asked for and its runtime sees none."""
+        the CPU. CannotRunHere when the backend does not run on that kind of device, or
+        when a GPU is asked for and its runtime sees none (or not that one)."""
         req = parse_device(request)
         kinds = cls.device_kinds
         if req.kind == "auto":
@@ -140,10 +146,10 @@ class Backend(ABC):
                 return "gpu:0"
             if "cpu" in kinds:
                 return "cpu"
-            raise DeviceNotSupported(f"{cls.name} runs on GPUs only, and none is here")
+            raise CannotRunHere(f"{cls.name} runs on GPUs only, and none is here")
         if req.kind not in kinds:
             only = " and ".join(k.upper() if k == "cpu" else k.upper() + "s" for k in kinds)
-            raise DeviceNotSupported(f"{cls.name} runs on the {only} only")
+            raise CannotRunHere(f"{cls.name} runs on the {only} only")
         if req.kind == "cpu":
             return "cpu"
         n_gpus = cls.visible_gpus(options) if nvidia_driver_present() else 0

@@ -21,8 +21,8 @@ from hhbench.backends import register
 from hhbench.backends.base import Backend
 from hhbench.cnn_modes import (STACKS, check_runtime_options, choose_runtime, module_found,
                                 stacks_present)
-from hhbench.devices import DeviceNotSupported, parse_device
-from hhbench.errors import HHBenchError
+from hhbench.devices import parse_device
+from hhbench.errors import CannotRunHere, HHBenchError
 
 INSTALL_HINT = "pip install 'hhbench[cnn]' (TensorFlow) or 'hhbench[jax]' (JAX)"
 
@@ -86,24 +86,13 @@ class Cnn(Backend):
 
     @classmethod
     def resolve_device(cls, request="auto", options=None) -> str:
-        """As `Backend.resolve_device`; "gpu:all" is DeviceNotSupported (the case is
+        """As `Backend.resolve_device`; "gpu:all" is CannotRunHere (the case is
         skipped): the network runs on one device."""
         if parse_device(request).index == "all":
-            raise DeviceNotSupported(f"{cls.name} runs on one device (cpu, gpu or gpu:N), "
+            raise CannotRunHere(f"{cls.name} runs on one device (cpu, gpu or gpu:N), "
                                      "not gpu:all")
         return super().resolve_device(request, options)
 
-    @classmethod
-    def visible_gpus(cls, options=None) -> int:
-        if cls.runtime_of(options) == "jax":
-            if not stacks_present()["jax"]:
-                return 0
-            from hhbench.cnn.jaxgraph import gpu_count
-            return gpu_count()
-        if not stacks_present()["tensorflow"]:
-            return 0
-        from hhbench.cnn.devices import visible_devices
-        return len(visible_devices()["GPU"])
 
     # -- running ---------------------------------------------------------------------------
 

@@ -120,7 +120,8 @@ def _retarget(func, dtype):
 @functools.cache
 def device_kernels(precision: str = "float64"):
     """The model's kernels as CUDA device functions (or the simulator's) for `precision`."""
-    from numba import cuda
+    from hhbench.runtimes.numba_cuda import module
+    cuda = module()  # NumPy 2.5 made compilable first
 
     dtype = check_precision(precision)
     device_jit = cuda.jit(device=True, inline="always")
@@ -175,7 +176,8 @@ def _integrate_traces(current, v_out, first_bad, h_sub, substeps):
 def kernel(kernel_name: str = "euler", precision: str = "float64"):
     """The CUDA kernel integrating every trace with step kernel `kernel_name` (compiled on
     its first launch, and cached on disk on a real GPU)."""
-    from numba import cuda as numba_cuda
+    from hhbench.runtimes.numba_cuda import module
+    numba_cuda = module()  # NumPy 2.5 made compilable first
 
     from hhbench.backends.numba_cache import purge_stale_cache
 

@@ -34,11 +34,6 @@ class JaxEuler(Backend):
     option_defaults = {"device": "auto", "kernel": "euler", "precision": "float64"}
     option_choices = {"kernel": KERNELS, "precision": PRECISIONS}
 
-    @classmethod
-    def visible_gpus(cls, options=None) -> int:
-        from hhbench.backends import jax_engine
-        return jax_engine.gpu_count()
-
     def __init__(self, *, device: str = "auto", kernel: str = "euler",
                  precision: str = "float64"):
         self.check_choices({"kernel": kernel, "precision": precision})

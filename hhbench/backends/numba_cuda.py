@@ -19,8 +19,8 @@ from __future__ import annotations
 from hhbench.backends import kernels as kernel_registry
 from hhbench.backends import register
 from hhbench.backends.base import Backend
-from hhbench.devices import DeviceNotSupported, parse_device
-from hhbench.errors import HHBenchError
+from hhbench.devices import parse_device
+from hhbench.errors import CannotRunHere, HHBenchError
 
 PRECISIONS = ("float64", "float32")
 
@@ -39,23 +39,11 @@ class NumbaCuda(Backend):
                       "precision": PRECISIONS}
 
     @classmethod
-    def visible_gpus(cls, options=None) -> int:
-        """GPUs numba-cuda sees (the simulator's one under NUMBA_ENABLE_CUDASIM=1); 0 when
-        numba-cuda is missing or finds no driver."""
-        if not cls.is_available():
-            return 0
-        try:
-            from numba import cuda
-            return len(cuda.gpus) if cuda.is_available() else 0
-        except Exception:  # a broken driver install: no GPU for this runtime
-            return 0
-
-    @classmethod
     def resolve_device(cls, request="auto", options=None) -> str:
-        """As `Backend.resolve_device`, but "gpu:all" is DeviceNotSupported (the case is
+        """As `Backend.resolve_device`, but "gpu:all" is CannotRunHere (the case is
         skipped): this backend runs on one GPU."""
         if parse_device(request).index == "all":
-            raise DeviceNotSupported(f"{cls.name} runs on one GPU (gpu or gpu:N), not gpu:all")
+            raise CannotRunHere(f"{cls.name} runs on one GPU (gpu or gpu:N), not gpu:all")
         return super().resolve_device(request, options)
 
     def __init__(self, *, device: str = "gpu", kernel: str = "euler",
@@ -64,7 +52,7 @@ class NumbaCuda(Backend):
         self.kernel = kernel
         self.precision = precision
         # the harness passes a resolved device; a request made directly is resolved here
-        # (DeviceNotSupported for "cpu"; HHBenchError for a GPU numba-cuda does not see)
+        # (CannotRunHere for "cpu"; and for a GPU numba-cuda does not see)
         self._device = self.resolve_device(device, {"kernel": kernel, "precision": precision})
         self._gpu = int(self._device.split(":", 1)[1])
         self._prepared = False

@@ -27,16 +27,13 @@ Precision (`PRECISIONS`), and what `precision_applied` records:
 `JaxRunner` is the TensorFlow runner's counterpart: scaling, context, windows and stitching
 are `hhbench.cnn.windows`, shared with it, so the samples are cut and stitched identically.
 Devices: "cpu", "gpu", "gpu:N" or "auto" (a GPU when JAX sees one);
-`XLA_PYTHON_CLIENT_PREALLOCATE` is set to "false" (unless set) before JAX is imported,
-so that JAX does not take 75 % of the GPU's memory at start.
+JAX is imported through `hhbench.jax_runtime`, set up by the JAX runtime
+(`hhbench.runtimes.jax`: no preallocation of 75 % of the GPU's memory at start).
 """
 
 from __future__ import annotations
 
-import os
 import time
-
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import numpy as np  # noqa: E402
 
@@ -61,8 +58,8 @@ def check_precision(precision: str) -> str:
 
 def gpu_count() -> int:
     """GPUs JAX sees (0 when its GPU backend is absent or finds none)."""
-    from hhbench.jax_runtime import gpu_count as count
-    return count()
+    from hhbench.runtimes import get_runtime
+    return get_runtime("jax").gpu_count()
 
 
 def resolve_jax_device(request: str = "auto"):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hhbench.atomic import atomic_write
 from hhbench.errors import HHBenchError
+from hhbench.failures import NotRun, not_run
 from hhbench.lab import (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
                          q6_receptive_field)
 from hhbench.lab import NO_CNN, QUESTION_KEYS, check_questions
@@ -46,7 +47,11 @@ def run_lab(questions=("all",), *, model=None, device: str = "auto",
             settings: LabSettings = LabSettings()) -> dict:
     """Answer `questions` (keys of QUESTIONS, or "all") with the CNN `model` (None: the
     default model) on `device`; write `<q>.md`, `<q>.json` and the figures of each into
-    `out_dir`, and for all six `report.md` linking them. Returns the results by key."""
+    `out_dir`, and for all six `report.md` linking them. Returns the results by key.
+
+    A question whose computation raises is not lost in silence, nor does it stop the
+    others: its result is a `hhbench.failures.NotRun` ("skipped" or "failed", with the
+    exception's words), written as its one-line section and its row of the report."""
     from tqdm.auto import tqdm
 
     keys = check_questions(questions)
@@ -66,9 +71,16 @@ def run_lab(questions=("all",), *, model=None, device: str = "auto",
                 module = QUESTIONS[key]
                 note = lambda text, key=key: bar.set_postfix_str(f"{key} {text}")  # noqa: E731
                 note("")
-                results[key] = module.compute(setup, results, progress=note)
+                answered = {k: r for k, r in results.items() if not isinstance(r, NotRun)}
+                try:
+                    results[key] = module.compute(setup, answered, progress=note)
+                except Exception as exc:  # this question's line; the others go on
+                    results[key] = not_run(exc)
                 note("writing")
-                module.write(results[key], staging)
+                if isinstance(results[key], NotRun):
+                    _write_not_run(staging, key, results[key])
+                else:
+                    module.write(results[key], staging)
                 bar.update()
             if keys == list(QUESTIONS):
                 _write_report(staging, setup, results, time.perf_counter() - started)
@@ -78,6 +90,20 @@ def run_lab(questions=("all",), *, model=None, device: str = "auto",
     finally:
         bar.close()
     return results
+
+
+def _write_not_run(folder: Path, key: str, why: NotRun) -> None:
+    """`<key>.md` and `<key>.json` of a question that was not answered, saying why."""
+    atomic_write(folder / f"{key}.md", f"## {QUESTIONS[key].TITLE}\n\nNot answered "
+                                       f"({why.status}): {why.reason}\n")
+    atomic_write(folder / f"{key}.json", json.dumps(
+        {"status": why.status, "reason": why.reason}, indent=1) + "\n")
+
+
+def _headline(key: str, result) -> str:
+    if isinstance(result, NotRun):
+        return f"not answered ({result.status}): {result.reason}"
+    return QUESTIONS[key].headline(result)
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
@@ -101,7 +127,7 @@ def _write_report(folder: Path, setup: LabSetup, results: dict, seconds: float) 
     env = describe_machine()
     d = setup.describe()
     commit = (env.get("git") or {}).get("commit")
-    rows = "\n".join(f"| [{QUESTIONS[k].TITLE}]({k}.md) | {QUESTIONS[k].headline(r)} |"
+    rows = "\n".join(f"| [{QUESTIONS[k].TITLE}]({k}.md) | {_headline(k, r)} |"
                      for k, r in results.items())
     md = f"""# The HH lab, reproduced by `hhbench lab`
 

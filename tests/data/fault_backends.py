@@ -80,3 +80,47 @@ class WaitsToBeKilled(_Resting):
         if _first_time(self.name):
             (FOLDER / "pid").write_text(str(os.getpid()))
             time.sleep(60)
+
+
+@register
+class PrepareRaises(_Resting):
+    """Its one-off work fails (a compile error, a model that will not load)."""
+    name = "fault-prepare"
+
+    def prepare(self):
+        raise RuntimeError("planted prepare failure")
+
+
+@register
+class ResolutionRaises(_Resting):
+    """Asking its runtime for devices raises what a broken driver install raises: not an
+    hhbench error."""
+    name = "fault-resolve"
+
+    @classmethod
+    def resolve_device(cls, request="auto", options=None):
+        raise OSError("planted driver failure")
+
+
+@register
+class GpuOnly(_Resting):
+    """Runs on GPUs only, and its runtime sees none: it cannot run here."""
+    name = "fault-gpu-only"
+    device_kinds = ("gpu",)
+
+    @classmethod
+    def visible_gpus(cls, options=None):
+        return 0
+
+
+@register
+class DeviceOnlyRaises(_Resting):
+    """Plays a device backend whose round trip works but whose device-only call raises."""
+    name = "fault-device-only"
+
+    @property
+    def device(self):
+        return "gpu:0"
+
+    def device_call(self, stimulus):
+        raise RuntimeError("planted device-only failure")

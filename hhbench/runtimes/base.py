@@ -1,0 +1,96 @@
+"""What every device runtime answers (`Runtime`); one subclass per runtime module.
+
+A runtime is the framework that puts a backend's work on a device (numba on the CPU,
+numba-cuda, JAX, TensorFlow). The harness asks a backend's runtime, never the framework:
+  * `is_available()` / `unavailable_reason()`: whether its modules are importable;
+  * `gpu_count()` and `resolve_gpu(request)`: its GPUs, and the "gpu:N" a request means
+    (`CannotRunHere` when it sees none, or not that one);
+  * `native_device("gpu:N")`: the framework's own device object for it;
+  * `process_env(env)`: environment variables a fresh process needs before the framework
+    is imported (memory, CPU device count); `setup()`: the same in this process;
+  * `synchronize(device)`: wait until the device has finished its queued work;
+  * `ceilings(device)`: the device's arithmetic rates measured through this runtime (a
+    dict of `hhbench.floor.Ceilings` fields), or None where it has none of its own;
+  * `memory_in_use(device)`: bytes in use on the device, or None where unknown;
+  * `energy_j(device)`: the device's energy counter in J, or None (no counter here).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from hhbench.devices import parse_device, pick_gpu
+from hhbench.errors import CannotRunHere
+
+
+class Runtime:
+    """A device runtime; the defaults describe one that runs on the CPU only."""
+
+    #: the name backends declare (`Backend.runtime`); None for numba/NumPy on the CPU
+    name: ClassVar[str | None] = None
+    #: how it is named to a person ("numba-cuda", "JAX")
+    label: ClassVar[str] = ""
+    #: importable modules it needs
+    requires: ClassVar[tuple[str, ...]] = ()
+    install_hint: ClassVar[str] = ""
+
+    def is_available(self) -> bool:
+        from importlib.util import find_spec
+        return all(find_spec(mod) is not None for mod in self.requires)
+
+    def unavailable_reason(self) -> str | None:
+        """None when it can run here, else one line: what is missing and how to install it."""
+        if self.is_available():
+            return None
+        from importlib.util import find_spec
+        missing = [mod for mod in self.requires if find_spec(mod) is None]
+        hint = f"; install with: {self.install_hint}" if self.install_hint else ""
+        verb = "is" if len(missing) == 1 else "are"
+        return f"needs {', '.join(missing)}, which {verb} not installed{hint}"
+
+    def gpu_count(self) -> int:
+        """GPUs this runtime sees here (0: none, or it runs on the CPU only)."""
+        return 0
+
+    def resolve_gpu(self, request: str) -> str:
+        """"gpu:N" or "gpu:all" for a GPU request ("gpu", "gpu:N", "gpu:all");
+        CannotRunHere when this runtime sees no GPU, or not that one."""
+        from hhbench.devices import nvidia_driver_present
+        n = self.gpu_count() if nvidia_driver_present() else 0
+        return pick_gpu(parse_device(request), n, self.label or str(self.name))
+
+    def gpu_index(self, device: str) -> int:
+        """N of "gpu:N" (0 for "gpu"), checked against what this runtime sees."""
+        resolved = self.resolve_gpu(device)
+        if resolved == "gpu:all":
+            raise CannotRunHere(f"{self.label}: one device wanted, not gpu:all")
+        return int(resolved.split(":", 1)[1])
+
+    def native_device(self, device: str):
+        """The framework's device object for "cpu" or "gpu:N"."""
+        raise CannotRunHere(f"{self.label or 'this runtime'} has no device {device!r}")
+
+    def process_env(self, env: dict) -> None:
+        """Set, in `env` (a fresh process' environment), what this runtime needs before it
+        is imported there; values already set are kept."""
+
+    def setup(self) -> None:
+        """`process_env` applied to this process (before the framework's first import)."""
+        import os
+        env = dict(os.environ)
+        self.process_env(env)
+        for key, value in env.items():
+            os.environ.setdefault(key, value)
+
+    def synchronize(self, device: str) -> None:
+        """Wait until `device` has finished the work queued on it (nothing queues on a CPU)."""
+
+    def ceilings(self, device: str) -> dict | None:
+        return None
+
+    def memory_in_use(self, device: str) -> int | None:
+        return None
+
+    def energy_j(self, device: str) -> float | None:
+        """The device's cumulative energy counter in J (None: no counter read here)."""
+        return None

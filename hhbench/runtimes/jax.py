@@ -1,0 +1,73 @@
+"""JAX (the `jax` backend and the CNN's JAX runtime).
+
+  * devices: `jax.devices("gpu")`; "gpu:N" is the N-th of them, "gpu:all" all of them,
+    "cpu" every CPU device (one per usable core: `hhbench.jax_runtime`);
+  * process set-up: XLA_PYTHON_CLIENT_PREALLOCATE=false (unless set): JAX on a GPU takes
+    75 % of its memory at start-up otherwise, which would starve another runtime in the
+    process; the CPU device count is set where JAX is imported (`hhbench.jax_runtime`);
+  * synchronisation: `block_until_ready` on what a call returns;
+  * ceilings: matmul, exp and fma rates measured with JAX (`hhbench.jax_ceilings`);
+  * memory in use: the device's `memory_stats()["bytes_in_use"]` (None where it has none).
+"""
+
+from __future__ import annotations
+
+from hhbench.errors import CannotRunHere
+from hhbench.runtimes.base import Runtime
+
+
+class JaxRuntime(Runtime):
+    name = "jax"
+    label = "JAX"
+    requires = ("jax",)
+    install_hint = "pip install 'hhbench[jax]'"
+
+    def process_env(self, env: dict) -> None:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+    def gpu_count(self) -> int:
+        """GPUs JAX sees (0 when it is missing, its GPU backend is absent or finds none)."""
+        if not self.is_available():
+            return 0
+        from hhbench.jax_runtime import jax
+        try:
+            return len(jax.devices("gpu"))
+        except RuntimeError:  # no GPU backend (jaxlib without CUDA) or no device
+            return 0
+
+    def devices(self, device: str, gpus=None) -> tuple:
+        """The JAX devices of a resolved device: "cpu" every CPU device, "gpu:N" one GPU,
+        "gpu:all" every GPU; CannotRunHere when JAX does not see it. `gpus`, where given,
+        stands in for `jax.devices("gpu")`."""
+        from hhbench.jax_runtime import jax
+        if device == "cpu":
+            return tuple(jax.devices("cpu"))
+        if gpus is None:
+            resolved = self.resolve_gpu(device)
+            gpus = jax.devices("gpu")
+        else:
+            from hhbench.devices import parse_device, pick_gpu
+            resolved = pick_gpu(parse_device(device), len(gpus), self.label)
+        return tuple(gpus) if resolved == "gpu:all" else (gpus[int(resolved[4:])],)
+
+    def native_device(self, device: str):
+        """The one JAX device of "cpu" (the first CPU device) or "gpu:N"."""
+        if device == "gpu:all":
+            raise CannotRunHere("JAX: one device wanted, not gpu:all")
+        return self.devices(device)[0]
+
+    def synchronize(self, device: str, value=None) -> None:
+        if value is not None:
+            from hhbench.jax_runtime import jax
+            jax.block_until_ready(value)
+
+    def ceilings(self, device: str) -> dict:
+        from hhbench.jax_ceilings import measure_device_ceilings
+        return measure_device_ceilings(device)
+
+    def memory_in_use(self, device: str) -> int | None:
+        stats = self.native_device(device).memory_stats()
+        return None if not stats else int(stats.get("bytes_in_use", 0))
+
+
+RUNTIME = JaxRuntime()
