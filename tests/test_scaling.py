@@ -79,7 +79,8 @@ def test_tiny_run_writes_tables_and_figure(tmp_path):
     assert sorted(p.name for p in paths) == ["scaling.csv", "scaling.json", "scaling.md",
                                              "scaling.png"]
     rows = (tmp_path / "out" / "scaling.csv").read_text().splitlines()
-    assert rows[0] == ("backend,device,axis,batch,n_samples,call_ms,per_trace_ms,spread_pct")
+    assert rows[0] == ("backend,device,axis,batch,n_samples,call_ms,per_trace_ms,spread_pct,"
+                       "round_trip_ms")
     assert len(rows) == 9
     data = json.loads((tmp_path / "out" / "scaling.json").read_text())
     assert len(data["points"]) == 8 and len(data["exponents"]) == 4
