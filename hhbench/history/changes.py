@@ -1,0 +1,229 @@
+"""Change points in a series of runs, each confirmed by hhbench's process-level test.
+
+A speed series is one point per commit (in commit order), each point the per-process
+median warm times (seconds) of that commit's runs. Changes are found by binary
+segmentation and kept only when the evidence holds:
+
+  1. y_i = mean log per-process median at commit i; the case's noise σ is the robust
+     spread of the series from commit to commit, 1.4826 · MAD(y_i − y_{i−1}) / √2 (a step
+     or an outlier moves one or two differences, not their median);
+  2. z = y winsorized around its running median of 3 (each point's distance from the
+     running median clipped to ±2.5σ: a single outlying commit is pulled in, a step,
+     which the running median follows, is kept where it is); a candidate is the split k
+     of the segment [a, b) that maximises the CUSUM statistic of z,
+     |mean(left) − mean(right)| · √(n_l n_r / n),
+     with at least `min_commits` commits on each side;
+  3. a candidate is considered only when that statistic exceeds σ · (√(2 ln n) +
+     `cusum_margin`) (the largest CUSUM of n points of pure noise grows like σ√(2 ln n));
+     it is confirmed when (a) the step between the means of z on the two sides
+     is beyond the threshold t = max(min_effect, exp(noise_factor · σ) − 1), the effect
+     the case's noise can resolve, with at least `min_commits` commits on each side
+     beyond the midpoint between the sides' median levels, and (b) `hhbench.stats.compare_processes` (Welch's
+     interval on the log per-process medians, as `hhbench compare` does) between all
+     processes before and all after gives "slower" or "faster" at that threshold and
+     `alpha`; then both sides are searched again, else the segment holds no change.
+Marked commits (intended changes) split a series into parts analysed on their own: the
+baseline restarts at the mark. Accuracy metrics (RMSE, Γ, spike-count error) are
+deterministic: every commit where the value differs from the commit before (beyond
+`rtol`) is a change, dated to that commit.
+
+Everything here is a function of arrays; nothing reads the store.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from hhbench.stats import compare_processes
+
+#: accuracy metrics and the direction that is worse
+ACCURACY_WORSE = {"rmse_mv": +1, "gamma": -1, "spike_count_error": +1}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Detection:
+    """Settings of the speed-change detection (see the module doc)."""
+
+    alpha: float = 0.01
+    noise_factor: float = 1.0
+    min_effect: float = 0.0
+    min_commits: int = 3
+    cusum_margin: float = 0.5
+    rtol: float = 1e-9
+
+    def __post_init__(self):
+        if not 0 < self.alpha < 1 or self.noise_factor < 0 or self.min_effect < 0:
+            raise ValueError("alpha within (0, 1), noise_factor and min_effect >= 0")
+        if self.min_commits < 2:
+            raise ValueError("a change needs at least 2 commits on each side")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpeedChange:
+    """A confirmed step: `index` is the first point after it."""
+
+    index: int
+    ratio: float            # after/before, geometric means of the per-process medians
+    ci_low: float
+    ci_high: float
+    n_before: int           # commits
+    n_after: int
+    processes: str          # "before/after" processes
+    threshold: float        # the effect the case's noise can resolve (fraction)
+    noise: float            # σ of log values from commit to commit
+
+    @property
+    def slower(self) -> bool:
+        return self.ratio > 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracyChange:
+    index: int
+    metric: str
+    old: float
+    new: float
+
+    @property
+    def worse(self) -> bool:
+        return (self.new - self.old) * ACCURACY_WORSE.get(self.metric, +1) > 0
+
+
+def noise_sigma(y: np.ndarray) -> float:
+    """Robust σ of a log series from commit to commit (see the module doc)."""
+    d = np.diff(y)
+    if d.size == 0:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+
+
+def median3(y: np.ndarray) -> np.ndarray:
+    """Running median of 3; the ends use the median of the first (last) three."""
+    if y.size < 3:
+        return y.copy()
+    z = np.median(np.stack([y[:-2], y[1:-1], y[2:]]), axis=0)
+    return np.concatenate([[np.median(y[:3])], z, [np.median(y[-3:])]])
+
+
+def winsorize(y: np.ndarray, sigma: float, k: float = 2.5) -> np.ndarray:
+    """y with each point's distance from the running median of 3 clipped to ±k·σ: a single
+    outlying commit is pulled in, a step (which the running median follows) is kept."""
+    m = median3(y)
+    return m + np.clip(y - m, -k * sigma, k * sigma)
+
+
+def _best_split(z: np.ndarray, m: int) -> tuple[int | None, float]:
+    """(split k of z, m <= k <= n − m, maximising the CUSUM statistic; that statistic);
+    (None, 0) if z is too short."""
+    n = z.size
+    if n < 2 * m:
+        return None, 0.0
+    c = np.concatenate([[0.0], np.cumsum(z)])
+    k = np.arange(m, n - m + 1)
+    left, right = c[k] / k, (c[n] - c[k]) / (n - k)
+    stat = np.abs(left - right) * np.sqrt(k * (n - k) / n)
+    best = int(np.argmax(stat))
+    return int(k[best]), float(stat[best])
+
+
+def speed_changes(points: Sequence[Sequence[float]], *, breaks: Sequence[int] = (),
+                  settings: Detection = Detection()) -> list[SpeedChange]:
+    """Confirmed steps in a series of per-process medians (seconds), one entry per commit
+    in commit order; `breaks` are indices where a marked commit restarts the baseline."""
+    meds = [np.asarray(p, dtype=float) for p in points]
+    if any(m.size == 0 or not np.all(m > 0) for m in meds):
+        raise ValueError("every point needs positive per-process medians")
+    if not meds:
+        return []
+    y = np.array([np.log(m).mean() for m in meds])
+    bounds = sorted({0, len(meds), *(b for b in breaks if 0 < b < len(meds))})
+    found: list[SpeedChange] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        part = y[a:b]
+        sigma = noise_sigma(part)
+        if not math.isfinite(sigma):
+            continue
+        threshold = max(settings.min_effect, math.expm1(settings.noise_factor * sigma))
+        z = winsorize(part, sigma)
+        _segment(meds[a:b], part, z, 0, b - a, a, threshold, sigma, settings, found)
+    return sorted(found, key=lambda c: c.index)
+
+
+def _segment(meds, y, z, a, b, offset, threshold, sigma, s: Detection, found) -> None:
+    k, stat = _best_split(z[a:b], s.min_commits)
+    # the largest of n − 2m + 1 statistics of pure noise grows like σ·√(2 ln n)
+    if k is None or stat <= sigma * (math.sqrt(2 * math.log(b - a)) + s.cusum_margin):
+        return
+    k += a
+    # (a) the step between the sides' winsorized means: robust to an outlier on either side
+    effect = abs(float(z[k:b].mean() - z[a:k].mean()))
+    if effect <= math.log1p(threshold):
+        return
+    # ... shown by at least min_commits commits on each side: each side has that many
+    # on its own side of the midpoint between the two levels (two slow commits at the end
+    # and one before them are not three commits of a change)
+    lo, hi = (y[a:k], y[k:b]) if z[k:b].mean() > z[a:k].mean() else (y[k:b], y[a:k])
+    mid = (np.median(lo) + np.median(hi)) / 2
+    if min(int(np.sum(lo < mid)), int(np.sum(hi > mid))) < s.min_commits:
+        return
+    # (b) hhbench's own test on the processes before against those after
+    before, after = np.concatenate(meds[a:k]), np.concatenate(meds[k:b])
+    v = compare_processes(before, after, threshold=threshold, alpha=s.alpha)
+    if v.verdict not in ("slower", "faster"):
+        return
+    found.append(SpeedChange(index=offset + k, ratio=v.ratio, ci_low=v.ci_low,
+                             ci_high=v.ci_high, n_before=k - a, n_after=b - k,
+                             processes=f"{v.n_old}/{v.n_new}", threshold=threshold,
+                             noise=sigma))
+    _segment(meds, y, z, a, k, offset, threshold, sigma, s, found)
+    _segment(meds, y, z, k, b, offset, threshold, sigma, s, found)
+
+
+def accuracy_changes(values: Sequence[float | None], metric: str, *,
+                     breaks: Sequence[int] = (), rtol: float = 1e-9) -> list[AccuracyChange]:
+    """Every commit whose value differs from the previous commit's (None: not measured,
+    skipped); a marked commit (`breaks`) restarts the comparison."""
+    out, prev, breaks = [], None, set(breaks)
+    for i, v in enumerate(values):
+        if i in breaks:
+            prev = None
+        if v is None or not math.isfinite(v):
+            continue
+        if prev is not None and abs(v - prev) > rtol * max(1.0, abs(prev)):
+            out.append(AccuracyChange(index=i, metric=metric, old=prev, new=float(v)))
+        prev = float(v)
+    return out
+
+
+# -- synthetic series for tests and the detection benchmark -----------------------------------
+
+def synthetic_series(rng: np.random.Generator, n: int, *, noise: float = 0.02,
+                     step: float = 0.0, at: int | None = None, outliers: int = 0,
+                     outlier_size: float = 10.0, lognormal: bool = False,
+                     processes: int = 3, within: float = 0.005,
+                     base_s: float = 1e-3) -> list[np.ndarray]:
+    """A speed series of `n` commits: each commit's level is base · (1 + step after `at`)
+    times its noise (normal: 1 + N(0, noise); lognormal: exp(N(0, noise))), and each of
+    its `processes` per-process medians scatters around that level by exp(N(0, within)).
+    `outliers` single commits (not adjacent, not at `at`) are off by `outlier_size` ·
+    noise, up or down."""
+    level = np.full(n, base_s)
+    if step and at is not None:
+        level[at:] *= 1 + step
+    eps = rng.normal(0.0, noise, n)
+    level = level * (np.exp(eps) if lognormal else np.clip(1 + eps, 0.5, None))
+    if outliers:
+        free = [i for i in range(1, n - 1) if at is None or abs(i - at) > 1]
+        chosen: list[int] = []
+        for i in rng.permutation(free):
+            if all(abs(i - j) > 2 for j in chosen):
+                chosen.append(int(i))
+            if len(chosen) == outliers:
+                break
+        for i in chosen:
+            level[i] *= 1 + rng.choice([-1, 1]) * outlier_size * noise
+    return [lv * np.exp(rng.normal(0.0, within, processes)) for lv in level]
