@@ -487,6 +487,8 @@ class Store:
         q = (sa.select(run_t.c.machine_id, result_t.c.case_id, commit_t.c.sha,
                        result_t.c.run_id, result_t.c.status, result_t.c.median_s,
                        result_t.c.process_medians_s, run_t.c.calibration_s,
+                       run_t.c.excluded, run_t.c.excluded_reason, commit_t.c.date_utc,
+                       commit_t.c.branch,
                        *(result_t.c[col] for col, _ in ACCURACY))
              .join(run_t, run_t.c.id == result_t.c.run_id)
              .join(commit_t, commit_t.c.id == run_t.c.commit_id))
