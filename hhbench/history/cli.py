@@ -197,7 +197,8 @@ def cmd_publish(args) -> int:
 
 def _positive_run(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise HHBenchError(f"RUN must be a run number (see `hhbench history show`), got {text!r}")
+        raise argparse.ArgumentTypeError(f"RUN must be a run number (see `hhbench history "
+                                         f"show`), got {text!r}")
     return int(text)
 
 
