@@ -14,7 +14,7 @@ segmentation and kept only when the evidence holds:
      |mean(left) − mean(right)| · √(n_l n_r / n),
      with at least `min_commits` commits on each side;
   3. a candidate is considered only when that statistic exceeds σ · (√(2 ln n) +
-     `cusum_margin`) (the largest CUSUM of n points of pure noise grows like σ√(2 ln n));
+     `cusum_margin`, 0.25) (the largest CUSUM of n points of pure noise grows like σ√(2 ln n));
      it is confirmed when (a) the step between the means of z on the two sides
      is beyond the threshold t = max(min_effect, exp(noise_factor · σ) − 1), the effect
      the case's noise can resolve, with at least `min_commits` commits on each side
@@ -52,7 +52,7 @@ class Detection:
     noise_factor: float = 1.0
     min_effect: float = 0.0
     min_commits: int = 3
-    cusum_margin: float = 0.5
+    cusum_margin: float = 0.25
     rtol: float = 1e-9
 
     def __post_init__(self):
