@@ -188,3 +188,16 @@ def compare_processes(old: Sequence[float], new: Sequence[float], *, threshold: 
 
 def _fmt_needed(n: int | None) -> str:
     return "?" if n is None else (f"more than {_MAX_NEEDED}" if n > _MAX_NEEDED else str(n))
+
+
+def welch_log_interval(old: Sequence[float], new: Sequence[float], *,
+                       alpha: float = 0.01) -> tuple[float, float, float]:
+    """(NEW/OLD ratio of the geometric means of the per-process medians, low, high):
+    Welch's (1 − alpha) interval on the log medians, the interval `compare_processes`
+    gives its verdicts from (at least 2 positive medians per side)."""
+    lo_old, lo_new = np.log(np.asarray(old, dtype=float)), np.log(np.asarray(new, dtype=float))
+    if lo_old.size < 2 or lo_new.size < 2:
+        raise ValueError("Welch's interval needs at least 2 per-process medians per side")
+    d = float(lo_new.mean() - lo_old.mean())
+    half, _ = _half_width(_log_sd(lo_old), _log_sd(lo_new), lo_old.size, lo_new.size, alpha)
+    return math.exp(d), math.exp(d - half), math.exp(d + half)

@@ -125,12 +125,10 @@ def main(argv=None) -> int:
         size = sum(f.stat().st_size for f in site.glob("*"))
         print(f"publish {pages} pages ({size / 2 ** 20:.0f} MiB): {t_pub:.1f} s "
               "(target <= 60 s)")
-        if url.endswith(".db"):
-            db = Path(url)
-            with st.engine.begin() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            print(f"store size: {db.stat().st_size / 2 ** 20:.0f} MiB (SQLite)")
         st.close()
+        if "://" not in url:
+            size = sum(f.stat().st_size for f in Path(url).parent.glob(Path(url).name + "*"))
+            print(f"store size: {size / 2 ** 20:.0f} MiB (SQLite, with its WAL)")
     return 0
 
 

@@ -14,14 +14,18 @@ segmentation and kept only when the evidence holds:
      |mean(left) − mean(right)| · √(n_l n_r / n),
      with at least `min_commits` commits on each side;
   3. a candidate is considered only when that statistic exceeds σ · (√(2 ln n) +
-     `cusum_margin`, 0.25) (the largest CUSUM of n points of pure noise grows like σ√(2 ln n));
-     it is confirmed when (a) the step between the means of z on the two sides
-     is beyond the threshold t = max(min_effect, exp(noise_factor · σ) − 1), the effect
-     the case's noise can resolve, with at least `min_commits` commits on each side
-     beyond the midpoint between the sides' median levels, and (b) `hhbench.stats.compare_processes` (Welch's
-     interval on the log per-process medians, as `hhbench compare` does) between all
-     processes before and all after gives "slower" or "faster" at that threshold and
-     `alpha`; then both sides are searched again, else the segment holds no change.
+     `cusum_margin`, 0.25): the largest CUSUM of n points of pure noise grows like
+     σ √(2 ln n). It is confirmed when
+     (a) the step between the means of z on the two sides is beyond the threshold
+         t = max(min_effect, exp(noise_factor · σ) − 1), the effect the case's noise can
+         resolve, with at least `min_commits` commits on each side beyond the midpoint
+         between the sides' median levels; and
+     (b) hhbench's process-level test holds between all processes before and all after:
+         Welch's (1 − `alpha`) interval on the log per-process medians
+         (`hhbench.stats.welch_log_interval`, the interval of `hhbench compare`) with
+         compare's rule: "slower" when the ratio exceeds 1 + t and the interval lies above
+         1, "faster" mirrored.
+     Then both sides are searched again; else the segment holds no change.
 Marked commits (intended changes) split a series into parts analysed on their own: the
 baseline restarts at the mark. Accuracy metrics (RMSE, Γ, spike-count error) are
 deterministic: every commit where the value differs from the commit before (beyond
@@ -38,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hhbench.stats import compare_processes
+from hhbench.stats import welch_log_interval
 
 #: accuracy metrics and the direction that is worse
 ACCURACY_WORSE = {"rmse_mv": +1, "gamma": -1, "spike_count_error": +1}
@@ -134,13 +138,17 @@ def speed_changes(points: Sequence[Sequence[float]], *, breaks: Sequence[int] = 
                   settings: Detection = Detection()) -> list[SpeedChange]:
     """Confirmed steps in a series of per-process medians (seconds), one entry per commit
     in commit order; `breaks` are indices where a marked commit restarts the baseline."""
-    meds = [np.asarray(p, dtype=float) for p in points]
-    if any(m.size == 0 or not np.all(m > 0) for m in meds):
-        raise ValueError("every point needs positive per-process medians")
-    if not meds:
+    if not len(points):
         return []
-    y = np.array([np.log(m).mean() for m in meds])
-    bounds = sorted({0, len(meds), *(b for b in breaks if 0 < b < len(meds))})
+    sizes = np.fromiter((len(p) for p in points), dtype=np.int64, count=len(points))
+    flat = np.concatenate([np.asarray(p, dtype=float) for p in points])
+    if sizes.min() == 0 or not flat.min() > 0:
+        raise ValueError("every point needs positive per-process medians")
+    logs = np.log(flat)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    y = np.add.reduceat(logs, offsets[:-1]) / sizes
+    n = len(points)
+    bounds = sorted({0, n, *(b for b in breaks if 0 < b < n)})
     found: list[SpeedChange] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         part = y[a:b]
@@ -149,38 +157,59 @@ def speed_changes(points: Sequence[Sequence[float]], *, breaks: Sequence[int] = 
             continue
         threshold = max(settings.min_effect, math.expm1(settings.noise_factor * sigma))
         z = winsorize(part, sigma)
-        _segment(meds[a:b], part, z, 0, b - a, a, threshold, sigma, settings, found)
+        seg = _Segment(logs=logs, offsets=offsets[a:b + 1], y=part, z=z, base=a,
+                       threshold=threshold, sigma=sigma, settings=settings, found=found)
+        seg.search(0, b - a)
     return sorted(found, key=lambda c: c.index)
 
 
-def _segment(meds, y, z, a, b, offset, threshold, sigma, s: Detection, found) -> None:
-    k, stat = _best_split(z[a:b], s.min_commits)
-    # the largest of n − 2m + 1 statistics of pure noise grows like σ·√(2 ln n)
-    if k is None or stat <= sigma * (math.sqrt(2 * math.log(b - a)) + s.cusum_margin):
-        return
-    k += a
-    # (a) the step between the sides' winsorized means: robust to an outlier on either side
-    effect = abs(float(z[k:b].mean() - z[a:k].mean()))
-    if effect <= math.log1p(threshold):
-        return
-    # ... shown by at least min_commits commits on each side: each side has that many
-    # on its own side of the midpoint between the two levels (two slow commits at the end
-    # and one before them are not three commits of a change)
-    lo, hi = (y[a:k], y[k:b]) if z[k:b].mean() > z[a:k].mean() else (y[k:b], y[a:k])
-    mid = (np.median(lo) + np.median(hi)) / 2
-    if min(int(np.sum(lo < mid)), int(np.sum(hi > mid))) < s.min_commits:
-        return
-    # (b) hhbench's own test on the processes before against those after
-    before, after = np.concatenate(meds[a:k]), np.concatenate(meds[k:b])
-    v = compare_processes(before, after, threshold=threshold, alpha=s.alpha)
-    if v.verdict not in ("slower", "faster"):
-        return
-    found.append(SpeedChange(index=offset + k, ratio=v.ratio, ci_low=v.ci_low,
-                             ci_high=v.ci_high, n_before=k - a, n_after=b - k,
-                             processes=f"{v.n_old}/{v.n_new}", threshold=threshold,
-                             noise=sigma))
-    _segment(meds, y, z, a, k, offset, threshold, sigma, s, found)
-    _segment(meds, y, z, k, b, offset, threshold, sigma, s, found)
+@dataclass
+class _Segment:
+    """Binary segmentation of one part of a series (between marks)."""
+
+    logs: np.ndarray        # every per-process log median of the series, flat
+    offsets: np.ndarray     # where each point's processes start in `logs` (and the end)
+    y: np.ndarray
+    z: np.ndarray
+    base: int
+    threshold: float
+    sigma: float
+    settings: Detection
+    found: list
+
+    def search(self, a: int, b: int) -> None:
+        s, y, z = self.settings, self.y, self.z
+        k, stat = _best_split(z[a:b], s.min_commits)
+        # the largest of n − 2m + 1 statistics of pure noise grows like σ·√(2 ln n)
+        if k is None or stat <= self.sigma * (math.sqrt(2 * math.log(b - a)) + s.cusum_margin):
+            return
+        k += a
+        # (a) the step between the sides' winsorized means: robust to an outlier on either
+        # side, and beyond the case's noise
+        if abs(float(z[k:b].mean() - z[a:k].mean())) <= math.log1p(self.threshold):
+            return
+        # ... shown by at least min_commits commits on each side: each side has that many
+        # on its own side of the midpoint between the two levels (two slow commits at the
+        # end and one before them are not three commits of a change)
+        lo, hi = (y[a:k], y[k:b]) if z[k:b].mean() > z[a:k].mean() else (y[k:b], y[a:k])
+        mid = (np.median(lo) + np.median(hi)) / 2
+        if min(int(np.sum(lo < mid)), int(np.sum(hi > mid))) < s.min_commits:
+            return
+        # (b) hhbench's own test on the processes before against those after: Welch's
+        # interval on the log per-process medians, and compare's rule for slower/faster
+        o = self.offsets
+        before = np.exp(self.logs[o[a]:o[k]])
+        after = np.exp(self.logs[o[k]:o[b]])
+        ratio, ci_low, ci_high = welch_log_interval(before, after, alpha=s.alpha)
+        t = self.threshold
+        if not ((ratio > 1 + t and ci_low > 1) or (ratio < 1 / (1 + t) and ci_high < 1)):
+            return
+        self.found.append(SpeedChange(index=self.base + k, ratio=ratio, ci_low=ci_low,
+                                      ci_high=ci_high, n_before=k - a, n_after=b - k,
+                                      processes=f"{before.size}/{after.size}",
+                                      threshold=t, noise=self.sigma))
+        self.search(a, k)
+        self.search(k, b)
 
 
 def accuracy_changes(values: Sequence[float | None], metric: str, *,

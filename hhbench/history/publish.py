@@ -32,7 +32,7 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7
            "#bcbd22", "#17becf", "#d62728")
 METRICS = (("time", "median warm time, ms"), ("rmse_mv", "RMSE, mV"), ("gamma", "Γ"),
            ("spike_count_error", "spike-count error"))
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 640, 260, 64, 12, 14, 34
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 560, 240, 64, 12, 14, 34
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 nav a{margin-right:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;

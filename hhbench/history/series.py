@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -67,6 +68,12 @@ class Series:
     calibration_s: tuple = ()
 
 
+def _median(values: list) -> float | None:
+    if not values:
+        return None
+    return float(values[0]) if len(values) == 1 else float(statistics.median(values))
+
+
 def build_series(points: list[dict], order: list[str]) -> list[Series]:
     """Series from `Store.points()` rows, points in the order `order` (SHAs)."""
     rank = {sha: i for i, sha in enumerate(order)}
@@ -84,11 +91,9 @@ def build_series(points: list[dict], order: list[str]) -> list[Series]:
                       if m and m > 0]
             meds.append(np.array(pooled, dtype=float))
             runs.append(tuple(sorted(r["run_id"] for r in rows)))
-            cs = [r["calibration_s"] for r in rows if r.get("calibration_s")]
-            cal.append(float(np.median(cs)) if cs else None)
+            cal.append(_median([r["calibration_s"] for r in rows if r.get("calibration_s")]))
             for m in acc:
-                vals = [r[m] for r in rows if r.get(m) is not None]
-                acc[m].append(float(np.median(vals)) if vals else None)
+                acc[m].append(_median([r[m] for r in rows if r.get(m) is not None]))
         out.append(Series(machine_id=machine, case_id=case, commits=tuple(shas),
                           medians=tuple(meds), runs=tuple(runs), accuracy=acc,
                           calibration_s=tuple(cal)))
