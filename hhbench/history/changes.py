@@ -36,6 +36,7 @@ Everything here is a function of arrays; nothing reads the store.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -140,8 +141,9 @@ def speed_changes(points: Sequence[Sequence[float]], *, breaks: Sequence[int] = 
     in commit order; `breaks` are indices where a marked commit restarts the baseline."""
     if not len(points):
         return []
-    sizes = np.fromiter((len(p) for p in points), dtype=np.int64, count=len(points))
-    flat = np.concatenate([np.asarray(p, dtype=float) for p in points])
+    sizes = np.fromiter(map(len, points), dtype=np.int64, count=len(points))
+    flat = np.fromiter(itertools.chain.from_iterable(points), dtype=float,
+                       count=int(sizes.sum()))
     if sizes.min() == 0 or not flat.min() > 0:
         raise ValueError("every point needs positive per-process medians")
     logs = np.log(flat)

@@ -138,12 +138,12 @@ def _case_page(case: dict, series: list, changes: list, machines: dict, marks: d
             for i, sha in enumerate(s.commits):
                 if metric == "time":
                     m = s.medians[i]
-                    if not m.size:
+                    if not len(m):
                         continue
                     g, lo, hi = point_interval(m)
                     tip = (f"{machines[s.machine_id]['label']} {sha[:10]}: {g * 1e3:.4g} ms, "
                            f"99% interval {lo * 1e3:.4g}-{hi * 1e3:.4g} ms, "
-                           f"{m.size} processes, runs {','.join(map(str, s.runs[i]))}")
+                           f"{len(m)} processes, runs {','.join(map(str, s.runs[i]))}")
                     pts.append((pos[sha], g * 1e3, tip))
                 else:
                     v = s.accuracy[metric][i]
@@ -254,7 +254,7 @@ def series_figure(series, changes, machines: dict, marks: dict, title: str,
     from hhbench.atomic import atomic_writer
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for k, s in enumerate(series):
-        xs = [i for i, m in enumerate(s.medians) if m.size]
+        xs = [i for i, m in enumerate(s.medians) if len(m)]
         ax.plot(xs, [float(np.median(s.medians[i])) * 1e3 for i in xs], "o-", ms=3,
                 color=COLOURS[k % len(COLOURS)], label=machines[s.machine_id]["label"])
         for c in changes:

@@ -71,10 +71,10 @@ def series_table(series: list[Series], machines: dict, marks: dict) -> str:
                    f"{'gamma':>6}  {'spike_err':>9}  runs")
         for i, sha in enumerate(s.commits):
             m = s.medians[i]
-            med = float(np.median(m)) * 1e3 if m.size else None
+            med = float(np.median(m)) * 1e3 if len(m) else None
             acc = [s.accuracy[k][i] for k in ("rmse_mv", "gamma", "spike_count_error")]
             note = f"  mark: {marks[sha]}" if sha in marks else ""
-            out.append(f"  {_short(sha):<10}  {_num(med):>10}  {m.size:>9}  "
+            out.append(f"  {_short(sha):<10}  {_num(med):>10}  {len(m):>9}  "
                        f"{_num(acc[0]):>8}  {_num(acc[1]):>6}  {_num(acc[2]):>9}  "
                        f"{','.join(map(str, s.runs[i]))}{note}")
     return "\n".join(out)
@@ -91,7 +91,7 @@ def latest_by_machine(series: list[Series]) -> dict:
     calibration kernels), a figure comparable across machines."""
     out = {}
     for s in series:
-        timed = [i for i, m in enumerate(s.medians) if m.size]
+        timed = [i for i, m in enumerate(s.medians) if len(m)]
         if not timed:
             continue
         i = timed[-1]

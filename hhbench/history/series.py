@@ -60,7 +60,7 @@ class Series:
     case_id: int
     commits: tuple[str, ...]
     #: per point: the per-process medians (seconds) pooled over that commit's runs
-    medians: tuple[np.ndarray, ...]
+    medians: tuple[tuple[float, ...], ...]
     #: per point: the runs pooled in it
     runs: tuple[tuple[int, ...], ...]
     #: metric -> per-point value (None: not measured)
@@ -74,26 +74,33 @@ def _median(values: list) -> float | None:
     return float(values[0]) if len(values) == 1 else float(statistics.median(values))
 
 
-def build_series(points: list[dict], order: list[str]) -> list[Series]:
-    """Series from `Store.points()` rows, points in the order `order` (SHAs)."""
+def build_series(rows: list[tuple], order: list[str]) -> list[Series]:
+    """Series from `Store.series_rows()` tuples, points in the order `order` (SHAs)."""
     rank = {sha: i for i, sha in enumerate(order)}
-    grouped = defaultdict(lambda: defaultdict(list))
-    for p in points:
-        grouped[(p["machine_id"], p["case_id"])][p["sha"]].append(p)
+    grouped: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        grouped[(r[0], r[1])][r[2]].append(r)
     out = []
+    names = tuple(ACCURACY_WORSE)  # rmse_mv, gamma, spike_count_error: columns 7, 8, 9
     for (machine, case), by_commit in sorted(grouped.items()):
         shas = sorted(by_commit, key=lambda s: rank.get(s, len(rank)))
         meds, runs, cal = [], [], []
-        acc = {m: [] for m in ACCURACY_WORSE}
+        acc = {m: [] for m in names}
         for sha in shas:
-            rows = by_commit[sha]
-            pooled = [m for r in rows if r["status"] == "ok" for m in r["process_medians_s"]
-                      if m and m > 0]
-            meds.append(np.array(pooled, dtype=float))
-            runs.append(tuple(sorted(r["run_id"] for r in rows)))
-            cal.append(_median([r["calibration_s"] for r in rows if r.get("calibration_s")]))
-            for m in acc:
-                acc[m].append(_median([r[m] for r in rows if r.get(m) is not None]))
+            rs = by_commit[sha]
+            if len(rs) == 1:  # the common case, kept fast
+                r = rs[0]
+                meds.append(tuple(m for m in r[5] if m and m > 0) if r[4] == "ok" else ())
+                runs.append((r[3],))
+                cal.append(r[6])
+                for j, m in enumerate(names):
+                    acc[m].append(r[7 + j])
+                continue
+            meds.append(tuple(m for r in rs if r[4] == "ok" for m in r[5] if m and m > 0))
+            runs.append(tuple(sorted(r[3] for r in rs)))
+            cal.append(_median([r[6] for r in rs if r[6]]))
+            for j, m in enumerate(names):
+                acc[m].append(_median([r[7 + j] for r in rs if r[7 + j] is not None]))
         out.append(Series(machine_id=machine, case_id=case, commits=tuple(shas),
                           medians=tuple(meds), runs=tuple(runs), accuracy=acc,
                           calibration_s=tuple(cal)))
@@ -130,7 +137,7 @@ def series_changes(s: Series, marked: set[str], settings: Detection = Detection(
     """Speed and accuracy changes of one series; marked commits restart the baseline."""
     out = []
     breaks = [i for i, sha in enumerate(s.commits) if sha in marked]
-    timed = [i for i, m in enumerate(s.medians) if m.size]
+    timed = [i for i, m in enumerate(s.medians) if len(m)]
     if len(timed) >= 2 * settings.min_commits:
         for c in speed_changes([s.medians[i] for i in timed], breaks=_first_at(timed, breaks),
                                settings=settings):
@@ -157,7 +164,7 @@ def all_changes(store, settings: Detection = Detection(), *, case_ids=None,
     """(every change in every series of the store, the commit order, the series)."""
     order = order_commits(store.commits())
     marked = {m["sha"] for m in store.marks()}
-    series = build_series(store.points(case_ids=case_ids, machine_ids=machine_ids), order)
+    series = build_series(store.series_rows(case_ids=case_ids, machine_ids=machine_ids), order)
     changes = [c for s in series for c in series_changes(s, marked, settings)]
     return changes, order, series
 
