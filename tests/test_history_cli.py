@@ -287,3 +287,12 @@ def test_the_ci_matrix_and_slurm_examples_parse():
         subprocess.run([shutil.which("bash") or "bash", "-n", str(path)], check=True)
     slurm = (ROOT / "examples/history/slurm-array.sh").read_text()
     assert "#SBATCH --array=" in slurm and "hhbench run" in slurm
+
+
+def test_run_with_an_unreachable_store_stops_before_any_work(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["run", "--quick", "--backends", "numpy", "--stimuli", "step", "--no-progress",
+                 "-o", str(out), "--store", "postgresql://nobody@127.0.0.1:1/none"]) == 2
+    captured = capsys.readouterr()
+    assert "cannot open the history store" in captured.err and captured.err.count("\n") == 1
+    assert captured.out == "" and not out.exists()
