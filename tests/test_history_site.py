@@ -45,7 +45,8 @@ def browse(page: Path, profile: Path, *, screenshot: Path | None = None) -> tupl
 
 
 class _Dots(HTMLParser):
-    """Counts per SVG plot: dots (class pt) and change / mark lines."""
+    """Counts per SVG plot: dots (class pt), change / mark lines, and the vertices of each
+    machine's line."""
 
     def __init__(self):
         super().__init__()
@@ -54,9 +55,12 @@ class _Dots(HTMLParser):
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "svg":
-            self.plots.append({"pt": 0, "regression": 0, "improvement": 0, "mark": 0})
+            self.plots.append({"pt": 0, "regression": 0, "improvement": 0, "mark": 0,
+                               "vertices": []})
         elif self.plots and a.get("class") in ("pt", "regression", "improvement", "mark"):
             self.plots[-1][a["class"]] += 1
+        elif self.plots and tag == "polyline":
+            self.plots[-1]["vertices"].append(len(a["points"].split()))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +101,11 @@ def test_the_case_page_plots_every_point_change_and_mark(site, tmp_path):
     parser.feed(dom)
     speed, rmse, gamma, count = parser.plots
     points = N_COMMITS * len(MACHINES)
-    assert [p["pt"] for p in parser.plots] == [points] * 4
+    # every plot's lines hold every commit of each machine; the time has a dot per point,
+    # the exact accuracy one at each end and one where it changes (RMSE at commit 5)
+    assert [p["vertices"] for p in parser.plots] == [[N_COMMITS] * len(MACHINES)] * 4
+    assert [p["pt"] for p in parser.plots] == [points, 3 * len(MACHINES), 2 * len(MACHINES),
+                                               2 * len(MACHINES)]
     # the 2x slowdown at commit 8 on both machines; the mark on every plot
     assert speed["regression"] == 2 and speed["mark"] == 1
     assert rmse["regression"] == 2 and gamma["regression"] == 0

@@ -4,8 +4,9 @@
   * `index.html`: every case, with its machines, points and open changes;
   * `case-<id>.html`: the case's series per machine, speed (median over processes, ms)
     beside accuracy (RMSE, Γ, spike-count error), as inline SVG: one line per machine, a
-    dot per commit (hover for its commit, the 99 % interval of its per-process medians and
-    the processes; a click shows them under the plot), changes as dashed lines (red: slower
+    dot per commit for the time (hover for its commit, the 99 % interval of its per-process
+    medians and the processes; a click shows them under the plot) and, for the exact
+    accuracy, a dot where the value changes, changes as dashed lines (red: slower
     or less accurate, green: faster or more accurate) and marks as blue lines;
   * `regressions.html`: the open changes (as `hhbench history regressions`);
   * `machines.html`: each machine's description and latest results, raw and per
@@ -42,8 +43,8 @@ padding:2px 6px;font-size:13px;text-align:left}.plots{display:flex;flex-wrap:wra
 svg text{font-size:11px;fill:#444}"""
 
 SCRIPT = """document.addEventListener('click',function(e){var t=e.target;
-if(t&&t.getAttribute&&t.getAttribute('data-p')){
-document.getElementById('detail').textContent=t.getAttribute('data-p');}});"""
+if(t&&t.tagName==='circle'&&t.firstChild){
+document.getElementById('detail').textContent=t.firstChild.textContent;}});"""
 
 
 @lru_cache(maxsize=None)
@@ -71,8 +72,10 @@ def _page(title: str, body: str, *, script: bool = False) -> str:
             + (f"<script>{SCRIPT}</script>" if script else "") + "</body></html>")
 
 
-def _svg(title: str, lines: list[dict], n_commits: int, vlines: list[dict], log: bool) -> str:
-    """An SVG plot: `lines` = [{colour, points: [(x, y, tooltip)]}], x = commit index."""
+def _svg(title: str, lines: list[dict], n_commits: int, vlines: list[dict], log: bool,
+         dots: bool = True) -> str:
+    """An SVG plot: `lines` = [{colour, points: [(x, y, tooltip)]}], x = commit index; a dot
+    per point (`dots`), else only where the value changes and at the ends."""
     ys = [y for ln in lines for _, y, _ in ln["points"]]
     if not ys:
         return ""
@@ -113,10 +116,16 @@ def _svg(title: str, lines: list[dict], n_commits: int, vlines: list[dict], log:
         pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y, _ in ln["points"])
         out.append(f"<polyline fill=\"none\" stroke=\"{ln['colour']}\" stroke-width=\"1\" "
                    f"points=\"{pts}\"/>")
-        for x, y, tip in ln["points"]:
-            t = html.escape(tip)
-            out.append(f"<circle class=\"pt\" cx=\"{px(x):.1f}\" cy=\"{py(y):.1f}\" r=\"2.5\" "
-                       f"fill=\"{ln['colour']}\" data-p=\"{t}\"><title>{t}</title></circle>")
+        out.append(f"<g fill=\"{ln['colour']}\">")
+        prev = None
+        for j, (x, y, tip) in enumerate(ln["points"]):
+            # an accuracy series is exact: a dot where its value changes (and at its ends),
+            # the line carries the rest
+            if dots or y != prev or j == len(ln["points"]) - 1:
+                out.append(f"<circle class=\"pt\" cx=\"{px(x):.1f}\" cy=\"{py(y):.1f}\" "
+                           f"r=\"2.5\"><title>{html.escape(tip)}</title></circle>")
+            prev = y
+        out.append("</g>")
     out.append("</svg>")
     return "".join(out)
 
@@ -162,7 +171,8 @@ def _case_page(case: dict, series: list, changes: list, machines: dict, marks: d
         vlines += [{"x": pos[sha], "kind": "mark", "colour": "#06c",
                     "text": f"mark {sha[:10]}: {reason}"}
                    for sha, reason in marks.items() if sha in pos]
-        svg = _svg(title, lines, len(commits), vlines, log=metric == "time")
+        svg = _svg(title, lines, len(commits), vlines, log=metric == "time",
+                   dots=metric == "time")
         if svg:
             plots.append(svg)
     rows = "".join(f"<tr><td>{c.metric}</td><td>{machines[c.machine_id]['label']}</td>"
