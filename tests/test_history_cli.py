@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("sqlalchemy", reason="needs the history extra: pip install 'hhbench[history]'")
 
-from history_support import case, day, run, sha  # noqa: E402
+from history_support import case, day, new_database, postgres_server, run, sha  # noqa: E402,F401
 from hhbench.cli import main  # noqa: E402
 from hhbench.history.export import CSV_COLUMNS  # noqa: E402
 from hhbench.history.store import Store  # noqa: E402
@@ -41,9 +41,13 @@ def _files(tmp_path, n=12, slow_from=7, machines=("CPU A", "CPU B")):
     return paths
 
 
-@pytest.fixture
-def store(tmp_path):
-    db = str(tmp_path / "h.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A store holding the 12-commit history, in SQLite and in a real PostgreSQL."""
+    if request.param == "sqlite":
+        db = str(tmp_path / "h.db")
+    else:
+        db = new_database(request.getfixturevalue("postgres_server"))
     assert main(["history", "add", "--store", db, *_files(tmp_path)]) == 0
     return db
 

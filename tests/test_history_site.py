@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("sqlalchemy", reason="needs the history extra: pip install 'hhbench[history]'")
 
-from history_support import case, day, run, sha  # noqa: E402
+from history_support import case, day, new_database, postgres_server, run, sha  # noqa: E402,F401
 from hhbench.cli import main  # noqa: E402
 from hhbench.history.store import Store  # noqa: E402
 
@@ -63,10 +63,12 @@ class _Dots(HTMLParser):
             self.plots[-1]["vertices"].append(len(a["points"].split()))
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request, tmp_path_factory):
+    """The dashboard of a store in SQLite, and of one in a real PostgreSQL."""
     tmp = tmp_path_factory.mktemp("site")
-    db = str(tmp / "h.db")
+    db = str(tmp / "h.db") if request.param == "sqlite" else \
+        new_database(request.getfixturevalue("postgres_server"))
     rng = np.random.default_rng(3)
     with Store.open(db) as st:
         for i in range(N_COMMITS):
