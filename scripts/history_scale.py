@@ -50,19 +50,19 @@ def main(argv=None) -> int:
         st = S.Store.open(url)
         t0 = time.perf_counter()
         with st.engine.begin() as conn:
+            # the rows `record` would make for these machines and cases, so that the run
+            # recorded below joins their series
             conn.execute(S.machine_t.insert(), [
-                {"id": m + 1, "fingerprint": f"{m:064x}", "description": f"machine {m}",
-                 "cpu": f"CPU {m}", "logical_cores": 8, "memory_gib": 32.0, "gpus": "[]",
-                 "hostname": f"host{m}"} for m in range(args.machines)])
+                {"id": m + 1, **S.machine_record(run("0" * 40, [], cpu=f"CPU {m}").environment)}
+                for m in range(args.machines)])
             conn.execute(S.commit_t.insert(), [
                 {"id": c + 1, "sha": f"{c:08x}" + "ab" * 16,
                  "date_utc": f"2026-01-01T00:00:00+00:00", "branch": "main",
                  "parents": json.dumps([f"{c - 1:08x}" + "ab" * 16] if c else [])}
                 for c in range(args.commits)])
             conn.execute(S.case_t.insert(), [
-                {"id": k + 1, "case_key": f"{k:064x}", "backend": f"backend{k % 10}",
-                 "stimulus": "step", "batch": 1 + k // 10, "device": "cpu",
-                 "options": "{}", "precision": None, "runtime": None}
+                {"id": k + 1, **S.case_record(case(f"backend{k % 10}", [1.0], batch=1 + k // 10),
+                                              {})}
                 for k in range(args.cases)])
         base = np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), args.cases))
         slow = {(int(rng.integers(args.machines)), int(rng.integers(args.cases))):
@@ -88,6 +88,7 @@ def main(argv=None) -> int:
                     results.append({
                         "run_id": run_id, "case_id": k + 1, "status": "ok",
                         "median_s": float(np.median(pm)), "process_medians_s": json.dumps(pm),
+                        **S.log_moments(pm),
                         "processes": json.dumps([{"prepare_s": 0.1, "cold_s": x * 3,
                                                   "samples_s": [x, x * 1.01, x * 0.99]}
                                                  for x in pm]),

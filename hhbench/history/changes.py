@@ -22,7 +22,8 @@ segmentation and kept only when the evidence holds:
          between the sides' median levels; and
      (b) hhbench's process-level test holds between all processes before and all after:
          Welch's (1 − `alpha`) interval on the log per-process medians
-         (`hhbench.stats.welch_log_interval`, the interval of `hhbench compare`) with
+         (`hhbench.stats.welch_log_interval_from_moments`, the interval of `hhbench
+         compare`, from the moments the store keeps) with
          compare's rule: "slower" when the ratio exceeds 1 + t and the interval lies above
          1, "faster" mirrored.
      Then both sides are searched again; else the segment holds no change.
@@ -43,7 +44,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hhbench.stats import welch_log_interval
+from hhbench.stats import welch_log_interval_from_moments
 
 #: accuracy metrics and the direction that is worse
 ACCURACY_WORSE = {"rmse_mv": +1, "gamma": -1, "spike_count_error": +1}
@@ -135,22 +136,49 @@ def _best_split(z: np.ndarray, m: int) -> tuple[int | None, float]:
     return int(k[best]), float(stat[best])
 
 
+def moments(points: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, mean, sd) of the log per-process medians of each point (sd with ddof 1; 0 for a
+    point of one process)."""
+    sizes = np.fromiter(map(len, points), dtype=np.int64, count=len(points))
+    flat = np.fromiter(itertools.chain.from_iterable(points), dtype=float,
+                       count=int(sizes.sum()))
+    if sizes.size and (sizes.min() == 0 or not flat.min() > 0):
+        raise ValueError("every point needs positive per-process medians")
+    logs = np.log(flat)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    mean = np.add.reduceat(logs, starts) / sizes if sizes.size else np.zeros(0)
+    ss = np.add.reduceat((logs - np.repeat(mean, sizes)) ** 2, starts) if sizes.size \
+        else np.zeros(0)
+    sd = np.sqrt(ss / np.maximum(sizes - 1, 1))
+    return sizes, mean, sd
+
+
 def speed_changes(points: Sequence[Sequence[float]], *, breaks: Sequence[int] = (),
                   settings: Detection = Detection()) -> list[SpeedChange]:
     """Confirmed steps in a series of per-process medians (seconds), one entry per commit
     in commit order; `breaks` are indices where a marked commit restarts the baseline."""
     if not len(points):
         return []
-    sizes = np.fromiter(map(len, points), dtype=np.int64, count=len(points))
-    flat = np.fromiter(itertools.chain.from_iterable(points), dtype=float,
-                       count=int(sizes.sum()))
-    if sizes.min() == 0 or not flat.min() > 0:
-        raise ValueError("every point needs positive per-process medians")
-    logs = np.log(flat)
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    y = np.add.reduceat(logs, offsets[:-1]) / sizes
-    n = len(points)
-    bounds = sorted({0, n, *(b for b in breaks if 0 < b < n)})
+    return speed_changes_from_moments(*moments(points), breaks=breaks, settings=settings)
+
+
+def speed_changes_from_moments(n: np.ndarray, mean: np.ndarray, sd: np.ndarray, *,
+                               breaks: Sequence[int] = (),
+                               settings: Detection = Detection()) -> list[SpeedChange]:
+    """`speed_changes` from each commit's number, mean and standard deviation of the log
+    per-process medians (what the store keeps): the pooled moments of any run of commits
+    follow from prefix sums, so no per-process median is read."""
+    n = np.asarray(n, dtype=float)
+    y = np.asarray(mean, dtype=float)
+    sd = np.nan_to_num(np.asarray(sd, dtype=float))
+    if not y.size:
+        return []
+    # prefix sums of n, n·mean and the sums of squares about zero, per point
+    c_n = np.concatenate([[0.0], np.cumsum(n)])
+    c_1 = np.concatenate([[0.0], np.cumsum(n * y)])
+    c_2 = np.concatenate([[0.0], np.cumsum((n - 1) * sd ** 2 + n * y ** 2)])
+    total = y.size
+    bounds = sorted({0, total, *(b for b in breaks if 0 < b < total)})
     found: list[SpeedChange] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         part = y[a:b]
@@ -158,10 +186,10 @@ def speed_changes(points: Sequence[Sequence[float]], *, breaks: Sequence[int] = 
         if not math.isfinite(sigma):
             continue
         threshold = max(settings.min_effect, math.expm1(settings.noise_factor * sigma))
-        z = winsorize(part, sigma)
-        seg = _Segment(logs=logs, offsets=offsets[a:b + 1], y=part, z=z, base=a,
-                       threshold=threshold, sigma=sigma, settings=settings, found=found)
-        seg.search(0, b - a)
+        seg = _Segment(prefix=(c_n, c_1, c_2), y=y, z=np.concatenate(
+            [np.zeros(a), winsorize(part, sigma), np.zeros(total - b)]),
+            threshold=threshold, sigma=sigma, settings=settings, found=found)
+        seg.search(a, b)
     return sorted(found, key=lambda c: c.index)
 
 
@@ -169,15 +197,21 @@ def speed_changes(points: Sequence[Sequence[float]], *, breaks: Sequence[int] = 
 class _Segment:
     """Binary segmentation of one part of a series (between marks)."""
 
-    logs: np.ndarray        # every per-process log median of the series, flat
-    offsets: np.ndarray     # where each point's processes start in `logs` (and the end)
-    y: np.ndarray
-    z: np.ndarray
-    base: int
+    prefix: tuple           # prefix sums of n, n·mean, sum of squares of the log medians
+    y: np.ndarray           # per point: mean log per-process median
+    z: np.ndarray           # y winsorized (within this part)
     threshold: float
     sigma: float
     settings: Detection
     found: list
+
+    def pooled(self, a: int, b: int) -> tuple[float, float, int]:
+        """(mean, sd, n) of all log per-process medians of points a..b-1."""
+        c_n, c_1, c_2 = self.prefix
+        n = c_n[b] - c_n[a]
+        mean = (c_1[b] - c_1[a]) / n
+        var = max((c_2[b] - c_2[a]) - n * mean ** 2, 0.0) / (n - 1) if n > 1 else float("nan")
+        return mean, math.sqrt(var), int(round(n))
 
     def search(self, a: int, b: int) -> None:
         s, y, z = self.settings, self.y, self.z
@@ -199,16 +233,15 @@ class _Segment:
             return
         # (b) hhbench's own test on the processes before against those after: Welch's
         # interval on the log per-process medians, and compare's rule for slower/faster
-        o = self.offsets
-        before = np.exp(self.logs[o[a]:o[k]])
-        after = np.exp(self.logs[o[k]:o[b]])
-        ratio, ci_low, ci_high = welch_log_interval(before, after, alpha=s.alpha)
+        m0, s0, n0 = self.pooled(a, k)
+        m1, s1, n1 = self.pooled(k, b)
+        ratio, ci_low, ci_high = welch_log_interval_from_moments(m0, s0, n0, m1, s1, n1,
+                                                                 alpha=s.alpha)
         t = self.threshold
         if not ((ratio > 1 + t and ci_low > 1) or (ratio < 1 / (1 + t) and ci_high < 1)):
             return
-        self.found.append(SpeedChange(index=self.base + k, ratio=ratio, ci_low=ci_low,
-                                      ci_high=ci_high, n_before=k - a, n_after=b - k,
-                                      processes=f"{before.size}/{after.size}",
+        self.found.append(SpeedChange(index=k, ratio=ratio, ci_low=ci_low, ci_high=ci_high,
+                                      n_before=k - a, n_after=b - k, processes=f"{n0}/{n1}",
                                       threshold=t, noise=self.sigma))
         self.search(a, k)
         self.search(k, b)

@@ -31,7 +31,7 @@ from hhbench.history.series import all_changes, case_label
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#d62728")
-METRICS = (("time", "median warm time, ms"), ("rmse_mv", "RMSE, mV"), ("gamma", "Γ"),
+METRICS = (("time", "warm time, ms"), ("rmse_mv", "RMSE, mV"), ("gamma", "Γ"),
            ("spike_count_error", "spike-count error"))
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 560, 240, 64, 12, 14, 34
 
@@ -53,15 +53,13 @@ def _t99(df: int) -> float:
     return float(sps.t.ppf(0.995, df))
 
 
-def point_interval(medians: np.ndarray) -> tuple[float, float, float]:
-    """(geometric mean, 99 % interval low, high) of per-process medians (seconds); the
-    interval is Student's t on the log medians (NaN below 2 processes)."""
-    logs = np.log(medians)
-    mean = float(logs.mean())
-    if logs.size < 2:
-        return math.exp(mean), float("nan"), float("nan")
-    half = _t99(logs.size - 1) * float(logs.std(ddof=1)) / math.sqrt(logs.size)
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+def point_interval(n: int, log_mean: float, log_sd: float) -> tuple[float, float, float]:
+    """(geometric mean, 99 % interval low, high) of a point's per-process medians from the
+    moments of their logs; Student's t (NaN below 2 processes)."""
+    if n < 2:
+        return math.exp(log_mean), float("nan"), float("nan")
+    half = _t99(int(n) - 1) * log_sd / math.sqrt(n)
+    return math.exp(log_mean), math.exp(log_mean - half), math.exp(log_mean + half)
 
 
 def _page(title: str, body: str, *, script: bool = False) -> str:
@@ -146,13 +144,12 @@ def _case_page(case: dict, series: list, changes: list, machines: dict, marks: d
             pts = []
             for i, sha in enumerate(s.commits):
                 if metric == "time":
-                    m = s.medians[i]
-                    if not len(m):
+                    if not s.n[i]:
                         continue
-                    g, lo, hi = point_interval(m)
+                    g, lo, hi = point_interval(s.n[i], s.log_mean[i], s.log_sd[i])
                     tip = (f"{machines[s.machine_id]['label']} {sha[:10]}: {g * 1e3:.4g} ms, "
                            f"99% interval {lo * 1e3:.4g}-{hi * 1e3:.4g} ms, "
-                           f"{len(m)} processes, runs {','.join(map(str, s.runs[i]))}")
+                           f"{s.n[i]} processes, runs {','.join(map(str, s.runs[i]))}")
                     pts.append((pos[sha], g * 1e3, tip))
                 else:
                     v = s.accuracy[metric][i]
@@ -264,8 +261,8 @@ def series_figure(series, changes, machines: dict, marks: dict, title: str,
     from hhbench.atomic import atomic_writer
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for k, s in enumerate(series):
-        xs = [i for i, m in enumerate(s.medians) if len(m)]
-        ax.plot(xs, [float(np.median(s.medians[i])) * 1e3 for i in xs], "o-", ms=3,
+        xs = s.timed()
+        ax.plot(xs, [s.time_s(i) * 1e3 for i in xs], "o-", ms=3,
                 color=COLOURS[k % len(COLOURS)], label=machines[s.machine_id]["label"])
         for c in changes:
             if c.machine_id == s.machine_id and c.metric == "time":
@@ -275,7 +272,7 @@ def series_figure(series, changes, machines: dict, marks: dict, title: str,
             if sha in s.commits:
                 ax.axvline(s.commits.index(sha), color="#06c")
     ax.set_xlabel("commit (in order)")
-    ax.set_ylabel("median warm time, ms")
+    ax.set_ylabel("warm time, ms (geometric mean over processes)")
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()

@@ -62,19 +62,19 @@ def format_changes(rows: list[dict], *, markdown: bool = False, title: str = "")
 
 
 def series_table(series: list[Series], machines: dict, marks: dict) -> str:
-    """A case's points per machine: commit, median (ms), processes, accuracy, marks."""
+    """A case's points per machine: commit, time (ms: the geometric mean of the per-process
+    medians), processes, accuracy, marks."""
     out = []
     for s in series:
         out.append(f"machine {machines[s.machine_id]['label']}: "
                    f"{machines[s.machine_id]['description']}")
-        out.append(f"  {'commit':<10}  {'median_ms':>10}  {'processes':>9}  {'rmse_mv':>8}  "
+        out.append(f"  {'commit':<10}  {'time_ms':>10}  {'processes':>9}  {'rmse_mv':>8}  "
                    f"{'gamma':>6}  {'spike_err':>9}  runs")
         for i, sha in enumerate(s.commits):
-            m = s.medians[i]
-            med = float(np.median(m)) * 1e3 if len(m) else None
+            med = s.time_s(i) * 1e3 if s.n[i] else None
             acc = [s.accuracy[k][i] for k in ("rmse_mv", "gamma", "spike_count_error")]
             note = f"  mark: {marks[sha]}" if sha in marks else ""
-            out.append(f"  {_short(sha):<10}  {_num(med):>10}  {len(m):>9}  "
+            out.append(f"  {_short(sha):<10}  {_num(med):>10}  {s.n[i]:>9}  "
                        f"{_num(acc[0]):>8}  {_num(acc[1]):>6}  {_num(acc[2]):>9}  "
                        f"{','.join(map(str, s.runs[i]))}{note}")
     return "\n".join(out)
@@ -91,11 +91,11 @@ def latest_by_machine(series: list[Series]) -> dict:
     calibration kernels), a figure comparable across machines."""
     out = {}
     for s in series:
-        timed = [i for i, m in enumerate(s.medians) if len(m)]
+        timed = s.timed()
         if not timed:
             continue
         i = timed[-1]
-        med = float(np.median(s.medians[i]))
+        med = s.time_s(i)
         cal = s.calibration_s[i] if s.calibration_s else None
         out[(s.case_id, s.machine_id)] = (s.commits[i], med, med / cal if cal else None)
     return out

@@ -3,7 +3,7 @@
 A series is one (machine, case, metric). Its points are the commits that machine ran the
 case at, in commit order: ancestry (parents recorded where a repository was at hand),
 commit date among commits whose ancestry does not decide. Runs of one commit are pooled
-(all their per-process medians; the median of their accuracy values); excluded runs are
+(the moments of all their log per-process medians; the median of their accuracy values); excluded runs are
 left out; a case that failed or diverged at a commit has no speed point there.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hhbench.history.changes import (ACCURACY_WORSE, Detection, accuracy_changes,
-                                     speed_changes)
+                                     speed_changes_from_moments)
 
 METRICS = ("time",) + tuple(ACCURACY_WORSE)
 
@@ -59,19 +59,41 @@ class Series:
     machine_id: int
     case_id: int
     commits: tuple[str, ...]
-    #: per point: the per-process medians (seconds) pooled over that commit's runs
-    medians: tuple[tuple[float, ...], ...]
+    #: per point, over the per-process medians of that commit's runs (pooled): how many,
+    #: the mean and standard deviation (ddof 1, 0 for one) of their logs (log seconds)
+    n: np.ndarray
+    log_mean: np.ndarray
+    log_sd: np.ndarray
     #: per point: the runs pooled in it
     runs: tuple[tuple[int, ...], ...]
     #: metric -> per-point value (None: not measured)
     accuracy: dict = field(default_factory=dict)
     calibration_s: tuple = ()
 
+    def timed(self) -> list[int]:
+        """Indices of the points with a time (at least one process)."""
+        return [int(i) for i in np.flatnonzero(self.n > 0)]
+
+    def time_s(self, i: int) -> float:
+        """Point i's time: the geometric mean of its per-process medians, seconds."""
+        return math.exp(self.log_mean[i])
+
 
 def _median(values: list) -> float | None:
     if not values:
         return None
     return float(values[0]) if len(values) == 1 else float(statistics.median(values))
+
+
+def _pool(parts: list[tuple[int, float, float]]) -> tuple[int, float, float]:
+    """(n, mean, sd) of the union of groups given as (n, mean, sd)."""
+    parts = [(n, m, sd or 0.0) for n, m, sd in parts if n and m is not None]
+    total = sum(n for n, _, _ in parts)
+    if not total:
+        return 0, math.nan, math.nan
+    mean = sum(n * m for n, m, _ in parts) / total
+    ss = sum((n - 1) * sd ** 2 + n * (m - mean) ** 2 for n, m, sd in parts)
+    return total, mean, math.sqrt(ss / (total - 1)) if total > 1 else 0.0
 
 
 def build_series(rows: list[tuple], order: list[str]) -> list[Series]:
@@ -81,28 +103,35 @@ def build_series(rows: list[tuple], order: list[str]) -> list[Series]:
     for r in rows:
         grouped[(r[0], r[1])][r[2]].append(r)
     out = []
-    names = tuple(ACCURACY_WORSE)  # rmse_mv, gamma, spike_count_error: columns 7, 8, 9
+    names = tuple(ACCURACY_WORSE)  # rmse_mv, gamma, spike_count_error: columns 9, 10, 11
     for (machine, case), by_commit in sorted(grouped.items()):
         shas = sorted(by_commit, key=lambda s: rank.get(s, len(rank)))
-        meds, runs, cal = [], [], []
+        ns, means, sds, runs, cal = [], [], [], [], []
         acc = {m: [] for m in names}
         for sha in shas:
             rs = by_commit[sha]
             if len(rs) == 1:  # the common case, kept fast
                 r = rs[0]
-                meds.append(tuple(m for m in r[5] if m and m > 0) if r[4] == "ok" else ())
+                ok = r[4] == "ok" and r[5] and r[6] is not None
+                ns.append(r[5] if ok else 0)
+                means.append(r[6] if ok else math.nan)
+                sds.append((r[7] or 0.0) if ok else math.nan)
                 runs.append((r[3],))
-                cal.append(r[6])
+                cal.append(r[8])
                 for j, m in enumerate(names):
-                    acc[m].append(r[7 + j])
+                    acc[m].append(r[9 + j])
                 continue
-            meds.append(tuple(m for r in rs if r[4] == "ok" for m in r[5] if m and m > 0))
+            n, mean, sd = _pool([(r[5], r[6], r[7]) for r in rs if r[4] == "ok"])
+            ns.append(n)
+            means.append(mean)
+            sds.append(sd)
             runs.append(tuple(sorted(r[3] for r in rs)))
-            cal.append(_median([r[6] for r in rs if r[6]]))
+            cal.append(_median([r[8] for r in rs if r[8]]))
             for j, m in enumerate(names):
-                acc[m].append(_median([r[7 + j] for r in rs if r[7 + j] is not None]))
+                acc[m].append(_median([r[9 + j] for r in rs if r[9 + j] is not None]))
         out.append(Series(machine_id=machine, case_id=case, commits=tuple(shas),
-                          medians=tuple(meds), runs=tuple(runs), accuracy=acc,
+                          n=np.array(ns, dtype=np.int64), log_mean=np.array(means, dtype=float),
+                          log_sd=np.array(sds, dtype=float), runs=tuple(runs), accuracy=acc,
                           calibration_s=tuple(cal)))
     return out
 
@@ -137,10 +166,10 @@ def series_changes(s: Series, marked: set[str], settings: Detection = Detection(
     """Speed and accuracy changes of one series; marked commits restart the baseline."""
     out = []
     breaks = [i for i, sha in enumerate(s.commits) if sha in marked]
-    timed = [i for i, m in enumerate(s.medians) if len(m)]
+    timed = s.timed()
     if len(timed) >= 2 * settings.min_commits:
-        for c in speed_changes([s.medians[i] for i in timed], breaks=_first_at(timed, breaks),
-                               settings=settings):
+        for c in speed_changes_from_moments(s.n[timed], s.log_mean[timed], s.log_sd[timed],
+                                            breaks=_first_at(timed, breaks), settings=settings):
             i = timed[c.index]
             prev = timed[c.index - 1]
             out.append(Change(machine_id=s.machine_id, case_id=s.case_id, metric="time",

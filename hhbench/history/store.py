@@ -105,6 +105,10 @@ result_t = sa.Table("hh_result", metadata,
                     sa.Column("status", sa.String(20), nullable=False),
                     sa.Column("median_s", sa.Float),
                     sa.Column("process_medians_s", sa.Text, nullable=False),
+                    # the moments of the log per-process medians, what the analysis reads
+                    sa.Column("n_processes", sa.Integer, nullable=False),
+                    sa.Column("log_mean", sa.Float),
+                    sa.Column("log_sd", sa.Float),
                     sa.Column("processes", sa.Text, nullable=False),
                     sa.Column("rmse_mv", sa.Float),
                     sa.Column("gamma", sa.Float),
@@ -195,6 +199,15 @@ def case_record(case, run_options: dict) -> dict:
            "runtime": None if runtime is None else str(runtime)}
     rec["case_key"] = _sha(rec)
     return rec
+
+
+def log_moments(medians: list[float]) -> dict:
+    """n, mean and standard deviation (ddof 1; None below 2) of the log per-process medians
+    (positive ones; the mean is None without any)."""
+    logs = [math.log(m) for m in medians if m and m > 0]
+    return {"n_processes": len(logs),
+            "log_mean": statistics.fmean(logs) if logs else None,
+            "log_sd": statistics.stdev(logs) if len(logs) >= 2 else None}
 
 
 def run_key(results: RunResults) -> str:
@@ -403,7 +416,7 @@ class Store:
                 rows.append({
                     "run_id": run_id, "case_id": case_id, "status": case.status,
                     "median_s": statistics.median(medians) if medians else None,
-                    "process_medians_s": _json(medians),
+                    "process_medians_s": _json(medians), **log_moments(medians),
                     "processes": _json([p.to_dict() for p in case.processes]),
                     "accuracy": _json({k: v for k, v in acc.items() if k != "per_trace"}),
                     **{col: _finite(acc.get(k)) for col, k in ACCURACY}})
@@ -505,13 +518,14 @@ class Store:
         return rows
 
     def series_rows(self, *, case_ids=None, machine_ids=None) -> list[tuple]:
-        """What the analysis needs, as plain tuples (fast for a million results):
-        (machine id, case id, commit SHA, run id, status, per-process medians (list,
-        seconds), calibration_s, rmse_mv, gamma, spike_count_error); excluded runs left
-        out."""
+        """What the analysis reads, as plain tuples (fast for a million results):
+        (machine id, case id, commit SHA, run id, status, n, mean and sd of the log
+        per-process medians, calibration_s, rmse_mv, gamma, spike_count_error); excluded
+        runs left out."""
         q = (sa.select(run_t.c.machine_id, result_t.c.case_id, commit_t.c.sha,
-                       result_t.c.run_id, result_t.c.status, result_t.c.process_medians_s,
-                       run_t.c.calibration_s, *(result_t.c[col] for col, _ in ACCURACY))
+                       result_t.c.run_id, result_t.c.status, result_t.c.n_processes,
+                       result_t.c.log_mean, result_t.c.log_sd, run_t.c.calibration_s,
+                       *(result_t.c[col] for col, _ in ACCURACY))
              .join(run_t, run_t.c.id == result_t.c.run_id)
              .join(commit_t, commit_t.c.id == run_t.c.commit_id)
              .where(run_t.c.excluded == sa.false()))
@@ -520,11 +534,7 @@ class Store:
         if machine_ids is not None:
             q = q.where(run_t.c.machine_id.in_(list(machine_ids)))
         with self._tx("reading results") as conn:
-            rows = conn.execute(q).all()
-        # one parse of all the medians' JSON instead of one call per row
-        medians = json.loads("[" + ",".join(r[5] for r in rows) + "]") if rows else []
-        return [(r[0], r[1], r[2], r[3], r[4], m, r[6], r[7], r[8], r[9])
-                for r, m in zip(rows, medians)]
+            return [tuple(r) for r in conn.execute(q)]
 
     def run_detail(self, run_id: int) -> dict:
         with self._tx("reading a run") as conn:
