@@ -100,6 +100,7 @@ def test_mark_and_exclude_from_the_command_line(store, capsys):
     (["mark", "abcdef", "--reason", "x"], "unknown commit 'abcdef'"),
     (["regressions", "--since", "abcdef.."], "unknown commit 'abcdef'"),
     (["exclude", "99", "--reason", "x"], "no run 99"),
+    (["mark", "00%", "--reason", "x"], "give at least 4 hex digits"),
     (["exclude", "x1", "--reason", "x"], "RUN must be a run number"),
 ])
 def test_unknown_cases_commits_and_runs_are_one_line_and_exit_2(store, capsys, argv, message):

@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import statistics
 import subprocess
 from contextlib import contextmanager
@@ -443,8 +444,8 @@ class Store:
     # -- reading --------------------------------------------------------------------------
     def _resolve(self, conn, rev: str) -> tuple[int, str]:
         rev = rev.strip()
-        if len(rev) < 4:
-            raise HHBenchError(f"commit {rev!r}: give at least 4 characters of its SHA")
+        if not re.fullmatch(r"[0-9a-fA-F]{4,64}|sources:[0-9a-f]{1,64}", rev):
+            raise HHBenchError(f"commit {rev!r}: give at least 4 hex digits of its SHA")
         found = conn.execute(sa.select(commit_t.c.id, commit_t.c.sha)
                              .where(commit_t.c.sha.like(rev.lower() + "%")).limit(2)).all()
         if not found:
