@@ -276,24 +276,6 @@ def test_import_asv_of_a_folder_that_is_not_one(tmp_path, capsys):
     assert "not an asv results folder" in capsys.readouterr().err
 
 
-# -- examples for many machines ---------------------------------------------------------------
-
-def test_the_ci_matrix_and_slurm_examples_parse():
-    yaml = pytest.importorskip("yaml")
-    wf = yaml.safe_load((ROOT / "examples/history/github-actions-matrix.yml").read_text())
-    job = wf["jobs"]["benchmark"]
-    assert "self-hosted" in job["runs-on"][0] or "self-hosted" in job["runs-on"]
-    steps = " ".join(s.get("run", "") for s in job["steps"])
-    assert "hhbench run" in steps and "--store" in steps
-    gate = " ".join(s.get("run", "") for s in wf["jobs"]["gate"]["steps"])
-    assert "hhbench history regressions" in gate and "--since" in gate
-    for script in ("slurm-array.sh", "collect.sh"):
-        path = ROOT / "examples/history" / script
-        subprocess.run([shutil.which("bash") or "bash", "-n", str(path)], check=True)
-    slurm = (ROOT / "examples/history/slurm-array.sh").read_text()
-    assert "#SBATCH --array=" in slurm and "hhbench run" in slurm
-
-
 def test_run_with_an_unreachable_store_stops_before_any_work(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert main(["run", "--quick", "--backends", "numpy", "--stimuli", "step", "--no-progress",
