@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,36 @@ with Store.open(url) as st:
                                case("jax", [2e-3, 2e-3, 2e-3 * (1 + k)])],
                       time_utc=f"2026-12-01T00:{worker:02d}:{k:02d}+00:00"))
 """
+
+
+_SAME = """
+import sys, time
+from history_support import case, run, sha
+from hhbench.history.store import Store
+r = run(sha(1), [case("numba", [1e-3, 1.1e-3, 0.9e-3])])
+with Store.open(sys.argv[1]) as st:
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start together
+    print(st.record(r, repos=[])[1])
+"""
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), str(Path(__file__).parents[1]),
+         os.environ.get("PYTHONPATH", "")])}
+
+
+def test_eight_processes_recording_the_same_run_at_once_record_it_once(store_url):
+    Store.open(store_url).close()
+    start = str(time.time() + 15)
+    procs = [subprocess.Popen([sys.executable, "-c", _SAME, store_url, start], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert sorted(o.strip() for o, _ in outs) == ["False"] * 7 + ["True"]
+    with Store.open(store_url) as st:
+        assert st.counts()["run"] == 1 and st.counts()["result"] == 1
 
 
 def test_eight_processes_recording_at_once_lose_nothing(store_url):

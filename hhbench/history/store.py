@@ -248,14 +248,20 @@ def commit_info(sha: str, repos: list[Path]) -> dict:
 
 # -- the store -------------------------------------------------------------------------------
 
-def _upsert(conn, table, values: dict, key: str) -> int:
-    """The id of the row whose `key` equals values[key], inserting it if absent (a
-    concurrent writer's insert of the same row is not an error)."""
+def _insert(conn):
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    conn.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=[key]))
+    return insert
+
+
+def _upsert(conn, table, values: dict, key: str) -> int:
+    """The id of the row whose `key` equals values[key], inserting it if absent (a
+    concurrent writer's insert of the same row is not an error)."""
+    conn.execute(_insert(conn)(table).values(**values)
+                 .on_conflict_do_nothing(index_elements=[key]))
     return conn.execute(sa.select(table.c.id).where(table.c[key] == values[key])).scalar_one()
 
 
@@ -401,14 +407,20 @@ class Store:
                              .where(commit_t.c.parents == "[]")
                              .values(parents=commit["parents"], date_utc=commit["date_utc"],
                                      branch=commit["branch"]))
-            run_id = conn.execute(run_t.insert().values(
+            # a writer recording the same run at this moment: nothing inserted, its run kept
+            run_id = conn.execute(_insert(conn)(run_t).on_conflict_do_nothing(
+                index_elements=["run_key"]).values(
                 run_key=key, machine_id=machine_id, commit_id=commit_id,
                 dirty=git.get("dirty"), time_utc=env.get("time_utc"),
                 sources_sha256=source.get("sha256"),
                 settings=_json(_safe(results.settings)), environment=_json(_safe(env)),
                 calibration=_json(_safe(results.calibration)),
                 calibration_s=calibration_seconds(results.calibration or {}),
-                excluded=False, origin=origin, recorded_utc=_now())).inserted_primary_key[0]
+                excluded=False, origin=origin, recorded_utc=_now())).inserted_primary_key
+            run_id = run_id[0] if run_id else None
+            if run_id is None:
+                return conn.execute(sa.select(run_t.c.id).where(run_t.c.run_key == key)
+                                    ).scalar_one(), False
             rows = []
             for case in results.cases:
                 case_id = _upsert(conn, case_t, case_record(case, options), "case_key")
