@@ -283,3 +283,24 @@ def test_run_with_an_unreachable_store_stops_before_any_work(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "cannot open the history store" in captured.err and captured.err.count("\n") == 1
     assert captured.out == "" and not out.exists()
+
+
+def test_every_history_option_has_a_help_text():
+    from hhbench.cli import build_parser
+    top = next(a for a in build_parser()._actions if isinstance(a.choices, dict))
+    history = top.choices["history"]
+    sub = next(a for a in history._actions if isinstance(a.choices, dict))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.dest != "help":
+                assert action.help, f"history {name} {action.option_strings or action.dest}"
+
+
+def test_show_plots_a_case(store, tmp_path, capsys):
+    out = tmp_path / "numba.svg"
+    assert main(["history", "show", "numba", "--plot", str(out), "--store", store]) == 0
+    text = capsys.readouterr().out
+    assert "case 1: numba step x1 cpu" in text or "numba step x1 cpu" in text.splitlines()[0]
+    assert text.count("machine M") == 2
+    svg = out.read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg

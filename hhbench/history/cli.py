@@ -209,7 +209,7 @@ def add_history_parser(sub, parser_class, formatter_class) -> None:
                        description="Record runs in a history store (SQLite or PostgreSQL), "
                                    "find the changes in each series, publish a dashboard.")
     hs = h.add_subparsers(dest="history_command", required=True, parser_class=parser_class,
-                          metavar="COMMAND")
+                          metavar="COMMAND", help="what to do with the history")
 
     def command(name, func, help_):
         s = hs.add_parser(name, help=help_, description=help_, formatter_class=formatter_class)
@@ -218,7 +218,7 @@ def add_history_parser(sub, parser_class, formatter_class) -> None:
         return s
 
     s = command("add", cmd_add, "record results files (of `hhbench run -o`) in the store")
-    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("files", nargs="+", metavar="FILE", help="results files (JSON)")
     s.add_argument("--repo", help="git repository to read commit dates and parents from "
                                   "(default: the one hhbench ran from, then this folder)")
     s = command("show", cmd_show, "the runs and cases, or a case's series on each machine")
@@ -229,21 +229,24 @@ def add_history_parser(sub, parser_class, formatter_class) -> None:
                 "each open change: commits, size, interval, machines; exit 1 on a regression "
                 "after --since")
     s.add_argument("--since", metavar="REV..", help="exit 1 when a regression lies after REV")
-    s.add_argument("--format", choices=("text", "markdown"), default="text")
+    s.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="markdown: a table for a pull-request comment")
     s = command("mark", cmd_mark, "record an intended change at COMMIT (restarts the baseline)")
-    s.add_argument("commit", metavar="COMMIT")
-    s.add_argument("--reason", required=True)
+    s.add_argument("commit", metavar="COMMIT", help="the commit's SHA (at least 4 digits)")
+    s.add_argument("--reason", required=True, help="why the change is intended")
     s = command("exclude", cmd_exclude, "leave run RUN out of the analysis (it is kept)")
-    s.add_argument("run", type=_positive_run, metavar="RUN")
-    s.add_argument("--reason", required=True)
+    s.add_argument("run", type=_positive_run, metavar="RUN",
+                   help="the run's number (`hhbench history show`)")
+    s.add_argument("--reason", required=True, help="why it is left out")
     command("machines", cmd_machines,
             "each machine's latest results side by side, raw and per calibration kernel")
     s = command("export", cmd_export, "the history as Bencher (BMF, a folder), "
                                       "github-action-benchmark (data.js) or CSV")
     s.add_argument("--format", required=True,
-                   choices=("bencher", "github-action-benchmark", "csv"))
+                   choices=("bencher", "github-action-benchmark", "csv"), help="the format")
     s.add_argument("-o", "--output", required=True, help="file (a folder for bencher)")
     s = command("import-asv", cmd_import_asv, "record hhbench's asv results (asv's results folder)")
-    s.add_argument("folder", metavar="DIR")
+    s.add_argument("folder", metavar="DIR", help="asv's results folder")
     s = command("publish", cmd_publish, "write a static dashboard that opens from disk")
-    s.add_argument("-o", "--output", required=True, metavar="SITE")
+    s.add_argument("-o", "--output", required=True, metavar="SITE",
+                   help="folder for the pages (made if needed)")
