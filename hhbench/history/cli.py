@@ -93,6 +93,9 @@ def _find_case(st, text: str) -> dict:
 def cmd_show(args) -> int:
     from hhbench.history.report import series_table
     from hhbench.history.series import case_label
+    if args.plot:
+        from hhbench.atomic import check_output_path
+        check_output_path(args.plot)
     with _open(args, create=False) as st:
         if args.case is None:
             counts = st.counts()
