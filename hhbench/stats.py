@@ -190,7 +190,6 @@ def _fmt_needed(n: int | None) -> str:
     return "?" if n is None else (f"more than {_MAX_NEEDED}" if n > _MAX_NEEDED else str(n))
 
 
-
 def welch_log_interval(old: Sequence[float], new: Sequence[float], *,
                        alpha: float = 0.01) -> tuple[float, float, float]:
     """(NEW/OLD ratio of the geometric means of the per-process medians, low, high):

@@ -210,6 +210,18 @@ def test_single_outliers_at_ten_times_the_noise_are_not_changes(n, lognormal):
     assert false <= 0.05 * series
 
 
+def test_the_interval_from_moments_is_compares_interval():
+    from hhbench.stats import (compare_processes, welch_log_interval,
+                               welch_log_interval_from_moments)
+    old, new = [1.00, 1.04, 0.97, 1.01], [1.21, 1.18, 1.25]
+    v = compare_processes(old, new)
+    assert welch_log_interval(old, new) == pytest.approx((v.ratio, v.ci_low, v.ci_high))
+    lo, ln = np.log(old), np.log(new)
+    assert welch_log_interval_from_moments(lo.mean(), lo.std(ddof=1), 4, ln.mean(),
+                                           ln.std(ddof=1), 3) == pytest.approx(
+        (v.ratio, v.ci_low, v.ci_high))
+
+
 def test_one_outlying_commit_in_a_flat_series_is_not_a_change():
     # a flat series with one commit twice as slow: no step before and after it
     pts = [np.array([1e-3, 1.01e-3, 0.99e-3]) * (1 + 0.01 * np.sin(i)) for i in range(20)]
