@@ -5,8 +5,6 @@ import csv
 import json
 import math
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np

@@ -22,7 +22,6 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 
 from hhbench.atomic import atomic_write
 from hhbench.history.changes import Detection
