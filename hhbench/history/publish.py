@@ -22,7 +22,6 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-
 from hhbench.atomic import atomic_write
 from hhbench.history.changes import Detection
 from hhbench.history.report import change_rows, latest_by_machine, machine_labels

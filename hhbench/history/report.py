@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-
 from hhbench.history.series import Change, Series, case_label, group_changes
 
 
