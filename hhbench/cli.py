@@ -304,6 +304,10 @@ def cmd_run(args) -> int:
         timing["min_time_s"] = args.min_time
     if timing:
         config = replace(config, timing=replace(config.timing, **timing))
+    store = None
+    if args.store is not None:  # checked (reachable, its schema) before the work starts
+        from hhbench.history.cli import open_store_for_run
+        store = open_store_for_run(args.store)
     from hhbench.provenance import checkout_note
     if (note := checkout_note()):  # said before the work, and again with the results
         print(note, file=sys.stderr)
@@ -322,6 +326,10 @@ def cmd_run(args) -> int:
     written = [str(p) for p in (out, csv) if p]
     if written:
         print(f"wrote {' and '.join(written)}")
+    if store is not None:
+        from hhbench.history.cli import record_run
+        with store:
+            print(record_run(store, results, str(out) if out else None))
     from hhbench.check import report
     _, warned = report(results.environment.get("state", {}), results, detail=False)
     for line in warned:
@@ -781,6 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "in the user's cache folder, $HHBENCH_CACHE_DIR overrides it, at "
                         "most $HHBENCH_REFERENCE_CACHE_MB MiB, default 1024)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--store", help="also record the run in this history store (a SQLite "
+                                   "file or postgresql://…; see `hhbench history`)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("lab", help="answer the lab's questions: Markdown sections and figures",
@@ -941,6 +951,9 @@ ran (other work measured on the cores), frequency scaling, noisy exponents.""")
     s.add_argument("-o", "--output", default="hhbench-plots",
                    help="output folder (default: hhbench-plots)")
     s.set_defaults(func=cmd_plot)
+
+    from hhbench.history.cli import add_history_parser
+    add_history_parser(sub, _Parser, _FMT)
     return p
 
 

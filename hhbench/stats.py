@@ -191,3 +191,26 @@ def _fmt_needed(n: int | None) -> str:
     if n is None:
         return "an unknown number of"
     return f"more than {_MAX_NEEDED}" if n > _MAX_NEEDED else f"about {n}"
+
+
+def welch_log_interval(old: Sequence[float], new: Sequence[float], *,
+                       alpha: float = 0.01) -> tuple[float, float, float]:
+    """(NEW/OLD ratio of the geometric means of the per-process medians, low, high):
+    Welch's (1 − alpha) interval on the log medians, the interval `compare_processes`
+    gives its verdicts from (at least 2 positive medians per side)."""
+    lo_old, lo_new = np.log(np.asarray(old, dtype=float)), np.log(np.asarray(new, dtype=float))
+    return welch_log_interval_from_moments(float(lo_old.mean()), _log_sd(lo_old), lo_old.size,
+                                           float(lo_new.mean()), _log_sd(lo_new), lo_new.size,
+                                           alpha=alpha)
+
+
+def welch_log_interval_from_moments(mean_old: float, sd_old: float, n_old: int,
+                                    mean_new: float, sd_new: float, n_new: int, *,
+                                    alpha: float = 0.01) -> tuple[float, float, float]:
+    """`welch_log_interval` from each side's mean, standard deviation (ddof 1) and number
+    of the log per-process medians, for callers that keep those instead of the medians."""
+    if n_old < 2 or n_new < 2:
+        raise ValueError("Welch's interval needs at least 2 per-process medians per side")
+    d = mean_new - mean_old
+    half, _ = _half_width(sd_old, sd_new, n_old, n_new, alpha)
+    return math.exp(d), math.exp(d - half), math.exp(d + half)
