@@ -51,6 +51,40 @@ def test_a_case_that_kills_its_worker_twice_fails_alone(fault_dir):
     assert results["numpy"].status == "ok" and results["numba"].status == "ok"
 
 
+def test_faults_ahead_of_a_healthy_case_cost_only_themselves_each_with_its_own_error(
+        fault_dir):
+    """A case that kills its process and one that hangs, both ahead of numpy in one
+    worker group: every restart gives up only the case its process died on, numpy is
+    timed, and each fault keeps its own error (not the other's, not "no progress")."""
+    results, _ = _run(("fault-kill", "fault-hang", "numpy"), case_timeout_s=3.0)
+    assert results["numpy"].status == "ok" and results["numpy"].processes, \
+        results["numpy"].error
+    assert results["fault-kill"].status == "failed"
+    assert "status -9" in results["fault-kill"].error, results["fault-kill"].error
+    assert results["fault-hang"].status == "failed"
+    assert "no progress for 3 s" in results["fault-hang"].error, results["fault-hang"].error
+
+
+def test_a_worker_that_crashes_after_writing_its_full_report_keeps_it(fault_dir, tmp_path):
+    """A worker whose process crashes at exit (SIGSEGV after its report is complete, as a
+    GPU runtime's teardown may): its cases are kept, not failed or timed again, and the
+    record says how it exited."""
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "run", "--no-progress", "--backends", "fault-crash-at-exit,numpy", "--stimuli",
+         "step", "--batch", "1", "--processes", "1", "--repeats", "1", "--min-time", "0",
+         "--config", str(_config(tmp_path)), "-o", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert all(c["status"] == "ok" for c in data["cases"]), data["cases"]
+    records = data["environment"]["workers"]
+    assert len(records) == 1 and "error" not in records[0] and "restarted_after" not in \
+        records[0], records
+    assert "status -11" in records[0]["exit_after_report"]
+
+
 def test_a_hanging_case_is_stopped_at_the_case_timeout(fault_dir):
     start = time.perf_counter()
     results, _ = _run(("fault-hang", "numpy"), case_timeout_s=4.0)

@@ -80,3 +80,14 @@ class WaitsToBeKilled(_Resting):
         if _first_time(self.name):
             (FOLDER / "pid").write_text(str(os.getpid()))
             time.sleep(60)
+
+
+@register
+class CrashesAtExit(_Resting):
+    """Runs normally, then its process crashes at exit, after the worker wrote its full
+    report (as a GPU runtime's teardown may): SIGSEGV from an atexit handler."""
+    name = "fault-crash-at-exit"
+
+    def fault(self):
+        import atexit
+        atexit.register(lambda: os.kill(os.getpid(), signal.SIGSEGV))
