@@ -262,3 +262,113 @@ def test_a_worker_dies_with_its_parent(fault_dir, tmp_path):
     for leftover in Path(tempfile.gettempdir()).glob("hhbench-*"):
         if leftover.name.startswith(("hhbench-outputs-", "hhbench-worker-")):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def test_sigterm_is_handled_as_ctrl_c_and_exits_143(tmp_path):
+    """SIGTERM (a `kill`, a scheduler's stop) inside the converged reference's compiled
+    driver: no traceback, no file, 'terminated' and exit 143 (128 + 15), as a shell
+    reports a process that SIGTERM ended."""
+    out = tmp_path / "v.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "simulate", "--backend", "reference", "--samples", "400000", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert err.strip() == "hhbench: terminated"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_install_and_uninstall_put_back_the_callers_handlers():
+    """A library user's own SIGINT and SIGTERM handlers are back after `handling()`, and
+    after `hhbench.cli.main` (which installs ours for its run)."""
+    from hhbench import interrupts
+    from hhbench.cli import main
+
+    def mine(signum, frame):
+        pass
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for s in before:
+            signal.signal(s, mine)
+        with interrupts.handling():
+            assert interrupts.installed()
+            assert signal.getsignal(signal.SIGTERM) is not mine
+        assert all(signal.getsignal(s) is mine for s in before)
+        assert main(["backends"]) == 0
+        assert all(signal.getsignal(s) is mine for s in before)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def test_ctrl_c_during_a_long_compiled_batch_is_raised_after_the_piece_it_came_in(
+        monkeypatch):
+    """With interrupts handled (the command line's accuracy phase), the converged
+    reference of a noise batch is integrated in pieces of whole traces (here as small as
+    they go); SIGINT that arrives inside a piece is raised when that piece returns, and
+    no piece starts after it. The bug this catches: one compiled call for the whole batch
+    (Ctrl-C waited for all of it: 5-55 s at batch 256)."""
+    import numba
+
+    from hhbench import interrupts
+    from hhbench.backends import numba_engine
+    from hhbench.backends.reference import Reference
+    from hhbench.stimuli import white_noise
+
+    Reference().prepare()  # compiled before the clock of this test starts
+    monkeypatch.setattr(numba_engine, "SLICE_S", 1e-9)  # every piece as small as it goes
+    pieces, at_signal = [], []
+    real = numba_engine._drive_once
+
+    def counting(current, *args):
+        pieces.append(len(current))
+        return real(current, *args)
+    monkeypatch.setattr(numba_engine, "_drive_once", counting)
+
+    def interrupter():
+        while not interrupts._depth:  # the main thread is inside a compiled piece
+            time.sleep(0.0005)
+        at_signal.append(len(pieces))
+        os.kill(os.getpid(), signal.SIGINT)
+    thread = threading.Thread(target=interrupter, daemon=True)
+    stim = white_noise(seed=0, batch=64, n_samples=2560)
+    with interrupts.handling():
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            Reference().run(stim)
+    thread.join(timeout=5)
+    unit = numba_engine.MIN_LANES * numba.config.NUMBA_NUM_THREADS
+    assert max(pieces) <= unit < stim.batch_size, pieces
+    assert len(pieces) == at_signal[0], (pieces, at_signal)
+
+
+def test_ctrl_c_caught_by_a_library_caller_still_stops_the_worker(fault_dir):
+    """run_suite called from a library, which catches the KeyboardInterrupt: the worker
+    that was timing a case is killed, not left running."""
+    def interrupter():
+        pid_file = fault_dir / "pid"
+        for _ in range(600):
+            if pid_file.exists():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+    thread = threading.Thread(target=interrupter, daemon=True)
+    thread.start()
+    try:
+        _run(("fault-killed-from-outside",))
+    except KeyboardInterrupt:
+        pass
+    else:
+        pytest.fail("no KeyboardInterrupt")
+    thread.join(timeout=1)
+    worker = int((fault_dir / "pid").read_text())
+    for _ in range(100):
+        if not _alive(worker):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived the interrupt")

@@ -37,6 +37,7 @@ Why it is fast:
 from __future__ import annotations
 
 import functools
+import time
 import types
 from typing import ClassVar
 
@@ -309,24 +310,65 @@ def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", subst
     return v, g
 
 
+#: seconds of compiled work per call while `hhbench.interrupts` handles Ctrl-C (the
+#: command line): a larger call is cut into pieces of whole traces of about this length,
+#: so that Ctrl-C takes effect within about this long (a lone trace is one piece)
+SLICE_S = 0.25
+
+
 def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler",
                      substeps: int = 1, gates: bool = False
                      ) -> tuple[np.ndarray, dict | None, np.ndarray]:
     """`integrate`, and the diverged traces (bool, batch): the driver finds them as it goes
     and sets them NaN itself, so no second pass over V is needed (`base.mark_divergence`'s
-    job for the other backends)."""
-    drive = _driver(kernel)
-    lanes, n_threads = _call_plan(len(current_ua))
-    if len(current_ua) > lanes:  # more than one chunk: the parallel region's threads
+    job for the other backends).
+
+    Where `hhbench.interrupts` is installed, a batch is integrated in pieces of whole
+    traces of about `SLICE_S` seconds each (sized from the first piece's time), between
+    which an interrupt is raised: the traces are independent, so the numbers are the
+    same. Elsewhere (the timing workers) it is one call."""
+    current = np.ascontiguousarray(current_ua, dtype=np.float64)
+    if len(current) < 2 or not interrupts.installed():
+        v, g, diverged = _drive_once(current, dt_ms, kernel, substeps, gates)
+    else:
+        v, g, diverged = _drive_sliced(current, dt_ms, kernel, substeps, gates)
+    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
+
+
+def _drive_once(current: np.ndarray, dt_ms: float, kernel: str, substeps: int, gates: bool):
+    lanes, n_threads = _call_plan(len(current))
+    if len(current) > lanes:  # more than one chunk: the parallel region's threads
         import numba
         numba.set_num_threads(n_threads)
-    current = np.ascontiguousarray(current_ua, dtype=np.float64)
     interrupts.enter()  # Ctrl-C meanwhile is raised when the driver returns
     try:
-        v, g, diverged = drive(current, float(dt_ms), int(substeps), bool(gates), lanes)
+        return _driver(kernel)(current, float(dt_ms), int(substeps), bool(gates), lanes)
     finally:
         interrupts.leave()
-    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
+
+
+def _drive_sliced(current: np.ndarray, dt_ms: float, kernel: str, substeps: int,
+                  gates: bool):
+    """`_drive_once` over pieces of the batch of about `SLICE_S` seconds each: the first
+    piece one SIMD chunk per thread, the others sized from its time per trace, in
+    whole such rounds."""
+    import numba
+    batch = len(current)
+    # the smallest piece that keeps every thread busy with full SIMD chunks
+    unit = MIN_LANES * max(1, numba.config.NUMBA_NUM_THREADS)
+    pieces, start, size = [], 0, unit
+    while start < batch:
+        stop = min(batch, start + size)
+        began = time.perf_counter()
+        pieces.append(_drive_once(current[start:stop], dt_ms, kernel, substeps, gates))
+        per_trace = (time.perf_counter() - began) / (stop - start)
+        size = max(unit, int(SLICE_S / max(per_trace, 1e-9)) // unit * unit)
+        start = stop
+    if len(pieces) == 1:
+        return pieces[0]
+    v = np.concatenate([p[0] for p in pieces])
+    g = np.concatenate([p[1] for p in pieces], axis=1)
+    return v, g, np.concatenate([p[2] for p in pieces])
 
 
 def chunk_lanes(batch: int, threads: int) -> int:
