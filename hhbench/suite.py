@@ -395,7 +395,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
     any process is "failed" with that process' reason."""
     from tqdm.auto import tqdm
 
-    from hhbench.workers import package_source, run_processes
+    from hhbench.workers import package_source, run_processes, suite_models
 
     needed = check_memory(config)
     # a backend not installed here (e.g. the cnn without TensorFlow), or asked for a device
@@ -407,7 +407,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True) -> RunResults:
         tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
                    f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
                    file=sys.stderr)
-    source = package_source()  # what the workers must import too
+    source = package_source(suite_models(config))  # what the workers must import too
     env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
     calib = calibrate()
     bar = tqdm(total=len(runnable) * config.processes, disable=not progress, unit="case",

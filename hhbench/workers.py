@@ -84,7 +84,9 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     exits non-zero after writing it (a crash in a GPU runtime's teardown); its record
     says so (`exit_after_report`). The record of a group's last process lists the errors
     of the ones before it (`restarted_after`)."""
-    source = source or package_source()  # what the workers' own hashes must match
+    if source is None:  # what the workers' own hashes must match
+        from hhbench.suite import SuiteConfig
+        source = package_source(suite_models(SuiteConfig.from_dict(config_dict)))
     outputs = []
     given_up: dict[int, dict] = {}  # cases that killed or hung MAX_CASE_ATTEMPTS workers
     for rep in range(processes):
@@ -264,15 +266,76 @@ def _read_report(path: Path) -> dict | None:
         return None
 
 
-def package_source() -> dict:
-    """Where this process imported hhbench from, and a SHA-256 of its source files (every
-    .py under the package, by relative path and content): what the code timed is."""
+def package_source(models=(), *, root: Path | None = None) -> dict:
+    """What the code timed is: where this process imported hhbench from (`path`), and
+    SHA-256 digests (each over relative names and contents, in sorted order) of
+      * `package_sha256`: every .py file under the hhbench package (`root`);
+      * `backends_sha256`: the source file of every registered backend class' module
+        that lies outside the package (plugins' entry points, `extra_backend_modules`),
+        by module name;
+      * `model_sha256`: the files of each model in `models` (a .keras file, or the files
+        directly in a model folder: Gmodel.json, Gmodel.h5, its metadata), by position;
+        a model that is not there is recorded as missing;
+    and `sha256`, the digest of these three together: what a worker's sources must
+    match. Not covered: compiled extensions, data files other than the models, and the
+    installed dependencies (their versions are in the results' environment)."""
     import hashlib
-    root = Path(__file__).resolve().parent
+    root = Path(root or Path(__file__).resolve().parent)
+    package = _digest((str(p.relative_to(root)), p) for p in sorted(root.rglob("*.py")))
+    backends = _digest(sorted(_backend_module_files(root).items()))
+    model_files = []
+    for k, model in enumerate(models):
+        path = Path(model)
+        files = [path] if path.is_file() else sorted(p for p in path.glob("*") if p.is_file())
+        model_files += [(f"{k}/{p.name}", p) for p in files] or [(f"{k}/missing", None)]
+    model = _digest(model_files)
+    total = hashlib.sha256(f"{package}\0{backends}\0{model}".encode()).hexdigest()
+    return {"path": str(root), "sha256": total, "package_sha256": package,
+            "backends_sha256": backends, "model_sha256": model,
+            "models": [str(m) for m in models]}
+
+
+def suite_models(config) -> list[str]:
+    """The model files each backend of a suite that takes a model loads (`--model`,
+    options, else HHBENCH_MODEL or the shipped model), once each."""
+    from hhbench.backends import check_name
+    from hhbench.errors import HHBenchError
+    from hhbench.model_location import locate_model
+    models = []
+    for name in config.backends:
+        if "model" in check_name(name).option_defaults:
+            try:
+                path = str(locate_model(config.backend_options(name).get("model")).path)
+            except HHBenchError:  # none here: the case reports it
+                continue
+            if path not in models:
+                models.append(path)
+    return models
+
+
+def _digest(named_files) -> str:
+    """SHA-256 over (name, content) pairs; a file that cannot be read counts as missing."""
+    import hashlib
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return {"path": str(root), "sha256": digest.hexdigest()}
+    for name, path in named_files:
+        try:
+            content = b"\1" + Path(path).read_bytes() if path is not None else b"\0"
+        except OSError:
+            content = b"\0"
+        digest.update(name.encode() + b"\0" + content + b"\0")
+    return digest.hexdigest()
+
+
+def _backend_module_files(root: Path) -> dict[str, Path]:
+    """Module name -> source file of each registered backend class outside `root`."""
+    from hhbench.backends import backend_classes
+    files = {}
+    for cls in backend_classes().values():
+        module = sys.modules.get(cls.__module__)
+        source = getattr(module, "__file__", None)
+        if source and not Path(source).resolve().is_relative_to(root):
+            files[cls.__module__] = Path(source)
+    return files
 
 
 def _worker_env() -> dict:
@@ -305,15 +368,20 @@ def work(job: dict, out_path: Path) -> None:
     config = SuiteConfig.from_dict(job["config"])
     keep = Path(job["keep_dir"]) if job["keep_dir"] else None
     results = {}
-    mine = package_source()
+    mine = package_source(suite_models(config))
     parents = job.get("source")
     for index, (name, kind, batch, device) in zip(job["indices"], job["cases"]):
         print(f"{STARTING} {index}", flush=True)
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
         if parents and parents["sha256"] != mine["sha256"]:
+            differ = [what for what, key in (("hhbench", "package_sha256"),
+                                              ("backend plugins", "backends_sha256"),
+                                              ("model files", "model_sha256"))
+                      if parents.get(key) != mine[key]]
             results[index] = {"error": f"the worker imported hhbench from {mine['path']}, "
                                        f"whose sources differ from the parent's "
-                                       f"({parents['path']}): not the code asked for"}
+                                       f"({parents['path']}): not the code asked for "
+                                       f"(differing: {', '.join(differ) or 'all'})"}
             _write_json(out_path, {"cases": results, "record": {}})
             print(f"{PROGRESS} {index}", flush=True)
             continue

@@ -372,3 +372,36 @@ def test_ctrl_c_caught_by_a_library_caller_still_stops_the_worker(fault_dir):
     else:
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived the interrupt")
+
+
+def test_the_sources_hash_follows_every_files_content(tmp_path):
+    """The digest that says what code was timed changes when a file's content changes
+    with its name kept: in a copy of the package, in a backend module from outside it
+    (as a plugin's), and in a model file."""
+    import shutil
+
+    from hhbench.suite import import_backend_module
+    from hhbench.workers import package_source
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "hhbench"
+    shutil.copytree(root / "hhbench", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plugin = tmp_path / "faults_copy_for_hash.py"
+    plugin.write_text(FAULTS.read_text().replace('name = "fault-', 'name = "hashed-fault-'))
+    import_backend_module(str(plugin))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "Gmodel.json").write_text("{}")
+    (model / "Gmodel.h5").write_bytes(b"\x89HDF weights")
+
+    def digest():
+        return package_source([model], root=copy)
+    before = digest()
+    assert before == digest()  # and nothing else moves it
+    edits = [(copy / "stimuli.py", "package_sha256"), (plugin, "backends_sha256"),
+             (model / "Gmodel.h5", "model_sha256")]
+    for path, part in edits:
+        old = digest()
+        path.write_bytes(path.read_bytes() + b"\n# edited\n")
+        new = digest()
+        assert new[part] != old[part] and new["sha256"] != old["sha256"], part
+        assert all(new[k] == old[k] for _, k in edits if k != part), part
