@@ -107,6 +107,7 @@ def cmd_simulate(args) -> int:
         raise HHBenchError(f"--option for {others[0]!r}, but the backend is {args.backend!r}")
     if args.model and "model" not in check_name(args.backend).option_defaults:
         raise HHBenchError(f"--model: backend {args.backend!r} takes no model")
+    _check_model(args.model, [args.backend])
     backend = make_backend(args.backend, device=args.device,
                            options=options.get(args.backend), model=args.model)
     with warnings.catch_warnings(record=True) as caught:
@@ -191,7 +192,24 @@ def _require_tensorflow(command: str) -> None:
                            "and scaling only); install with: pip install 'hhbench[cnn]'")
 
 
+def _check_model(model: str | None, backends) -> None:
+    """The model the backends that take one would load, whole (`check_model`), before any
+    work: a damaged file is refused with its cause."""
+    from hhbench.backends import check_name
+    from hhbench.model_location import check_model_path, locate_model
+    if model is not None:
+        check_model_path(model)
+    elif any("model" in check_name(b).option_defaults for b in backends):
+        try:
+            path = locate_model().path
+        except HHBenchError:  # no default model here: the backend says so in its place
+            return
+        check_model_path(path)
+
+
 def cmd_model_info(args) -> int:
+    from hhbench.model_location import check_model
+    check_model(args.model)
     _require_tensorflow("model-info")
     from hhbench.cnn.runner import CnnRunner
     runner = CnnRunner(args.model, device=args.device)
@@ -405,6 +423,8 @@ def cmd_lab(args) -> int:
     parse_device(args.device)
     from hhbench.lab.report import check_out_dir
     check_out_dir(args.output)
+    from hhbench.model_location import check_model
+    check_model(args.model)
     _require_tensorflow("lab")
     from hhbench.lab import run_lab
     results = run_lab(args.questions, model=args.model, device=args.device,
@@ -423,6 +443,7 @@ def cmd_floor(args) -> int:
     out = _out_path(args.json)
     backends = _csv_list(args.backends) if args.backends else ("numpy", "numba", "exp-euler",
                                                                 "cnn")
+    _check_model(args.model, backends)
     settings = TimingSettings(min_repeats=args.repeats, min_time_s=args.min_time)
     report = floor_report(backends, batch=args.batch, device=args.device, model=args.model,
                           settings=settings, options=_backend_options(args.option))
@@ -445,6 +466,7 @@ def cmd_scaling(args) -> int:
     if args.lengths:
         options["lengths"] = _csv_list(args.lengths, int)
     config = ScalingConfig(**options)
+    _check_model(args.model, config.backends)
     from hhbench.atomic import check_output_folder
     check_output_folder(args.output)  # before the work, without creating it
     results = run_scaling(config, progress=not args.no_progress)
@@ -646,14 +668,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(Gmodel.json + Gmodel.h5: the best weights so far), "
                                    "train_state.json and checkpoint/ after every epoch; the "
                                    "model card when training is finished.")
-    s.add_argument("--out", default="models/hh-step-cnn",
-                   help="output folder (default: models/hh-step-cnn)")
+    s.add_argument("--out", default="hhbench-model",
+                   help="output folder, created (default: hhbench-model in the current "
+                        "folder; never the shipped model's)")
     s.add_argument("--epochs", type=_positive_int,
                    help="epochs of a new run; with --resume: the run's new total")
     s.add_argument("--samples", dest="n_samples", type=_positive_int,
                    help="training + validation traces")
     s.add_argument("--batch-size", type=_positive_int, help="traces per optimisation step")
-    s.add_argument("--seed", type=int, default=1, help="seed of data and weights (default: 1)")
+    s.add_argument("--seed", type=_nonnegative_int, default=1,
+                   help="seed of data and weights, 0 or more (default: 1)")
     s.add_argument("--resume", action="store_true",
                    help="continue the run stored in --out (its settings are kept)")
     s.add_argument("--learning-rate", type=_positive_float,
