@@ -246,7 +246,19 @@ def test_backend_jax_settings_and_device_call():
     assert result.info["runtime"] == "jax"
     call = backend.device_call(stim)
     assert callable(call)
-    call()  # runs and synchronises; nothing comes back
+    outs = call()  # runs and synchronises; the outputs stay on the device
+    # the device-only call is the same network on the same windows: copied back and
+    # stitched here, it gives run's V (a call that computed nothing, or other windows,
+    # would not)
+    from hhbench.cnn import windows as winlib
+    runner = backend.runner
+    y = np.concatenate([np.asarray(o).reshape(len(o), -1) for o in outs], axis=0)
+    win = winlib.cut(stim.current_ua, window=runner.window, out_len=runner.out_len,
+                     context=runner.context, input_scale=runner.input_scale)
+    v, _ = winlib.stitch(y, win, out_len=runner.out_len, context=runner.context,
+                         output_scale=runner.output_scale, fs_khz=runner.fs_khz)
+    np.testing.assert_allclose(v, result.v_mv, rtol=0, atol=1e-6)
+    assert np.ptp(result.v_mv) > 1.0  # a trace that moves: equality means something
 
 
 def test_refusals_are_one_line(monkeypatch):

@@ -264,6 +264,8 @@ def test_numba_equals_numpy_on_the_lab_stimuli():
     assert a.diverged.all() and b.diverged.all()
     first_nan = [np.flatnonzero(np.isnan(r.v_mv))[0] for r in (a, b)]
     assert abs(first_nan[0] - first_nan[1]) <= 1
+    for r, first in zip((a, b), first_nan):  # NaN from there to the end, finite before
+        assert np.isnan(r.v_mv[..., first:]).all() and np.isfinite(r.v_mv[..., :first]).all()
     stable = np.flatnonzero(a.v_mv < -140.0)[0]
     assert stable > 500
     assert np.max(np.abs(a.v_mv[:stable] - b.v_mv[:stable])) < 1e-9
