@@ -307,42 +307,68 @@ def test_install_and_uninstall_put_back_the_callers_handlers():
 def test_ctrl_c_during_a_long_compiled_batch_is_raised_after_the_piece_it_came_in(
         monkeypatch):
     """With interrupts handled (the command line's accuracy phase), the converged
-    reference of a noise batch is integrated in pieces of whole traces (here as small as
-    they go); SIGINT that arrives inside a piece is raised when that piece returns, and
-    no piece starts after it. The bug this catches: one compiled call for the whole batch
-    (Ctrl-C waited for all of it: 5-55 s at batch 256)."""
-    import numba
-
+    reference of a noise batch is integrated in pieces of samples (here as small as they
+    go), each from the state the last one ended in; SIGINT that arrives inside a piece is
+    raised when that piece returns, and no piece starts after it. The bug this catches:
+    one compiled call for the whole trace (Ctrl-C waited for all of it: 5-55 s at batch
+    256; pieces of whole traces would still take seconds each at 512 substeps)."""
     from hhbench import interrupts
     from hhbench.backends import numba_engine
     from hhbench.backends.reference import Reference
     from hhbench.stimuli import white_noise
 
-    Reference().prepare()  # compiled before the clock of this test starts
+    Reference().prepare()  # compiled before the pieces are counted
     monkeypatch.setattr(numba_engine, "SLICE_S", 1e-9)  # every piece as small as it goes
     pieces, at_signal = [], []
     real = numba_engine._drive_once
 
     def counting(current, *args):
-        pieces.append(len(current))
+        pieces.append(current.shape[1])
         return real(current, *args)
     monkeypatch.setattr(numba_engine, "_drive_once", counting)
 
     def interrupter():
-        while not interrupts._depth:  # the main thread is inside a compiled piece
+        while len(pieces) < 3 or not interrupts._depth:  # inside a compiled piece
             time.sleep(0.0005)
         at_signal.append(len(pieces))
         os.kill(os.getpid(), signal.SIGINT)
     thread = threading.Thread(target=interrupter, daemon=True)
-    stim = white_noise(seed=0, batch=64, n_samples=2560)
+    stim = white_noise(seed=0, batch=16, n_samples=2560)
     with interrupts.handling():
         thread.start()
         with pytest.raises(KeyboardInterrupt):
             Reference().run(stim)
     thread.join(timeout=5)
-    unit = numba_engine.MIN_LANES * numba.config.NUMBA_NUM_THREADS
-    assert max(pieces) <= unit < stim.batch_size, pieces
-    assert len(pieces) == at_signal[0], (pieces, at_signal)
+    assert max(pieces) < stim.n_samples, pieces
+    assert len(pieces) == at_signal[0], (len(pieces), at_signal)
+
+
+def test_pieces_of_samples_give_the_numbers_of_one_call():
+    """The pieces (each from the state the last ended in) compute the same steps: V, the
+    gates and the diverged flags equal those of one call, bit for bit, also for a trace
+    that diverges (NaN from its first bad sample to the end, across pieces)."""
+    import numpy as np
+
+    from hhbench import interrupts
+    from hhbench.backends import numba_engine
+    from hhbench.stimuli import white_noise
+    current = white_noise(seed=3, batch=5, n_samples=700).current_ua.copy()
+    current[2] -= 60.0  # forward Euler diverges on this one
+    for kernel, substeps in (("euler", 1), ("exp-midpoint", 4)):
+        whole = numba_engine.integrate_marked(current, 0.05, kernel, substeps, True)
+        old = numba_engine.SLICE_S
+        numba_engine.SLICE_S = 1e-9
+        try:
+            with interrupts.handling():
+                pieces = numba_engine.integrate_marked(current, 0.05, kernel, substeps, True)
+        finally:
+            numba_engine.SLICE_S = old
+        np.testing.assert_array_equal(pieces[0], whole[0])
+        for gate in "mhn":
+            np.testing.assert_array_equal(pieces[1][gate], whole[1][gate])
+        assert pieces[2].tolist() == whole[2].tolist()
+        if kernel == "euler":  # a trace that diverged, so that NaN crossed the pieces
+            assert whole[2].tolist() == [False, False, True, False, False]
 
 
 def test_ctrl_c_caught_by_a_library_caller_still_stops_the_worker(fault_dir):

@@ -218,8 +218,9 @@ def test_chunks_of_few_traces():
     are spread one per chunk over the threads when each thread gets at most two."""
     stim = stimuli.white_noise(20.0, seed=3, batch=3, n_samples=700)
     drive = numba_engine._driver("euler")
-    padded, _, bad_padded = drive(stim.current_ua, stim.dt_ms, 1, False, 3)  # one chunk of 3
-    alone, _, bad_alone = drive(stim.current_ua, stim.dt_ms, 1, False, 1)   # three of one
+    NO = (numba_engine._NO_STATE, numba_engine._NO_STATE)  # the model's initial state
+    padded, _, bad_padded = drive(stim.current_ua, stim.dt_ms, 1, False, 3, *NO)  # 1 chunk of 3
+    alone, _, bad_alone = drive(stim.current_ua, stim.dt_ms, 1, False, 1, *NO)   # three of one
     assert np.array_equal(padded, alone) and np.array_equal(bad_padded, bad_alone)
     assert np.all(np.isfinite(padded)) and padded.shape == (3, 700)
     lanes = numba_engine.chunk_lanes
