@@ -107,29 +107,47 @@ def cmd_simulate(args) -> int:
         raise HHBenchError(f"--option for {others[0]!r}, but the backend is {args.backend!r}")
     if args.model and "model" not in check_name(args.backend).option_defaults:
         raise HHBenchError(f"--model: backend {args.backend!r} takes no model")
+    _check_model(args.model, [args.backend])
     backend = make_backend(args.backend, device=args.device,
                            options=options.get(args.backend), model=args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DivergenceWarning)
         result = backend.run(stim)
-    if csv_path:
-        write_trace_csv(result, csv_path)
-    if args.plot:
-        from hhbench.plot import plot_trace
-        plot_trace(result, args.plot)
     state = "DIVERGED: the integrator overflowed" if result.any_diverged else \
         plural(int(spike_count(result.v_batch)[0]), "spike")
     from hhbench.provenance import runtime_word
     runtime = runtime_word(args.backend, backend.settings(), options.get(args.backend))
+    # what was found first: a full disk must not cost it
     print(f"{args.backend} ({runtime}) on {result.device}: {describe_in_words(stim)}\n"
-          f"{state} (output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms)")
-    if csv_path:
-        print(f"wrote {csv_path} (columns t_ms, current, v_mV)")
-    if args.plot:
-        print(f"wrote {args.plot}")
+          f"{state} (output {result.t_ms[0]:.2f}-{result.t_ms[-1]:.2f} ms)", flush=True)
+    late = _onset_note(stim)
+    if late:
+        print(late)
+    from hhbench.atomic import write_files
+    written = write_files(*([(csv_path, lambda p: write_trace_csv(result, p))]
+                            if csv_path else []),
+                          *([(Path(args.plot), lambda p: _plot_trace(result, p))]
+                            if args.plot else []))
+    for path in written:
+        print(f"wrote {path}" + (" (columns t_ms, current, v_mV)" if path == csv_path else ""))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return 0
+
+
+def _plot_trace(result, path) -> None:
+    from hhbench.plot import plot_trace
+    plot_trace(result, path)
+
+
+def _onset_note(stim) -> str | None:
+    """A note when the stimulus' onset lies at or after the end of the trace: the current
+    never starts, and 0 spikes says nothing about it."""
+    onset = stim.params.get("onset_ms")
+    if not isinstance(onset, (int, float)) or onset <= float(stim.t_ms[-1]):
+        return None
+    return (f"note: the onset ({_num(onset)} ms) comes after the end of the trace (last "
+            f"sample at {float(stim.t_ms[-1]):.2f} ms): the current never starts")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -184,7 +202,24 @@ def _require_cnn_runtime(command: str) -> None:
                            "'hhbench[jax]'")
 
 
+def _check_model(model: str | None, backends) -> None:
+    """The model the backends that take one would load, whole (`check_model`), before any
+    work: a damaged file is refused with its cause."""
+    from hhbench.backends import check_name
+    from hhbench.model_location import check_model_path, locate_model
+    if model is not None:
+        check_model_path(model)
+    elif any("model" in check_name(b).option_defaults for b in backends):
+        try:
+            path = locate_model().path
+        except HHBenchError:  # no default model here: the backend says so in its place
+            return
+        check_model_path(path)
+
+
 def cmd_model_info(args) -> int:
+    from hhbench.model_location import check_model
+    check_model(args.model)
     from hhbench.cnn_modes import module_found, stacks_present
     if stacks_present()["tensorflow"]:
         from hhbench.cnn.runner import CnnRunner
@@ -314,18 +349,20 @@ def cmd_run(args) -> int:
     results = run_suite(config, progress=not args.no_progress,
                         reference_cache=not args.no_reference_cache)
     csv = csv or (out.with_suffix(".csv") if out else None)
-    if out:
-        results.save(out, csv=csv)
-    elif csv:
-        results.save_table(csv)
-    print(format_table(results))
+    # the table first: a full disk must not cost what the run found
+    print(format_table(results), flush=True)
     for line in failure_lines(results) + skip_notes(results):
         print(line)
     if note:
         print(note)
-    written = [str(p) for p in (out, csv) if p]
+    from hhbench.atomic import write_files
+    written = write_files(*([(out, results.save)] if out else []),  # the JSON first
+                          *([(csv, results.save_table)] if csv else []))
     if written:
-        print(f"wrote {' and '.join(written)}")
+        print(f"wrote {' and '.join(map(str, written))}")
+    else:
+        print("note: no file written; -o FILE.json keeps every sample, setting and the "
+              "machine's description (and the table as CSV beside it)")
     if store is not None:
         from hhbench.history.cli import record_run
         with store:
@@ -455,6 +492,8 @@ def cmd_lab(args) -> int:
     parse_device(args.device)
     from hhbench.lab.report import check_out_dir
     check_out_dir(args.output)
+    from hhbench.model_location import check_model
+    check_model(args.model)
     from hhbench.lab import NO_CNN
     if any(q not in NO_CNN for q in check_questions(args.questions)):
         _require_cnn_runtime("lab " + " ".join(args.questions or ["all"]))
@@ -479,13 +518,14 @@ def cmd_floor(args) -> int:
     out = _out_path(args.json)
     backends = _csv_list(args.backends) if args.backends else ("numpy", "numba", "exp-euler",
                                                                 "cnn")
+    _check_model(args.model, backends)
     settings = TimingSettings(min_repeats=args.repeats, min_time_s=args.min_time)
     report = floor_report(backends, batch=args.batch, device=args.device, model=args.model,
                           settings=settings, options=_backend_options(args.option))
-    print(format_floor(report))
+    print(format_floor(report), flush=True)
     if out:
-        from hhbench.atomic import atomic_write
-        atomic_write(out, json.dumps(report, indent=1))
+        from hhbench.atomic import atomic_write, write_files
+        write_files((out, lambda p: atomic_write(p, json.dumps(report, indent=1))))
         print(f"wrote {out}")
     return 0
 
@@ -501,10 +541,11 @@ def cmd_scaling(args) -> int:
     if args.lengths:
         options["lengths"] = _csv_list(args.lengths, int)
     config = ScalingConfig(**options)
-    from hhbench.plot import prepare_folder
-    prepare_folder(args.output)  # before the work: a bad folder fails now
+    _check_model(args.model, config.backends)
+    from hhbench.atomic import check_output_folder
+    check_output_folder(args.output)  # before the work, without creating it
     results = run_scaling(config, progress=not args.no_progress)
-    print(results.to_markdown())
+    print(results.to_markdown(), flush=True)
     for path in write_scaling(results, args.output):
         print(f"wrote {path}")
     for line in results.warnings():
@@ -715,14 +756,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(Gmodel.json + Gmodel.h5: the best weights so far), "
                                    "train_state.json and checkpoint/ after every epoch; the "
                                    "model card when training is finished.")
-    s.add_argument("--out", default="models/hh-step-cnn",
-                   help="output folder (default: models/hh-step-cnn)")
+    s.add_argument("--out", default="hhbench-model",
+                   help="output folder, created (default: hhbench-model in the current "
+                        "folder; never the shipped model's)")
     s.add_argument("--epochs", type=_positive_int,
                    help="epochs of a new run; with --resume: the run's new total")
     s.add_argument("--samples", dest="n_samples", type=_positive_int,
                    help="training + validation traces")
     s.add_argument("--batch-size", type=_positive_int, help="traces per optimisation step")
-    s.add_argument("--seed", type=int, default=1, help="seed of data and weights (default: 1)")
+    s.add_argument("--seed", type=_nonnegative_int, default=1,
+                   help="seed of data and weights, 0 or more (default: 1)")
     s.add_argument("--resume", action="store_true",
                    help="continue the run stored in --out (its settings are kept)")
     s.add_argument("--learning-rate", type=_positive_float,
@@ -959,7 +1002,13 @@ ran (other work measured on the cores), frequency scaling, noisy exponents.""")
 
 def main(argv: list[str] | None = None) -> int:
     from hhbench import interrupts
-    interrupts.install()  # Ctrl-C inside compiled code: raised when it returns
+    # Ctrl-C (and SIGTERM) inside compiled code: raised when it returns; the handlers
+    # found are put back on the way out (main() may be called by a library user)
+    with interrupts.handling():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(_join_negative_values(
             sys.argv[1:] if argv is None else list(argv)))
@@ -973,15 +1022,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a disk full, a permission denied: still one line
         print(f"hhbench: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("hhbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupt_status(exc)
     except SystemError as exc:
         # Ctrl-C while a numba-compiled function runs: the dispatcher returns with the
         # KeyboardInterrupt set and Python reports a SystemError on top of it
-        if _interrupted(exc):
-            print("hhbench: interrupted", file=sys.stderr)
-            return 130
+        interrupt = _interrupted(exc)
+        if interrupt is not None:
+            return _interrupt_status(interrupt)
         raise
 
 
@@ -1001,15 +1049,24 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _interrupted(exc: BaseException) -> bool:
-    """Whether `exc` was raised while a KeyboardInterrupt was being handled."""
+def _interrupt_status(exc: KeyboardInterrupt) -> int:
+    """Say so on stderr; the exit status a shell gives that signal: 130 for Ctrl-C
+    (SIGINT), 143 for SIGTERM."""
+    from hhbench.interrupts import Terminated
+    print("hhbench: terminated" if isinstance(exc, Terminated) else "hhbench: interrupted",
+          file=sys.stderr)
+    return getattr(exc, "exit_status", 130)
+
+
+def _interrupted(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt being handled while `exc` was raised, if any."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
-            return True
+            return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
 if __name__ == "__main__":

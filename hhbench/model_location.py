@@ -51,15 +51,58 @@ def _is_model(path: Path) -> bool:
 
 
 def check_model_path(model: str | os.PathLike) -> Path:
-    """`model` if it is a model folder (holding Gmodel.h5) or a file, else HHBenchError
-    naming it: what a run checks before any worker loads the model."""
+    """`model` if it is a model folder (holding Gmodel.h5) or a file whose contents are
+    whole (`check_model_files`), else HHBenchError naming it: what a command checks
+    before any work (and before any worker loads the model)."""
     path = Path(model)
     if not path.exists():
         raise HHBenchError(f"{path}: no such model folder or file")
     if not _is_model(path):
         raise HHBenchError(f"{path}: not a model: expected a folder with Gmodel.json + "
                            f"{WEIGHTS_FILE} or a .keras file")
+    check_model_files(path)
     return path
+
+
+def check_model_files(path: Path) -> None:
+    """HHBenchError naming the file and the cause when a model's weights cannot be read
+    in full: a folder's Gmodel.h5 is opened with h5py and every dataset read (a file cut
+    short, e.g. by a full disk or an interrupted copy, fails here with its length and
+    the length it should have); a .keras file's zip members are read and checked (CRC).
+    Without h5py (the CNN cannot run then anyway) the HDF5 file is not checked."""
+    import re
+    if path.is_dir():
+        weights = path / WEIGHTS_FILE
+        try:
+            import h5py
+        except ImportError:
+            return
+        try:
+            with h5py.File(weights, "r") as fh:
+                fh.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset)
+                              else None)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            text = str(exc)
+            cut = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+            why = (f"truncated: {int(cut[1]):,} of {int(cut[2]):,} bytes" if cut else
+                   text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
+            raise HHBenchError(f"{weights}: damaged HDF5 weights file ({why})") from None
+    elif path.suffix == ".keras":
+        import zipfile
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise HHBenchError(f"{path}: damaged .keras file (not a readable zip archive: "
+                               f"{exc})") from None
+        if bad is not None:
+            raise HHBenchError(f"{path}: damaged .keras file (member {bad} fails its "
+                               "checksum)")
+
+
+def check_model(model: str | os.PathLike | None = None) -> Path:
+    """The model `locate_model(model)` finds, checked as `check_model_path` does."""
+    return check_model_path(locate_model(model).path)
 
 
 def packaged_model_path() -> Path | None:
@@ -99,5 +142,5 @@ def locate_model(model: str | os.PathLike | None = None) -> ModelLocation:
                        "`hhbench train` and pass --model PATH (or set HHBENCH_MODEL)")
 
 
-__all__ = ["ModelLocation", "locate_model", "check_model_path", "packaged_model_path", "checkout_model_path",
-           "DEFAULT_MODEL"]
+__all__ = ["ModelLocation", "locate_model", "check_model_path", "check_model_files",
+           "check_model", "packaged_model_path", "checkout_model_path", "DEFAULT_MODEL"]

@@ -18,6 +18,7 @@ an interrupted plot leaves no broken image.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -50,19 +51,19 @@ def plot_results(results: RunResults, out_dir: str | os.PathLike, *, fmt: str = 
         raise HHBenchError(f"cannot plot to format {fmt!r}; use png, pdf or svg")
     if not any(c.status in RAN for c in results.cases):
         raise HHBenchError("the results hold no successful case: nothing to plot")
-    out = _prepare_dir(Path(out_dir))
-
     colors = _colors(results)
-    written = []
-    fig = _cost_figure(results, colors)
-    if fig is not None:
-        written.append(_save(fig, out / f"cost_vs_batch.{fmt}", fmt))
-    written.append(_save(_accuracy_figure(results, colors), out / f"accuracy.{fmt}", fmt))
+    figures = []  # (file, drawing): drawn one at a time, as each is written
+    if _cost_figure(results, colors, check=True):
+        figures.append((f"cost_vs_batch.{fmt}", lambda: _cost_figure(results, colors)))
+    figures.append((f"accuracy.{fmt}", lambda: _accuracy_figure(results, colors)))
     for stimulus, example in results.examples.items():
         name = re.sub(r"[^\w.-]", "_", str(stimulus))
-        written.append(_save(_overlay_figure(results, stimulus, example, colors),
-                             out / f"overlay_{name}.{fmt}", fmt))
-    return written
+        figures.append((f"overlay_{name}.{fmt}",
+                        lambda s=stimulus, e=example: _overlay_figure(results, s, e, colors)))
+    from hhbench.atomic import write_files
+    with folder_for_writing(Path(out_dir)) as out:
+        return write_files(*((out / name, lambda p, draw=draw: _save(draw(), p, fmt))
+                             for name, draw in figures))
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -82,6 +83,22 @@ def _prepare_dir(path: Path) -> Path:
     except OSError as exc:
         raise HHBenchError(f"cannot create {path}: {exc.strerror or exc}") from None
     return path
+
+
+@contextlib.contextmanager
+def folder_for_writing(path: Path):
+    """`path` as an existing folder that takes new files (`_prepare_dir`: created if only
+    its last level is missing) for a `with` block; a folder created here is removed again
+    if the block fails and leaves it empty (a full disk leaves no empty folder)."""
+    created = not path.exists()
+    folder = _prepare_dir(path)
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
 
 
 def _save(fig, path: Path, fmt: str) -> Path:
@@ -157,8 +174,9 @@ def _title(results: RunResults, what: str) -> str:
 
 # -- figures ----------------------------------------------------------------------------------
 
-def _cost_figure(results: RunResults, colors: dict):
-    """Per-trace warm median (ms) against batch size; None when no case has a timing."""
+def _cost_figure(results: RunResults, colors: dict, *, check: bool = False):
+    """Per-trace warm median (ms) against batch size; None when no case has a timing
+    (with `check`: whether there is one, nothing drawn)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
@@ -174,6 +192,8 @@ def _cost_figure(results: RunResults, colors: dict):
     stimuli = [s for s in _stimuli(results) if s in points]
     if not stimuli:
         return None
+    if check:
+        return True
 
     fig = Figure(figsize=(4.2 * len(stimuli) + 1.8, 4.2), layout="constrained")
     axes = fig.subplots(1, len(stimuli), sharey=True, squeeze=False)[0]

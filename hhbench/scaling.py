@@ -366,18 +366,20 @@ def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResu
 
 
 def write_scaling(results: ScalingResults, folder) -> list:
-    """scaling.csv, scaling.md, scaling.json and scaling.png in `folder` (created if only its
-    last level is missing); returns the paths written."""
+    """scaling.json, scaling.csv, scaling.md and scaling.png in `folder` (created if only
+    its last level is missing; removed again if nothing could be written into it), the
+    JSON first (it holds everything); returns the paths written. A file that cannot be
+    written (a full disk): HHBenchError naming it, what was written and what was not."""
     import json
     from pathlib import Path
 
-    from hhbench.atomic import atomic_write
-    from hhbench.plot import plot_scaling, prepare_folder
+    from hhbench.atomic import atomic_write, write_files
+    from hhbench.plot import folder_for_writing, plot_scaling
 
-    folder = prepare_folder(Path(folder))
-    paths = [folder / "scaling.csv", folder / "scaling.md", folder / "scaling.json"]
-    atomic_write(paths[0], results.to_csv())
-    atomic_write(paths[1], results.to_markdown() + "\n")
-    atomic_write(paths[2], json.dumps(results.as_dict(), indent=1))
-    paths.append(plot_scaling(results, folder / "scaling.png"))
-    return paths
+    with folder_for_writing(Path(folder)) as out:
+        return write_files(
+            (out / "scaling.json",
+             lambda p: atomic_write(p, json.dumps(results.as_dict(), indent=1))),
+            (out / "scaling.csv", lambda p: atomic_write(p, results.to_csv())),
+            (out / "scaling.md", lambda p: atomic_write(p, results.to_markdown() + "\n")),
+            (out / "scaling.png", lambda p: plot_scaling(results, p)))

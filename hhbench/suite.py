@@ -585,7 +585,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
     with that process' reason."""
     from tqdm.auto import tqdm
 
-    from hhbench.workers import package_source, run_processes
+    from hhbench.workers import package_source, run_processes, suite_models
 
     config, left_out = leave_out_unrunnable(config)
     needed = check_memory(config)
@@ -599,7 +599,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
         tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
                    f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
                    file=sys.stderr)
-    source = package_source()  # what the workers must import too
+    source = package_source(suite_models(config))  # what the workers must import too
     env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
     from hhbench.busy import LoadMeter
     from hhbench.calibration import calibrate as calibrate_core

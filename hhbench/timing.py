@@ -54,6 +54,18 @@ class TimingSettings:
     long_call_repeats: int | None = None
 
     def __post_init__(self):
+        # the types first: a config file's "x" gets a sentence, not a comparison error
+        for name in ("warmup_calls", "min_repeats", "max_repeats", "long_call_repeats"):
+            value = getattr(self, name)
+            if not (value is None and name == "long_call_repeats") and (
+                    isinstance(value, bool) or not isinstance(value, int)):
+                raise HHBenchError(f"timing: {name} must be a whole number, got {value!r}")
+        for name in ("warmup_min_s", "min_time_s", "skip_warmup_after_s"):
+            value = getattr(self, name)
+            if not (value is None and name == "skip_warmup_after_s") and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise HHBenchError(f"timing: {name} must be a number of seconds, got "
+                                   f"{value!r}")
         if self.long_call_repeats is not None and not 1 <= self.long_call_repeats <= self.min_repeats:
             raise HHBenchError("timing: long_call_repeats must be within 1 … min_repeats")
         if self.warmup_calls < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats:

@@ -31,6 +31,8 @@ from typing import Callable
 import numpy as np
 
 PROGRESS = "hhbench-progress"
+#: the line a worker prints as it starts a case
+STARTING = "hhbench-starting"
 #: seconds a worker may go without finishing a case before it is stopped and restarted
 #: (the default suite's longest case, the first CNN case with TensorFlow's import, takes
 #: about ten)
@@ -70,18 +72,27 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     are written to `keep_dir` as `<case index>.npz`.
 
     A worker that dies (exits non-zero, is killed, crashes in native code) or makes no
-    progress for `case_timeout_s` seconds is started again once, in a fresh process, for
-    the cases it had not finished, the one it died on last (so that a case that kills its
-    process twice costs only itself); a case that fails both times keeps the error of the
-    second (the last line its process wrote on stderr), and the record says a restart
-    happened. The cases a worker finished are kept either way."""
-    source = source or package_source()  # what the workers' own hashes must match
+    progress for `case_timeout_s` seconds costs only the case it was working on (the
+    worker says which case it starts): a fresh process is started for the cases still to
+    do, that case moved last, so a case that brings its process down once is tried again
+    after the others. A case that brings down `MAX_CASE_ATTEMPTS` processes is given up,
+    with the error of its own last process (the last line it wrote on stderr, or the
+    timeout), and is not started again in later repetitions. Restarts go on while each
+    process starts a case; a process that dies before starting any (a broken
+    interpreter, a failing import) fails the cases left with its error. The cases a
+    worker finished are kept either way, and so is the full report of a worker that
+    exits non-zero after writing it (a crash in a GPU runtime's teardown); its record
+    says so (`exit_after_report`). The record of a group's last process lists the errors
+    of the ones before it (`restarted_after`)."""
+    if source is None:  # what the workers' own hashes must match
+        from hhbench.suite import SuiteConfig
+        source = package_source(suite_models(SuiteConfig.from_dict(config_dict)))
     outputs = []
-    given_up: dict[int, dict] = {}  # cases that killed or hung a worker twice
+    given_up: dict[int, dict] = {}  # cases that killed or hung MAX_CASE_ATTEMPTS workers
     for rep in range(processes):
         for group, all_indices in group_cases(cases, config_dict.get("options")).items():
-            # a case that failed twice is not started again in later repetitions (a
-            # hanging one would cost two timeouts in every repetition)
+            # a case given up is not started again in later repetitions (a hanging one
+            # would cost its timeouts in every repetition)
             indices = [i for i in all_indices if i not in given_up]
             for i in all_indices:
                 if i in given_up:
@@ -91,34 +102,65 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
                                             cases={i: given_up[i] for i in all_indices},
                                             record={"error": "every case given up"}))
                 continue
-            job = {"config": config_dict, "cases": [list(cases[i]) for i in indices],
-                   "indices": indices, "keep_dir": str(keep_dir) if rep == 0 else None,
+            job = {"config": config_dict, "keep_dir": str(keep_dir) if rep == 0 else None,
                    "group": group, "repetition": rep, "source": source}
-            first = _launch(job, on_case, case_timeout_s)
-            unfinished = [i for i in indices if "samples_s" not in first.cases.get(i, {})
-                          and first.cases.get(i, {}).get("died")]
-            if "error" in first.record and unfinished:
-                culprit = unfinished[0]
-                order = unfinished[1:] + [culprit]
-                retry = _launch({**job, "indices": order,
-                                 "cases": [list(cases[i]) for i in order]}, on_case,
-                                case_timeout_s)
-                merged = {**first.cases, **retry.cases}
-                record = {**retry.record, "restarted_after": first.record["error"]}
-                first = WorkerOutput(group=group, repetition=rep, cases=merged, record=record)
-                given_up.update({i: {**retry.cases[i], "given_up": True} for i in order
-                                 if retry.cases.get(i, {}).get("died")})
-            outputs.append(WorkerOutput(group=first.group, repetition=rep,
-                                        cases={**first.cases, **{i: given_up[i] for i in
-                                                                 all_indices if i not in
-                                                                 first.cases}},
-                                        record=first.record))
+            done, record = _run_group(job, cases, indices, on_case, case_timeout_s,
+                                      given_up)
+            outputs.append(WorkerOutput(group=group, repetition=rep,
+                                        cases={**done, **{i: given_up[i] for i in all_indices
+                                                          if i not in done}},
+                                        record=record))
     return outputs
+
+
+#: processes a case may bring down (kill, crash, hang) before it is given up
+MAX_CASE_ATTEMPTS = 2
+
+
+def _run_group(job: dict, cases: list[tuple], indices: list[int], on_case,
+               case_timeout_s: float | None, given_up: dict[int, dict]
+               ) -> tuple[dict[int, dict], dict]:
+    """Time `indices` in as many fresh processes as it takes (see `run_processes`): the
+    reports of the cases, and the record of the last process. Cases given up are added to
+    `given_up`."""
+    done: dict[int, dict] = {}
+    attempts: dict[int, int] = {}
+    pending = list(indices)
+    earlier: list[str] = []  # the errors of the processes before the current one
+    while True:
+        out = _launch({**job, "indices": pending, "cases": [list(cases[i]) for i in pending]},
+                      on_case, case_timeout_s)
+        done.update({i: r for i, r in out.cases.items() if not r.get("died")})
+        left = [i for i in pending if out.cases.get(i, {}).get("died")]
+        if "error" not in out.record or not left:
+            break
+        culprit = out.record.get("died_on")
+        if culprit is None:  # died before starting a case: a restart would do the same
+            done.update({i: out.cases[i] for i in left})
+            break
+        attempts[culprit] = attempts.get(culprit, 0) + 1
+        left.remove(culprit)
+        if attempts[culprit] >= MAX_CASE_ATTEMPTS:
+            report = {k: v for k, v in out.cases[culprit].items() if k != "died"}
+            given_up[culprit] = done[culprit] = {**report, "given_up": True}
+            on_case()  # done with, for the progress bar
+        else:
+            left.append(culprit)  # after the others: a case that kills twice costs itself
+        if not left:
+            break
+        earlier.append(out.record["error"])
+        pending = left
+    record = dict(out.record)
+    if earlier:
+        record["restarted_after"] = "; ".join(earlier)
+    return done, record
 
 
 def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOutput:
     """Run one worker process on `job`; its cases' reports, or for a worker that died or
-    hung, the reports it had written and an error (`died`) for the rest."""
+    hung, the reports it had written and an error (`died`) for the rest; the record of a
+    worker that died names the case it was working on (`died_on`; absent when it died
+    before starting one)."""
     import queue
     import threading
 
@@ -126,6 +168,7 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
         job_path, out_path, err_path = (Path(tmp) / n for n in ("job.json", "out.json", "err"))
         job_path.write_text(json.dumps(job))
         hung = None
+        started = None  # the case the worker works on now
         with open(err_path, "w") as err:
             # -P: the working folder is not put on sys.path, so the worker imports the
             # package the parent imported (first on PYTHONPATH), not a checkout it runs in
@@ -154,7 +197,10 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
                         break
                     if line is None:
                         break
-                    if line.startswith(PROGRESS):
+                    if line.startswith(STARTING):
+                        started = int(line.split()[1])
+                    elif line.startswith(PROGRESS):
+                        started = None
                         on_case()
             except BaseException:  # Ctrl-C: the worker goes with the parent
                 _kill(proc)
@@ -162,18 +208,28 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
             code = proc.wait()
             reader.join(timeout=5)
         data = _read_report(out_path)
-        if code == 0 and hung is None and data is not None and data.get("record"):
+        if hung is None and data is not None and data.get("record"):
+            record = data["record"]
+            if code != 0:  # e.g. a GPU runtime crashing at exit: the report is complete
+                record = {**record, "exit_after_report": _reason(code, err_path)}
             return WorkerOutput(group=job["group"], repetition=job["repetition"],
                                 cases={int(k): v for k, v in data["cases"].items()},
-                                record=data["record"])
-        lines_err = [ln for ln in err_path.read_text(errors="replace").splitlines()
-                     if ln.strip()]
-        reason = hung or (f"worker process exited with status {code}"
-                          + (f": {lines_err[-1][:300]}" if lines_err else ""))
+                                record=record)
+        reason = hung or _reason(code, err_path)
         done = (data or {}).get("cases", {})
         cases = {i: done.get(str(i), {"error": reason, "died": True}) for i in job["indices"]}
+        record = {"error": reason}
+        if started is not None and str(started) not in done:
+            record["died_on"] = started
         return WorkerOutput(group=job["group"], repetition=job["repetition"], cases=cases,
-                            record={"error": reason})
+                            record=record)
+
+
+def _reason(code: int, err_path: Path) -> str:
+    """'worker process exited with status N: <its last line on stderr>'."""
+    lines_err = [ln for ln in err_path.read_text(errors="replace").splitlines() if ln.strip()]
+    return (f"worker process exited with status {code}"
+            + (f": {lines_err[-1][:300]}" if lines_err else ""))
 
 
 def _die_with_parent() -> None:
@@ -210,15 +266,76 @@ def _read_report(path: Path) -> dict | None:
         return None
 
 
-def package_source() -> dict:
-    """Where this process imported hhbench from, and a SHA-256 of its source files (every
-    .py under the package, by relative path and content): what the code timed is."""
+def package_source(models=(), *, root: Path | None = None) -> dict:
+    """What the code timed is: where this process imported hhbench from (`path`), and
+    SHA-256 digests (each over relative names and contents, in sorted order) of
+      * `package_sha256`: every .py file under the hhbench package (`root`);
+      * `backends_sha256`: the source file of every registered backend class' module
+        that lies outside the package (plugins' entry points, `extra_backend_modules`),
+        by module name;
+      * `model_sha256`: the files of each model in `models` (a .keras file, or the files
+        directly in a model folder: Gmodel.json, Gmodel.h5, its metadata), by position;
+        a model that is not there is recorded as missing;
+    and `sha256`, the digest of these three together: what a worker's sources must
+    match. Not covered: compiled extensions, data files other than the models, and the
+    installed dependencies (their versions are in the results' environment)."""
     import hashlib
-    root = Path(__file__).resolve().parent
+    root = Path(root or Path(__file__).resolve().parent)
+    package = _digest((str(p.relative_to(root)), p) for p in sorted(root.rglob("*.py")))
+    backends = _digest(sorted(_backend_module_files(root).items()))
+    model_files = []
+    for k, model in enumerate(models):
+        path = Path(model)
+        files = [path] if path.is_file() else sorted(p for p in path.glob("*") if p.is_file())
+        model_files += [(f"{k}/{p.name}", p) for p in files] or [(f"{k}/missing", None)]
+    model = _digest(model_files)
+    total = hashlib.sha256(f"{package}\0{backends}\0{model}".encode()).hexdigest()
+    return {"path": str(root), "sha256": total, "package_sha256": package,
+            "backends_sha256": backends, "model_sha256": model,
+            "models": [str(m) for m in models]}
+
+
+def suite_models(config) -> list[str]:
+    """The model files each backend of a suite that takes a model loads (`--model`,
+    options, else HHBENCH_MODEL or the shipped model), once each."""
+    from hhbench.backends import check_name
+    from hhbench.errors import HHBenchError
+    from hhbench.model_location import locate_model
+    models = []
+    for name in config.backends:
+        if "model" in check_name(name).option_defaults:
+            try:
+                path = str(locate_model(config.backend_options(name).get("model")).path)
+            except HHBenchError:  # none here: the case reports it
+                continue
+            if path not in models:
+                models.append(path)
+    return models
+
+
+def _digest(named_files) -> str:
+    """SHA-256 over (name, content) pairs; a file that cannot be read counts as missing."""
+    import hashlib
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return {"path": str(root), "sha256": digest.hexdigest()}
+    for name, path in named_files:
+        try:
+            content = b"\1" + Path(path).read_bytes() if path is not None else b"\0"
+        except OSError:
+            content = b"\0"
+        digest.update(name.encode() + b"\0" + content + b"\0")
+    return digest.hexdigest()
+
+
+def _backend_module_files(root: Path) -> dict[str, Path]:
+    """Module name -> source file of each registered backend class outside `root`."""
+    from hhbench.backends import backend_classes
+    files = {}
+    for cls in backend_classes().values():
+        module = sys.modules.get(cls.__module__)
+        source = getattr(module, "__file__", None)
+        if source and not Path(source).resolve().is_relative_to(root):
+            files[cls.__module__] = Path(source)
+    return files
 
 
 def _worker_env() -> dict:
@@ -251,14 +368,20 @@ def work(job: dict, out_path: Path) -> None:
     config = SuiteConfig.from_dict(job["config"])
     keep = Path(job["keep_dir"]) if job["keep_dir"] else None
     results = {}
-    mine = package_source()
+    mine = package_source(suite_models(config))
     parents = job.get("source")
     for index, (name, kind, batch, device) in zip(job["indices"], job["cases"]):
+        print(f"{STARTING} {index}", flush=True)
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
         if parents and parents["sha256"] != mine["sha256"]:
+            differ = [what for what, key in (("hhbench", "package_sha256"),
+                                              ("backend plugins", "backends_sha256"),
+                                              ("model files", "model_sha256"))
+                      if parents.get(key) != mine[key]]
             results[index] = {"error": f"the worker imported hhbench from {mine['path']}, "
                                        f"whose sources differ from the parent's "
-                                       f"({parents['path']}): not the code asked for"}
+                                       f"({parents['path']}): not the code asked for "
+                                       f"(differing: {', '.join(differ) or 'all'})"}
             _write_json(out_path, {"cases": results, "record": {}})
             print(f"{PROGRESS} {index}", flush=True)
             continue

@@ -228,6 +228,8 @@ def test_bad_values_are_refused_in_one_line(argv, words, capsys):
     ('{"backends": "numba"}', "backends must be a list"),
     ('{"foo": 1}', "unknown setting 'foo'; the settings are:"),
     ('{"timing": {"warmup": 1}}', "unknown timing setting 'warmup'"),
+    ('{"timing": {"min_repeats": "x"}}', "timing: min_repeats must be a whole number, got 'x'"),
+    ('{"timing": {"min_time_s": [1]}}', "timing: min_time_s must be a number of seconds"),
     ('{"options": {"numba": {"precision": "float32"}}}', "has no option 'precision'"),
 ])
 def test_bad_config_settings_are_refused_before_any_work(text, words, tmp_path, capsys):
@@ -288,3 +290,103 @@ def test_plot_into_a_read_only_folder_is_refused_by_its_path(read_only_folder, t
     RunResults(settings={}, environment={}, calibration={}, cases=()).save(results)
     err = _one_line_exit_2(["plot", str(results), "-o", str(read_only_folder)], capsys)
     assert str(read_only_folder) in err
+
+
+# -- found by a newcomer's walk through the commands (issue 31) --------------------------
+
+def test_train_refuses_a_negative_seed_before_making_its_folder(tmp_path, capsys):
+    out = tmp_path / "tr"
+    err = _one_line_exit_2(["train", "--tiny", "--seed", "-1", "--out", str(out)], capsys)
+    assert "--seed: must be 0 or more, got -1" in err
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(HHBenchError, match="seed must be a whole number >= 0, got -1"):
+        from hhbench.cnn.training import TrainConfig
+        TrainConfig.tiny(seed=-1)
+
+
+def test_train_defaults_to_a_new_folder_not_the_shipped_models(monkeypatch):
+    """Run from a checkout's root, `hhbench train` with no --out must not write into the
+    shipped model's folder (where --resume would train it in place)."""
+    from pathlib import Path
+
+    from hhbench.cli import build_parser
+    from hhbench.model_location import checkout_model_path, packaged_model_path
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    out = Path(build_parser().parse_args(["train"]).out).resolve()
+    for shipped in filter(None, (checkout_model_path(), packaged_model_path())):
+        shipped = shipped.resolve()
+        assert out != shipped and shipped not in out.parents and out not in shipped.parents
+
+
+def _damaged_model(tmp_path):
+    """A copy of the shipped model whose Gmodel.h5 is cut in half (an interrupted copy)."""
+    import shutil
+
+    from hhbench.model_location import locate_model
+    shipped = locate_model().path
+    bad = tmp_path / "bad-model"
+    bad.mkdir()
+    for name in ("Gmodel.json", "Gmodel.h5", "hhbench_model.json"):
+        if (shipped / name).exists():
+            shutil.copy(shipped / name, bad / name)
+    weights = bad / "Gmodel.h5"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as fh:
+        fh.truncate(size // 2)
+    return bad, size
+
+
+@pytest.mark.skipif(find_spec("h5py") is None, reason="no h5py: no CNN can run here")
+@pytest.mark.parametrize("argv", [
+    ["simulate", "--backend", "cnn", "--device", "cpu", "-o", "{out}/v.csv"],
+    ["model-info"],
+    ["lab", "q3", "--no-progress", "-o", "{out}/lab"],
+    ["scaling", "--backends", "cnn", "--device", "cpu", "--no-progress", "-o", "{out}/s"],
+    ["run", "--backends", "cnn", "--stimuli", "step", "--device", "cpu", "--no-progress",
+     "-o", "{out}/r.json"],
+    ["floor", "--backends", "cnn", "--device", "cpu", "--json", "{out}/f.json"],
+])
+def test_a_damaged_model_is_refused_before_any_work_with_its_cause(argv, tmp_path, capsys):
+    """Gmodel.h5 cut in half: every command that loads the model refuses it in one line
+    naming the file and saying it is truncated (not "weights do not match"), exit 2,
+    before any work, and nothing is written."""
+    bad, size = _damaged_model(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [a.replace("{out}", str(out)) for a in argv] + ["--model", str(bad)]
+    err = _one_line_exit_2(argv, capsys)
+    assert err.strip() == (f"hhbench: error: {bad / 'Gmodel.h5'}: damaged HDF5 weights file "
+                           f"(truncated: {size // 2:,} of {size:,} bytes)"), err
+    assert list(out.iterdir()) == []
+
+
+def test_simulate_notes_an_onset_after_the_end_of_the_trace(capsys):
+    assert main(["simulate", "--backend", "numpy", "--samples", "200",
+                 "--onset-ms", "1e9"]) == 0
+    printed = capsys.readouterr().out
+    assert "0 spikes" in printed
+    assert ("note: the onset (1e+09 ms) comes after the end of the trace (last sample at "
+            "9.95 ms): the current never starts") in printed
+    assert main(["simulate", "--backend", "numpy", "--samples", "200",
+                 "--onset-ms", "9.95"]) == 0  # the last sample: it starts there
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_lab_into_a_read_only_file_system_says_why(read_only_folder, capsys):
+    import os
+    err = _one_line_exit_2(["lab", "q1", "--no-progress", "-o",
+                            str(read_only_folder / "lab")], capsys)
+    reason = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+    assert err.strip() == (f"hhbench: error: cannot write the lab report into "
+                           f"{read_only_folder / 'lab'}: {reason}"), err
+
+
+def test_run_without_an_output_file_says_nothing_was_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--backends", "numpy", "--stimuli", "step", "--batch", "1",
+                 "--processes", "1", "--repeats", "1", "--min-time", "0",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: no file written; -o FILE.json keeps every sample" in printed
+    assert list(tmp_path.iterdir()) == []

@@ -275,7 +275,19 @@ def test_backend_jax_settings_and_device_call():
     assert result.info["runtime"] == "jax"
     call = backend.device_call(stim)
     assert callable(call)
-    call()  # runs and synchronises; nothing comes back
+    outs = call()  # runs and synchronises; the outputs stay on the device
+    # the device-only call is the same network on the same windows: copied back and
+    # stitched here, it gives run's V (a call that computed nothing, or other windows,
+    # would not)
+    from hhbench.cnn import windows as winlib
+    runner = backend.runner
+    y = np.concatenate([np.asarray(o).reshape(len(o), -1) for o in outs], axis=0)
+    win = winlib.cut(stim.current_ua, window=runner.window, out_len=runner.out_len,
+                     context=runner.context, input_scale=runner.input_scale)
+    v, _ = winlib.stitch(y, win, out_len=runner.out_len, context=runner.context,
+                         output_scale=runner.output_scale, fs_khz=runner.fs_khz)
+    np.testing.assert_allclose(v, result.v_mv, rtol=0, atol=1e-6)
+    assert np.ptp(result.v_mv) > 1.0  # a trace that moves: equality means something
 
 
 def test_refusals_are_one_line(monkeypatch):
@@ -293,8 +305,10 @@ def test_refusals_are_one_line(monkeypatch):
     from hhbench.devices import DeviceNotSupported
     with pytest.raises(DeviceNotSupported, match="not gpu:all"):
         Cnn.resolve_device("gpu:all", dict(runtime="jax"))
-    with pytest.raises(HHBenchError, match="sees no GPU|no GPU"):
-        resolve_jax_device("gpu:0") if not _jax_gpus() else pytest.skip("a GPU is here")
+    # the first GPU index JAX does not see (gpu:0 without a GPU): refused on every machine
+    with pytest.raises(HHBenchError, match=r"sees no GPU|sees \d+ GPU") as err:
+        resolve_jax_device(f"gpu:{_jax_gpus()}")
+    assert "\n" not in str(err.value)
     monkeypatch.setattr(cnn_modes, "stacks_present", lambda: {"tensorflow": True, "jax": False})
     monkeypatch.setattr("hhbench.backends.cnn.stacks_present", cnn_modes.stacks_present)
     with pytest.raises(HHBenchError, match="hhbench\\[jax\\]") as err:

@@ -51,6 +51,40 @@ def test_a_case_that_kills_its_worker_twice_fails_alone(fault_dir):
     assert results["numpy"].status == "ok" and results["numba"].status == "ok"
 
 
+def test_faults_ahead_of_a_healthy_case_cost_only_themselves_each_with_its_own_error(
+        fault_dir):
+    """A case that kills its process and one that hangs, both ahead of numpy in one
+    worker group: every restart gives up only the case its process died on, numpy is
+    timed, and each fault keeps its own error (not the other's, not "no progress")."""
+    results, _ = _run(("fault-kill", "fault-hang", "numpy"), case_timeout_s=3.0)
+    assert results["numpy"].status == "ok" and results["numpy"].processes, \
+        results["numpy"].error
+    assert results["fault-kill"].status == "failed"
+    assert "status -9" in results["fault-kill"].error, results["fault-kill"].error
+    assert results["fault-hang"].status == "failed"
+    assert "no progress for 3 s" in results["fault-hang"].error, results["fault-hang"].error
+
+
+def test_a_worker_that_crashes_after_writing_its_full_report_keeps_it(fault_dir, tmp_path):
+    """A worker whose process crashes at exit (SIGSEGV after its report is complete, as a
+    GPU runtime's teardown may): its cases are kept, not failed or timed again, and the
+    record says how it exited."""
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "run", "--no-progress", "--backends", "fault-crash-at-exit,numpy", "--stimuli",
+         "step", "--batch", "1", "--processes", "1", "--repeats", "1", "--min-time", "0",
+         "--config", str(_config(tmp_path)), "-o", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert all(c["status"] == "ok" for c in data["cases"]), data["cases"]
+    records = data["environment"]["workers"]
+    assert len(records) == 1 and "error" not in records[0] and "restarted_after" not in \
+        records[0], records
+    assert "status -11" in records[0]["exit_after_report"]
+
+
 def test_a_hanging_case_is_stopped_at_the_case_timeout(fault_dir):
     start = time.perf_counter()
     results, _ = _run(("fault-hang", "numpy"), case_timeout_s=4.0)
@@ -311,3 +345,172 @@ def test_a_failing_device_only_timing_keeps_the_round_trip(fault_dir):
     assert case.timing.median_s > 0
     assert case.settings["device_only_error"] == "RuntimeError: planted device-only failure"
     assert "device_only_s" not in case.settings
+
+
+def test_sigterm_is_handled_as_ctrl_c_and_exits_143(tmp_path):
+    """SIGTERM (a `kill`, a scheduler's stop) inside the converged reference's compiled
+    driver: no traceback, no file, 'terminated' and exit 143 (128 + 15), as a shell
+    reports a process that SIGTERM ended."""
+    out = tmp_path / "v.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from hhbench.cli import main; sys.exit(main())",
+         "simulate", "--backend", "reference", "--samples", "400000", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert err.strip() == "hhbench: terminated"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_install_and_uninstall_put_back_the_callers_handlers():
+    """A library user's own SIGINT and SIGTERM handlers are back after `handling()`, and
+    after `hhbench.cli.main` (which installs ours for its run)."""
+    from hhbench import interrupts
+    from hhbench.cli import main
+
+    def mine(signum, frame):
+        pass
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for s in before:
+            signal.signal(s, mine)
+        with interrupts.handling():
+            assert interrupts.installed()
+            assert signal.getsignal(signal.SIGTERM) is not mine
+        assert all(signal.getsignal(s) is mine for s in before)
+        assert main(["backends"]) == 0
+        assert all(signal.getsignal(s) is mine for s in before)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def test_ctrl_c_during_a_long_compiled_batch_is_raised_after_the_piece_it_came_in(
+        monkeypatch):
+    """With interrupts handled (the command line's accuracy phase), the converged
+    reference of a noise batch is integrated in pieces of samples (here as small as they
+    go), each from the state the last one ended in; SIGINT that arrives inside a piece is
+    raised when that piece returns, and no piece starts after it. The bug this catches:
+    one compiled call for the whole trace (Ctrl-C waited for all of it: 5-55 s at batch
+    256; pieces of whole traces would still take seconds each at 512 substeps)."""
+    from hhbench import interrupts
+    from hhbench.backends import numba_engine
+    from hhbench.backends.reference import Reference
+    from hhbench.stimuli import white_noise
+
+    Reference().prepare()  # compiled before the pieces are counted
+    monkeypatch.setattr(numba_engine, "SLICE_S", 1e-9)  # every piece as small as it goes
+    pieces, at_signal = [], []
+    real = numba_engine._drive_once
+
+    def counting(current, *args):
+        pieces.append(current.shape[1])
+        return real(current, *args)
+    monkeypatch.setattr(numba_engine, "_drive_once", counting)
+
+    def interrupter():
+        while len(pieces) < 3 or not interrupts._depth:  # inside a compiled piece
+            time.sleep(0.0005)
+        at_signal.append(len(pieces))
+        os.kill(os.getpid(), signal.SIGINT)
+    thread = threading.Thread(target=interrupter, daemon=True)
+    stim = white_noise(seed=0, batch=16, n_samples=2560)
+    with interrupts.handling():
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            Reference().run(stim)
+    thread.join(timeout=5)
+    assert max(pieces) < stim.n_samples, pieces
+    assert len(pieces) == at_signal[0], (len(pieces), at_signal)
+
+
+def test_pieces_of_samples_give_the_numbers_of_one_call():
+    """The pieces (each from the state the last ended in) compute the same steps: V, the
+    gates and the diverged flags equal those of one call, bit for bit, also for a trace
+    that diverges (NaN from its first bad sample to the end, across pieces)."""
+    import numpy as np
+
+    from hhbench import interrupts
+    from hhbench.backends import numba_engine
+    from hhbench.stimuli import white_noise
+    current = white_noise(seed=3, batch=5, n_samples=700).current_ua.copy()
+    current[2] -= 60.0  # forward Euler diverges on this one
+    for kernel, substeps in (("euler", 1), ("exp-midpoint", 4)):
+        whole = numba_engine.integrate_marked(current, 0.05, kernel, substeps, True)
+        old = numba_engine.SLICE_S
+        numba_engine.SLICE_S = 1e-9
+        try:
+            with interrupts.handling():
+                pieces = numba_engine.integrate_marked(current, 0.05, kernel, substeps, True)
+        finally:
+            numba_engine.SLICE_S = old
+        np.testing.assert_array_equal(pieces[0], whole[0])
+        for gate in "mhn":
+            np.testing.assert_array_equal(pieces[1][gate], whole[1][gate])
+        assert pieces[2].tolist() == whole[2].tolist()
+        if kernel == "euler":  # a trace that diverged, so that NaN crossed the pieces
+            assert whole[2].tolist() == [False, False, True, False, False]
+
+
+def test_ctrl_c_caught_by_a_library_caller_still_stops_the_worker(fault_dir):
+    """run_suite called from a library, which catches the KeyboardInterrupt: the worker
+    that was timing a case is killed, not left running."""
+    def interrupter():
+        pid_file = fault_dir / "pid"
+        for _ in range(600):
+            if pid_file.exists():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+    thread = threading.Thread(target=interrupter, daemon=True)
+    thread.start()
+    try:
+        _run(("fault-killed-from-outside",))
+    except KeyboardInterrupt:
+        pass
+    else:
+        pytest.fail("no KeyboardInterrupt")
+    thread.join(timeout=1)
+    worker = int((fault_dir / "pid").read_text())
+    for _ in range(100):
+        if not _alive(worker):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived the interrupt")
+
+
+def test_the_sources_hash_follows_every_files_content(tmp_path):
+    """The digest that says what code was timed changes when a file's content changes
+    with its name kept: in a copy of the package, in a backend module from outside it
+    (as a plugin's), and in a model file."""
+    import shutil
+
+    from hhbench.suite import import_backend_module
+    from hhbench.workers import package_source
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "hhbench"
+    shutil.copytree(root / "hhbench", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plugin = tmp_path / "faults_copy_for_hash.py"
+    plugin.write_text(FAULTS.read_text().replace('name = "fault-', 'name = "hashed-fault-'))
+    import_backend_module(str(plugin))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "Gmodel.json").write_text("{}")
+    (model / "Gmodel.h5").write_bytes(b"\x89HDF weights")
+
+    def digest():
+        return package_source([model], root=copy)
+    before = digest()
+    assert before == digest()  # and nothing else moves it
+    edits = [(copy / "stimuli.py", "package_sha256"), (plugin, "backends_sha256"),
+             (model / "Gmodel.h5", "model_sha256")]
+    for path, part in edits:
+        old = digest()
+        path.write_bytes(path.read_bytes() + b"\n# edited\n")
+        new = digest()
+        assert new[part] != old[part] and new["sha256"] != old["sha256"], part
+        assert all(new[k] == old[k] for _, k in edits if k != part), part

@@ -218,8 +218,9 @@ def test_chunks_of_few_traces():
     are spread one per chunk over the threads when each thread gets at most two."""
     stim = stimuli.white_noise(20.0, seed=3, batch=3, n_samples=700)
     drive = numba_engine._driver("euler")
-    padded, _, bad_padded = drive(stim.current_ua, stim.dt_ms, 1, False, 3)  # one chunk of 3
-    alone, _, bad_alone = drive(stim.current_ua, stim.dt_ms, 1, False, 1)   # three of one
+    NO = (numba_engine._NO_STATE, numba_engine._NO_STATE)  # the model's initial state
+    padded, _, bad_padded = drive(stim.current_ua, stim.dt_ms, 1, False, 3, *NO)  # 1 chunk of 3
+    alone, _, bad_alone = drive(stim.current_ua, stim.dt_ms, 1, False, 1, *NO)   # three of one
     assert np.array_equal(padded, alone) and np.array_equal(bad_padded, bad_alone)
     assert np.all(np.isfinite(padded)) and padded.shape == (3, 700)
     lanes = numba_engine.chunk_lanes
@@ -264,6 +265,8 @@ def test_numba_equals_numpy_on_the_lab_stimuli():
     assert a.diverged.all() and b.diverged.all()
     first_nan = [np.flatnonzero(np.isnan(r.v_mv))[0] for r in (a, b)]
     assert abs(first_nan[0] - first_nan[1]) <= 1
+    for r, first in zip((a, b), first_nan):  # NaN from there to the end, finite before
+        assert np.isnan(r.v_mv[..., first:]).all() and np.isfinite(r.v_mv[..., :first]).all()
     stable = np.flatnonzero(a.v_mv < -140.0)[0]
     assert stable > 500
     assert np.max(np.abs(a.v_mv[:stable] - b.v_mv[:stable])) < 1e-9

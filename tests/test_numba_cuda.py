@@ -57,6 +57,9 @@ SIMULATOR_SCRIPT = textwrap.dedent(r"""
                 "flags": [np.asarray(div_a).tolist(), np.asarray(div_b).tolist()],
                 "nan_only_where_diverged": bool(not np.isnan(a[finite]).any()),
                 "first_nan": [first_nan(a), first_nan(b)],
+                # a diverged trace stays NaN from its first NaN to its end
+                "nan_to_the_end": [bool(np.isnan(row[k:]).all()) for row, k in
+                                   zip(a, first_nan(a)) if k >= 0],
                 # |V| of `a` at the sample before its first NaN: a runaway, not physiology
                 "v_before_nan": [float(abs(row[k - 1])) for row, k in zip(a, first_nan(a))
                                  if k > 0],
@@ -108,14 +111,18 @@ SIMULATOR_SCRIPT = textwrap.dedent(r"""
                   "warnings": [type(w.message).__name__ for w in caught],
                   "shape": list(result.v_batch.shape)}
     call = backend.device_call(stim)
+    # V's buffer on the device filled with a sentinel first (device_array leaves it
+    # unwritten, possibly holding the run's numbers): a call that writes nothing leaves it
+    call.d_v.copy_to_device(np.full(call.d_v.shape, -12345.0, dtype=call.d_v.dtype))
     v_before = call.result()[0].copy()
-    call()
+    returned = call()
     v_dev, div_dev = call.result()
     out["device_call"] = {
-        "returns": repr(call()),
+        "returns": repr(returned),
         "equal_to_run": bool(np.array_equal(v_dev, result.v_batch, equal_nan=True)),
         "flags": div_dev.tolist(),
-        "wrote_output": not np.array_equal(v_before, v_dev, equal_nan=True)}
+        "wrote_output": bool((v_before == -12345.0).all()
+                             and not (v_dev == -12345.0).any())}
     out["settings"] = backend.settings()
 
     # the runtime: its ceilings measured through numba-cuda (tiny: the simulator), and
@@ -250,6 +257,7 @@ def test_divergence_is_flagged_and_nan_from_the_first_bad_sample(sim):
         for ours, numpy_first in zip(*got["first_nan"]):
             assert (ours < 0) == (numpy_first < 0)
             assert abs(ours - numpy_first) <= 10
+        assert got["nan_to_the_end"] and all(got["nan_to_the_end"])
         assert got["v_before_nan"] and min(got["v_before_nan"]) > 100.0  # beyond any physiology
 
 

@@ -179,8 +179,8 @@ class Cnn(Backend):
 
     def device_call(self, stimulus):
         """JAX runtime: a function of no arguments running the network on the stimulus'
-        windows already on the device, returning once it has finished (no copy back).
-        None for TensorFlow."""
+        windows already on the device, returning once it has finished (no copy back: it
+        returns the outputs still on the device). None for TensorFlow."""
         if self.runtime_name != "jax":
             return None
         self.prepare()

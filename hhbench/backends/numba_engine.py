@@ -37,6 +37,7 @@ Why it is fast:
 from __future__ import annotations
 
 import functools
+import time
 import types
 from typing import ClassVar
 
@@ -116,9 +117,13 @@ def _advance_lone(state, cur, v, g_blk, kn, substeps, h_sub, want_gates):
     return n_bad
 
 
-def _run_chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad):
+def _run_chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad,
+               init, final):
     """Integrate chunk `c` (traces c·lanes … c·lanes + lanes − 1) into v_out (and g_out);
-    a diverged trace gets its first bad sample in first_bad, and NaN from there on."""
+    a diverged trace gets its first bad sample in first_bad, and NaN from there on.
+    init (4, batch): the states (v, m, h, n) to start from, or (4, 0) for the model's
+    initial state; final (4, batch): receives the states after the last sample (NaN for a
+    diverged trace), or (4, 0) for none: a trace integrated in pieces of samples."""
     batch, n_samples = current.shape
     b0 = c * lanes
     nb = min(lanes, batch - b0)
@@ -133,6 +138,10 @@ def _run_chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, fir
     state[1, :] = model.M0
     state[2, :] = model.H0
     state[3, :] = model.N0
+    if init.shape[1] > 0:
+        for j in range(nb):
+            for k in range(4):
+                state[k, j] = init[k, b0 + j]
     cur = np.zeros((BLOCK if width > 1 else 0, width))
     v_blk = np.empty((BLOCK if width > 1 else 0, width))
     g_blk = np.empty((3, BLOCK if want_gates else 0, width))
@@ -178,9 +187,13 @@ def _run_chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, fir
             v_out[b, first_bad[b]:] = np.nan
             if want_gates:
                 g_out[:, b, first_bad[b]:] = np.nan
+    if final.shape[1] > 0:
+        for j in range(nb):
+            for k in range(4):
+                final[k, b0 + j] = np.nan if first_bad[b0 + j] >= 0 else state[k, j]
 
 
-def _drive(current, dt, substeps, want_gates, lanes):
+def _drive(current, dt, substeps, want_gates, lanes, init, final):
     # compiled with parallel=True: every loop below but the prange is a plain loop, since
     # numba turns array expressions (first_bad >= 0) and np.full into parallel regions
     batch, n_samples = current.shape
@@ -192,10 +205,12 @@ def _drive(current, dt, substeps, want_gates, lanes):
         first_bad[b] = -1
     n_chunks = (batch + lanes - 1) // lanes
     if n_chunks == 1:  # a lone trace, a small batch: no parallel region to start (~1.5 µs)
-        _chunk(0, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad)
+        _chunk(0, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad, init,
+               final)
     else:
         for c in prange(n_chunks):
-            _chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad)
+            _chunk(c, current, lanes, substeps, h_sub, want_gates, v_out, g_out, first_bad,
+                   init, final)
     diverged = np.empty(batch, dtype=np.bool_)
     for b in range(batch):
         diverged[b] = first_bad[b] >= 0
@@ -309,24 +324,70 @@ def integrate(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler", subst
     return v, g
 
 
+#: seconds of compiled work per call while `hhbench.interrupts` handles Ctrl-C (the
+#: command line): a longer integration is cut into pieces of samples of about this length,
+#: so that Ctrl-C takes effect within about this long
+SLICE_S = 0.25
+#: "no state given" / "no state wanted": the driver starts from the model's initial state
+_NO_STATE = np.empty((4, 0))
+
+
 def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel: str = "euler",
                      substeps: int = 1, gates: bool = False
                      ) -> tuple[np.ndarray, dict | None, np.ndarray]:
     """`integrate`, and the diverged traces (bool, batch): the driver finds them as it goes
     and sets them NaN itself, so no second pass over V is needed (`base.mark_divergence`'s
-    job for the other backends)."""
-    drive = _driver(kernel)
-    lanes, n_threads = _call_plan(len(current_ua))
-    if len(current_ua) > lanes:  # more than one chunk: the parallel region's threads
+    job for the other backends).
+
+    Where `hhbench.interrupts` is installed, the samples are integrated in pieces of about
+    `SLICE_S` seconds each (sized from the first piece's time), each piece starting from
+    the state the last one ended in, between which an interrupt is raised: the same steps
+    in the same order, so the same numbers. Elsewhere (the timing workers) it is one
+    call."""
+    current = np.ascontiguousarray(current_ua, dtype=np.float64)
+    if current.shape[1] < 2 or not interrupts.installed():
+        v, g, diverged = _drive_once(current, dt_ms, kernel, substeps, gates)
+    else:
+        v, g, diverged = _drive_sliced(current, dt_ms, kernel, substeps, gates)
+    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
+
+
+def _drive_once(current: np.ndarray, dt_ms: float, kernel: str, substeps: int, gates: bool,
+                init: np.ndarray = _NO_STATE, final: np.ndarray = _NO_STATE):
+    lanes, n_threads = _call_plan(len(current))
+    if len(current) > lanes:  # more than one chunk: the parallel region's threads
         import numba
         numba.set_num_threads(n_threads)
-    current = np.ascontiguousarray(current_ua, dtype=np.float64)
     interrupts.enter()  # Ctrl-C meanwhile is raised when the driver returns
     try:
-        v, g, diverged = drive(current, float(dt_ms), int(substeps), bool(gates), lanes)
+        return _driver(kernel)(current, float(dt_ms), int(substeps), bool(gates), lanes,
+                               init, final)
     finally:
         interrupts.leave()
-    return v, ({"m": g[0], "h": g[1], "n": g[2]} if gates else None), diverged
+
+
+def _drive_sliced(current: np.ndarray, dt_ms: float, kernel: str, substeps: int,
+                  gates: bool):
+    """`_drive_once` over pieces of the samples of about `SLICE_S` seconds each, every
+    piece starting from the states (v, m, h, n) the one before ended in: the first piece
+    2 samples, the others sized from its time per sample."""
+    batch, n_samples = current.shape
+    pieces, start, size = [], 0, 2
+    state = _NO_STATE
+    while start < n_samples:
+        stop = min(n_samples, start + size)
+        final = np.empty((4, batch))
+        began = time.perf_counter()
+        pieces.append(_drive_once(np.ascontiguousarray(current[:, start:stop]), dt_ms,
+                                  kernel, substeps, gates, state, final))
+        per_sample = (time.perf_counter() - began) / (stop - start)
+        size = max(1, int(SLICE_S / max(per_sample, 1e-12)))
+        state, start = final, stop
+    if len(pieces) == 1:
+        return pieces[0]
+    v = np.concatenate([p[0] for p in pieces], axis=1)
+    g = np.concatenate([p[1] for p in pieces], axis=2)
+    return v, g, np.logical_or.reduce([p[2] for p in pieces])
 
 
 def chunk_lanes(batch: int, threads: int) -> int:

@@ -106,6 +106,8 @@ def _load_lab_folder(folder: Path) -> LoadedModel:
         model = tf_keras.models.model_from_json(text)
     except Exception as exc:  # Keras raises many types for a malformed config
         _fail(arch_path, f"not a Keras 2 model ({type(exc).__name__}: {_first_line(exc)})")
+    from hhbench.model_location import check_model_files
+    check_model_files(folder)  # a damaged file named as such, not as a mismatch
     try:
         model.load_weights(str(weights_path))
     except Exception as exc:

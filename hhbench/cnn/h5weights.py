@@ -130,6 +130,9 @@ def read_weights(path: str | os.PathLike, config: dict, where=None) -> tuple[dic
     path = Path(path)
     where = where or path
     slots = [_weight_slots(spec, where) for spec in config["layers"] if _layer_has_weights(spec)]
+    from hhbench.model_location import check_model_files
+    if path.name == WEIGHTS_FILE:  # a damaged file named as such, not as a mismatch
+        check_model_files(path.parent)
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:

@@ -304,7 +304,8 @@ class JaxRunner:
 
     def device_call(self, current_ua: np.ndarray):
         """A function of no arguments that runs the network on the windows of `current_ua`,
-        put on the device now, and returns once the device has finished (no copy back)."""
+        put on the device now, and returns once the device has finished: the network's
+        outputs per chunk of windows, left on the device (nothing is copied back)."""
         win = winlib.cut(current_ua, window=self.window, out_len=self.out_len,
                          context=self.context, input_scale=self.input_scale)
         chunks = [self.graph.put(chunk) for chunk in self._chunks(win.x)]
@@ -313,6 +314,7 @@ class JaxRunner:
             outs = [self.graph.apply(chunk) for chunk in chunks]
             for y in outs:
                 y.block_until_ready()
+            return outs
         return call
 
     def warmup(self, batch: int = 1, calls: int = 1) -> None:

@@ -90,6 +90,8 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise HHBenchError(f"unknown learning-rate schedule {self.lr_schedule!r}; "
                                f"choose one of: {', '.join(LR_SCHEDULES)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise HHBenchError(f"seed must be a whole number >= 0, got {self.seed!r}")
 
     def scheduled_rate(self, epoch: int) -> float | None:
         """The cosine schedule's rate for (0-based) `epoch`; None for "plateau"."""
@@ -235,7 +237,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, device:
     tf_device = resolve_device(device)  # before any file: a missing GPU leaves no folder
     state = _load_state(out)
     if state and not resume:
-        raise HHBenchError(f"{out} already holds a training run; pass --resume to continue it")
+        raise HHBenchError(f"{out} already holds a training run; pass --resume to continue "
+                           "it, or --out a new folder for a new run")
     if resume and not state:
         raise HHBenchError(f"nothing to resume in {out} (no {STATE_FILE})")
     if state:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hhbench.atomic import atomic_write
+from hhbench.atomic import atomic_write, check_writable_folder, current_umask
 from hhbench.errors import HHBenchError
 from hhbench.failures import NotRun, not_run
 from hhbench.lab import (q1_model, q2_step, q3_cnn_step, q4_sine, q5_noise,
@@ -37,8 +37,11 @@ def check_out_dir(out_dir) -> Path:
     if not out.exists() and not out.parent.is_dir():
         raise HHBenchError(f"cannot write the lab report into {out}: folder {out.parent} "
                            f"does not exist")
-    if not os.access(out if out.exists() else out.parent, os.W_OK):
-        raise HHBenchError(f"cannot write the lab report into {out}: permission denied")
+    try:  # a probe file: finds a read-only file system too, and says which
+        check_writable_folder(out if out.exists() else out.parent)
+    except HHBenchError as exc:
+        raise HHBenchError(f"cannot write the lab report into {out}: "
+                           f"{str(exc).partition(': ')[2]}") from None
     return out
 
 
@@ -85,6 +88,12 @@ def run_lab(questions=("all",), *, model=None, device: str = "auto",
             if keys == list(QUESTIONS):
                 _write_report(staging, setup, results, time.perf_counter() - started)
             _move_into_place(staging, out)
+        except OSError as exc:  # a full disk: the path in the user's folder, nothing kept
+            name = Path(exc.filename).name if exc.filename else None
+            raise HHBenchError(
+                f"cannot write the lab report into {out}"
+                + (f" ({name})" if name else "") + f": {exc.strerror or exc}; nothing was "
+                "written (the report is written whole or not at all)") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     finally:
@@ -107,18 +116,12 @@ def _headline(key: str, result) -> str:
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
-    os.chmod(staging, 0o777 & ~_umask())
+    os.chmod(staging, 0o777 & ~current_umask())
     if not out.exists():
         os.rename(staging, out)  # the whole report appears at once
         return
     for path in sorted(staging.iterdir()):
         os.replace(path, out / path.name)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write_report(folder: Path, setup: LabSetup, results: dict, seconds: float) -> None:

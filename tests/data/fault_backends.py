@@ -124,3 +124,14 @@ class DeviceOnlyRaises(_Resting):
 
     def device_call(self, stimulus):
         raise RuntimeError("planted device-only failure")
+
+
+@register
+class CrashesAtExit(_Resting):
+    """Runs normally, then its process crashes at exit, after the worker wrote its full
+    report (as a GPU runtime's teardown may): SIGSEGV from an atexit handler."""
+    name = "fault-crash-at-exit"
+
+    def fault(self):
+        import atexit
+        atexit.register(lambda: os.kill(os.getpid(), signal.SIGSEGV))
