@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
+from hhbench.errors import CannotRunHere
 from hhbench.runtimes.base import Runtime
 
 
@@ -100,6 +101,9 @@ class NumbaCudaRuntime(Runtime):
         return int(total - free)
 
     def ceilings(self, device: str) -> dict:
+        if simulator_enabled():  # its kernels run in the Python interpreter: no ceiling
+            raise CannotRunHere("numba's CUDA simulator has no arithmetic ceilings (it "
+                                "interprets the kernels in Python)")
         from hhbench.runtimes.cuda_ceilings import measure_device_ceilings
         return measure_device_ceilings(self.gpu_index(device))
 
