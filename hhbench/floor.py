@@ -162,6 +162,16 @@ def exp_rate(*, n: int = 2 ** 15, passes: int = 64, threads: int | None = None,
     return workers * n * passes / timed.median_s
 
 
+def ceilings_source(runtime: str | None) -> str:
+    """The runtime `gpu_ceilings` measures a GPU's ceilings through for a backend of
+    `runtime` (its `matmul_source`): that runtime where it measures its own, else JAX."""
+    from hhbench.runtimes import get_runtime
+    from hhbench.runtimes.base import Runtime
+    rt = get_runtime(runtime)
+    own = type(rt).ceilings is not Runtime.ceilings and rt.is_available()
+    return (rt if own else get_runtime("jax")).label.lower()
+
+
 def gpu_ceilings(device: str, runtime: str | None = "jax") -> Ceilings:
     """A GPU's ceilings ("gpu:N"), measured now through `runtime` (the runtime the backend
     runs on; `Runtime.ceilings`), or through JAX where that runtime measures none."""
@@ -267,18 +277,26 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
     if trace_work is not None:  # a surrogate: counted per trace, bound by matmul
         per_trace = trace_work["matmul_flops"]
         dtype = trace_work.get("precision", "float32")
+        floor_s, why = None, ""
+        try:  # ceilings without this matmul: the timed line stands, without a floor
+            floor_s = cnn_floor_s(per_trace, ceilings, dtype) if ceilings else None
+        except CannotRunHere as exc:
+            why = f"; no floor: {exc}"
         return FloorLine(backend=name, unit="trace", batch=batch,
                          operations={k: v for k, v in trace_work.items()
                                      if k not in ("note", "precision")},
-                         floor_s=cnn_floor_s(per_trace, ceilings, dtype) if ceilings else None,
+                         floor_s=floor_s,
                          bound=f"matmul {dtype}", achieved_s=timed.median_s / batch,
-                         note=trace_work.get("note", "") + where,
+                         note=trace_work.get("note", "") + where + why,
                          round_trip_s=round_trip and round_trip / batch)
     substeps = int(backend.settings().get("substeps", 1) or 1)
     steps = batch * stim.n_samples * substeps
     ops, note = backend.step_operations()
-    floor, bound = (hh_floor_s(ops, ceilings, precision) if ops and ceilings
-                    else (None, None))
+    try:
+        floor, bound = (hh_floor_s(ops, ceilings, precision) if ops and ceilings
+                        else (None, None))
+    except CannotRunHere as exc:  # ceilings without what this work needs: no floor
+        floor, bound, note = None, None, f"{note}; no floor: {exc}"
     return FloorLine(backend=name, unit="neuron-step", batch=batch, operations=ops or {},
                      floor_s=floor, bound=bound and f"{bound} {precision}",
                      achieved_s=timed.median_s / steps, note=note + where,
@@ -333,9 +351,12 @@ def floor_report(backends, *, batch: int = 64, device: str = "auto", model: str 
         for runtime in runtimes:
             key = dev if len(runtimes) == 1 else f"{dev} ({runtime})"
             key_of[(dev, runtime)] = key
+            reuse = known.get(key)
+            if reuse is not None and reuse.matmul_source != ceilings_source(runtime):
+                reuse = None  # measured through another runtime: not this backend's
             try:
-                ceilings[key] = known.get(key) or gpu_ceilings(
-                    "gpu:0" if dev == "gpu:all" else dev, runtime)
+                ceilings[key] = reuse or gpu_ceilings("gpu:0" if dev == "gpu:all" else dev,
+                                                      runtime)
             except Exception as exc:  # timed all the same, without a floor
                 ceilings[key], ceiling_errors[key] = None, not_run(exc).reason
     lines = []

@@ -112,6 +112,8 @@ class SuiteConfig:
     all_backends: bool = False
 
     def __post_init__(self):
+        for spec in self.extra_backend_modules:  # first: they add to the default suite
+            import_backend_module(spec)
         if self.backends is None:
             from hhbench.backends import backend_names
             object.__setattr__(self, "backends", tuple(backend_names()))
@@ -121,8 +123,6 @@ class SuiteConfig:
         if not 0 < self.case_timeout_s < float("inf"):
             raise HHBenchError(f"case_timeout_s must be a positive number of seconds, got "
                                f"{self.case_timeout_s!r}")
-        for spec in self.extra_backend_modules:
-            import_backend_module(spec)
         for name in self.backends:
             check_name(name)
         for kind in self.stimuli:
@@ -550,9 +550,11 @@ def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, st
     left out (the skipped cases then say why)."""
     if not config.all_backends:
         return config, {}
-    reasons = {name: "; ".join(dict.fromkeys(why for _, why in entries))
+    # left out: a backend skipped on every device; one that failed to resolve stays in,
+    # to be reported as a failed case
+    reasons = {name: "; ".join(dict.fromkeys(why.reason for _, why in entries))
                for name, entries in plan_devices(config).items()
-               if all(why for _, why in entries)}
+               if all(why is not None and why.status == "skipped" for _, why in entries)}
     if not reasons or len(reasons) == len(config.backends):
         return config, {}
     return dataclasses.replace(config, backends=tuple(

@@ -190,7 +190,8 @@ def probe(args) -> dict:
 def _probe_numba_cuda() -> dict:
     rec = {}
     try:
-        from numba import cuda
+        from hhbench.runtimes.numba_cuda import module
+        cuda = module()  # NumPy 2.5 made compilable first (NVIDIA/numba-cuda#907)
         if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
             try:  # where the compiler's parts were found (the simulator needs none)
                 from numba.cuda.cudadrv import libs

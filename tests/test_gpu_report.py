@@ -82,7 +82,7 @@ def test_a_deadline_mid_section_keeps_what_was_measured(tmp_path):
     proc, report, took = _run(tmp_path, "--device", "cpu", "--deadline-s", str(deadline),
                               "--sections", "agreement,throughput", fault="agreement:hang")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert took < deadline + 15
+    assert took < deadline + 90  # a deadline not enforced hangs until the 600 s timeout
     state = report["sections"]["agreement"]
     assert state["status"] == "cut by the deadline (1 rows kept)"
     assert state["rows"][0]["max_abs_diff_mv"] < 1e-9

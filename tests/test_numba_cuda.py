@@ -189,6 +189,10 @@ PTX_SCRIPT = textwrap.dedent(r"""
         for op in ("exp", "fma"):  # the runtime's ceiling kernels
             compiled.append((f"ceiling-{op}/{precision}",
                              cuda_ceilings._kernel(op, precision).py_func, (ty[:],)))
+        # the device transpose: the host's float64 current in, `precision` out
+        compiled.append((f"transpose/{precision}",
+                         cuda_engine._transpose_kernel(precision).py_func,
+                         (float64[:, :], ty[:, :])))
     for case, func, signature in compiled:
         ptx, _ = cuda.compile_ptx(func, signature, cc=(9, 0))
         ops = re.findall(r"^\s*([a-z][a-z0-9_.]*)", ptx, re.M)
@@ -328,11 +332,13 @@ def test_kernels_compile_for_a_gpu_and_float32_stays_float32(ptx):
     the float32 kernels contain no float64 instruction or register at all (a float64
     literal would promote a whole expression, a float64 argument add conversions)."""
     from hhbench.backends import kernels
-    names = [*kernels.kernel_classes(), "ceiling-exp", "ceiling-fma"]
+    names = [*kernels.kernel_classes(), "ceiling-exp", "ceiling-fma", "transpose"]
     assert set(ptx) == {f"{k}/{p}" for k in names for p in ("float64", "float32")}
     for case, got in ptx.items():
         assert got["target"] == ["sm_90"], case
         assert got["calls"] == 0, case
+        if case.startswith("transpose/"):  # it reads float64 by design and computes nothing
+            continue
         if case.endswith("float32"):
             assert got["f64_instructions"] == [] and got["f64_registers"] == 0, case
             assert got["f32_arithmetic"], case

@@ -187,7 +187,7 @@ def test_the_default_suite_names_what_it_left_out(tmp_path, capsys):
     assert all(why for _, why in plan["numba-cuda"]) and not plan["numpy"][0][1]
     kept, left_out = leave_out_unrunnable(dataclasses.replace(config, devices=("cpu",)))
     assert "numba-cuda" not in kept.backends and "numpy" in kept.backends
-    assert left_out["numba-cuda"] == plan["numba-cuda"][0][1]
+    assert left_out["numba-cuda"] == plan["numba-cuda"][0][1].reason
     # a suite whose backends were named keeps every one (skipped cases say why)
     named = SuiteConfig(backends=("numpy", "numba-cuda"), devices=("cpu",))
     assert leave_out_unrunnable(named) == (named, {})

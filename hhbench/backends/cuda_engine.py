@@ -233,7 +233,8 @@ _TILE = _TILE_ROWS = _SHAPE = _DTYPE = None  # set in the copies `_transpose_ker
 @functools.cache
 def _transpose_kernel(precision: str):
     """The tiled transpose into a `precision` array (the source may be float64)."""
-    from numba import cuda as numba_cuda
+    from hhbench.runtimes.numba_cuda import module
+    numba_cuda = module()  # NumPy 2.5 made compilable first
     from numba import float32, float64
 
     func = types.FunctionType(
@@ -252,7 +253,8 @@ def device_transpose(d_src, precision: str = "float64", tiled: bool | None = Non
     simulator (`tiled` None) NumPy stands in for it: the simulator runs the kernel's 256
     threads a block as Python threads, seconds for a few thousand elements; the kernel
     itself is tested there with `tiled=True`."""
-    from numba import cuda
+    from hhbench.runtimes.numba_cuda import module
+    cuda = module()  # NumPy 2.5 made compilable first
 
     dtype = check_precision(precision)
     rows, cols = d_src.shape
@@ -274,7 +276,8 @@ def device_transpose(d_src, precision: str = "float64", tiled: bool | None = Non
 def _to_device_transposed(current: np.ndarray, precision: str):
     """The host current (batch, samples) as a device array (samples, batch) in `precision`:
     copied as it is, transposed (and cast) on the device."""
-    from numba import cuda
+    from hhbench.runtimes.numba_cuda import module
+    cuda = module()  # NumPy 2.5 made compilable first
 
     d_in = cuda.to_device(np.ascontiguousarray(current))
     d_current = device_transpose(d_in, precision)
@@ -294,7 +297,8 @@ def _blocks(batch: int) -> int:
 
 
 def _gpu_context(gpu: int):
-    from numba import cuda
+    from hhbench.runtimes.numba_cuda import module
+    cuda = module()  # NumPy 2.5 made compilable first
     return cuda.gpus[gpu]
 
 
@@ -317,7 +321,8 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel_name: str = "e
     """V (batch, samples) in mV on the host (float64 or float32 as `precision`) and the
     diverged traces (bool, batch), from a host current (batch, samples): the round trip
     (copy in, integrate, copy out). A diverged trace is NaN from its first bad sample on."""
-    from numba import cuda
+    from hhbench.runtimes.numba_cuda import module
+    cuda = module()  # NumPy 2.5 made compilable first
 
     dtype = check_precision(precision)
     current = np.asarray(current_ua)
@@ -343,7 +348,8 @@ class DeviceRun:
 
     def __init__(self, current_ua: np.ndarray, dt_ms: float, kernel_name: str = "euler",
                  precision: str = "float64", substeps: int = 1, gpu: int = 0):
-        from numba import cuda
+        from hhbench.runtimes.numba_cuda import module
+        cuda = module()  # NumPy 2.5 made compilable first
 
         dtype = check_precision(precision)
         current = np.asarray(current_ua)
@@ -391,7 +397,8 @@ def device_name(gpu: int = 0) -> str:
     """The GPU's name ("CUDA simulator" under the simulator)."""
     if simulator_enabled():
         return "CUDA simulator"
-    from numba import cuda
+    from hhbench.runtimes.numba_cuda import module
+    cuda = module()  # NumPy 2.5 made compilable first
     with _gpu_context(gpu):
         name = cuda.get_current_device().name
     return name.decode() if isinstance(name, bytes) else str(name)
