@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import types
 
 import numpy as np
@@ -53,6 +52,7 @@ from hhbench import model
 from hhbench.backends import kernels as kernel_registry
 from hhbench.backends.base import DIVERGED_ABS_MV
 from hhbench.errors import HHBenchError
+from hhbench.runtimes.numba_cuda import simulator_enabled
 
 #: threads per block (a multiple of the warp size; 128 keeps several blocks per SM for
 #: batches of a few thousand traces)
@@ -61,16 +61,6 @@ THREADS_PER_BLOCK = 128
 PRECISIONS = {"float64": np.float64, "float32": np.float32}
 #: what the fused rates' TINY (1e-300) becomes in float32 (see the module docstring)
 TINY_FLOAT32 = 1e-30
-
-
-def simulator_enabled() -> bool:
-    """Whether numba's CUDA simulator stands in for a GPU (NUMBA_ENABLE_CUDASIM=1, read by
-    numba when numba.cuda is first imported)."""
-    try:
-        from numba import config
-        return bool(config.ENABLE_CUDASIM)
-    except ImportError:
-        return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 def check_precision(precision: str) -> type:
