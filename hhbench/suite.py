@@ -601,7 +601,8 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
         tqdm.write(f"hhbench run: {len(cases)} cases up to batch {max(config.batches)}, "
                    f"about {needed / 2**30:.1f} GiB; large batches take a while per case",
                    file=sys.stderr)
-    source = package_source(suite_models(config))  # what the workers must import too
+    # what the workers must import too
+    source = package_source(suite_models(config), backends=config.backends)
     env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
     from hhbench.busy import LoadMeter
     from hhbench.calibration import calibrate as calibrate_core

@@ -86,7 +86,8 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     of the ones before it (`restarted_after`)."""
     if source is None:  # what the workers' own hashes must match
         from hhbench.suite import SuiteConfig
-        source = package_source(suite_models(SuiteConfig.from_dict(config_dict)))
+        config = SuiteConfig.from_dict(config_dict)
+        source = package_source(suite_models(config), backends=config.backends)
     outputs = []
     given_up: dict[int, dict] = {}  # cases that killed or hung MAX_CASE_ATTEMPTS workers
     for rep in range(processes):
@@ -266,13 +267,13 @@ def _read_report(path: Path) -> dict | None:
         return None
 
 
-def package_source(models=(), *, root: Path | None = None) -> dict:
+def package_source(models=(), *, root: Path | None = None, backends=None) -> dict:
     """What the code timed is: where this process imported hhbench from (`path`), and
     SHA-256 digests (each over relative names and contents, in sorted order) of
       * `package_sha256`: every .py file under the hhbench package (`root`);
-      * `backends_sha256`: the source file of every registered backend class' module
-        that lies outside the package (plugins' entry points, `extra_backend_modules`),
-        by module name;
+      * `backends_sha256`: the source file of the module of each backend named in
+        `backends` (None: every registered one) that lies outside the package (plugins'
+        entry points, `extra_backend_modules`), by module name;
       * `model_sha256`: the files of each model in `models` (a .keras file, or the files
         directly in a model folder: Gmodel.json, Gmodel.h5, its metadata), by position;
         a model that is not there is recorded as missing;
@@ -282,7 +283,7 @@ def package_source(models=(), *, root: Path | None = None) -> dict:
     import hashlib
     root = Path(root or Path(__file__).resolve().parent)
     package = _digest((str(p.relative_to(root)), p) for p in sorted(root.rglob("*.py")))
-    backends = _digest(sorted(_backend_module_files(root).items()))
+    backends = _digest(sorted(_backend_module_files(root, backends).items()))
     model_files = []
     for k, model in enumerate(models):
         path = Path(model)
@@ -326,11 +327,15 @@ def _digest(named_files) -> str:
     return digest.hexdigest()
 
 
-def _backend_module_files(root: Path) -> dict[str, Path]:
-    """Module name -> source file of each registered backend class outside `root`."""
+def _backend_module_files(root: Path, names=None) -> dict[str, Path]:
+    """Module name -> source file of each registered backend class outside `root` (of the
+    backends in `names` only, where given: a backend registered in the parent that the
+    run does not use is not imported by its workers)."""
     from hhbench.backends import backend_classes
     files = {}
-    for cls in backend_classes().values():
+    for name, cls in backend_classes().items():
+        if names is not None and name not in names:
+            continue
         module = sys.modules.get(cls.__module__)
         source = getattr(module, "__file__", None)
         if source and not Path(source).resolve().is_relative_to(root):
@@ -368,7 +373,7 @@ def work(job: dict, out_path: Path) -> None:
     config = SuiteConfig.from_dict(job["config"])
     keep = Path(job["keep_dir"]) if job["keep_dir"] else None
     results = {}
-    mine = package_source(suite_models(config))
+    mine = package_source(suite_models(config), backends=config.backends)
     parents = job.get("source")
     for index, (name, kind, batch, device) in zip(job["indices"], job["cases"]):
         print(f"{STARTING} {index}", flush=True)
