@@ -7,6 +7,7 @@ makes its import fail, as `hhbench.cnn_modes.module_found` reads it)."""
 import subprocess
 import sys
 import textwrap
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ def test_model_info_without_tensorflow_prints_what_tensorflow_prints(capsys, mon
     assert "nested       model_3 wraps the network model_2" in with_tf
 
 
+@pytest.mark.skipif(find_spec("h5py") is None, reason="model-info reads the files with h5py, "
+                    "not installed here (the core install)")
 def test_model_info_without_tensorflow_reads_the_lab_folder(capsys, monkeypatch):
     _hide(monkeypatch, *HIDE_TF)
     assert main(["model-info", "--model", str(LAB_SMALL)]) == 0
