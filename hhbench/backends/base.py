@@ -166,11 +166,8 @@ class Backend(ABC):
         install it."""
         if cls.is_available():
             return None
-        from importlib.util import find_spec
-        missing = [mod for mod in cls.requires if find_spec(mod) is None]
-        hint = f"; install with: {cls.install_hint}" if cls.install_hint else ""
-        verb = "is" if len(missing) == 1 else "are"
-        return f"needs {', '.join(missing)}, which {verb} not installed{hint}"
+        from hhbench.runtimes.base import missing_modules_reason
+        return missing_modules_reason(cls.requires, cls.install_hint)
 
     def prepare(self) -> None:
         """One-off work before the first run (compile, load). Idempotent."""

@@ -23,6 +23,18 @@ from hhbench.devices import parse_device, pick_gpu
 from hhbench.errors import CannotRunHere
 
 
+def missing_modules_reason(requires, install_hint: str = "") -> str | None:
+    """None when every module in `requires` is importable, else one line naming those
+    that are not and how to install them (backends and runtimes say it alike)."""
+    from importlib.util import find_spec
+    missing = [mod for mod in requires if find_spec(mod) is None]
+    if not missing:
+        return None
+    hint = f"; install with: {install_hint}" if install_hint else ""
+    verb = "is" if len(missing) == 1 else "are"
+    return f"needs {', '.join(missing)}, which {verb} not installed{hint}"
+
+
 class Runtime:
     """A device runtime; the defaults describe one that runs on the CPU only."""
 
@@ -35,18 +47,11 @@ class Runtime:
     install_hint: ClassVar[str] = ""
 
     def is_available(self) -> bool:
-        from importlib.util import find_spec
-        return all(find_spec(mod) is not None for mod in self.requires)
+        return missing_modules_reason(self.requires) is None
 
     def unavailable_reason(self) -> str | None:
         """None when it can run here, else one line: what is missing and how to install it."""
-        if self.is_available():
-            return None
-        from importlib.util import find_spec
-        missing = [mod for mod in self.requires if find_spec(mod) is None]
-        hint = f"; install with: {self.install_hint}" if self.install_hint else ""
-        verb = "is" if len(missing) == 1 else "are"
-        return f"needs {', '.join(missing)}, which {verb} not installed{hint}"
+        return missing_modules_reason(self.requires, self.install_hint)
 
     def gpu_count(self) -> int:
         """GPUs this runtime sees here (0: none, or it runs on the CPU only)."""
