@@ -13,6 +13,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from hhbench.compare import plural
 from hhbench.errors import DivergenceWarning, HHBenchError
 
 
@@ -148,11 +149,6 @@ def _onset_note(stim) -> str | None:
         return None
     return (f"note: the onset ({_num(onset)} ms) comes after the end of the trace (last "
             f"sample at {float(stim.t_ms[-1]):.2f} ms): the current never starts")
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """'1 spike', '0 spikes', '2 spikes' ('1 process', '2 processes' with `many`)."""
-    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 def _num(value) -> str:
