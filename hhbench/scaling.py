@@ -320,7 +320,6 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
 
 def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResults:
     """Both sweeps for every backend of `config` (see the module docstring)."""
-    import warnings
 
     from hhbench.errors import DivergenceWarning
     from hhbench.suite import make_backend
