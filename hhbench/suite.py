@@ -153,6 +153,26 @@ class SuiteConfig:
         if self.n_samples < 1:
             raise HHBenchError("n_samples must be >= 1")
 
+    def batches_of(self, name: str) -> tuple[int, ...]:
+        """The batches `name` runs at: all of `batches`, except in the default suite
+        (`all_backends`), where a backend declaring `default_batch_limit` runs only at
+        those up to it (`batch_limit_notes` says so)."""
+        limit = check_name(name).default_batch_limit if self.all_backends else None
+        return self.batches if limit is None else tuple(b for b in self.batches if b <= limit)
+
+    def batch_limit_notes(self) -> dict[str, str]:
+        """{"backend at batch N": why} for each backend the default suite runs at fewer
+        batches than asked for (`batches_of`); {} for a suite that names its backends."""
+        notes = {}
+        for name in self.backends:
+            dropped = [b for b in self.batches if b not in self.batches_of(name)]
+            if dropped:
+                limit = check_name(name).default_batch_limit
+                notes[f"{name} at batch {', '.join(map(str, dropped))}"] = (
+                    f"run only up to batch {limit} by default, as too slow per trace; "
+                    f"name it with --backend to run it at every batch")
+        return notes
+
     def backend_options(self, name: str) -> dict:
         """The options `name` is made with: its entry in `options`, and `model` for a
         backend that takes one."""
@@ -502,7 +522,7 @@ def score_case(case: CaseResult, result: SimResult | None, reference: SimResult)
 def suite_cases(config: SuiteConfig) -> list[tuple[str, str, int, str]]:
     """(backend, stimulus, batch, device request) of every case, in the order they run."""
     return [(b, s, n, d) for s in config.stimuli for b in config.backends
-            for n in config.batches for d in config.devices]
+            for n in config.batches_of(b) for d in config.devices]
 
 
 def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, NotRun | None]]]:
@@ -540,14 +560,15 @@ def planned_cases(config: SuiteConfig, plan: dict | None = None
     run, with the devices resolved (`plan_devices`)."""
     plan = plan_devices(config) if plan is None else plan
     return [(b, s, n, d, why) for s in config.stimuli for b in config.backends
-            for n in config.batches for d, why in plan[b]]
+            for n in config.batches_of(b) for d, why in plan[b]]
 
 
 def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, str]]:
     """For the default suite (`all_backends`): the config without the backends that cannot
     run here on any requested device, and {backend: why} for those (a note, not skipped
-    cases). Any other config comes back as it is, with {}. When none can run, nothing is
-    left out (the skipped cases then say why)."""
+    cases), with the batches a backend is not run at by default (`batch_limit_notes`).
+    Any other config comes back as it is, with {}. When none can run, nothing is left
+    out (the skipped cases then say why)."""
     if not config.all_backends:
         return config, {}
     # left out: a backend skipped on every device; one that failed to resolve stays in,
@@ -556,9 +577,10 @@ def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, st
                for name, entries in plan_devices(config).items()
                if all(why is not None and why.status == "skipped" for _, why in entries)}
     if not reasons or len(reasons) == len(config.backends):
-        return config, {}
-    return dataclasses.replace(config, backends=tuple(
-        b for b in config.backends if b not in reasons)), reasons
+        return config, config.batch_limit_notes()
+    kept = dataclasses.replace(config, backends=tuple(
+        b for b in config.backends if b not in reasons))
+    return kept, {**reasons, **kept.batch_limit_notes()}
 
 
 def check_memory(config: SuiteConfig) -> int:

@@ -193,6 +193,25 @@ def test_the_default_suite_names_what_it_left_out(tmp_path, capsys):
     assert leave_out_unrunnable(named) == (named, {})
 
 
+def test_the_default_suite_runs_the_slow_baseline_at_batch_1_only_and_says_so():
+    # bug caught: odeint-lab (~1.5 s per trace) run at batch 16 by default, making the
+    # default run take minutes; or left out of a suite that names it
+    from hhbench.backends import backend_classes
+    from hhbench.suite import SuiteConfig, leave_out_unrunnable, planned_cases
+    assert backend_classes()["odeint-lab"].default_batch_limit == 1
+    config = SuiteConfig(devices=("cpu",), batches=(1, 16))
+    kept, notes = leave_out_unrunnable(config)
+    batches = {(b, n) for b, _, n, _, _ in planned_cases(kept)}
+    assert ("odeint-lab", 1) in batches and ("odeint-lab", 16) not in batches
+    assert ("numpy", 16) in batches and ("odeint", 16) in batches
+    assert "--backend" in notes["odeint-lab at batch 16"]
+    assert not any(k.startswith("numpy") for k in notes)
+    # named, it runs at every batch asked for, with no note
+    named = SuiteConfig(backends=("odeint-lab", "numpy"), batches=(1, 16))
+    assert {n for b, _, n, _, _ in planned_cases(named) if b == "odeint-lab"} == {1, 16}
+    assert leave_out_unrunnable(named) == (named, {})
+
+
 def test_python_dash_m_hhbench_runs_the_command():
     done = subprocess.run([sys.executable, "-m", "hhbench", "--version"], capture_output=True,
                           text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
