@@ -4,15 +4,18 @@
     python scripts/verdict_check.py --mode targets --rounds 10 --processes 5   # issue targets
 
 The suite: the synthetic backend (scripts/synthetic_backend.py: a known number of µs per
-call) and the real `exp-euler` backend, on the step stimulus at batch 1 and 16, each case
-in `--processes` fresh processes (`hhbench run`, exactly as a user runs it).
+call) and the real `exp-euler` backend (in the target modes: `numba-planted`, numba with a
+slowdown planted by running its kernel twice, in place of `exp-euler`), on the step
+stimulus at batch 1 and 16, each case in `--processes` fresh processes (`hhbench run`,
+exactly as a user runs it).
 Modes (`--mode`):
   classic   (a) A/A: `--rounds` + 1 identical runs, each compared with the one before:
             exit 0 every time; (b) A/B: `--rounds` runs with the synthetic backend
             `--slowdown` times slower: exit 1 flagging exactly its cases (with
             `--inconclusive-ok`, inconclusive synthetic cases are accepted; a wrong verdict
             never is). The default; CI runs it.
-  ab-loaded A/B with the synthetic backend 2x slower, both sides run while `--busy-loops`
+  ab-loaded A/B with a planted 2x slowdown (NEW runs numba's kernel twice per call, and
+            the synthetic backend burns twice as long), both sides run while `--busy-loops`
             (default 2) busy-loop processes spin: compare must exit 1 or 3, never 0.
   aa-busy   A/A where NEW runs beside the busy loops: compare must exit 0 or 3, never 1.
   aa-quiet  A/A on a quiet machine: compare must exit 0 (target: >= 19 of 20).
@@ -55,18 +58,20 @@ def stop(loops: list[subprocess.Popen]) -> None:
         proc.wait()
 
 
-def run(folder: Path, name: str, config: Path, cost_us: float, loops: int = 0) -> Path:
+def run(folder: Path, name: str, config: Path, cost_us: float, loops: int = 0,
+        planted_calls: int = 1) -> Path:
     out = folder / f"{name}.json"
     spinning = busy_loops(loops)
     try:
-        return _run(out, name, config, cost_us)
+        return _run(out, name, config, cost_us, planted_calls)
     finally:
         stop(spinning)
 
 
-def _run(out: Path, name: str, config: Path, cost_us: float) -> Path:
+def _run(out: Path, name: str, config: Path, cost_us: float, planted_calls: int = 1) -> Path:
     done = hhbench("run", "--config", str(config), "--no-progress", "-o", str(out),
-                   env_extra={"HHBENCH_SYNTHETIC_US": str(cost_us)})
+                   env_extra={"HHBENCH_SYNTHETIC_US": str(cost_us),
+                              "HHBENCH_PLANTED_CALLS": str(planted_calls)})
     if done.returncode != 0:
         sys.exit(f"hhbench run {name} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return out
@@ -89,11 +94,13 @@ def load_of(path: Path) -> str:
 
 def trials(folder: Path, config: Path, mode: str, rounds: int, loops: int) -> list[dict]:
     """Run `rounds` comparisons of one mode; one dict per trial (exit, verdicts, loads)."""
-    slow = BASE_US * 2.0 if mode == "ab-loaded" else BASE_US
+    planted = 2 if mode == "ab-loaded" else 1  # NEW runs numba's kernel twice per call
+    slow = BASE_US * planted
     out = []
     for i in range(rounds):
         a = run(folder, f"{mode}-A{i}", config, BASE_US, loops if mode == "ab-loaded" else 0)
-        b = run(folder, f"{mode}-B{i}", config, slow, loops if mode != "aa-quiet" else 0)
+        b = run(folder, f"{mode}-B{i}", config, slow, loops if mode != "aa-quiet" else 0,
+                planted_calls=planted)
         code, speeds = flagged(a, b)
         ok = {"ab-loaded": code in (1, 3), "aa-busy": code in (0, 3),
               "aa-quiet": code == 0}[mode]
@@ -144,7 +151,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="hhbench-verdicts-") as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        config = write_config(folder, args.processes)
+        config = write_config(folder, args.processes, backends=("numba-planted", "synthetic"))
         modes = ("ab-loaded", "aa-quiet", "aa-busy") if args.mode == "targets" else (args.mode,)
         results = [t for mode in modes
                    for t in trials(folder, config, mode, args.rounds, args.busy_loops)]
@@ -154,10 +161,11 @@ def main(argv=None) -> int:
     return 0 if all(t["ok"] for t in results) else 1
 
 
-def write_config(folder: Path, processes: int) -> Path:
+def write_config(folder: Path, processes: int,
+                 backends: tuple[str, ...] = ("synthetic", "exp-euler")) -> Path:
     config = folder / "suite.json"
     config.write_text(json.dumps({
-        "backends": ["synthetic", "exp-euler"], "stimuli": ["step"], "batches": [1, 16],
+        "backends": list(backends), "stimuli": ["step"], "batches": [1, 16],
         "reference": "lab", "processes": processes,
         "extra_backend_modules": [str(HERE / "synthetic_backend.py")],
         "timing": {"warmup_calls": 1, "min_repeats": 5, "min_time_s": 0.05}}))

@@ -199,6 +199,7 @@ def test_the_default_suite_runs_the_slow_baseline_at_batch_1_only_and_says_so():
     from hhbench.backends import backend_classes
     from hhbench.suite import SuiteConfig, leave_out_unrunnable, planned_cases
     assert backend_classes()["odeint-lab"].default_batch_limit == 1
+    assert backend_classes()["numba"].default_batch_limit is None
     config = SuiteConfig(devices=("cpu",), batches=(1, 16))
     kept, notes = leave_out_unrunnable(config)
     batches = {(b, n) for b, _, n, _, _ in planned_cases(kept)}
