@@ -449,14 +449,14 @@ def section_cnn(sec: Section) -> None:
                 continue
             try:
                 stim = case_stimulus("step", batch)
-                # every window of the batch in one call: the chunk follows the batch
-                windows = batch * len(_window_starts(b, stim.n_samples))
-                b.runner.max_windows_per_call = max(windows, 1)
-                row["windows_per_call"] = b.runner.max_windows_per_call
-                row["settings"] = {k: str(v) for k, v in b.settings().items()}
                 if energy is None:
                     energy = _energy(sec, b.device)
                 _timed_pair(b, stim, args.timing, energy, out=row)
+                # the backend's default chunk follows the batch: every window of it in one
+                # network call; its settings record what the last call did
+                settings = b.settings()
+                row["windows_per_call"] = settings.get("windows_per_call")
+                row["settings"] = {k: str(v) for k, v in settings.items()}
                 work = b.trace_work(stim.n_samples)
                 per_trace = row.get("device_only_s", row["round_trip_s"]) / batch
                 row["per_trace_s"] = per_trace
@@ -469,12 +469,6 @@ def section_cnn(sec: Section) -> None:
                 traceback.print_exc()
                 row["error"] = error_text(exc)
             sec.emit(row)
-
-
-def _window_starts(backend, n_samples):
-    from hhbench.cnn.windows import window_starts
-    r = backend.runner
-    return window_starts(max(n_samples, r.window), r.window, r.out_len)
 
 
 def section_floor(sec: Section) -> None:
