@@ -122,3 +122,59 @@ def test_jax_sees_no_gpu_here_and_says_so():
     assert runtime.native_device("cpu").platform == "cpu"
     with pytest.raises(CannotRunHere):
         runtime.native_device("gpu:0")
+
+
+# -- precisions and ceilings: declared by the runtime ------------------------------------
+
+def test_backends_take_their_precisions_from_their_runtime():
+    """Catches a backend with its own list of precisions beside its runtime's: the `jax`
+    and `numba-cuda` backends offer exactly their runtime's precisions (float64 and
+    float32), the CNN exactly its runtimes' network precisions; an unknown precision is
+    refused, in one line naming the value, by the backend, the runtime and the engine."""
+    from hhbench import cnn_modes
+    from hhbench.backends import cuda_engine
+
+    for backend, runtime in (("jax", "jax"), ("numba-cuda", "cuda")):
+        cls = check_name(backend)
+        assert cls.option_choices["precision"] is get_runtime(runtime).precisions
+        assert cls.option_choices["precision"] == ("float64", "float32")
+        with pytest.raises(HHBenchError, match="'float16'") as info:
+            cls.check_options({"precision": "float16"})
+        assert "\n" not in str(info.value)
+    assert get_runtime("jax").network_precisions == ("float32", "tf32", "bfloat16")
+    assert get_runtime("tensorflow").network_precisions == (
+        "float32", "float16", "bfloat16", "float64")
+    for runtime in ("jax", "tensorflow"):
+        assert cnn_modes.PRECISIONS[runtime] is get_runtime(runtime).network_precisions
+    with pytest.raises(HHBenchError, match="unknown precision 'float64' for the CNN's jax"):
+        check_name("cnn").check_options({"runtime": "jax", "precision": "float64"})
+    with pytest.raises(HHBenchError, match="unknown precision 'half'"):
+        cuda_engine.check_precision("half")
+    assert cuda_engine.check_precision("float32") is __import__("numpy").float32
+    with pytest.raises(HHBenchError, match="'tf32' for numba-cuda; use float64, float32"):
+        get_runtime("cuda").check_precision("tf32")
+    assert get_runtime("jax").check_precision("tf32", network=True) == "tf32"
+
+
+class Ceiled(Runtime):
+    """A runtime that declares ceilings of its own."""
+    name = "test-ceiled"
+    label = "Ceiled"
+    has_ceilings = True
+
+    def ceilings(self, device):
+        return {"exp_f64_per_s": 1.0}
+
+
+def test_the_ceilings_source_is_the_runtimes_declaration():
+    """Catches ceilings looked for in a runtime that declares none (or ignored in one that
+    does): a runtime with `has_ceilings` measures its own; one without (numba on the CPU,
+    TensorFlow, the empty test runtime) leaves them to JAX."""
+    from hhbench.floor import ceilings_source
+    register_runtime(Ceiled())
+    register_runtime(NoGpus())
+    assert ceilings_source("test-ceiled") == "ceiled"
+    assert ceilings_source("test-no-gpus") == "jax"
+    assert ceilings_source("tensorflow") == "jax"
+    assert get_runtime("cuda").has_ceilings and get_runtime("jax").has_ceilings
+    assert not get_runtime(None).has_ceilings and not get_runtime("tensorflow").has_ceilings

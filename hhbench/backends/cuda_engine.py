@@ -64,9 +64,10 @@ TINY_FLOAT32 = 1e-30
 
 
 def check_precision(precision: str) -> type:
-    if precision not in PRECISIONS:
-        raise HHBenchError(f"unknown precision {precision!r}; use {' or '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
+    """The NumPy dtype of `precision`, one of the numba-cuda runtime's `precisions` (else
+    HHBenchError naming it)."""
+    from hhbench.runtimes import get_runtime
+    return PRECISIONS[get_runtime("cuda").check_precision(precision)]
 
 
 # -- the kernels, retargeted ---------------------------------------------------------------

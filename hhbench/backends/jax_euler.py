@@ -17,10 +17,12 @@ from __future__ import annotations
 from hhbench.backends import register
 from hhbench.backends.base import Backend
 from hhbench.devices import parse_device
+from hhbench.runtimes.jax import RUNTIME
 
 #: registered step kernels whose step traces with jnp (see jax_engine.JAX_STEPS)
 KERNELS = ("euler", "exp-euler")
-PRECISIONS = ("float64", "float32")
+#: what `precision` takes: the JAX runtime's precisions
+PRECISIONS = RUNTIME.precisions
 
 
 @register

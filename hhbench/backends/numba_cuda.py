@@ -21,8 +21,10 @@ from hhbench.backends import register
 from hhbench.backends.base import Backend
 from hhbench.devices import parse_device
 from hhbench.errors import CannotRunHere, HHBenchError
+from hhbench.runtimes.numba_cuda import RUNTIME
 
-PRECISIONS = ("float64", "float32")
+#: what `precision` takes: the numba-cuda runtime's precisions
+PRECISIONS = RUNTIME.precisions
 
 
 @register

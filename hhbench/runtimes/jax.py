@@ -5,6 +5,8 @@
   * process set-up: XLA_PYTHON_CLIENT_PREALLOCATE=false (unless set): JAX on a GPU takes
     75 % of its memory at start-up otherwise, which would starve another runtime in the
     process; the CPU device count is set where JAX is imported (`hhbench.jax_runtime`);
+  * precisions: float64 and float32 (the `jax` backend's step); a network's convolutions
+    in float32 (at HIGHEST), tf32 or bfloat16 (the CNN's JAX runtime, `hhbench.cnn.jaxgraph`);
   * synchronisation: `block_until_ready` on what a call returns;
   * ceilings: matmul, exp and fma rates measured with JAX (`hhbench.jax_ceilings`);
   * memory in use: the device's `memory_stats()["bytes_in_use"]` (None where it has none).
@@ -21,6 +23,9 @@ class JaxRuntime(Runtime):
     label = "JAX"
     requires = ("jax",)
     install_hint = "pip install 'hhbench[jax]'"
+    precisions = ("float64", "float32")
+    network_precisions = ("float32", "tf32", "bfloat16")
+    has_ceilings = True
 
     def process_env(self, env: dict) -> None:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

@@ -6,6 +6,7 @@
     `numba.cuda.gpus[N]`, numbered as the CUDA driver numbers them after
     CUDA_VISIBLE_DEVICES;
   * process set-up: `module()` returns numba.cuda with NumPy 2.5 made compilable (below);
+  * precisions: float64 and float32 (the step kernels' arithmetic);
   * synchronisation: `numba.cuda.synchronize()` on the device's context;
   * ceilings: the elementwise exp and fma rates measured with numba-cuda kernels
     (`hhbench.runtimes.cuda_ceilings`), the rates the backend's own kernels are bound by;
@@ -70,6 +71,8 @@ class NumbaCudaRuntime(Runtime):
     label = "numba-cuda"
     requires = ("numba", "numba_cuda")
     install_hint = "pip install 'hhbench[cuda]'"
+    precisions = ("float64", "float32")
+    has_ceilings = True
 
     def gpu_count(self) -> int:
         """GPUs numba-cuda sees (the simulator's one under NUMBA_ENABLE_CUDASIM=1); 0 when

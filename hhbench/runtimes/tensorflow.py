@@ -3,6 +3,8 @@
   * devices: the GPUs TensorFlow lists (`tf.config.list_physical_devices("GPU")`);
     "gpu:N" is TensorFlow's "/GPU:N";
   * process set-up: TF_CPP_MIN_LOG_LEVEL=2 (its start-up logging off);
+  * precisions: the CNN's fast graph's dtypes, float32, float16, bfloat16, float64
+    (TensorFlow's own TF32 switch applies to float32 on Ampere+ GPUs);
   * synchronisation: a TensorFlow call returns its result on the host when it is done;
   * memory in use: `tf.config.experimental.get_memory_info`'s current bytes.
 """
@@ -17,6 +19,7 @@ class TensorFlowRuntime(Runtime):
     label = "TensorFlow"
     requires = ("tensorflow", "tf_keras", "h5py")
     install_hint = "pip install 'hhbench[cnn]'"
+    precisions = network_precisions = ("float32", "float16", "bfloat16", "float64")
 
     def process_env(self, env: dict) -> None:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
