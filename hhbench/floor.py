@@ -262,9 +262,10 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
     where = f" on {backend.device}"
     # a floor is device arithmetic: on a GPU, time the device-only call (copies excluded)
     try:
-        call = backend.device_call(stim) if backend.device != "cpu" else None
+        from hhbench.runtimes import device_only_call
+        call = device_only_call(backend, stim)
         if call is not None:
-            device_only, _ = measure(lambda: (call(), None)[1], settings)
+            device_only, _ = measure(call, settings)
             round_trip, timed = timed.median_s, device_only
             where += " (device only; round trip beside)"
     except Exception as exc:  # the round trip stands, and the line says why it is one

@@ -316,9 +316,12 @@ def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> d
     """Round-trip and device-only seconds per call of `backend` on `stim`, each side's
     arrays freed before the other's are made (at 10⁶ float64 traces they are 20 GB each),
     and the energy of the device-only call; written into `out` as they are measured, so
-    that a device-only call that fails keeps the round trip."""
+    that a device-only call that fails keeps the round trip. The device-only call waits
+    through the backend's runtime, which also says the memory in use on the device after
+    it (`device_memory_bytes`, where it can tell)."""
     import gc
 
+    from hhbench.runtimes import device_memory, device_only_call
     from hhbench.timing import TimingSettings, measure
     out = {} if out is None else out
     out["device"] = backend.device
@@ -327,20 +330,20 @@ def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> d
     out["round_trip_s"] = timed.median_s
     del last
     gc.collect()
-    call = backend.device_call(stim)
-    if call is not None:
-        def timed_call():  # the call's device arrays are dropped at once: no result kept
-            call()
+    # the call's device arrays are dropped at once: no result kept
+    timed_call = device_only_call(backend, stim)
+    if timed_call is not None:
         timed, _ = measure(timed_call, settings)
         out["device_only_s"] = timed.median_s
         out["device_only_cold_s"] = timed.cold_s
+        out["device_memory_bytes"] = device_memory(backend)
         if energy is not None:
             out["energy"] = energy.measure(timed_call, traces_per_call=stim.batch_size,
                                            steps_per_call=steps)
     elif energy is not None:
         out["energy"] = energy.measure(lambda: backend.run(stim),
                                        traces_per_call=stim.batch_size, steps_per_call=steps)
-    call = timed_call = None  # the device's inputs go before the next backend's
+    timed_call = None  # the device's inputs go before the next backend's
     gc.collect()
     _release_numba_cuda_memory()
     return out

@@ -65,6 +65,11 @@ class Cnn(Backend):
     def runtime_of(cls, options=None) -> str:
         return choose_runtime((options or {}).get("runtime", "auto"))
 
+    def device_runtime(self):
+        """The runtime that runs the network (TensorFlow or JAX, as chosen)."""
+        from hhbench.runtimes import get_runtime
+        return get_runtime(self.runtime_name)
+
     @classmethod
     def is_available(cls) -> bool:
         return any(stacks_present().values())
@@ -193,8 +198,8 @@ class Cnn(Backend):
 
     def device_call(self, stimulus):
         """JAX runtime: a function of no arguments running the network on the stimulus'
-        windows already on the device, returning once it has finished (no copy back: it
-        returns the outputs still on the device). None for TensorFlow."""
+        windows already on the device, returning the outputs still on the device (no copy
+        back; the harness waits for them through the runtime). None for TensorFlow."""
         if self.runtime_name != "jax":
             return None
         self.prepare()

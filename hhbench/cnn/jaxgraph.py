@@ -233,11 +233,12 @@ class JaxGraph:
 
     def device_call(self, x):
         """A function of no arguments that runs the network on `x`, put on the device now,
-        and returns once the device has finished; nothing is copied back."""
+        returning its output on the device as JAX dispatches it (the caller waits through
+        the runtime's `synchronize`); nothing is copied back."""
         x_device = self.put(x)
 
         def call():
-            return self.apply(x_device).block_until_ready()
+            return self.apply(x_device)
         return call
 
 
@@ -310,17 +311,15 @@ class JaxRunner:
 
     def device_call(self, current_ua: np.ndarray):
         """A function of no arguments that runs the network on the windows of `current_ua`,
-        put on the device now, and returns once the device has finished: the network's
-        outputs per chunk of windows, left on the device (nothing is copied back)."""
+        put on the device now, and returns the network's outputs per chunk of windows as
+        JAX dispatches them, left on the device (the caller waits through the runtime's
+        `synchronize`; nothing is copied back)."""
         win = winlib.cut(current_ua, window=self.window, out_len=self.out_len,
                          context=self.context, input_scale=self.input_scale)
         chunks = [self.graph.put(chunk) for chunk in self._chunks(win.x)]
 
         def call():
-            outs = [self.graph.apply(chunk) for chunk in chunks]
-            for y in outs:
-                y.block_until_ready()
-            return outs
+            return [self.graph.apply(chunk) for chunk in chunks]
         return call
 
     def warmup(self, batch: int = 1, calls: int = 1) -> None:

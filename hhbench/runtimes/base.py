@@ -11,7 +11,8 @@ numba-cuda, JAX, TensorFlow). The harness asks a backend's runtime, never the fr
   * `precisions` / `network_precisions`: the precisions its code computes in (a
     simulator's step: "float64", "float32"), and those a network's matrix products and
     convolutions may compute in ("tf32", "bfloat16", ...); `check_precision(value)`;
-  * `synchronize(device)`: wait until the device has finished its queued work;
+  * `synchronize(device, value)`: wait until the device has finished its queued work
+    (and `value`, what a call returned, exists);
   * `ceilings(device)`: the device's arithmetic rates measured through this runtime (a
     dict of `hhbench.floor.Ceilings` fields), where `has_ceilings`;
   * `memory_in_use(device)`: bytes in use on the device, or None where unknown;
@@ -107,14 +108,16 @@ class Runtime:
                                f"{self.label or self.name}; use {', '.join(choices)}")
         return precision
 
-    def synchronize(self, device: str) -> None:
-        """Wait until `device` has finished the work queued on it (nothing queues on a CPU)."""
+    def synchronize(self, device: str, value=None) -> None:
+        """Wait until `device` has finished the work queued on it, and `value` (what a call
+        returned, None for nothing) exists; nothing queues on a CPU."""
 
     def ceilings(self, device: str) -> dict | None:
         """The device's rates (`hhbench.floor.Ceilings` fields) where `has_ceilings`."""
         return None
 
     def memory_in_use(self, device: str) -> int | None:
+        """Bytes in use on `device`, or None where this runtime cannot tell."""
         return None
 
     def energy_j(self, device: str) -> float | None:

@@ -7,7 +7,8 @@
     process; the CPU device count is set where JAX is imported (`hhbench.jax_runtime`);
   * precisions: float64 and float32 (the `jax` backend's step); a network's convolutions
     in float32 (at HIGHEST), tf32 or bfloat16 (the CNN's JAX runtime, `hhbench.cnn.jaxgraph`);
-  * synchronisation: `block_until_ready` on what a call returns;
+  * synchronisation: `block_until_ready` on what a call returns (with nothing returned,
+    `jax.effects_barrier()`);
   * ceilings: matmul, exp and fma rates measured with JAX (`hhbench.jax_ceilings`);
   * memory in use: the device's `memory_stats()["bytes_in_use"]` (None where it has none).
 """
@@ -62,17 +63,28 @@ class JaxRuntime(Runtime):
         return self.devices(device)[0]
 
     def synchronize(self, device: str, value=None) -> None:
+        """Block until `value` (arrays, or a tree of them) is computed; with no value,
+        until JAX's queued effects have run (`jax.effects_barrier`)."""
+        from hhbench.jax_runtime import jax
         if value is not None:
-            from hhbench.jax_runtime import jax
             jax.block_until_ready(value)
+        else:
+            jax.effects_barrier()
 
     def ceilings(self, device: str) -> dict:
         from hhbench.jax_ceilings import measure_device_ceilings
         return measure_device_ceilings(device)
 
     def memory_in_use(self, device: str) -> int | None:
-        stats = self.native_device(device).memory_stats()
-        return None if not stats else int(stats.get("bytes_in_use", 0))
+        """Bytes JAX holds on the device (`memory_stats()["bytes_in_use"]`); None where
+        the device keeps no statistics (the CPU) or not that one."""
+        try:
+            stats = self.native_device(device).memory_stats()
+        except (AttributeError, NotImplementedError, RuntimeError):
+            return None
+        if not stats or "bytes_in_use" not in stats:
+            return None
+        return int(stats["bytes_in_use"])
 
 
 RUNTIME = JaxRuntime()

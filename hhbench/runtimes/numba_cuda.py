@@ -89,7 +89,8 @@ class NumbaCudaRuntime(Runtime):
         """The numba-cuda GPU (`numba.cuda.gpus[N]`, a context manager) of "gpu:N"."""
         return module().gpus[self.gpu_index(device)]
 
-    def synchronize(self, device: str) -> None:
+    def synchronize(self, device: str, value=None) -> None:
+        """Wait for every kernel and copy queued on GPU N of "gpu:N" (its context)."""
         cuda = module()
         with cuda.gpus[self.gpu_index(device)]:
             cuda.synchronize()
