@@ -361,12 +361,13 @@ def _release_numba_cuda_memory() -> None:
         pass
 
 
-def _energy(sec: Section, device: str):
-    """The energy recorder of `device`: NVML for "gpu:N", RAPL for "cpu" (a record of
-    why not where the counter cannot be read, e.g. under the CUDA simulator)."""
+def _energy(sec: Section, backend):
+    """The energy recorder of `backend`'s device, read through its runtime
+    (`Runtime.energy_j`: NVML for a GPU, RAPL for the CPU; a record of why not where the
+    counter cannot be read, e.g. under the CUDA simulator)."""
     from hhbench.energy import EnergyRecorder
-    where = "cpu" if device == "cpu" else "gpu:" + (device.partition(":")[2] or "0")
-    return EnergyRecorder(where, min_window_s=0.2 if sec.args.quick else 1.0)
+    return EnergyRecorder.for_runtime(backend.device_runtime(), backend.device,
+                                      min_window_s=0.2 if sec.args.quick else 1.0)
 
 
 def section_throughput(sec: Section) -> None:
@@ -396,9 +397,10 @@ def section_throughput(sec: Section) -> None:
                 b.prepare()
                 if stim is None:
                     stim = case_stimulus("step", args.traces, n_samples=args.samples)
-                if b.device not in energies:
-                    energies[b.device] = _energy(sec, b.device)
-                _timed_pair(b, stim, args.timing, energies[b.device], steps, out=row)
+                key = (b.device_runtime().name, b.device)  # a recorder per runtime
+                if key not in energies:
+                    energies[key] = _energy(sec, b)
+                _timed_pair(b, stim, args.timing, energies[key], steps, out=row)
             except Exception as exc:
                 traceback.print_exc()
                 row["error"] = error_text(exc)
@@ -453,7 +455,7 @@ def section_cnn(sec: Section) -> None:
             try:
                 stim = case_stimulus("step", batch)
                 if energy is None:
-                    energy = _energy(sec, b.device)
+                    energy = _energy(sec, b)
                 _timed_pair(b, stim, args.timing, energy, out=row)
                 # the backend's default chunk follows the batch: every window of it in one
                 # network call; its settings record what the last call did

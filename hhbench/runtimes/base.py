@@ -16,7 +16,10 @@ numba-cuda, JAX, TensorFlow). The harness asks a backend's runtime, never the fr
   * `ceilings(device)`: the device's arithmetic rates measured through this runtime (a
     dict of `hhbench.floor.Ceilings` fields), where `has_ceilings`;
   * `memory_in_use(device)`: bytes in use on the device, or None where unknown;
-  * `energy_j(device)`: the device's energy counter in J, or None (no counter here).
+  * `energy_where(device)`: which `hhbench.energy` counter measures the device ("gpu:N"
+    NVML's numbering, "cpu" RAPL's) or None; `energy_j(device)`: that counter's
+    cumulative reading in J, or None (no counter readable here); `energy_sample(device)`:
+    clocks and throttle reasons beside a reading ({} where none).
 """
 
 from __future__ import annotations
@@ -120,6 +123,23 @@ class Runtime:
         """Bytes in use on `device`, or None where this runtime cannot tell."""
         return None
 
-    def energy_j(self, device: str) -> float | None:
-        """The device's cumulative energy counter in J (None: no counter read here)."""
+    def energy_where(self, device: str) -> str | None:
+        """The `hhbench.energy` counter of `device`: "gpu:N" (NVML's GPU N), "cpu" (RAPL),
+        or None where this runtime knows of none."""
         return None
+
+    def energy_j(self, device: str) -> float | None:
+        """The device's cumulative energy counter in J (None: no counter readable here)."""
+        where = self.energy_where(device)
+        if where is None:
+            return None
+        from hhbench.energy import read_counter_j
+        return read_counter_j(where)
+
+    def energy_sample(self, device: str) -> dict:
+        """The counter's clock, temperature and throttle reasons now ({} where none)."""
+        where = self.energy_where(device)
+        if where is None:
+            return {}
+        from hhbench.energy import counter_sample
+        return counter_sample(where)

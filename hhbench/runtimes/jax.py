@@ -10,7 +10,8 @@
   * synchronisation: `block_until_ready` on what a call returns (with nothing returned,
     `jax.effects_barrier()`);
   * ceilings: matmul, exp and fma rates measured with JAX (`hhbench.jax_ceilings`);
-  * memory in use: the device's `memory_stats()["bytes_in_use"]` (None where it has none).
+  * memory in use: the device's `memory_stats()["bytes_in_use"]` (None where it has none);
+  * energy: NVML's counter of a GPU, RAPL's on the CPU (`hhbench.energy`), where readable.
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ class JaxRuntime(Runtime):
         if not stats or "bytes_in_use" not in stats:
             return None
         return int(stats["bytes_in_use"])
+
+    def energy_where(self, device: str) -> str | None:
+        """NVML's counter of GPU N of "gpu:N" (None for a GPU JAX does not see); RAPL's
+        CPU packages for "cpu"."""
+        if device == "cpu":
+            return "cpu"
+        from hhbench.energy import nvml_where
+        try:
+            return nvml_where(self.gpu_index(device))
+        except CannotRunHere:
+            return None
 
 
 RUNTIME = JaxRuntime()

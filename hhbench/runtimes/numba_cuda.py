@@ -10,7 +10,8 @@
   * synchronisation: `numba.cuda.synchronize()` on the device's context;
   * ceilings: the elementwise exp and fma rates measured with numba-cuda kernels
     (`hhbench.runtimes.cuda_ceilings`), the rates the backend's own kernels are bound by;
-  * memory in use: the device's total minus its free memory (`get_memory_info`).
+  * memory in use: the device's total minus its free memory (`get_memory_info`);
+  * energy: NVML's counter of the GPU (`hhbench.energy`), None where it is unreadable.
 """
 
 from __future__ import annotations
@@ -103,6 +104,17 @@ class NumbaCudaRuntime(Runtime):
         with cuda.gpus[self.gpu_index(device)]:
             free, total = cuda.current_context().get_memory_info()
         return int(total - free)
+
+    def energy_where(self, device: str) -> str | None:
+        """NVML's counter of GPU N of "gpu:N" (None under the simulator, which has no GPU,
+        and for a GPU numba-cuda does not see)."""
+        if simulator_enabled() or not device.startswith("gpu"):
+            return None
+        from hhbench.energy import nvml_where
+        try:
+            return nvml_where(self.gpu_index(device))
+        except CannotRunHere:
+            return None
 
     def ceilings(self, device: str) -> dict:
         if simulator_enabled():  # its kernels run in the Python interpreter: no ceiling
