@@ -251,6 +251,13 @@ def _device(args, backend: str) -> str:
     return "gpu" if "cpu" not in check_name(backend).device_kinds else args.device
 
 
+def _precisions(backend: str) -> tuple:
+    """The precisions `backend` takes: its runtime's (float64 and float32 for the HH GPU
+    backends)."""
+    from hhbench.backends import check_name
+    return check_name(backend).option_choices["precision"]
+
+
 def _agreement_stimulus(n_samples: int):
     """Step (spiking), sine, noise and a −20 µA/cm² step (forward Euler diverges)."""
     import numpy as np
@@ -274,7 +281,7 @@ def section_agreement(sec: Section) -> None:
     # (numba: a cold compile can take a minute on a busy machine)
     for kernel, cpu_backend in (("euler", "numpy"), ("exp-euler", "exp-euler")):
         ref = None
-        for name, precision in ((n, p) for n in HH_GPU for p in ("float64", "float32")):
+        for name, precision in ((n, p) for n in HH_GPU for p in _precisions(n)):
             row = {"backend": name, "kernel": kernel, "precision": precision}
             if not sec.has_time(1.0):
                 sec.emit({**row, "skipped": "deadline"})
@@ -378,7 +385,7 @@ def section_throughput(sec: Section) -> None:
     card = _card_bytes(sec)
     energies = {}
     for name in HH_GPU:
-        for precision in ("float64", "float32"):
+        for precision in _precisions(name):
             row = {"backend": name, "precision": precision, "traces": args.traces,
                    "samples": args.samples}
             need = _memory_needed(name, precision, args.traces, args.samples)
@@ -975,6 +982,7 @@ def parse(argv=None):
     folder = args.out if args.out.exists() else args.out.parent
     if not os.access(folder, os.W_OK | os.X_OK):
         p.error(f"{folder} is not writable")
+    from hhbench.runtimes import get_runtime
     from hhbench.timing import TimingSettings
     # quick: numba's CUDA simulator steps every thread in Python, so few samples; the CNN
     # (scaling) needs more than 2 x 256 of context
@@ -984,7 +992,7 @@ def parse(argv=None):
     args.cnn_batches = (1, 4) if args.quick else (1, 64, 1024, 4096)
     # quick: tf32 is float32's code path with another precision flag
     args.cnn_precisions = ("float32", "bfloat16") if args.quick else (
-        "float32", "tf32", "bfloat16")
+        get_runtime("jax").network_precisions)
     args.floor_batch = 2 if args.quick else 4096
     args.budget_s = 2.0 if args.quick else 12.0
     args.timing = TimingSettings(warmup_calls=1, min_repeats=3,
