@@ -275,3 +275,11 @@ def test_a_cpu_backend_has_no_device_only_call():
     assert device_only_call(backend, stimuli.make("step", n_samples=50)) is None
     assert backend.device_runtime() is get_runtime(None)
     assert device_memory(backend) is None and get_runtime(None).synchronize("cpu") is None
+    # a backend whose device-only call also runs on the CPU (JAX) has it where asked for
+    if get_runtime("jax").is_available():
+        jax_cpu = get_backend("jax", device="cpu")
+        stim = stimuli.make("step", n_samples=50)
+        assert device_only_call(jax_cpu, stim) is None
+        call = device_only_call(jax_cpu, stim, cpu=True)
+        assert call is not None and call() is None
+        assert jax_cpu.device_runtime() is get_runtime("jax")

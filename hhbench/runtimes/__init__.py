@@ -47,12 +47,13 @@ def runtime_names() -> list[str | None]:
     return [*MODULES, *_extra]
 
 
-def device_only_call(backend, stimulus):
-    """None where `backend` runs on the CPU or has no device-only call, else a function of
-    no arguments: `backend.device_call(stimulus)`'s call (its input already on the device,
-    put there now), then its runtime's `synchronize(device, output)`; it returns None
-    (the output is dropped). What the harness times as "device only"."""
-    call = backend.device_call(stimulus) if backend.device != "cpu" else None
+def device_only_call(backend, stimulus, *, cpu: bool = False):
+    """None where `backend` has no device-only call (or runs on the CPU, unless `cpu`),
+    else a function of no arguments: `backend.device_call(stimulus)`'s call (its input
+    already on the device, put there now), then its runtime's `synchronize(device,
+    output)`; it returns None (the output is dropped). What the harness times as "device
+    only"."""
+    call = backend.device_call(stimulus) if cpu or backend.device != "cpu" else None
     if call is None:
         return None
     runtime, device = backend.device_runtime(), backend.device

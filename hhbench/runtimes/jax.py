@@ -81,7 +81,7 @@ class JaxRuntime(Runtime):
         the device keeps no statistics (the CPU) or not that one."""
         try:
             stats = self.native_device(device).memory_stats()
-        except (AttributeError, NotImplementedError, RuntimeError):
+        except (AttributeError, NotImplementedError, RuntimeError, CannotRunHere):
             return None
         if not stats or "bytes_in_use" not in stats:
             return None
