@@ -10,13 +10,14 @@ before any worker starts, and that process never needs TensorFlow or JAX.
 from __future__ import annotations
 
 from hhbench.errors import HHBenchError
+from hhbench.runtimes import get_runtime
 
 MODES = ("auto", "lite", "compiled", "lab-graph", "predict")
 #: "auto": TensorFlow when its stack is installed, else JAX
 RUNTIMES = ("auto", "tensorflow", "jax")
-#: what each runtime takes as `precision` (TensorFlow: the fast graph's dtype)
-PRECISIONS = {"tensorflow": ("float32", "float16", "bfloat16", "float64"),
-              "jax": ("float32", "tf32", "bfloat16")}
+#: what each runtime takes as `precision`: its `network_precisions` (TensorFlow: the fast
+#: graph's dtype; JAX: what the convolutions compute in)
+PRECISIONS = {name: get_runtime(name).network_precisions for name in ("tensorflow", "jax")}
 #: importable modules each runtime needs
 STACKS = {"tensorflow": ("tensorflow", "tf_keras", "h5py"), "jax": ("jax", "h5py")}
 
@@ -58,9 +59,10 @@ def check_precision(runtime: str, precision: str) -> str:
         raise HHBenchError("precision 'tf32' is the JAX runtime's (TensorFlow has its own "
                            "TF32 switch, on by default on Ampere GPUs: its float32 records "
                            "it); use runtime 'jax' or precision float32, float16, bfloat16")
-    if precision not in PRECISIONS[runtime]:
+    choices = get_runtime(runtime).network_precisions
+    if precision not in choices:
         raise HHBenchError(f"unknown precision {precision!r} for the CNN's {runtime} runtime; "
-                           f"use {', '.join(PRECISIONS[runtime])}")
+                           f"use {', '.join(choices)}")
     return precision
 
 

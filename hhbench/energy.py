@@ -12,6 +12,10 @@ Two counters, each read as cumulative joules:
     only since 2020).
 Where neither can be read the measurement is a record saying why, never an error.
 
+Which counter measures a device is the device's runtime's answer (`Runtime.energy_where`,
+`Runtime.energy_j`: `hhbench.runtimes`); the meters are opened once per process and kept
+(`read_counter_j`). `EnergyRecorder.for_runtime(runtime, device)` records through it.
+
 Arithmetic (`energy_per_unit`): a window of t seconds around `calls` calls read E₀ and E₁;
 the idle power P_idle is measured beside it (the same counter over a window with nothing
 running); the work's energy is (E₁ − E₀) − P_idle·t, divided by the calls, the traces per
@@ -149,6 +153,84 @@ def open_meter(where: str = "gpu:0"):
     return NvmlMeter(int(index) if index.isdigit() else 0)
 
 
+_meters: dict = {}  # "gpu:N" / "cpu" -> its meter, or the EnergyUnavailable saying why not
+
+
+def _cached_meter(where: str):
+    if where not in _meters:
+        try:
+            _meters[where] = open_meter(where)
+        except EnergyUnavailable as exc:
+            _meters[where] = exc
+    return _meters[where]
+
+
+def nvml_where(cuda_index: int) -> str:
+    """The NVML counter ("gpu:M") of the GPU a CUDA runtime numbers `cuda_index`: NVML
+    numbers every GPU, the runtimes those left by CUDA_VISIBLE_DEVICES, so index N there
+    is the N-th listed (where it lists GPU numbers; else N itself)."""
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+               if v.strip()]
+    if visible and all(v.isdigit() for v in visible) and cuda_index < len(visible):
+        return f"gpu:{int(visible[cuda_index])}"
+    return f"gpu:{int(cuda_index)}"
+
+
+def read_counter_j(where: str) -> float | None:
+    """The cumulative joules of counter `where` ("gpu:N": NVML's GPU N; "cpu": RAPL), or
+    None where it cannot be read (no NVML, no such GPU, RAPL absent or root only)."""
+    meter = _cached_meter(where)
+    if isinstance(meter, EnergyUnavailable):
+        return None
+    try:
+        return float(meter.read_j())
+    except Exception:  # a read failing now: unreadable, as a counter never opened
+        return None
+
+
+def counter_sample(where: str) -> dict:
+    """Clock, temperature and throttle reasons of counter `where` ({} where none)."""
+    meter = _cached_meter(where)
+    return {} if isinstance(meter, EnergyUnavailable) else meter.sample()
+
+
+def counter_reason(where: str) -> str | None:
+    """Why counter `where` cannot be read (None when it can)."""
+    meter = _cached_meter(where)
+    return str(meter) if isinstance(meter, EnergyUnavailable) else None
+
+
+def counter_name(where: str) -> str:
+    """"nvml <GPU name>" or "rapl CPU packages (RAPL)" of a readable counter."""
+    meter = _cached_meter(where)
+    return where if isinstance(meter, EnergyUnavailable) else f"{meter.kind} {meter.name}"
+
+
+class RuntimeMeter:
+    """A device's energy counter as its runtime reads it (`Runtime.energy_j`, J)."""
+
+    kind = "runtime"
+
+    def __init__(self, runtime, device: str):
+        self.runtime, self.device = runtime, device
+        label = runtime.label or str(runtime.name)
+        where = runtime.energy_where(device)
+        if runtime.energy_j(device) is None:
+            why = counter_reason(where) if where else None
+            raise EnergyUnavailable(f"{label}: no energy counter readable for {device}"
+                                    + (f" ({why})" if why else ""))
+        self.name = f"{label} {device}" + (f": {counter_name(where)}" if where else "")
+
+    def read_j(self) -> float:
+        value = self.runtime.energy_j(self.device)
+        if value is None:
+            raise EnergyUnavailable(f"the energy counter of {self.device} became unreadable")
+        return value
+
+    def sample(self) -> dict:
+        return self.runtime.energy_sample(self.device)
+
+
 @dataclass(frozen=True)
 class Window:
     """One reading window: joules at its start and end, its seconds, samples inside."""
@@ -211,14 +293,23 @@ class EnergyRecorder:
     idle power measured once beside the work, and `measure(call, ...)` per case, which
     returns a record, never raises."""
 
-    def __init__(self, where: str = "gpu:0", *, min_window_s: float = MIN_WINDOW_S):
+    def __init__(self, where: str = "gpu:0", *, min_window_s: float = MIN_WINDOW_S,
+                 meter=None):
         self.where, self.min_window_s = where, min_window_s
         self.idle_w = None
         try:
-            self.meter = open_meter(where)
+            self.meter = open_meter(where) if meter is None else meter()
             self.reason = None
         except EnergyUnavailable as exc:
             self.meter, self.reason = None, str(exc)
+
+    @classmethod
+    def for_runtime(cls, runtime, device: str, *, min_window_s: float = MIN_WINDOW_S
+                    ) -> "EnergyRecorder":
+        """The recorder of `device` ("cpu", "gpu:N") read through `runtime` (a
+        `hhbench.runtimes.Runtime`; its `energy_j`)."""
+        return cls(device, min_window_s=min_window_s,
+                   meter=lambda: RuntimeMeter(runtime, device))
 
     @property
     def available(self) -> bool:
@@ -240,6 +331,7 @@ class EnergyRecorder:
             return {"unavailable": f"{type(exc).__name__}: {exc}", "counter": self.where}
 
 
-__all__ = ["EnergyUnavailable", "NvmlMeter", "RaplMeter", "open_meter", "Window",
+__all__ = ["EnergyUnavailable", "NvmlMeter", "RaplMeter", "RuntimeMeter", "open_meter",
+           "read_counter_j", "counter_sample", "counter_reason", "nvml_where", "Window",
            "read_window", "idle_power_w", "energy_per_unit", "EnergyRecorder",
            "counter_delta", "is_throttled", "throttle_names", "MIN_WINDOW_S"]

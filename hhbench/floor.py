@@ -166,9 +166,8 @@ def ceilings_source(runtime: str | None) -> str:
     """The runtime `gpu_ceilings` measures a GPU's ceilings through for a backend of
     `runtime` (its `matmul_source`): that runtime where it measures its own, else JAX."""
     from hhbench.runtimes import get_runtime
-    from hhbench.runtimes.base import Runtime
     rt = get_runtime(runtime)
-    own = type(rt).ceilings is not Runtime.ceilings and rt.is_available()
+    own = rt.has_ceilings and rt.is_available()
     return (rt if own else get_runtime("jax")).label.lower()
 
 
@@ -178,7 +177,7 @@ def gpu_ceilings(device: str, runtime: str | None = "jax") -> Ceilings:
     from hhbench.runtimes import get_runtime
 
     rt = get_runtime(runtime)
-    rates = rt.ceilings(device) if rt.is_available() else None
+    rates = rt.ceilings(device) if rt.has_ceilings and rt.is_available() else None
     if rates is None:
         rt = get_runtime("jax")
         if not rt.is_available():
@@ -263,9 +262,10 @@ def floor_line(name: str, ceilings: Ceilings, *, batch: int = 64, device: str = 
     where = f" on {backend.device}"
     # a floor is device arithmetic: on a GPU, time the device-only call (copies excluded)
     try:
-        call = backend.device_call(stim) if backend.device != "cpu" else None
+        from hhbench.runtimes import device_only_call
+        call = device_only_call(backend, stim)
         if call is not None:
-            device_only, _ = measure(lambda: (call(), None)[1], settings)
+            device_only, _ = measure(call, settings)
             round_trip, timed = timed.median_s, device_only
             where += " (device only; round trip beside)"
     except Exception as exc:  # the round trip stands, and the line says why it is one

@@ -27,6 +27,13 @@ def jax_device(device: str):
     return get_runtime("jax").native_device(device)
 
 
+def _wait(device: str):
+    """`measure`'s finish: the JAX runtime's wait for a call's output on `device`."""
+    from hhbench.runtimes import get_runtime
+    runtime = get_runtime("jax")
+    return lambda value: runtime.synchronize(device, value)
+
+
 def matmul_rate(device: str, dtype: str, *, precision: str = "highest", n: int | None = None,
                 settings: TimingSettings = TimingSettings(min_repeats=5, min_time_s=0.3)
                 ) -> float:
@@ -46,7 +53,7 @@ def matmul_rate(device: str, dtype: str, *, precision: str = "highest", n: int |
                 else jax.lax.Precision.DEFAULT)
         # the sum comes back as a scalar: timing waits for the device, copying no product
         product = jax.jit(lambda x, y: jnp.sum(jnp.matmul(x, y, precision=prec)))
-        timed, _ = measure(lambda: product(a, b), settings)
+        timed, _ = measure(lambda: product(a, b), settings, finish=_wait(device))
     return 2.0 * n ** 3 / timed.median_s
 
 
@@ -73,7 +80,7 @@ def elementwise_rate(device: str, op: str, dtype: str, *, n: int | None = None,
             return jnp.sum(x)
 
         run = jax.jit(chain)
-        timed, _ = measure(lambda: run(x0), settings)
+        timed, _ = measure(lambda: run(x0), settings, finish=_wait(device))
     return n * CHAIN / timed.median_s
 
 

@@ -289,9 +289,10 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
         round_trip = None
         # on a GPU the cost compared is the device's: input already there, synchronised
         try:
-            call = backend.device_call(stim) if backend.device != "cpu" else None
+            from hhbench.runtimes import device_only_call
+            call = device_only_call(backend, stim)
             if call is not None:
-                device_only, _ = measure(lambda: (call(), None)[1], config.timing)
+                device_only, _ = measure(call, config.timing)
                 round_trip, timed = timed.median_s, device_only
         except Exception as exc:  # the round trip stands as this point's cost, and is said
             from hhbench.failures import not_run

@@ -502,14 +502,21 @@ def _device_only(backend, stimulus, timing: TimingSettings, kwargs) -> dict:
     """What a case's time contains, as recorded in its settings: `timed` says the samples
     are round trips from host arrays to host arrays (a GPU backend synchronises before it
     returns); a backend with a `device_call` is timed once more on data already on the
-    device, without the copies (`device_only_s`, the median of those samples)."""
-    call = backend.device_call(stimulus) if backend.device != "cpu" else None
+    device, without the copies (`device_only_s`, the median of those samples), waited for
+    through the backend's runtime; `device_memory_bytes` is what the runtime reports in use
+    on the device after those calls, where it can tell."""
+    from hhbench.runtimes import device_memory, device_only_call
+    call = device_only_call(backend, stimulus)
     if call is None:
         return {"timed": "host arrays in and out"}
     device_timing, _ = measure(call, timing, cold=False, **kwargs)
-    return {"timed": "host arrays in and out, synchronised (device_only_s: without the "
-                     "copies to and from the device)",
-            "device_only_s": device_timing.median_s}
+    out = {"timed": "host arrays in and out, synchronised (device_only_s: without the "
+                    "copies to and from the device)",
+           "device_only_s": device_timing.median_s}
+    memory = device_memory(backend)
+    if memory is not None:
+        out["device_memory_bytes"] = memory
+    return out
 
 
 def score_case(case: CaseResult, result: SimResult | None, reference: SimResult) -> CaseResult:

@@ -17,7 +17,9 @@
 Each timed call includes `finish(result)`, so the clock stops only when the result really
 exists: a raw TensorFlow tensor (a bare compiled call, possibly still running on a GPU)
 is copied to NumPy; a backend's `SimResult` already holds NumPy arrays, which exist only
-once the device has finished, and is touched to make sure.
+once the device has finished, and is touched to make sure. Work left on a device is
+waited for by its runtime (`hhbench.runtimes`): a device-only call does so itself
+(`device_only_call`), other callers pass the runtime's `synchronize` as `finish`.
 The clock is `time.perf_counter_ns` unless another one is passed (tests use a fake clock).
 """
 
@@ -141,19 +143,21 @@ def pooled(processes: "tuple[ProcessTiming, ...]") -> Timing:
 
 
 def finish(result) -> None:
-    """Wait until `result` is really computed (TensorFlow tensors and JAX arrays live on
-    their device; a device-only call has already synchronised and returns None)."""
-    if hasattr(result, "block_until_ready"):
-        result.block_until_ready()
-    elif hasattr(result, "numpy"):
+    """Make sure `result` is on the host: a TensorFlow tensor is copied to NumPy, a
+    `SimResult`'s V touched. A device-only call waits for its device itself, through its
+    runtime (`hhbench.runtimes.device_only_call`), and returns None; a call returning
+    device arrays passes its runtime's wait as `measure`'s `finish`."""
+    if hasattr(result, "numpy"):
         result.numpy()
     elif hasattr(result, "v_mv"):
         np.asarray(result.v_mv)
 
 
 def measure(fn: Callable[[], object], settings: TimingSettings = TimingSettings(), *,
-            cold: bool = True, clock: Clock = _default_clock) -> tuple[Timing, object]:
-    """Time `fn()` as described above; return the Timing and the last result."""
+            cold: bool = True, clock: Clock = _default_clock,
+            finish: Callable[[object], None] = finish) -> tuple[Timing, object]:
+    """Time `fn()` as described above, each call followed by `finish(result)` inside the
+    clock; return the Timing and the last result."""
     result, cold_s = None, None
     if cold:
         start = clock()

@@ -251,6 +251,13 @@ def _device(args, backend: str) -> str:
     return "gpu" if "cpu" not in check_name(backend).device_kinds else args.device
 
 
+def _precisions(backend: str) -> tuple:
+    """The precisions `backend` takes: its runtime's (float64 and float32 for the HH GPU
+    backends)."""
+    from hhbench.backends import check_name
+    return check_name(backend).option_choices["precision"]
+
+
 def _agreement_stimulus(n_samples: int):
     """Step (spiking), sine, noise and a −20 µA/cm² step (forward Euler diverges)."""
     import numpy as np
@@ -274,7 +281,7 @@ def section_agreement(sec: Section) -> None:
     # (numba: a cold compile can take a minute on a busy machine)
     for kernel, cpu_backend in (("euler", "numpy"), ("exp-euler", "exp-euler")):
         ref = None
-        for name, precision in ((n, p) for n in HH_GPU for p in ("float64", "float32")):
+        for name, precision in ((n, p) for n in HH_GPU for p in _precisions(n)):
             row = {"backend": name, "kernel": kernel, "precision": precision}
             if not sec.has_time(1.0):
                 sec.emit({**row, "skipped": "deadline"})
@@ -316,9 +323,12 @@ def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> d
     """Round-trip and device-only seconds per call of `backend` on `stim`, each side's
     arrays freed before the other's are made (at 10⁶ float64 traces they are 20 GB each),
     and the energy of the device-only call; written into `out` as they are measured, so
-    that a device-only call that fails keeps the round trip."""
+    that a device-only call that fails keeps the round trip. The device-only call waits
+    through the backend's runtime, which also says the memory in use on the device after
+    it (`device_memory_bytes`, where it can tell)."""
     import gc
 
+    from hhbench.runtimes import device_memory, device_only_call
     from hhbench.timing import TimingSettings, measure
     out = {} if out is None else out
     out["device"] = backend.device
@@ -327,20 +337,20 @@ def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> d
     out["round_trip_s"] = timed.median_s
     del last
     gc.collect()
-    call = backend.device_call(stim)
-    if call is not None:
-        def timed_call():  # the call's device arrays are dropped at once: no result kept
-            call()
+    # the call's device arrays are dropped at once: no result kept
+    timed_call = device_only_call(backend, stim, cpu=True)  # JAX has one on the CPU too
+    if timed_call is not None:
         timed, _ = measure(timed_call, settings)
         out["device_only_s"] = timed.median_s
         out["device_only_cold_s"] = timed.cold_s
+        out["device_memory_bytes"] = device_memory(backend)
         if energy is not None:
             out["energy"] = energy.measure(timed_call, traces_per_call=stim.batch_size,
                                            steps_per_call=steps)
     elif energy is not None:
         out["energy"] = energy.measure(lambda: backend.run(stim),
                                        traces_per_call=stim.batch_size, steps_per_call=steps)
-    call = timed_call = None  # the device's inputs go before the next backend's
+    timed_call = None  # the device's inputs go before the next backend's
     gc.collect()
     _release_numba_cuda_memory()
     return out
@@ -358,12 +368,13 @@ def _release_numba_cuda_memory() -> None:
         pass
 
 
-def _energy(sec: Section, device: str):
-    """The energy recorder of `device`: NVML for "gpu:N", RAPL for "cpu" (a record of
-    why not where the counter cannot be read, e.g. under the CUDA simulator)."""
+def _energy(sec: Section, backend):
+    """The energy recorder of `backend`'s device, read through its runtime
+    (`Runtime.energy_j`: NVML for a GPU, RAPL for the CPU; a record of why not where the
+    counter cannot be read, e.g. under the CUDA simulator)."""
     from hhbench.energy import EnergyRecorder
-    where = "cpu" if device == "cpu" else "gpu:" + (device.partition(":")[2] or "0")
-    return EnergyRecorder(where, min_window_s=0.2 if sec.args.quick else 1.0)
+    return EnergyRecorder.for_runtime(backend.device_runtime(), backend.device,
+                                      min_window_s=0.2 if sec.args.quick else 1.0)
 
 
 def section_throughput(sec: Section) -> None:
@@ -374,7 +385,7 @@ def section_throughput(sec: Section) -> None:
     card = _card_bytes(sec)
     energies = {}
     for name in HH_GPU:
-        for precision in ("float64", "float32"):
+        for precision in _precisions(name):
             row = {"backend": name, "precision": precision, "traces": args.traces,
                    "samples": args.samples}
             need = _memory_needed(name, precision, args.traces, args.samples)
@@ -393,9 +404,10 @@ def section_throughput(sec: Section) -> None:
                 b.prepare()
                 if stim is None:
                     stim = case_stimulus("step", args.traces, n_samples=args.samples)
-                if b.device not in energies:
-                    energies[b.device] = _energy(sec, b.device)
-                _timed_pair(b, stim, args.timing, energies[b.device], steps, out=row)
+                key = (b.device_runtime().name, b.device)  # a recorder per runtime
+                if key not in energies:
+                    energies[key] = _energy(sec, b)
+                _timed_pair(b, stim, args.timing, energies[key], steps, out=row)
             except Exception as exc:
                 traceback.print_exc()
                 row["error"] = error_text(exc)
@@ -449,14 +461,14 @@ def section_cnn(sec: Section) -> None:
                 continue
             try:
                 stim = case_stimulus("step", batch)
-                # every window of the batch in one call: the chunk follows the batch
-                windows = batch * len(_window_starts(b, stim.n_samples))
-                b.runner.max_windows_per_call = max(windows, 1)
-                row["windows_per_call"] = b.runner.max_windows_per_call
-                row["settings"] = {k: str(v) for k, v in b.settings().items()}
                 if energy is None:
-                    energy = _energy(sec, b.device)
+                    energy = _energy(sec, b)
                 _timed_pair(b, stim, args.timing, energy, out=row)
+                # the backend's default chunk follows the batch: every window of it in one
+                # network call; its settings record what the last call did
+                settings = b.settings()
+                row["windows_per_call"] = settings.get("windows_per_call")
+                row["settings"] = {k: str(v) for k, v in settings.items()}
                 work = b.trace_work(stim.n_samples)
                 per_trace = row.get("device_only_s", row["round_trip_s"]) / batch
                 row["per_trace_s"] = per_trace
@@ -469,12 +481,6 @@ def section_cnn(sec: Section) -> None:
                 traceback.print_exc()
                 row["error"] = error_text(exc)
             sec.emit(row)
-
-
-def _window_starts(backend, n_samples):
-    from hhbench.cnn.windows import window_starts
-    r = backend.runner
-    return window_starts(max(n_samples, r.window), r.window, r.out_len)
 
 
 def section_floor(sec: Section) -> None:
@@ -976,6 +982,7 @@ def parse(argv=None):
     folder = args.out if args.out.exists() else args.out.parent
     if not os.access(folder, os.W_OK | os.X_OK):
         p.error(f"{folder} is not writable")
+    from hhbench.runtimes import get_runtime
     from hhbench.timing import TimingSettings
     # quick: numba's CUDA simulator steps every thread in Python, so few samples; the CNN
     # (scaling) needs more than 2 x 256 of context
@@ -985,7 +992,7 @@ def parse(argv=None):
     args.cnn_batches = (1, 4) if args.quick else (1, 64, 1024, 4096)
     # quick: tf32 is float32's code path with another precision flag
     args.cnn_precisions = ("float32", "bfloat16") if args.quick else (
-        "float32", "tf32", "bfloat16")
+        get_runtime("jax").network_precisions)
     args.floor_batch = 2 if args.quick else 4096
     args.budget_s = 2.0 if args.quick else 12.0
     args.timing = TimingSettings(warmup_calls=1, min_repeats=3,

@@ -353,3 +353,46 @@ def test_unavailable_only_without_both_stacks(monkeypatch):
     assert reason.startswith("needs tensorflow") and "\n" not in reason
     assert "tensorflow, jax not installed" in reason
     assert "pip install 'hhbench[cnn]'" in reason and "'hhbench[jax]'" in reason
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_the_chunk_follows_the_batch_unless_set_and_is_recorded(chunk):
+    """Catches a chunk fixed at some size whatever the batch (256 windows a call for batch
+    4,096), or one not recorded: 5 traces of 5,000 samples are 3 windows each (2,560-sample
+    windows, 2,048 outputs: starts 0, 2,048 and 2,440), 15 in all: one network call of 15
+    by default, ceil(15 / 4) = 4 calls of up to 4 with chunk 4; the settings (and the
+    results' info) say so, and V is the same either way."""
+    backend = get_backend("cnn", model=SMALL, runtime="jax", device="cpu", chunk=chunk)
+    stim = stimuli.white_noise(seed=4, batch=5, n_samples=5000)
+    backend.prepare()
+    graph = backend.runner.graph
+    sizes = []
+    apply = graph.apply
+
+    def counted(x):  # the network's own call, its batch of windows noted
+        sizes.append(int(x.shape[0]))
+        return apply(x)
+
+    graph.apply = counted
+    result = backend.run(stim)
+    expected_chunk, expected_calls = (15, 1) if chunk is None else (4, 4)
+    assert sizes == ([15] if chunk is None else [4, 4, 4, 3])
+    settings = backend.settings()
+    assert settings["chunk"] == ("batch" if chunk is None else 4)
+    assert (settings["windows_per_call"], settings["network_calls"]) == \
+        (expected_chunk, expected_calls)
+    assert (result.info["windows_per_call"], result.info["network_calls"]) == \
+        (expected_chunk, expected_calls)
+    # a case of the suite records it with its results
+    from hhbench.suite import run_case
+    from hhbench.timing import TimingSettings
+    case, _ = run_case(backend, stim, reference_name="converged",
+                       timing=TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0))
+    assert (case.settings["chunk"], case.settings["windows_per_call"]) == \
+        (settings["chunk"], expected_chunk)
+    # the same network on the same windows: one trace at a time gives the same V (XLA may
+    # block another batch size differently: float32 rounding only)
+    single = get_backend("cnn", model=SMALL, runtime="jax", device="cpu", chunk=1)
+    np.testing.assert_allclose(result.v_batch, single.run(stim).v_batch, atol=1e-4, rtol=0)
+    with pytest.raises(HHBenchError, match="chunk .* got 0"):
+        get_backend("cnn", model=SMALL, runtime="jax", device="cpu", chunk=0)

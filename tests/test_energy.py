@@ -9,6 +9,7 @@ import pytest
 from hhbench import energy
 from hhbench.energy import (EnergyRecorder, RaplMeter, Window, counter_delta,
                             energy_per_unit, is_throttled, read_window)
+from hhbench.runtimes import Runtime, register_runtime
 
 
 def test_energy_per_unit_subtracts_idle_and_divides():
@@ -118,3 +119,73 @@ def test_windows_last_at_least_the_minimum():
     assert got["idle_w"] == pytest.approx(2.0)
     assert got["j_per_call"] == pytest.approx(1.0) and got["j_per_trace"] == pytest.approx(0.5)
     assert got["throttled_samples"] >= 3
+
+
+# -- through the runtimes ---------------------------------------------------------------------
+
+def test_gpu_runtimes_read_no_counter_here_and_the_recorder_says_so():
+    """Catches an energy reading made up (or an exception) where the GPU or NVML is
+    absent: on a machine without a GPU the numba-cuda and JAX runtimes read None for
+    gpu:0, and a recorder through either is a record of why, never an error; numba's
+    CPU runtime reads RAPL exactly where RAPL can be opened."""
+    from hhbench.runtimes import get_runtime
+
+    if energy.read_counter_j("gpu:0") is not None:
+        pytest.skip("an NVML counter is readable here (a GPU machine)")
+    for name in ("cuda", "jax"):
+        runtime = get_runtime(name)
+        assert runtime.energy_j("gpu:0") is None
+        rec = EnergyRecorder.for_runtime(runtime, "gpu:0", min_window_s=0.01)
+        assert not rec.available and "no energy counter readable for gpu:0" in rec.reason
+        assert rec.measure(lambda: None, traces_per_call=4) == {
+            "unavailable": rec.reason, "counter": "gpu:0"}
+    try:
+        RaplMeter()
+        rapl = True
+    except energy.EnergyUnavailable:
+        rapl = False
+    assert (get_runtime(None).energy_j("cpu") is not None) == rapl
+    assert get_runtime(None).energy_j("gpu:0") is None
+
+
+class Rising(Runtime):
+    """A runtime whose counter rises 6 J per call of the work and holds still otherwise."""
+    name, label = "test-rising", "rising"
+
+    def __init__(self):
+        self.joules = 100.0
+
+    def energy_j(self, device):
+        return self.joules if device == "gpu:0" else None
+
+    def work(self):
+        self.joules += 6.0
+
+
+def test_a_runtimes_rising_counter_gives_joules_per_trace():
+    """Catches energy per trace read from anything but the runtime's counter, or divided
+    wrongly: a counter rising 6 J a call, with no rise while idle, gives 6 J a call and
+    6 / 3 = 2 J a trace for 3 traces a call (the total over the calls and traces)."""
+    runtime = register_runtime(Rising())
+    rec = EnergyRecorder.for_runtime(runtime, "gpu:0", min_window_s=0.02)
+    assert rec.available and rec.meter.name == "rising gpu:0"
+    got = rec.measure(runtime.work, traces_per_call=3, steps_per_call=30)
+    assert got["idle_w"] == 0.0 and got["calls"] >= 1
+    assert got["total_j"] == pytest.approx(6.0 * got["calls"])
+    assert got["j_per_trace"] == pytest.approx(got["total_j"] / got["calls"] / 3) == \
+        pytest.approx(2.0)
+    assert got["j_per_neuron_step"] == pytest.approx(0.2)
+    assert got["counter"] == "runtime rising gpu:0"
+    # a device the runtime has no counter for is a record, not an error
+    assert not EnergyRecorder.for_runtime(runtime, "gpu:1").available
+
+
+def test_cuda_numbering_is_mapped_to_nvmls(monkeypatch):
+    """Catches the runtime's gpu:N handed to NVML unmapped: with CUDA_VISIBLE_DEVICES=2,3
+    the runtimes' gpu:1 is NVML's GPU 3; without a numeric list the index stands."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert (energy.nvml_where(0), energy.nvml_where(1)) == ("gpu:2", "gpu:3")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5a1b")
+    assert energy.nvml_where(1) == "gpu:1"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert energy.nvml_where(0) == "gpu:0"

@@ -297,3 +297,14 @@ def test_cnn_modes_are_checked_without_tensorflow_work():
                     options={"cnn": {"mode": "lite"}})
     assert Cnn(mode="lite", device="cpu").options["mode"] == "lite"
     SuiteConfig(backends=("cnn",), devices=("cpu", "gpu"), options={"cnn": {"mode": "auto"}})
+
+
+def test_the_fast_graphs_dtypes_are_the_tensorflow_runtimes_precisions():
+    """Catches a dtype list of the fast graph's own beside the runtime's: it computes in
+    exactly TensorFlow's network precisions, and refuses another naming it."""
+    from hhbench.cnn.fastgraph import DTYPES, FastGraphOptions
+    from hhbench.runtimes import get_runtime
+    assert DTYPES is get_runtime("tensorflow").network_precisions
+    assert DTYPES == ("float32", "float16", "bfloat16", "float64")
+    with pytest.raises(HHBenchError, match="unknown dtype 'tf32'"):
+        FastGraphOptions(dtype="tf32")

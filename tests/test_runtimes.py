@@ -122,3 +122,164 @@ def test_jax_sees_no_gpu_here_and_says_so():
     assert runtime.native_device("cpu").platform == "cpu"
     with pytest.raises(CannotRunHere):
         runtime.native_device("gpu:0")
+
+
+# -- precisions, ceilings, synchronisation, memory: declared by the runtime ---------------
+
+def test_backends_take_their_precisions_from_their_runtime():
+    """Catches a backend with its own list of precisions beside its runtime's: the `jax`
+    and `numba-cuda` backends offer exactly their runtime's precisions (float64 and
+    float32), the CNN exactly its runtimes' network precisions; an unknown precision is
+    refused, in one line naming the value, by the backend, the runtime and the engine."""
+    from hhbench import cnn_modes
+    from hhbench.backends import cuda_engine
+
+    for backend, runtime in (("jax", "jax"), ("numba-cuda", "cuda")):
+        cls = check_name(backend)
+        assert cls.option_choices["precision"] is get_runtime(runtime).precisions
+        assert cls.option_choices["precision"] == ("float64", "float32")
+        with pytest.raises(HHBenchError, match="'float16'") as info:
+            cls.check_options({"precision": "float16"})
+        assert "\n" not in str(info.value)
+    assert get_runtime("jax").network_precisions == ("float32", "tf32", "bfloat16")
+    assert get_runtime("tensorflow").network_precisions == (
+        "float32", "float16", "bfloat16", "float64")
+    for runtime in ("jax", "tensorflow"):
+        assert cnn_modes.PRECISIONS[runtime] is get_runtime(runtime).network_precisions
+    with pytest.raises(HHBenchError, match="unknown precision 'float64' for the CNN's jax"):
+        check_name("cnn").check_options({"runtime": "jax", "precision": "float64"})
+    with pytest.raises(HHBenchError, match="unknown precision 'half'"):
+        cuda_engine.check_precision("half")
+    assert cuda_engine.check_precision("float32") is __import__("numpy").float32
+    with pytest.raises(HHBenchError, match="'tf32' for numba-cuda; use float64, float32"):
+        get_runtime("cuda").check_precision("tf32")
+    assert get_runtime("jax").check_precision("tf32", network=True) == "tf32"
+
+
+class Ceiled(Runtime):
+    """A runtime that declares ceilings of its own."""
+    name = "test-ceiled"
+    label = "Ceiled"
+    has_ceilings = True
+
+    def ceilings(self, device):
+        return {"exp_f64_per_s": 1.0}
+
+
+def test_the_ceilings_source_is_the_runtimes_declaration():
+    """Catches ceilings looked for in a runtime that declares none (or ignored in one that
+    does): a runtime with `has_ceilings` measures its own; one without (numba on the CPU,
+    TensorFlow, the empty test runtime) leaves them to JAX."""
+    from hhbench.floor import ceilings_source
+    register_runtime(Ceiled())
+    register_runtime(NoGpus())
+    assert ceilings_source("test-ceiled") == "ceiled"
+    assert ceilings_source("test-no-gpus") == "jax"
+    assert ceilings_source("tensorflow") == "jax"
+    assert get_runtime("cuda").has_ceilings and get_runtime("jax").has_ceilings
+    assert not get_runtime(None).has_ceilings and not get_runtime("tensorflow").has_ceilings
+
+
+class Waiting(Runtime):
+    """A GPU runtime that notes every wait it is asked for, and reports 4,096 bytes in use."""
+    name = "test-waiting"
+    label = "waiting runtime"
+
+    def __init__(self):
+        self.waits = []
+
+    def synchronize(self, device, value=None):
+        self.waits.append((device, value))
+
+    def memory_in_use(self, device):
+        return 4096 if device == "gpu:0" else None
+
+
+def _on_waiting_gpu():
+    """A GPU backend of the waiting runtime whose device-only call returns its call
+    number (what a framework returns still on the device)."""
+    from hhbench.backends.base import Backend
+
+    class OnWaiting(Backend):
+        name = "test-on-waiting"
+        device_kinds = ("gpu",)
+        runtime = "test-waiting"
+        calls = 0
+
+        @property
+        def device(self):
+            return "gpu:0"
+
+        def _integrate(self, current_ua, dt_ms, gates):
+            return current_ua * 0.0 - 65.0, None
+
+        def device_call(self, stimulus):
+            def call():
+                type(self).calls += 1
+                return type(self).calls
+            return call
+
+    return OnWaiting()
+
+
+def test_the_harness_waits_through_the_backends_runtime(monkeypatch):
+    """Catches a device-only timing that decides for itself how to wait (or forgets to):
+    the suite's case, the floor's line and the scaling sweep each ask the backend's
+    runtime to synchronise after every device-only call, with that call's output, and the
+    case records the memory the runtime reports in use."""
+    from hhbench import floor, scaling, stimuli, suite
+    from hhbench.runtimes import device_memory, device_only_call
+    from hhbench.timing import TimingSettings
+
+    runtime = register_runtime(Waiting())
+    backend = _on_waiting_gpu()
+    stim = stimuli.make("step", n_samples=50)
+    quick = TimingSettings(warmup_calls=0, min_repeats=3, min_time_s=0)
+
+    call = device_only_call(backend, stim)
+    assert call() is None and runtime.waits == [("gpu:0", 1)]
+    assert device_memory(backend) == 4096
+
+    runtime.waits.clear()
+    type(backend).calls = 0
+    case, _ = suite.run_case(backend, stim, timing=quick, reference_name="converged")
+    assert case.settings["device_memory_bytes"] == 4096
+    assert runtime.waits == [("gpu:0", k) for k in range(1, type(backend).calls + 1)]
+    assert type(backend).calls == 3  # cold=False: the three timed calls only
+
+    runtime.waits.clear()
+    type(backend).calls = 0
+    monkeypatch.setattr(suite, "make_backend", lambda *a, **k: backend)
+    line = floor.floor_line("test-on-waiting", None, batch=1, device="gpu", n_samples=50,
+                            settings=quick)
+    assert line.round_trip_s is not None and "device only" in line.note
+    assert len(runtime.waits) == type(backend).calls == 4  # the cold call and three
+
+    runtime.waits.clear()
+    type(backend).calls = 0
+    config = scaling.ScalingConfig(backends=("numpy",), max_batch=2, n_samples=50,
+                                   timing=quick)
+    points, _ = scaling._sweep(backend, config, "batch", (1, 2))
+    assert [p.round_trip_s is not None for p in points] == [True, True]
+    assert len(runtime.waits) == type(backend).calls == 8
+
+
+def test_a_cpu_backend_has_no_device_only_call():
+    """Catches the CPU path sent through a device wait: a CPU backend has no device-only
+    call, and numba's CPU runtime waits for nothing and knows no memory in use."""
+    from hhbench import stimuli
+    from hhbench.backends import get_backend
+    from hhbench.runtimes import device_memory, device_only_call
+
+    backend = get_backend("numpy")
+    assert device_only_call(backend, stimuli.make("step", n_samples=50)) is None
+    assert backend.device_runtime() is get_runtime(None)
+    assert device_memory(backend) is None and get_runtime(None).synchronize("cpu") is None
+    # a backend whose device-only call also runs on the CPU (JAX) has it where asked for
+    if get_runtime("jax").is_available():
+        jax_cpu = get_backend("jax", device="cpu")
+        stim = stimuli.make("step", n_samples=50)
+        assert device_only_call(jax_cpu, stim) is None
+        call = device_only_call(jax_cpu, stim, cpu=True)
+        assert call is not None and call() is None
+        assert jax_cpu.device_runtime() is get_runtime("jax")

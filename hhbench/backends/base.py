@@ -179,6 +179,15 @@ class Backend(ABC):
     def device(self) -> str:
         return "cpu"
 
+    def device_runtime(self):
+        """The runtime this backend runs on (`hhbench.runtimes.get_runtime` of
+        `runtime_of()`), which the harness asks to wait for the device, for its memory in
+        use and for its energy counter; a plugin's runtime that is not registered answers
+        as a CPU runtime (nothing to wait for, nothing known)."""
+        from hhbench.runtimes import Runtime, get_runtime, runtime_names
+        name = self.runtime_of()
+        return get_runtime(name) if name in runtime_names() else Runtime()
+
     def settings(self) -> dict:
         """The backend's settings, JSON-ready (recorded with results)."""
         return {}
@@ -207,9 +216,10 @@ class Backend(ABC):
 
     def device_call(self, stimulus: Stimulus):
         """For a backend on a GPU: a function of no arguments that simulates `stimulus`
-        from a current already on the device into device memory, and returns once the
-        device has finished (nothing is copied back). `run` is then the round trip from
-        host arrays to host arrays. None (the default) when there is no such split."""
+        from a current already on the device into device memory (nothing is copied back),
+        returning what it made there; the harness waits for it through the runtime
+        (`hhbench.runtimes.device_only_call`). `run` is then the round trip from host
+        arrays to host arrays. None (the default) when there is no such split."""
         return None
 
     def run(self, stimulus: Stimulus, *, gates: bool = False) -> SimResult:

@@ -8,8 +8,11 @@ Two runtimes run the same network from the same files:
     precision float32 (convolutions at HIGHEST: no TF32), tf32 (TF32 on Ampere+ GPUs) or
     bfloat16; mode must stay "auto").
 The option `runtime` chooses; "auto" (default) is TensorFlow when tensorflow, tf_keras and
-h5py are installed, else JAX when jax and h5py are. `settings()` records the runtime that
-ran, the precision that applied and the device.
+h5py are installed, else JAX when jax and h5py are. The option `chunk` is the windows per
+network call: None (default) puts every window of a call's batch through the network in
+one call (the chunk follows the batch), a number caps it. `settings()` records the runtime
+that ran, the precision that applied, the device, the chunk asked for and, after a run,
+the windows per network call and network calls of the last run.
 
 Its output covers the central window of the stimulus only (context cropped), so results
 carry their own `t_ms`; compare with other backends on those samples.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from hhbench.backends import register
 from hhbench.backends.base import Backend
+from hhbench.cnn.windows import check_chunk
 from hhbench.cnn_modes import (STACKS, check_runtime_options, choose_runtime, module_found,
                                 stacks_present)
 from hhbench.devices import parse_device
@@ -36,16 +40,18 @@ class Cnn(Backend):
     device_kinds = ("cpu", "gpu")
     runtime = "tensorflow"
     option_defaults = {"model": None, "device": "auto", "mode": "auto", "runtime": "auto",
-                       "precision": "float32", "jit_compile": False}
+                       "precision": "float32", "jit_compile": False, "chunk": None}
 
     def __init__(self, *, model=None, device: str = "auto", mode: str = "auto",
                  runtime: str = "auto", input_scale: float | None = None,
                  output_scale: float | None = None, precision: str = "float32",
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, chunk: int | None = None):
         self.runtime_request = runtime
         self.runtime_name = choose_runtime(runtime)
         check_runtime_options(self.runtime_name, mode=mode, precision=precision,
                               devices=(device,))
+        #: windows per network call asked for (None: the batch's windows in one call)
+        self.chunk = check_chunk(chunk)
         self.options = dict(model=model, device=device, mode=mode, input_scale=input_scale,
                             output_scale=output_scale)
         self.precision = precision
@@ -58,6 +64,11 @@ class Cnn(Backend):
     @classmethod
     def runtime_of(cls, options=None) -> str:
         return choose_runtime((options or {}).get("runtime", "auto"))
+
+    def device_runtime(self):
+        """The runtime that runs the network (TensorFlow or JAX, as chosen)."""
+        from hhbench.runtimes import get_runtime
+        return get_runtime(self.runtime_name)
 
     @classmethod
     def is_available(cls) -> bool:
@@ -82,6 +93,7 @@ class Cnn(Backend):
                                f"not all installed; install with: {INSTALL_HINT}")
         check_runtime_options(runtime, mode=options.get("mode", "auto"),
                               precision=options.get("precision", "float32"), devices=devices)
+        check_chunk(options.get("chunk"))
         return options
 
     @classmethod
@@ -104,11 +116,13 @@ class Cnn(Backend):
             from hhbench.cnn.jaxgraph import JaxRunner
             self.runner = JaxRunner(opts["model"], device=opts["device"],
                                     precision=self.precision, input_scale=opts["input_scale"],
-                                    output_scale=opts["output_scale"])
+                                    output_scale=opts["output_scale"],
+                                    max_windows_per_call=self.chunk)
             return
         from hhbench.cnn.fastgraph import FastGraphOptions
         from hhbench.cnn.runner import CnnRunner
-        self.runner = CnnRunner(**opts, fast_options=FastGraphOptions(**self.fast))
+        self.runner = CnnRunner(**opts, fast_options=FastGraphOptions(**self.fast),
+                                max_windows_per_call=self.chunk)
 
     @property
     def device(self) -> str:
@@ -128,7 +142,12 @@ class Cnn(Backend):
         common = {"runtime": self.runtime_name, "runtime_request": self.runtime_request,
                   "precision_request": self.precision, "device_request": r.device_request,
                   "input_scale": r.input_scale, "output_scale": r.output_scale,
-                  "context": r.context, "window": r.window}
+                  "context": r.context, "window": r.window,
+                  # windows per network call: asked for ("batch": all of a call's), and
+                  # what the last run did
+                  "chunk": "batch" if self.chunk is None else self.chunk}
+        if r.last_chunk is not None:
+            common.update(windows_per_call=r.last_chunk, network_calls=r.last_calls)
         if self.runtime_name == "jax":
             import jax
             g = r.graph
@@ -179,8 +198,8 @@ class Cnn(Backend):
 
     def device_call(self, stimulus):
         """JAX runtime: a function of no arguments running the network on the stimulus'
-        windows already on the device, returning once it has finished (no copy back: it
-        returns the outputs still on the device). None for TensorFlow."""
+        windows already on the device, returning the outputs still on the device (no copy
+        back; the harness waits for them through the runtime). None for TensorFlow."""
         if self.runtime_name != "jax":
             return None
         self.prepare()
@@ -191,4 +210,6 @@ class Cnn(Backend):
         out = self.runner.run(stimulus.current_ua, stimulus.fs_khz)
         return self._result(stimulus, out.v_mv, out.t_ms, out.first_sample, None,
                             {"padded_samples": out.padded_samples, "n_windows": out.n_windows,
+                             "windows_per_call": out.windows_per_call,
+                             "network_calls": out.network_calls,
                              "device": out.device, "runtime": self.runtime_name})

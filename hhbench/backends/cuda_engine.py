@@ -37,7 +37,8 @@ returned, so the host gets per-trace flags without a second pass over V.
 
 Entry points: `integrate_marked` is the round trip (host current in, host V out);
 `DeviceRun` holds a current already copied to the device and an output there, and its
-`__call__` integrates and synchronises without copying anything back ("device only").
+`__call__` launches the integration without copying anything back ("device only"; the
+harness waits through the runtime's `synchronize`).
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ TINY_FLOAT32 = 1e-30
 
 
 def check_precision(precision: str) -> type:
-    if precision not in PRECISIONS:
-        raise HHBenchError(f"unknown precision {precision!r}; use {' or '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
+    """The NumPy dtype of `precision`, one of the numba-cuda runtime's `precisions` (else
+    HHBenchError naming it)."""
+    from hhbench.runtimes import get_runtime
+    return PRECISIONS[get_runtime("cuda").check_precision(precision)]
 
 
 # -- the kernels, retargeted ---------------------------------------------------------------
@@ -332,8 +334,9 @@ def integrate_marked(current_ua: np.ndarray, dt_ms: float, kernel_name: str = "e
 
 
 class DeviceRun:
-    """A current already copied to the device and V's buffer there; calling it integrates
-    and waits for the device (`cuda.synchronize()`), copying nothing back: the "device
+    """A current already copied to the device and V's buffer there; calling it launches the
+    integration (asynchronous: the caller waits through the runtime,
+    `hhbench.runtimes.numba_cuda`'s `synchronize`), copying nothing back: the "device
     only" time. `result()` copies V (batch, samples) and the diverged flags back."""
 
     def __init__(self, current_ua: np.ndarray, dt_ms: float, kernel_name: str = "euler",
@@ -352,9 +355,8 @@ class DeviceRun:
                               cuda.device_array((self.n_samples, self.batch), dtype=dtype))
             self.d_v = cuda.device_array((self.n_samples, self.batch), dtype=dtype)
             self.d_first_bad = cuda.device_array(self.batch, dtype=np.int64)
-        self._synchronize = cuda.synchronize
         # the configured kernel and its arguments, made once: a call is a launch (its type
-        # dispatch included) and a wait
+        # dispatch included)
         self._empty = self.batch == 0 or self.n_samples == 0
         self._kernel = (None if self._empty else
                         kernel(kernel_name, precision)[_blocks(self.batch), THREADS_PER_BLOCK])
@@ -365,7 +367,6 @@ class DeviceRun:
         with _gpu_context(self.gpu):
             if not self._empty:
                 self._kernel(*self._args)
-            self._synchronize()
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         with _gpu_context(self.gpu):

@@ -249,9 +249,9 @@ def integrate(current: np.ndarray, dt_ms: float, kernel: str = "euler",
 def device_call(current: np.ndarray, dt_ms: float, kernel: str = "euler",
                 precision: str = "float64", devices=None):
     """A zero-argument callable that integrates `current` (copied to the devices now, laid
-    out (samples, batch) as the scan reads it, and compiled for now) and blocks until V is
-    ready on the devices; it returns the device arrays (V (samples, batch), diverged),
-    padding included, without copying them back."""
+    out (samples, batch) as the scan reads it, and compiled for now); it returns the device
+    arrays (V (samples, batch), diverged), padding included, as JAX dispatches them (the
+    caller waits for them through the runtime's `synchronize`), copying nothing back."""
     batch, samples = current.shape
     devices = call_devices(devices or devices_for("cpu"), batch)
     with x64(precision), warnings.catch_warnings():
@@ -263,7 +263,7 @@ def device_call(current: np.ndarray, dt_ms: float, kernel: str = "euler",
 
     def call():
         with x64(precision):
-            return jax.block_until_ready(exe(cur, dt))
+            return exe(cur, dt)
 
     return call
 

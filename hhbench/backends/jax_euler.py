@@ -17,10 +17,12 @@ from __future__ import annotations
 from hhbench.backends import register
 from hhbench.backends.base import Backend
 from hhbench.devices import parse_device
+from hhbench.runtimes.jax import RUNTIME
 
 #: registered step kernels whose step traces with jnp (see jax_engine.JAX_STEPS)
 KERNELS = ("euler", "exp-euler")
-PRECISIONS = ("float64", "float32")
+#: what `precision` takes: the JAX runtime's precisions
+PRECISIONS = RUNTIME.precisions
 
 
 @register
@@ -82,8 +84,10 @@ class JaxEuler(Backend):
 
     def device_call(self, stimulus):
         """A zero-argument callable that runs `stimulus` on a current already on the
-        device(s) (copied and compiled now) and blocks until V is ready there, without
-        copying it back: the "device only" time; `run` is the round trip."""
+        device(s) (copied and compiled now), returning V there as JAX dispatches it,
+        without copying it back: the "device only" time, once the harness has waited for
+        it through the runtime (`hhbench.runtimes.device_only_call`); `run` is the round
+        trip."""
         self.prepare()
         from hhbench.backends import jax_engine
         return jax_engine.device_call(stimulus.current_ua, stimulus.dt_ms, self.kernel,

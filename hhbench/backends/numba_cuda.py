@@ -21,8 +21,10 @@ from hhbench.backends import register
 from hhbench.backends.base import Backend
 from hhbench.devices import parse_device
 from hhbench.errors import CannotRunHere, HHBenchError
+from hhbench.runtimes.numba_cuda import RUNTIME
 
-PRECISIONS = ("float64", "float32")
+#: what `precision` takes: the numba-cuda runtime's precisions
+PRECISIONS = RUNTIME.precisions
 
 
 @register
@@ -85,10 +87,11 @@ class NumbaCuda(Backend):
         return self._result(stimulus, v, stimulus.t_ms, 0, diverged=diverged)
 
     def device_call(self, stimulus):
-        """A zero-argument callable that integrates `stimulus` from a current already on
-        the GPU (copied, and the kernel compiled, now) into V's buffer there and waits for
-        the GPU (`cuda.synchronize()`), copying nothing back: the "device only" time; `run`
-        is the round trip."""
+        """A zero-argument callable that launches the integration of `stimulus` from a
+        current already on the GPU (copied, and the kernel compiled, now) into V's buffer
+        there, copying nothing back: the "device only" time, once the harness has waited
+        through the runtime (`hhbench.runtimes.device_only_call`); `run` is the round
+        trip."""
         self.prepare()
         from hhbench.backends import cuda_engine
         return cuda_engine.DeviceRun(stimulus.current_ua, stimulus.dt_ms, self.kernel,

@@ -49,11 +49,13 @@ from hhbench.cnn import import_tensorflow
 from hhbench.cnn.plan import (PlanError, as_1d, polyphase_kernel,  # noqa: F401
                               same_padding, transpose_length)
 from hhbench.errors import HHBenchError
+from hhbench.runtimes import get_runtime
 
 import_tensorflow()  # quietly, where installed (see hhbench.cnn)
 
 IMPLS = ("conv1d", "matmul")
-DTYPES = ("float32", "float16", "bfloat16", "float64")
+#: the dtypes it computes in: the TensorFlow runtime's network precisions
+DTYPES = get_runtime("tensorflow").network_precisions
 
 
 class FastGraphError(HHBenchError):

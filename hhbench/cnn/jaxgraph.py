@@ -233,11 +233,12 @@ class JaxGraph:
 
     def device_call(self, x):
         """A function of no arguments that runs the network on `x`, put on the device now,
-        and returns once the device has finished; nothing is copied back."""
+        returning its output on the device as JAX dispatches it (the caller waits through
+        the runtime's `synchronize`); nothing is copied back."""
         x_device = self.put(x)
 
         def call():
-            return self.apply(x_device).block_until_ready()
+            return self.apply(x_device)
         return call
 
 
@@ -246,16 +247,19 @@ class JaxRunner:
     then run it on batches of currents in µA/cm², returning V in mV on the right clock.
 
     Scales given here override those stored with the model. `max_windows_per_call` caps the
-    windows of one call of the network (each distinct batch size is traced once)."""
+    windows of one call of the network (None, the default: all of a run's windows in one;
+    each distinct number of windows is traced once); `last_chunk` and `last_calls` say
+    what the last run did."""
 
     def __init__(self, model=None, *, device: str = "auto", precision: str = "float32",
                  input_scale: float | None = None, output_scale: float | None = None,
-                 max_windows_per_call: int = 256, transpose: str = "polyphase"):
+                 max_windows_per_call: int | None = None, transpose: str = "polyphase"):
         from hhbench.cnn.h5weights import LabModel, read_lab_folder
         from hhbench.model_location import locate_model
 
-        if max_windows_per_call < 1:
-            raise HHBenchError("max_windows_per_call must be >= 1")
+        self.max_windows_per_call = winlib.check_chunk(max_windows_per_call)
+        self.last_chunk: int | None = None
+        self.last_calls: int | None = None
         self.device_request = device
         self.location = None if isinstance(model, LabModel) else locate_model(model)
         loaded = model if self.location is None else read_lab_folder(self.location.path)
@@ -270,7 +274,6 @@ class JaxRunner:
         self.window, self.out_len = self.graph.window, self.graph.out_len
         # as the TensorFlow runner: half of what the output lacks against the input
         self.context = (self.window - self.out_len) // 2
-        self.max_windows_per_call = int(max_windows_per_call)
         self.cold_start_s: float | None = None
 
     @property
@@ -278,8 +281,11 @@ class JaxRunner:
         return self.graph.device_name
 
     def _chunks(self, x: np.ndarray):
-        for start in range(0, len(x), self.max_windows_per_call):
-            yield x[start:start + self.max_windows_per_call]
+        """`x`'s windows a network call at a time (`hhbench.cnn.windows.chunks`), noted in
+        `last_chunk` and `last_calls`."""
+        self.last_chunk = winlib.chunk_size(len(x), self.max_windows_per_call)
+        self.last_calls = -(-len(x) // self.last_chunk)
+        return winlib.chunks(x, self.max_windows_per_call)
 
     def predict_windows(self, x_scaled: np.ndarray) -> np.ndarray:
         """Network output for windows (n, window) of scaled input → (n, out_len), unscaled."""
@@ -300,21 +306,20 @@ class JaxRunner:
             self.cold_start_s = time.perf_counter() - start
         return winlib.CnnOutput(v_mv=v, t_ms=t_ms, first_sample=self.context,
                                 padded_samples=win.padded, n_windows=len(win.starts),
-                                device=self.device)
+                                device=self.device, windows_per_call=self.last_chunk,
+                                network_calls=self.last_calls)
 
     def device_call(self, current_ua: np.ndarray):
         """A function of no arguments that runs the network on the windows of `current_ua`,
-        put on the device now, and returns once the device has finished: the network's
-        outputs per chunk of windows, left on the device (nothing is copied back)."""
+        put on the device now, and returns the network's outputs per chunk of windows as
+        JAX dispatches them, left on the device (the caller waits through the runtime's
+        `synchronize`; nothing is copied back)."""
         win = winlib.cut(current_ua, window=self.window, out_len=self.out_len,
                          context=self.context, input_scale=self.input_scale)
         chunks = [self.graph.put(chunk) for chunk in self._chunks(win.x)]
 
         def call():
-            outs = [self.graph.apply(chunk) for chunk in chunks]
-            for y in outs:
-                y.block_until_ready()
-            return outs
+            return [self.graph.apply(chunk) for chunk in chunks]
         return call
 
     def warmup(self, batch: int = 1, calls: int = 1) -> None:

@@ -14,8 +14,9 @@ executor threads) and 2.9-3.6 ms here, by process; at batch 64 the `tf.function`
 faster.
 
 An interpreter has a fixed input shape, so there is one per batch size, the two most
-recently used kept (a stimulus cut into chunks of `max_windows_per_call` windows calls
-with two sizes; a new one costs ~10 ms, weight packing included). `num_threads` is each
+recently used kept (a stimulus cut into chunks of a set `max_windows_per_call` windows
+calls with two sizes; by default a call's windows go in one chunk; a new one costs ~10 ms,
+weight packing included). `num_threads` is each
 interpreter's thread pool; `default_threads()` follows TensorFlow's intra-op setting (the
 usable cores when unset), so both runtimes get the same cores. An interpreter is not
 thread-safe: one LiteGraph serves one thread.

@@ -9,6 +9,9 @@ The runner owns everything between a stimulus and the network:
     keeps its samples. A stimulus shorter than the window is zero-padded on the right
     (`padded_samples` says how much) and its output trimmed to the stimulus (the cutting
     and stitching are `hhbench.cnn.windows`, shared with the JAX runner);
+  * chunks: a call's windows go through the network `max_windows_per_call` at a time;
+    None (default) is all of them in one network call, so the chunk follows the batch
+    (`last_chunk` and `last_calls` say what the last run did);
   * device: everything runs under one TensorFlow device scope, and the device that
     produced the output is read back from TensorFlow (TensorFlow Lite runs on the CPU);
   * mode: "compiled" calls the fast graph of `hhbench.cnn.fastgraph` — the same network
@@ -33,7 +36,8 @@ import numpy as np
 
 from hhbench.cnn import files, import_tensorflow
 from hhbench.cnn.devices import short_device_name
-from hhbench.cnn.windows import CnnOutput, check_rate, cut, stitch, window_starts
+from hhbench.cnn.windows import (CnnOutput, check_chunk, check_rate, chunk_size, chunks, cut,
+                                 stitch, window_starts)
 from hhbench.cnn_modes import check_mode
 from hhbench.errors import HHBenchError
 from hhbench.model_location import locate_model
@@ -48,22 +52,24 @@ class CnnRunner:
     default model. Scales given here override those stored with the model.
     fast_options: a `fastgraph.FastGraphOptions` (impl, dtype, XLA) for the fast graph.
     `mode_request` is the mode asked for, `mode` the one that runs ("auto" resolved).
+    `max_windows_per_call`: windows per network call (None: all of a run's windows).
     """
 
     def __init__(self, model=None, *, device: str = "auto", mode: str = "auto",
                  input_scale: float | None = None, output_scale: float | None = None,
-                 max_windows_per_call: int = 256, fast_options=None):
+                 max_windows_per_call: int | None = None, fast_options=None):
         import tensorflow as tf
 
         from hhbench.cnn.devices import resolve_device
 
-        if max_windows_per_call < 1:
-            raise HHBenchError("max_windows_per_call must be >= 1")
+        self.max_windows_per_call = check_chunk(max_windows_per_call)
+        #: windows per network call and network calls of the last run (None before one)
+        self.last_chunk: int | None = None
+        self.last_calls: int | None = None
         self.device_request = device
         self.tf_device = resolve_device(device)
         self.mode_request = mode
         self.mode = resolve_mode(mode, self.tf_device, fast_options)
-        self.max_windows_per_call = int(max_windows_per_call)
         #: where the model came from (--model, HHBENCH_MODEL, package data, checkout)
         self.location = None if isinstance(model, files.LoadedModel) else locate_model(model)
         with tf.device(self.tf_device):
@@ -120,9 +126,10 @@ class CnnRunner:
         import tensorflow as tf
 
         outs = []
+        self.last_chunk = chunk_size(len(x_scaled), self.max_windows_per_call)
         with tf.device(self.tf_device):
-            for start in range(0, len(x_scaled), self.max_windows_per_call):
-                chunk = x_scaled[start:start + self.max_windows_per_call, :, None]
+            for chunk in chunks(x_scaled, self.max_windows_per_call):
+                chunk = chunk[:, :, None]
                 if self.mode == "lite" and self.network is not self.lab_network:
                     # TensorFlow Lite's interpreter: NumPy in, NumPy out, on the CPU
                     outs.append(self.network(chunk)[..., 0])  # it converts to float32
@@ -136,6 +143,7 @@ class CnnRunner:
                                                    batch_size=len(chunk))[..., 0])
                     # predict() hands back NumPy: where it ran is where the weights live
                     self.last_device = self.model.weights[0].device
+        self.last_calls = len(outs)
         return np.concatenate(outs, axis=0)
 
     # -- stimulus in, V out --------------------------------------------------------------
@@ -164,7 +172,8 @@ class CnnRunner:
                          output_scale=self.output_scale, fs_khz=self.fs_khz)
         return CnnOutput(v_mv=v, t_ms=t_ms, first_sample=self.context,
                          padded_samples=win.padded, n_windows=len(win.starts),
-                         device=short_device_name(self.last_device))
+                         device=short_device_name(self.last_device),
+                         windows_per_call=self.last_chunk, network_calls=self.last_calls)
 
     def warmup(self, batch: int = 1, calls: int = 1) -> None:
         """Run `calls` times on zeros of `batch` traces (tracing, kernel choice, upload), so

@@ -8,7 +8,9 @@ Shared by the TensorFlow runner (`hhbench.cnn.runner`) and the JAX runner
     whose outputs tile samples [context, N − context): window j starts at j·out_len, the
     last one is moved back to end at N, and of two overlapping outputs the earlier window
     keeps its samples. A stimulus shorter than the window is zero-padded on the right
-    (`padded_samples` says how much) and its output trimmed to the stimulus.
+    (`padded_samples` says how much) and its output trimmed to the stimulus;
+  * chunks: the windows of a call go through the network `chunk` at a time
+    (`chunk_size`): all of them in one network call unless a chunk is set.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class CnnOutput:
     padded_samples: int
     n_windows: int
     device: str
+    #: windows per network call, and network calls, of this run (`chunk_size`)
+    windows_per_call: int | None = None
+    network_calls: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +57,31 @@ def window_starts(n_samples: int, window: int, out_len: int) -> list[int]:
     if starts[-1] != last:
         starts.append(last)
     return starts
+
+
+def check_chunk(chunk) -> int | None:
+    """`chunk` (windows per network call) as an int ≥ 1, or None (all the windows of a
+    call at once); HHBenchError naming any other value."""
+    if chunk is None:
+        return None
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise HHBenchError(f"CNN chunk must be a whole number of windows >= 1 (or None: "
+                           f"the batch's windows in one call), got {chunk!r}")
+    return int(chunk)
+
+
+def chunk_size(n_windows: int, chunk: int | None) -> int:
+    """Windows per network call for a call over `n_windows` windows: all of them when
+    `chunk` is None, else at most `chunk` (at least 1); the network is then called
+    ceil(n_windows / chunk_size) times."""
+    return max(1, n_windows if chunk is None else min(chunk, n_windows))
+
+
+def chunks(x: np.ndarray, chunk: int | None):
+    """`x`'s rows (windows) `chunk_size(len(x), chunk)` at a time, in order."""
+    size = chunk_size(len(x), chunk)
+    for start in range(0, len(x), size):
+        yield x[start:start + size]
 
 
 def check_rate(fs_khz, model_fs_khz: float) -> None:

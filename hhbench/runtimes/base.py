@@ -8,11 +8,18 @@ numba-cuda, JAX, TensorFlow). The harness asks a backend's runtime, never the fr
   * `native_device("gpu:N")`: the framework's own device object for it;
   * `process_env(env)`: environment variables a fresh process needs before the framework
     is imported (memory, CPU device count); `setup()`: the same in this process;
-  * `synchronize(device)`: wait until the device has finished its queued work;
+  * `precisions` / `network_precisions`: the precisions its code computes in (a
+    simulator's step: "float64", "float32"), and those a network's matrix products and
+    convolutions may compute in ("tf32", "bfloat16", ...); `check_precision(value)`;
+  * `synchronize(device, value)`: wait until the device has finished its queued work
+    (and `value`, what a call returned, exists);
   * `ceilings(device)`: the device's arithmetic rates measured through this runtime (a
-    dict of `hhbench.floor.Ceilings` fields), or None where it has none of its own;
+    dict of `hhbench.floor.Ceilings` fields), where `has_ceilings`;
   * `memory_in_use(device)`: bytes in use on the device, or None where unknown;
-  * `energy_j(device)`: the device's energy counter in J, or None (no counter here).
+  * `energy_where(device)`: which `hhbench.energy` counter measures the device ("gpu:N"
+    NVML's numbering, "cpu" RAPL's) or None; `energy_j(device)`: that counter's
+    cumulative reading in J, or None (no counter readable here); `energy_sample(device)`:
+    clocks and throttle reasons beside a reading ({} where none).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from hhbench.devices import parse_device, pick_gpu
-from hhbench.errors import CannotRunHere
+from hhbench.errors import CannotRunHere, HHBenchError
 
 
 def missing_modules_reason(requires, install_hint: str = "") -> str | None:
@@ -45,6 +52,14 @@ class Runtime:
     #: importable modules it needs
     requires: ClassVar[tuple[str, ...]] = ()
     install_hint: ClassVar[str] = ""
+    #: precisions its code computes in (what a simulator's `precision` option takes)
+    precisions: ClassVar[tuple[str, ...]] = ("float64",)
+    #: precisions a network's matrix products and convolutions may compute in through it
+    #: (a surrogate's `precision` option); () where it runs no network
+    network_precisions: ClassVar[tuple[str, ...]] = ()
+    #: whether it measures a device's ceilings itself (`ceilings`); where not, a GPU's
+    #: are measured through JAX (`hhbench.floor.gpu_ceilings`)
+    has_ceilings: ClassVar[bool] = False
 
     def is_available(self) -> bool:
         return missing_modules_reason(self.requires) is None
@@ -87,15 +102,44 @@ class Runtime:
         for key, value in env.items():
             os.environ.setdefault(key, value)
 
-    def synchronize(self, device: str) -> None:
-        """Wait until `device` has finished the work queued on it (nothing queues on a CPU)."""
+    def check_precision(self, precision: str, *, network: bool = False) -> str:
+        """`precision` if this runtime computes in it (`network`: in a network's matrix
+        products, `network_precisions`; else `precisions`), else HHBenchError naming it."""
+        choices = self.network_precisions if network else self.precisions
+        if precision not in choices:
+            raise HHBenchError(f"unknown precision {precision!r} for "
+                               f"{self.label or self.name}; use {', '.join(choices)}")
+        return precision
+
+    def synchronize(self, device: str, value=None) -> None:
+        """Wait until `device` has finished the work queued on it, and `value` (what a call
+        returned, None for nothing) exists; nothing queues on a CPU."""
 
     def ceilings(self, device: str) -> dict | None:
+        """The device's rates (`hhbench.floor.Ceilings` fields) where `has_ceilings`."""
         return None
 
     def memory_in_use(self, device: str) -> int | None:
+        """Bytes in use on `device`, or None where this runtime cannot tell."""
+        return None
+
+    def energy_where(self, device: str) -> str | None:
+        """The `hhbench.energy` counter of `device`: "gpu:N" (NVML's GPU N), "cpu" (RAPL),
+        or None where this runtime knows of none."""
         return None
 
     def energy_j(self, device: str) -> float | None:
-        """The device's cumulative energy counter in J (None: no counter read here)."""
-        return None
+        """The device's cumulative energy counter in J (None: no counter readable here)."""
+        where = self.energy_where(device)
+        if where is None:
+            return None
+        from hhbench.energy import read_counter_j
+        return read_counter_j(where)
+
+    def energy_sample(self, device: str) -> dict:
+        """The counter's clock, temperature and throttle reasons now ({} where none)."""
+        where = self.energy_where(device)
+        if where is None:
+            return {}
+        from hhbench.energy import counter_sample
+        return counter_sample(where)

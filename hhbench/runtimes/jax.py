@@ -5,9 +5,13 @@
   * process set-up: XLA_PYTHON_CLIENT_PREALLOCATE=false (unless set): JAX on a GPU takes
     75 % of its memory at start-up otherwise, which would starve another runtime in the
     process; the CPU device count is set where JAX is imported (`hhbench.jax_runtime`);
-  * synchronisation: `block_until_ready` on what a call returns;
+  * precisions: float64 and float32 (the `jax` backend's step); a network's convolutions
+    in float32 (at HIGHEST), tf32 or bfloat16 (the CNN's JAX runtime, `hhbench.cnn.jaxgraph`);
+  * synchronisation: `block_until_ready` on what a call returns (with nothing returned,
+    `jax.effects_barrier()`);
   * ceilings: matmul, exp and fma rates measured with JAX (`hhbench.jax_ceilings`);
-  * memory in use: the device's `memory_stats()["bytes_in_use"]` (None where it has none).
+  * memory in use: the device's `memory_stats()["bytes_in_use"]` (None where it has none);
+  * energy: NVML's counter of a GPU, RAPL's on the CPU (`hhbench.energy`), where readable.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ class JaxRuntime(Runtime):
     label = "JAX"
     requires = ("jax",)
     install_hint = "pip install 'hhbench[jax]'"
+    precisions = ("float64", "float32")
+    network_precisions = ("float32", "tf32", "bfloat16")
+    has_ceilings = True
 
     def process_env(self, env: dict) -> None:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -57,17 +64,39 @@ class JaxRuntime(Runtime):
         return self.devices(device)[0]
 
     def synchronize(self, device: str, value=None) -> None:
+        """Block until `value` (arrays, or a tree of them) is computed; with no value,
+        until JAX's queued effects have run (`jax.effects_barrier`)."""
+        from hhbench.jax_runtime import jax
         if value is not None:
-            from hhbench.jax_runtime import jax
             jax.block_until_ready(value)
+        else:
+            jax.effects_barrier()
 
     def ceilings(self, device: str) -> dict:
         from hhbench.jax_ceilings import measure_device_ceilings
         return measure_device_ceilings(device)
 
     def memory_in_use(self, device: str) -> int | None:
-        stats = self.native_device(device).memory_stats()
-        return None if not stats else int(stats.get("bytes_in_use", 0))
+        """Bytes JAX holds on the device (`memory_stats()["bytes_in_use"]`); None where
+        the device keeps no statistics (the CPU) or not that one."""
+        try:
+            stats = self.native_device(device).memory_stats()
+        except (AttributeError, NotImplementedError, RuntimeError, CannotRunHere):
+            return None
+        if not stats or "bytes_in_use" not in stats:
+            return None
+        return int(stats["bytes_in_use"])
+
+    def energy_where(self, device: str) -> str | None:
+        """NVML's counter of GPU N of "gpu:N" (None for a GPU JAX does not see); RAPL's
+        CPU packages for "cpu"."""
+        if device == "cpu":
+            return "cpu"
+        from hhbench.energy import nvml_where
+        try:
+            return nvml_where(self.gpu_index(device))
+        except CannotRunHere:
+            return None
 
 
 RUNTIME = JaxRuntime()

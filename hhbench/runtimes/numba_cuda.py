@@ -6,10 +6,12 @@
     `numba.cuda.gpus[N]`, numbered as the CUDA driver numbers them after
     CUDA_VISIBLE_DEVICES;
   * process set-up: `module()` returns numba.cuda with NumPy 2.5 made compilable (below);
+  * precisions: float64 and float32 (the step kernels' arithmetic);
   * synchronisation: `numba.cuda.synchronize()` on the device's context;
   * ceilings: the elementwise exp and fma rates measured with numba-cuda kernels
     (`hhbench.runtimes.cuda_ceilings`), the rates the backend's own kernels are bound by;
-  * memory in use: the device's total minus its free memory (`get_memory_info`).
+  * memory in use: the device's total minus its free memory (`get_memory_info`);
+  * energy: NVML's counter of the GPU (`hhbench.energy`), None where it is unreadable.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class NumbaCudaRuntime(Runtime):
     label = "numba-cuda"
     requires = ("numba", "numba_cuda")
     install_hint = "pip install 'hhbench[cuda]'"
+    precisions = ("float64", "float32")
+    has_ceilings = True
 
     def gpu_count(self) -> int:
         """GPUs numba-cuda sees (the simulator's one under NUMBA_ENABLE_CUDASIM=1); 0 when
@@ -86,7 +90,8 @@ class NumbaCudaRuntime(Runtime):
         """The numba-cuda GPU (`numba.cuda.gpus[N]`, a context manager) of "gpu:N"."""
         return module().gpus[self.gpu_index(device)]
 
-    def synchronize(self, device: str) -> None:
+    def synchronize(self, device: str, value=None) -> None:
+        """Wait for every kernel and copy queued on GPU N of "gpu:N" (its context)."""
         cuda = module()
         with cuda.gpus[self.gpu_index(device)]:
             cuda.synchronize()
@@ -99,6 +104,17 @@ class NumbaCudaRuntime(Runtime):
         with cuda.gpus[self.gpu_index(device)]:
             free, total = cuda.current_context().get_memory_info()
         return int(total - free)
+
+    def energy_where(self, device: str) -> str | None:
+        """NVML's counter of GPU N of "gpu:N" (None under the simulator, which has no GPU,
+        and for a GPU numba-cuda does not see)."""
+        if simulator_enabled() or not device.startswith("gpu"):
+            return None
+        from hhbench.energy import nvml_where
+        try:
+            return nvml_where(self.gpu_index(device))
+        except CannotRunHere:
+            return None
 
     def ceilings(self, device: str) -> dict:
         if simulator_enabled():  # its kernels run in the Python interpreter: no ceiling

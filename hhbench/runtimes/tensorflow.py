@@ -3,12 +3,16 @@
   * devices: the GPUs TensorFlow lists (`tf.config.list_physical_devices("GPU")`);
     "gpu:N" is TensorFlow's "/GPU:N";
   * process set-up: TF_CPP_MIN_LOG_LEVEL=2 (its start-up logging off);
+  * precisions: the CNN's fast graph's dtypes, float32, float16, bfloat16, float64
+    (TensorFlow's own TF32 switch applies to float32 on Ampere+ GPUs);
   * synchronisation: a TensorFlow call returns its result on the host when it is done;
-  * memory in use: `tf.config.experimental.get_memory_info`'s current bytes.
+  * memory in use: `tf.config.experimental.get_memory_info`'s current bytes;
+  * energy: NVML's counter of a GPU, RAPL's on the CPU (`hhbench.energy`), where readable.
 """
 
 from __future__ import annotations
 
+from hhbench.errors import CannotRunHere
 from hhbench.runtimes.base import Runtime
 
 
@@ -17,6 +21,7 @@ class TensorFlowRuntime(Runtime):
     label = "TensorFlow"
     requires = ("tensorflow", "tf_keras", "h5py")
     install_hint = "pip install 'hhbench[cnn]'"
+    precisions = network_precisions = ("float32", "float16", "bfloat16", "float64")
 
     def process_env(self, env: dict) -> None:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,6 +37,17 @@ class TensorFlowRuntime(Runtime):
         if device == "cpu":
             return "/CPU:0"
         return f"/GPU:{self.gpu_index(device)}"
+
+    def energy_where(self, device: str) -> str | None:
+        """NVML's counter of GPU N of "gpu:N" (None for one TensorFlow does not see);
+        RAPL's CPU packages for "cpu"."""
+        if device == "cpu":
+            return "cpu"
+        from hhbench.energy import nvml_where
+        try:
+            return nvml_where(self.gpu_index(device))
+        except CannotRunHere:
+            return None
 
     def memory_in_use(self, device: str) -> int | None:
         import tensorflow as tf
