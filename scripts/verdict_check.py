@@ -92,6 +92,13 @@ def load_of(path: Path) -> str:
     return load_words(RunResults.load(path).environment)
 
 
+def calibration_ratio(old: Path, new: Path) -> float:
+    """NEW/OLD of the two runs' calibration kernel minima (`hhbench.calibration`)."""
+    from hhbench.results import RunResults
+    return (RunResults.load(new).calibration["min_s"]
+            / RunResults.load(old).calibration["min_s"])
+
+
 def trials(folder: Path, config: Path, mode: str, rounds: int, loops: int) -> list[dict]:
     """Run `rounds` comparisons of one mode; one dict per trial (exit, verdicts, loads)."""
     planted = 2 if mode == "ab-loaded" else 1  # NEW runs numba's kernel twice per call
@@ -106,9 +113,11 @@ def trials(folder: Path, config: Path, mode: str, rounds: int, loops: int) -> li
               "aa-quiet": code == 0}[mode]
         trial = {"mode": mode, "exit": code, "ok": ok, "speeds": speeds,
                  "undecided": sum(v == "inconclusive" for v in speeds.values()),
-                 "cases": len(speeds), "load_old": load_of(a), "load_new": load_of(b)}
+                 "cases": len(speeds), "load_old": load_of(a), "load_new": load_of(b),
+                 "calibration_ratio": calibration_ratio(a, b)}
         print(f"{mode} {i + 1}: compare exit {code} ({'ok' if ok else 'MISSED'}); OLD "
-              f"{trial['load_old']}, NEW {trial['load_new']}; " + ", ".join(
+              f"{trial['load_old']}, NEW {trial['load_new']}; calibration NEW/OLD "
+              f"{trial['calibration_ratio']:.3f}; " + ", ".join(
                   f"{name} x{n}: {v}" for (name, _, n), v in speeds.items()), flush=True)
         out.append(trial)
     return out
@@ -124,8 +133,10 @@ def summary(results: list[dict]) -> list[str]:
         hits = sum(t["ok"] for t in got)
         undecided = sum(t["undecided"] for t in got)
         cases = sum(t["cases"] for t in got)
+        ratios = [t["calibration_ratio"] for t in got]
         lines.append(f"{mode}: {target} in {hits} of {len(got)} trials; undecided cases "
-                     f"{undecided} of {cases}; exits {[t['exit'] for t in got]}")
+                     f"{undecided} of {cases}; exits {[t['exit'] for t in got]}; calibration "
+                     f"NEW/OLD {min(ratios):.3f}-{max(ratios):.3f}")
     return lines
 
 
