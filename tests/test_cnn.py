@@ -4,6 +4,8 @@ import json
 import shutil
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 
 tf = pytest.importorskip("tensorflow")
@@ -57,6 +59,21 @@ def test_lab_folder_matches_tf_keras_prediction(runner, keras2_model):
     assert np.max(np.abs(out.v_mv * 1e-2 - expected)) < 1e-5
     np.testing.assert_allclose(out.t_ms, (np.arange(2048) + 256) * 0.05)
     assert out.padded_samples == 0 and out.n_windows == 1
+
+
+def test_tensorflow_counts_the_same_activations_per_window_as_the_plan(runner, lab_small):
+    """Catches the TensorFlow runner's memory bound counting another network than it runs
+    (a nested model counted as its one output, the input layer's list shape): Keras's
+    own leaf layers and hhbench's plan of the same files, read without TensorFlow, count
+    the same values per window, but for the nested model's own input layer (a window of
+    one channel), which the plan folds into the outer input."""
+    import json
+
+    from hhbench.cnn.plan import activation_values, build_plan
+    config = json.loads((Path(lab_small) / "Gmodel.json").read_text())
+    plan = build_plan(config.get("config", config))
+    assert runner.activation_values() - activation_values(plan) == runner.window * 1
+    assert activation_values(plan) > 10 * runner.window  # every layer, not the output only
 
 
 def test_runner_keeps_its_cold_start_apart(lab_small):

@@ -396,3 +396,45 @@ def test_the_chunk_follows_the_batch_unless_set_and_is_recorded(chunk):
     np.testing.assert_allclose(result.v_batch, single.run(stim).v_batch, atol=1e-4, rtol=0)
     with pytest.raises(HHBenchError, match="chunk .* got 0"):
         get_backend("cnn", model=SMALL, runtime="jax", device="cpu", chunk=0)
+
+
+def test_no_network_call_takes_more_windows_than_a_quarter_of_the_memory_holds(monkeypatch):
+    """Catches the chunk following the batch into memory the device does not have (10⁶
+    traces in one call): the bound is a quarter of the free memory over 8 bytes per
+    activation value, the values counted from the layers' shapes by hand here; a device
+    with room for 6 windows runs 15 windows as calls of 6, 6, 3, and says so."""
+    from hhbench.cnn import windows as winlib
+    from hhbench.cnn.plan import activation_values
+    from hhbench.runtimes import get_runtime
+
+    backend = get_backend("cnn", model=SMALL, runtime="jax", device="cpu")
+    backend.prepare()
+    plan = backend.runner.graph.plan
+    by_hand = sum(step.shape[0] * step.shape[1] for step in plan.steps)
+    assert activation_values(plan) == backend.runner.activation_values() == by_hand
+    assert winlib.memory_chunk(by_hand, 6 * 4 * 8 * by_hand) == 6
+    assert winlib.memory_chunk(by_hand, 7 * 4 * 8 * by_hand - 1) == 6
+    assert winlib.memory_chunk(by_hand, 1) == 1                      # at least one window
+    assert winlib.memory_chunk(by_hand, None) == \
+        winlib.UNKNOWN_CAPACITY_BYTES // 4 // (8 * by_hand)
+    assert winlib.call_cap(None, 6) == 6 and winlib.call_cap(4, 6) == 4
+    assert winlib.call_cap(None, None) is None
+    # the backend asks its runtime for the device's free memory
+    runtime = type(get_runtime("jax"))
+    monkeypatch.setattr(runtime, "memory_capacity",
+                        lambda self, device: 6 * 4 * 8 * by_hand if device == "cpu" else None)
+    small = get_backend("cnn", model=SMALL, runtime="jax", device="cpu")
+    small.prepare()
+    sizes = []
+    apply = small.runner.graph.apply
+
+    def counted(x):
+        sizes.append(int(x.shape[0]))
+        return apply(x)
+
+    small.runner.graph.apply = counted
+    small.run(stimuli.white_noise(seed=4, batch=5, n_samples=5000))
+    assert sizes == [6, 6, 3]
+    settings = small.settings()
+    assert (settings["chunk"], settings["memory_chunk"], settings["windows_per_call"],
+            settings["network_calls"]) == ("batch", 6, 6, 3)

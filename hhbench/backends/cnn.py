@@ -10,9 +10,12 @@ Two runtimes run the same network from the same files:
 The option `runtime` chooses; "auto" (default) is TensorFlow when tensorflow, tf_keras and
 h5py are installed, else JAX when jax and h5py are. The option `chunk` is the windows per
 network call: None (default) puts every window of a call's batch through the network in
-one call (the chunk follows the batch), a number caps it. `settings()` records the runtime
-that ran, the precision that applied, the device, the chunk asked for and, after a run,
-the windows per network call and network calls of the last run.
+one call (the chunk follows the batch), a number caps it; either way no call takes more
+windows than a quarter of the device's free memory holds (`memory_chunk`, from the
+network's per-window activations; `hhbench.cnn.windows.memory_chunk`). `settings()`
+records the runtime that ran, the precision that applied, the device, the chunk asked
+for, the memory bound and, after a run, the windows per network call and network calls
+of the last run.
 
 Its output covers the central window of the stimulus only (context cropped), so results
 carry their own `t_ms`; compare with other backends on those samples.
@@ -118,11 +121,16 @@ class Cnn(Backend):
                                     precision=self.precision, input_scale=opts["input_scale"],
                                     output_scale=opts["output_scale"],
                                     max_windows_per_call=self.chunk)
-            return
-        from hhbench.cnn.fastgraph import FastGraphOptions
-        from hhbench.cnn.runner import CnnRunner
-        self.runner = CnnRunner(**opts, fast_options=FastGraphOptions(**self.fast),
-                                max_windows_per_call=self.chunk)
+        else:
+            from hhbench.cnn.fastgraph import FastGraphOptions
+            from hhbench.cnn.runner import CnnRunner
+            self.runner = CnnRunner(**opts, fast_options=FastGraphOptions(**self.fast),
+                                    max_windows_per_call=self.chunk)
+        # a batch's windows go through in one call only as far as the device's memory
+        # allows (a million traces would not fit any card)
+        from hhbench.cnn.windows import memory_chunk
+        self.runner.memory_windows = memory_chunk(
+            self.runner.activation_values(), self.device_runtime().memory_capacity(self.device))
 
     @property
     def device(self) -> str:
@@ -145,7 +153,8 @@ class Cnn(Backend):
                   "context": r.context, "window": r.window,
                   # windows per network call: asked for ("batch": all of a call's), and
                   # what the last run did
-                  "chunk": "batch" if self.chunk is None else self.chunk}
+                  "chunk": "batch" if self.chunk is None else self.chunk,
+                  "memory_chunk": r.memory_windows}
         if r.last_chunk is not None:
             common.update(windows_per_call=r.last_chunk, network_calls=r.last_calls)
         if self.runtime_name == "jax":

@@ -258,6 +258,9 @@ class JaxRunner:
         from hhbench.model_location import locate_model
 
         self.max_windows_per_call = winlib.check_chunk(max_windows_per_call)
+        #: the most windows a call may take in the device's memory (None: no bound set;
+        #: `hhbench.cnn.windows.memory_chunk`, set by the backend)
+        self.memory_windows: int | None = None
         self.last_chunk: int | None = None
         self.last_calls: int | None = None
         self.device_request = device
@@ -283,9 +286,15 @@ class JaxRunner:
     def _chunks(self, x: np.ndarray):
         """`x`'s windows a network call at a time (`hhbench.cnn.windows.chunks`), noted in
         `last_chunk` and `last_calls`."""
-        self.last_chunk = winlib.chunk_size(len(x), self.max_windows_per_call)
+        cap = winlib.call_cap(self.max_windows_per_call, self.memory_windows)
+        self.last_chunk = winlib.chunk_size(len(x), cap)
         self.last_calls = -(-len(x) // self.last_chunk)
-        return winlib.chunks(x, self.max_windows_per_call)
+        return winlib.chunks(x, cap)
+
+    def activation_values(self) -> int:
+        """Values the network's steps produce for one window (`plan.activation_values`)."""
+        from hhbench.cnn.plan import activation_values
+        return activation_values(self.graph.plan)
 
     def predict_windows(self, x_scaled: np.ndarray) -> np.ndarray:
         """Network output for windows (n, window) of scaled input → (n, out_len), unscaled."""

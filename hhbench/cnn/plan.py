@@ -277,6 +277,13 @@ def build_plan(config: dict, weights: dict | None = None) -> Plan:
     return Plan(steps=steps, output=out, in_shape=steps[0].kshape, out_shape=kshape)
 
 
+def activation_values(plan: Plan) -> int:
+    """Values every step of `plan` produces for one window (the sum of length × channels
+    of each step's output): what a network call holds per window if the framework keeps
+    every layer's output."""
+    return sum(int(np.prod(step.shape)) for step in plan.steps)
+
+
 def model_shapes(config: dict) -> tuple[tuple, tuple]:
     """(input, output) per-example shapes of a Keras 2 functional config."""
     plan = build_plan(config)

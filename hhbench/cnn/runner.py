@@ -36,7 +36,8 @@ import numpy as np
 
 from hhbench.cnn import files, import_tensorflow
 from hhbench.cnn.devices import short_device_name
-from hhbench.cnn.windows import (CnnOutput, check_chunk, check_rate, chunk_size, chunks, cut,
+from hhbench.cnn.windows import (CnnOutput, call_cap, check_chunk, check_rate, chunk_size,
+                                 chunks, cut,
                                  stitch, window_starts)
 from hhbench.cnn_modes import check_mode
 from hhbench.errors import HHBenchError
@@ -63,6 +64,9 @@ class CnnRunner:
         from hhbench.cnn.devices import resolve_device
 
         self.max_windows_per_call = check_chunk(max_windows_per_call)
+        #: the most windows a call may take in the device's memory (None: no bound set;
+        #: `hhbench.cnn.windows.memory_chunk`, set by the backend)
+        self.memory_windows: int | None = None
         #: windows per network call and network calls of the last run (None before one)
         self.last_chunk: int | None = None
         self.last_calls: int | None = None
@@ -126,9 +130,10 @@ class CnnRunner:
         import tensorflow as tf
 
         outs = []
-        self.last_chunk = chunk_size(len(x_scaled), self.max_windows_per_call)
+        cap = call_cap(self.max_windows_per_call, self.memory_windows)
+        self.last_chunk = chunk_size(len(x_scaled), cap)
         with tf.device(self.tf_device):
-            for chunk in chunks(x_scaled, self.max_windows_per_call):
+            for chunk in chunks(x_scaled, cap):
                 chunk = chunk[:, :, None]
                 if self.mode == "lite" and self.network is not self.lab_network:
                     # TensorFlow Lite's interpreter: NumPy in, NumPy out, on the CPU
@@ -186,6 +191,16 @@ class CnnRunner:
 
     def receptive_field(self) -> dict:
         return receptive_field(self.model, self.fs_khz)
+
+    def activation_values(self) -> int:
+        """Values the network's leaf layers produce for one window (sum over layers of
+        the per-window output size)."""
+        total = 0
+        for layer in iter_layers(self.model):
+            shape = layer.output_shape
+            shape = shape[0] if isinstance(shape, list) else shape
+            total += int(np.prod([int(d) for d in shape[1:]]))
+        return total
 
     def describe(self) -> dict:
         """Everything `hhbench model-info` prints, JSON-ready."""

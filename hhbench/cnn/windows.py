@@ -70,6 +70,33 @@ def check_chunk(chunk) -> int | None:
     return int(chunk)
 
 
+#: bytes one window holds in a network call per value its layers produce: every layer's
+#: float32 output kept (4 bytes), twice over for the framework's temporaries (im2col,
+#: padded copies); an upper bound of the right order, which is what a cap needs
+BYTES_PER_ACTIVATION = 8
+#: the share of a device's free memory one network call's windows may take
+CALL_MEMORY_SHARE = 0.25
+#: the memory assumed where the runtime cannot say what the device has
+UNKNOWN_CAPACITY_BYTES = 4 * 2**30
+
+
+def memory_chunk(activation_values: int, capacity_bytes: int | None) -> int:
+    """The most windows one network call may take on a device with `capacity_bytes` free
+    (None: unknown, `UNKNOWN_CAPACITY_BYTES`): `CALL_MEMORY_SHARE` of it over
+    `BYTES_PER_ACTIVATION` × `activation_values` (the values one window's layers produce,
+    `hhbench.cnn.plan.activation_values`); at least 1."""
+    capacity = UNKNOWN_CAPACITY_BYTES if capacity_bytes is None else int(capacity_bytes)
+    per_window = BYTES_PER_ACTIVATION * max(1, int(activation_values))
+    return max(1, int(CALL_MEMORY_SHARE * capacity) // per_window)
+
+
+def call_cap(asked: int | None, memory: int | None) -> int | None:
+    """Windows per network call: the chunk asked for (None: the whole batch), never more
+    than the memory bound (`memory_chunk`; None: none known)."""
+    caps = [c for c in (asked, memory) if c is not None]
+    return min(caps) if caps else None
+
+
 def chunk_size(n_windows: int, chunk: int | None) -> int:
     """Windows per network call for a call over `n_windows` windows: all of them when
     `chunk` is None, else at most `chunk` (at least 1); the network is then called

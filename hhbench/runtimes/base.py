@@ -128,6 +128,14 @@ class Runtime:
         or None where this runtime knows of none."""
         return None
 
+    def memory_capacity(self, device: str) -> int | None:
+        """Bytes free for a computation on `device`: the host's available memory (psutil)
+        for "cpu"; None where this runtime cannot tell (a GPU, unless it says)."""
+        if device == "cpu":
+            import psutil
+            return int(psutil.virtual_memory().available)
+        return None
+
     def energy_j(self, device: str) -> float | None:
         """The device's cumulative energy counter in J (None: no counter readable here)."""
         where = self.energy_where(device)

@@ -87,6 +87,19 @@ class JaxRuntime(Runtime):
             return None
         return int(stats["bytes_in_use"])
 
+    def memory_capacity(self, device: str) -> int | None:
+        """Bytes JAX may still take on a GPU (`memory_stats()`: bytes_limit − bytes_in_use,
+        the pool's cap under XLA's memory fraction); the host's for "cpu"."""
+        if device == "cpu":
+            return super().memory_capacity(device)
+        try:
+            stats = self.native_device(device).memory_stats()
+        except (AttributeError, NotImplementedError, RuntimeError, CannotRunHere):
+            return None
+        if not stats or "bytes_limit" not in stats:
+            return None
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
     def energy_where(self, device: str) -> str | None:
         """NVML's counter of GPU N of "gpu:N" (None for a GPU JAX does not see); RAPL's
         CPU packages for "cpu"."""

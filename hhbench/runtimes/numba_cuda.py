@@ -105,6 +105,18 @@ class NumbaCudaRuntime(Runtime):
             free, total = cuda.current_context().get_memory_info()
         return int(total - free)
 
+    def memory_capacity(self, device: str) -> int | None:
+        """Bytes free on the GPU (CUDA's free memory), None under the simulator; the
+        host's for "cpu"."""
+        if device == "cpu":
+            return super().memory_capacity(device)
+        if simulator_enabled():
+            return None
+        cuda = module()
+        with cuda.gpus[self.gpu_index(device)]:
+            free, _ = cuda.current_context().get_memory_info()
+        return int(free)
+
     def energy_where(self, device: str) -> str | None:
         """NVML's counter of GPU N of "gpu:N" (None under the simulator, which has no GPU,
         and for a GPU numba-cuda does not see)."""
