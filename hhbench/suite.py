@@ -170,7 +170,7 @@ class SuiteConfig:
                 limit = check_name(name).default_batch_limit
                 notes[f"{name} at batch {', '.join(map(str, dropped))}"] = (
                     f"run only up to batch {limit} by default, as too slow per trace; "
-                    f"name it with --backend to run it at every batch")
+                    f"name it in --backends to run it at every batch")
         return notes
 
     def backend_options(self, name: str) -> dict:

@@ -205,7 +205,7 @@ def test_the_default_suite_runs_the_slow_baseline_at_batch_1_only_and_says_so():
     batches = {(b, n) for b, _, n, _, _ in planned_cases(kept)}
     assert ("odeint-lab", 1) in batches and ("odeint-lab", 16) not in batches
     assert ("numpy", 16) in batches and ("odeint", 16) in batches
-    assert "--backend" in notes["odeint-lab at batch 16"]
+    assert "--backends" in notes["odeint-lab at batch 16"]
     assert not any(k.startswith("numpy") for k in notes)
     # named, it runs at every batch asked for, with no note
     named = SuiteConfig(backends=("odeint-lab", "numpy"), batches=(1, 16))
