@@ -43,8 +43,10 @@ unreadable.
 Memory at 10⁶ traces × 2,560 samples: one float64 array is 20.5 GB (10.2 GB float32).
 numba-cuda holds two arrays on the GPU at a time (41 GB in float64); JAX's device-only
 call two (41 GB), its round trip three (61 GB, the input donated). The throughput and
-scaling sections run with JAX's memory fraction raised to 0.95 (`XLA_CLIENT_MEM_FRACTION`;
-each section is a process of its own, so no later section inherits what JAX holds), so
+scaling sections run with JAX's memory fraction raised to 0.95 (`XLA_CLIENT_MEM_FRACTION`
+only: jaxlib refuses it beside the deprecated `XLA_PYTHON_CLIENT_MEM_FRACTION`, which no
+section gets; each section is a process of its own, so no later section inherits what JAX
+holds), so
 all of these fit an H100 (80 GB: 76 GB usable) and an H200 (141 GB: 134 GB usable); a
 case whose estimate does not fit the card is recorded as too big, with the memory it
 needed. The host holds the current and V (41 GB in float64; both machines have 128 GB).
@@ -796,7 +798,35 @@ def section_env(args) -> dict:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.device == "cpu":
         env["NUMBA_ENABLE_CUDASIM"] = "1"
+    return _one_mem_fraction(env)
+
+
+#: JAX's memory-fraction variable, and the deprecated name it replaced: jaxlib (0.11,
+#: `xla_client.generate_pjrt_gpu_plugin_options`) raises ValueError where both are set,
+#: inside the CUDA plugin's start, and JAX then runs on the CPU only
+MEM_FRACTION_VAR = "XLA_CLIENT_MEM_FRACTION"
+MEM_FRACTION_OLD = "XLA_PYTHON_CLIENT_MEM_FRACTION"
+
+
+def _one_mem_fraction(env: dict, fraction: float | None = None) -> dict:
+    """`env` with JAX's memory fraction under its current name only: `fraction` where
+    given, else the value inherited (the deprecated name's moved over where it is the only
+    one set)."""
+    env = dict(env)
+    old = env.pop(MEM_FRACTION_OLD, None)
+    if fraction is not None:
+        env[MEM_FRACTION_VAR] = str(fraction)
+    elif old and not env.get(MEM_FRACTION_VAR):
+        env[MEM_FRACTION_VAR] = old
     return env
+
+
+def child_env(env: dict, name: str) -> dict:
+    """The environment of section `name`'s process: throughput's and scaling's 10⁶-trace
+    cases get JAX's memory fraction raised to MEM_FRACTION (see the docstring)."""
+    if name in ("throughput", "scaling"):
+        return _one_mem_fraction(env, MEM_FRACTION)
+    return _one_mem_fraction(env)
 
 
 def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int | None]:
@@ -805,9 +835,7 @@ def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int 
            "--_deadline-at", repr(args.deadline_at), "--device", args.device]
     if args.quick:
         cmd.append("--quick")
-    if name in ("throughput", "scaling"):  # their 10⁶-trace cases: see the docstring
-        env = {**env, "XLA_CLIENT_MEM_FRACTION": str(MEM_FRACTION),
-               "XLA_PYTHON_CLIENT_MEM_FRACTION": str(MEM_FRACTION)}
+    env = child_env(env, name)
     log.write(f"\n===== {name} ({time.strftime('%H:%M:%S')}) =====\n")
     log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,

@@ -183,3 +183,38 @@ def test_title_and_energy_headline_name_the_devices_that_ran():
                                                    "precision": "float64", "traces": 4,
                                                    "samples": 64, "round_trip_s": 1.0}]}}
     assert g.markdown(report).startswith("# hhbench on the CPU, ")
+
+
+@pytest.mark.parametrize("inherited", [
+    {}, {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"},
+    {"XLA_CLIENT_MEM_FRACTION": "0.6", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"}])
+@pytest.mark.parametrize("section", ["probe", "agreement", "throughput", "scaling", "run"])
+def test_no_section_gets_both_jax_memory_fraction_variables(monkeypatch, inherited, section):
+    """Catches the throughput and scaling sections' processes getting both
+    XLA_CLIENT_MEM_FRACTION and the deprecated XLA_PYTHON_CLIENT_MEM_FRACTION: jaxlib
+    raises ValueError for the pair inside the CUDA plugin's start, and JAX then runs on
+    the CPU only (every JAX GPU row of those sections lost). jaxlib's own option builder
+    is run on the environment each section gets."""
+    g = _script()
+    for name in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in inherited.items():
+        monkeypatch.setenv(name, value)
+    args = g.parse([str(ROOT / "tests"), "--device", "gpu"])
+    env = g.child_env(g.section_env(args), section)
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env
+    if section in ("throughput", "scaling"):
+        assert env["XLA_CLIENT_MEM_FRACTION"] == str(g.MEM_FRACTION)
+    elif inherited:
+        assert env["XLA_CLIENT_MEM_FRACTION"] == inherited.get("XLA_CLIENT_MEM_FRACTION",
+                                                                 "0.5")
+    xla_client = pytest.importorskip("jaxlib.xla_client")
+    if hasattr(xla_client, "generate_pjrt_gpu_plugin_options"):
+        for name in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):
+            if name in env:
+                monkeypatch.setenv(name, env[name])
+        options = xla_client.generate_pjrt_gpu_plugin_options()  # raised for the pair
+        if section in ("throughput", "scaling"):
+            assert float(options["memory_fraction"]) == pytest.approx(g.MEM_FRACTION)
