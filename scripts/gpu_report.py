@@ -15,7 +15,9 @@ between rows:
               and says why;
   agreement   numba-cuda and jax (euler and exp-euler, float64 and float32) against the
               CPU's numpy and exp-euler on step, sine, noise and a diverging step: max
-              |ΔV| on finite samples, RMS, whether the diverged flags agree;
+              |ΔV| and RMS over the traces that diverged on neither side (before a
+              blow-up one-ulp differences grow to hundreds of mV); each side's diverged
+              traces and first bad sample, and whether they agree (within 3 samples);
   throughput  neuron-steps/s of numba-cuda and jax at 10⁶ traces × 2,560 samples, float64
               and float32, device only (input already on the GPU, synchronised) and round
               trip (host arrays in and out), with energy per trace and per neuron-step;
@@ -294,17 +296,56 @@ def section_agreement(sec: Section) -> None:
                 r = b.run(stim)
                 if ref is None:
                     ref = make_backend(cpu_backend, device="cpu").run(stim)
-                both = np.isfinite(ref.v_batch) & np.isfinite(r.v_batch)
-                diff = np.abs(ref.v_batch - r.v_batch)[both]
-                row.update(device=b.device,
-                           max_abs_diff_mv=float(diff.max()) if diff.size else None,
-                           rms_diff_mv=float(np.sqrt(np.mean(diff ** 2)))
-                           if diff.size else None,
-                           diverged=r.diverged.tolist(), diverged_cpu=ref.diverged.tolist(),
-                           flags_agree=bool(np.array_equal(r.diverged, ref.diverged)))
+                row.update(device=b.device, **agreement(ref.v_batch, ref.diverged,
+                                                        r.v_batch, r.diverged))
             except Exception as exc:
                 row["error"] = error_text(exc)
             sec.emit(row)
+
+
+#: diverged traces' first bad samples agree when within this many samples
+FIRST_BAD_WITHIN = 3
+
+
+def first_bad_samples(v, diverged) -> list:
+    """Per trace, the first sample that is not finite or beyond DIVERGED_ABS_MV (None for
+    a trace not flagged diverged, or flagged with no such sample)."""
+    import numpy as np
+
+    from hhbench.backends.base import DIVERGED_ABS_MV
+    v = np.asarray(v)
+    bad = ~np.isfinite(v) | (np.abs(np.nan_to_num(v)) > DIVERGED_ABS_MV)
+    out = []
+    for k, flagged in enumerate(np.asarray(diverged, dtype=bool)):
+        idx = np.flatnonzero(bad[k])
+        out.append(int(idx[0]) if flagged and idx.size else None)
+    return out
+
+
+def agreement(ref_v, ref_diverged, v, diverged) -> dict:
+    """A GPU result `v` against the CPU's `ref_v` (traces x samples): max and RMS |ΔV| over
+    the traces that diverged in neither (on a trace where forward Euler blows up, a
+    one-ulp difference, e.g. a GPU's FMA against NumPy, grows to hundreds of mV before
+    the blow-up: no measure of agreement); each side's diverged traces and first bad
+    sample, and whether those agree (the same traces, within FIRST_BAD_WITHIN samples)."""
+    import numpy as np
+    ref_v, v = np.asarray(ref_v), np.asarray(v)
+    ref_div = np.asarray(ref_diverged, dtype=bool).reshape(-1)
+    div = np.asarray(diverged, dtype=bool).reshape(-1)
+    compared = ~(ref_div | div)
+    both = np.isfinite(ref_v) & np.isfinite(v) & compared[:, None]
+    diff = np.abs(ref_v - v)[both]
+    first, first_ref = first_bad_samples(v, div), first_bad_samples(ref_v, ref_div)
+    flags_agree = bool(np.array_equal(div, ref_div))
+    first_agree = flags_agree and all(
+        (a is None) == (b is None) and (a is None or abs(a - b) <= FIRST_BAD_WITHIN)
+        for a, b in zip(first, first_ref))
+    return {"max_abs_diff_mv": float(diff.max()) if diff.size else None,
+            "rms_diff_mv": float(np.sqrt(np.mean(diff ** 2))) if diff.size else None,
+            "traces_compared": int(compared.sum()),
+            "diverged": div.tolist(), "diverged_cpu": ref_div.tolist(),
+            "first_bad": first, "first_bad_cpu": first_ref,
+            "flags_agree": flags_agree, "first_bad_agree": first_agree}
 
 
 def _memory_needed(backend: str, precision: str, traces: int, samples: int) -> int:
@@ -678,18 +719,32 @@ def _why(row: dict) -> str:
 
 
 def _md_agreement(state, rows):
-    out = ["float64 equal within 1e-9 mV is the bar; float32 is a different method", "",
+    out = ["float64 equal within 1e-9 mV is the bar; float32 is a different method. "
+           "|ΔV| over the traces that diverged on neither side; diverged traces as "
+           "trace@first bad sample, GPU / CPU", "",
            "| backend | kernel | precision | max abs diff (mV) | RMS diff (mV) | "
-           "diverged flags agree |", "|---|---|---|---|---|---|"]
+           "traces compared | diverged (GPU / CPU) | diverged agree |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "max_abs_diff_mv" in r:
             out.append(f"| {r['backend']} | {r['kernel']} | {r['precision']} | "
                        f"{_fmt(r['max_abs_diff_mv'])} | {_fmt(r.get('rms_diff_mv'))} | "
-                       f"{r.get('flags_agree')} |")
+                       f"{r.get('traces_compared', '-')} | "
+                       f"{_diverged_cell(r.get('diverged'), r.get('first_bad'))} / "
+                       f"{_diverged_cell(r.get('diverged_cpu'), r.get('first_bad_cpu'))} | "
+                       f"{r.get('first_bad_agree', r.get('flags_agree'))} |")
         else:
             out.append(f"| {r.get('backend')} | {r.get('kernel')} | {r.get('precision')} | "
-                       f"{_why(r)} | | |")
+                       f"{_why(r)} | | | | |")
     return out
+
+
+def _diverged_cell(flags, first) -> str:
+    """"1@652, 3@542" (trace@first bad sample), "none"."""
+    flags, first = flags or [], first or [None] * len(flags or [])
+    got = [f"{k}@{'?' if s is None else s}" for k, (f, s) in enumerate(zip(flags, first))
+           if f]
+    return ", ".join(got) or "none"
 
 
 def _energy_cells(r):

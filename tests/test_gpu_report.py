@@ -218,3 +218,56 @@ def test_no_section_gets_both_jax_memory_fraction_variables(monkeypatch, inherit
         options = xla_client.generate_pjrt_gpu_plugin_options()  # raised for the pair
         if section in ("throughput", "scaling"):
             assert float(options["memory_fraction"]) == pytest.approx(g.MEM_FRACTION)
+
+
+def test_agreement_leaves_out_traces_that_diverged_on_either_side():
+    """Catches an agreement row whose max |ΔV| counts the pre-blow-up samples of a trace
+    on which forward Euler diverges: there a one-ulp difference (a GPU's FMA against
+    NumPy) grows to hundreds of mV, and float64's 1e-9 mV bar failed on a real GPU. Each
+    side's diverged traces and first bad sample are kept, and whether they agree."""
+    import numpy as np
+    g = _script()
+    n = 20
+    ref = np.tile(np.linspace(-65.0, 30.0, n), (3, 1))
+    gpu = ref + 1e-12  # the agreeing traces: 1e-12 mV apart
+    # trace 1 diverges on both sides, the GPU's at 9, the CPU's at 11, 300 mV apart before
+    ref[1, 11:], gpu[1, 9:] = np.nan, np.nan
+    gpu[1, 5:9] = ref[1, 5:9] + 300.0
+    # trace 2 diverges on the GPU only, at sample 15, 200 mV off before
+    gpu[2, 15:] = np.nan
+    gpu[2, 10:15] += 200.0
+    rec = g.agreement(ref, [False, True, False], gpu, [False, True, True])
+    assert rec["max_abs_diff_mv"] == pytest.approx(1e-12, rel=1e-3)
+    assert rec["traces_compared"] == 1
+    assert rec["first_bad"] == [None, 9, 15] and rec["first_bad_cpu"] == [None, 11, None]
+    assert rec["flags_agree"] is False and rec["first_bad_agree"] is False
+    rec = g.agreement(ref, [False, True, False], gpu[:2].tolist() + [ref[2] + 1e-12],
+                      [False, True, False])
+    assert rec["flags_agree"] and rec["first_bad_agree"]  # 9 against 11: within 3
+    assert rec["traces_compared"] == 2
+    assert rec["max_abs_diff_mv"] == pytest.approx(1e-12, rel=1e-3)
+    # a value beyond the divergence limit counts as bad even before the NaNs
+    big = ref.copy()
+    big[1, 7] = 2e4
+    assert g.agreement(ref, [False, True, False], big, [False, True, False])[
+        "first_bad"][1] == 7
+    md = g.markdown({"sections": {"agreement": {"rows": [
+        {"backend": "jax", "kernel": "euler", "precision": "float64", **rec}]}}})
+    assert "| 2 | 1@9 / 1@11 | True |" in md
+
+
+def test_agreement_on_the_sections_stimuli_with_numba_fma_against_numpy():
+    """The same on the section's own stimuli: the CPU's numba (FMA) against NumPy, forward
+    Euler in float64. The sine and the −20 µA/cm² step diverge; before their blow-up the
+    two differ by hundreds of mV (595 mV on this machine), the other traces by ~1e-12."""
+    import numpy as np
+
+    from hhbench.suite import make_backend
+    g = _script()
+    stim = g._agreement_stimulus(2560)
+    ref = make_backend("numpy", device="cpu").run(stim)
+    r = make_backend("numba", device="cpu").run(stim)
+    rec = g.agreement(ref.v_batch, ref.diverged, r.v_batch, r.diverged)
+    assert rec["diverged"] == rec["diverged_cpu"] == [False, True, False, True]
+    assert rec["first_bad_agree"], rec
+    assert rec["max_abs_diff_mv"] < 1e-9
