@@ -6,8 +6,9 @@ Run from a checkout with the GPU machine's own packages (no pip: `PYTHONPATH=.`)
     PYTHONPATH=. python scripts/gpu_report.py OUT_DIR --deadline-s 60 --quick --device cpu
 
 What runs, in this order (the most valuable figures per second first), each section in a
-process of its own, all under one deadline (`--deadline-s`) that every section checks
-between rows:
+process of its own, all under one deadline (`--deadline-s`, output included: the sections
+see it 7 s early, time to stop one that overruns and write the report) that every section
+checks between rows:
   probe       (first, at most 30 s) the GPU, driver and CUDA; versions of jax, jaxlib, the
               jax CUDA plugin, numba, numba-cuda, cuda-bindings; where NVVM and libdevice
               were found; one numba-cuda kernel compiled and run, one JAX function run.
@@ -81,8 +82,16 @@ SECTIONS = ("agreement", "throughput", "cnn", "floor", "run", "scaling")
 HH_GPU = ("numba-cuda", "jax")
 REPORT_JSON, REPORT_MD, LOG = "gpu_report.json", "gpu_report.md", "gpu_report.log"
 PROBE_S = 30.0
-#: seconds a section's process gets past the deadline to write its last row and exit
+#: seconds a section's process gets past its deadline to write its last row and exit
 GRACE_S = 3.0
+#: seconds `_stop` waits after SIGTERM, and after SIGKILL
+TERM_WAIT_S, KILL_WAIT_S = 1.0, 1.0
+#: seconds the parent takes for its last write of the report
+WRITE_S = 1.0
+#: the sections' deadline is this much before --deadline-s: a section cut at its deadline
+#: plus GRACE_S, stopped (SIGTERM, SIGKILL), the report written and the background
+#: compile killed all end within --deadline-s
+END_MARGIN_S = GRACE_S + TERM_WAIT_S + KILL_WAIT_S + WRITE_S + KILL_WAIT_S
 #: JAX's memory fraction in the throughput section (its 10⁶-trace float64 cases)
 MEM_FRACTION = 0.95
 #: arrays of batch × samples on the device at once (see the docstring): device only, round
@@ -826,9 +835,11 @@ FORMATS = {"agreement": _md_agreement, "throughput": _md_throughput, "cnn": _md_
 
 # -- the parent: probe, sections in processes, one deadline ---------------------------------
 
-def _stop(proc) -> None:
-    """SIGTERM to the process' group, SIGKILL 2 s later (its workers included)."""
-    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+def _stop(proc, term_wait_s: float = TERM_WAIT_S) -> None:
+    """SIGTERM to the process' group, SIGKILL `term_wait_s` later (its workers included;
+    0: SIGKILL at once); returns within term_wait_s + KILL_WAIT_S."""
+    steps = ((signal.SIGTERM, term_wait_s),) if term_wait_s > 0 else ()
+    for sig, wait in steps + ((signal.SIGKILL, KILL_WAIT_S),):
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -887,7 +898,8 @@ def child_env(env: dict, name: str) -> dict:
 def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int | None]:
     """Run one section (or the probe) in its own process; (how it ended, exit code)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), str(args.out), "--_section", name,
-           "--_deadline-at", repr(args.deadline_at), "--device", args.device]
+           "--_deadline-at", repr(sections_deadline(args.deadline_at)),
+           "--device", args.device]
     if args.quick:
         cmd.append("--quick")
     env = child_env(env, name)
@@ -901,6 +913,18 @@ def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int 
         _stop(proc)
         return "deadline", None
     return ("done" if rc == 0 else "failed"), rc
+
+
+def sections_deadline(deadline_at: float) -> float:
+    """The deadline the sections see: --deadline-s less END_MARGIN_S."""
+    return deadline_at - END_MARGIN_S
+
+
+def child_limit(deadline_at: float, now: float, probe: bool = False) -> float:
+    """How long the parent waits for a section's process started at `now` (the probe's:
+    at most PROBE_S) before stopping it: its deadline plus GRACE_S."""
+    left = sections_deadline(deadline_at) - now
+    return min(PROBE_S, left) if probe else left + GRACE_S
 
 
 def _last_error(out: Path, name: str) -> str | None:
@@ -928,7 +952,7 @@ def parent(args) -> int:
             failed = _run_sections(args, env, log)
         finally:
             if warm is not None and warm.poll() is None:
-                _stop(warm)
+                _stop(warm, term_wait_s=0)  # compiles only: killed at once
     if failed is None:  # no GPU runtime works
         return 1
     print(f"gpu_report: wrote {args.out / REPORT_JSON}, {args.out / REPORT_MD} "
@@ -954,13 +978,12 @@ def _run_sections(args, env: dict, log) -> bool | None:
     """The probe, then each section; whether one failed (None: no GPU runtime works)."""
     failed = False
     for name in ("probe",) + args.sections:
-        left = args.deadline_at - time.time()
         t0 = time.time()
-        if left < 2.0:
+        if sections_deadline(args.deadline_at) - t0 < 2.0:
             how, rc = "skipped", None
         else:
-            limit = min(PROBE_S, left) if name == "probe" else left + GRACE_S
-            how, rc = _child(args, name, env, log, limit)
+            how, rc = _child(args, name, env, log,
+                             child_limit(args.deadline_at, t0, probe=name == "probe"))
         for tmp in args.out.glob("*.tmp"):  # a write cut short by a kill
             tmp.unlink(missing_ok=True)
         report = read_report(args.out)

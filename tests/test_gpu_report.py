@@ -82,7 +82,9 @@ def test_a_deadline_mid_section_keeps_what_was_measured(tmp_path):
     proc, report, took = _run(tmp_path, "--device", "cpu", "--deadline-s", str(deadline),
                               "--sections", "agreement,throughput", fault="agreement:hang")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert took < deadline + 90  # a deadline not enforced hangs until the 600 s timeout
+    # --deadline-s covers the whole run, output included (a deadline not enforced hangs
+    # until the 600 s timeout); the rest is the parent's own start
+    assert took < deadline + 3
     state = report["sections"]["agreement"]
     assert state["status"] == "cut by the deadline (1 rows kept)"
     assert state["rows"][0]["max_abs_diff_mv"] < 1e-9
@@ -271,3 +273,41 @@ def test_agreement_on_the_sections_stimuli_with_numba_fma_against_numpy():
     assert rec["diverged"] == rec["diverged_cpu"] == [False, True, False, True]
     assert rec["first_bad_agree"], rec
     assert rec["max_abs_diff_mv"] < 1e-9
+
+
+def test_the_whole_run_ends_within_its_deadline_by_arithmetic():
+    """Catches a run that ends ~10 s past --deadline-s: a section ran to the deadline plus
+    its grace, `_stop` then waited 2 s after SIGTERM and up to 5 s after SIGKILL, and the
+    parent wrote the report after that. Now the sections' deadline is the run's less the
+    grace, the stop waits and the last writes, so the worst case ends in time."""
+    g = _script()
+    deadline_at = 1000.0 + 60.0
+    for now in (1000.0, 1030.0, 1050.0):
+        limit = g.child_limit(deadline_at, now)
+        # a section cut at its limit: stopped, the report written, the warm compile killed
+        worst_end = now + limit + g.TERM_WAIT_S + g.KILL_WAIT_S + g.WRITE_S + g.KILL_WAIT_S
+        assert worst_end <= deadline_at + 1e-9
+        # the section itself sees a deadline GRACE_S before the parent stops it
+        assert g.sections_deadline(deadline_at) == pytest.approx(now + limit - g.GRACE_S)
+    assert g.child_limit(deadline_at, 1000.0, probe=True) == g.PROBE_S
+    assert g.child_limit(deadline_at, 1040.0, probe=True) == pytest.approx(
+        g.sections_deadline(deadline_at) - 1040.0)
+
+
+def test_stop_returns_within_its_waits_for_a_process_that_ignores_sigterm():
+    """`_stop` on a process group that ignores SIGTERM: back within TERM_WAIT_S +
+    KILL_WAIT_S (the margin the deadline arithmetic counts), the process dead; with
+    term_wait_s=0 SIGKILL at once."""
+    g = _script()
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " \
+           "print('ready', flush=True); time.sleep(60)"
+    for term_wait, bound in ((g.TERM_WAIT_S, g.TERM_WAIT_S + g.KILL_WAIT_S),
+                             (0, g.KILL_WAIT_S)):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        assert proc.stdout.readline().strip() == "ready"
+        start = time.monotonic()
+        g._stop(proc, term_wait_s=term_wait)
+        assert time.monotonic() - start <= bound + 0.5
+        assert proc.poll() is not None
+        proc.stdout.close()
