@@ -28,7 +28,8 @@ checks between rows:
   floor       `hhbench floor` for numba-cuda, jax and the CNN (device-only times for GPU
               backends, the round trip beside; the GPU ceilings the cnn section measured);
   run         `hhbench run --device cpu,gpu` (the harness as a user runs it), with a case
-              timeout set from the time left; whatever it printed is kept;
+              timeout set from the time left (less 60 s, or a third, kept for scaling
+              when it follows); whatever it printed is kept;
   scaling     per-trace cost over batches 1 … 10⁶ on the CPU and the GPU, scaling.png.
 
 Output, in OUT_DIR, at most six files and a log: gpu_report.json and gpu_report.md
@@ -560,6 +561,20 @@ def section_floor(sec: Section) -> None:
             sec.emit({"backend": name, "error": error_text(exc)})
 
 
+#: what the run section leaves for scaling when scaling follows: this many seconds, or
+#: this share of what is left where that is less
+SCALING_RESERVE_S, SCALING_SHARE = 60.0, 1 / 3
+
+
+def run_budget(left: float, scaling_follows: bool) -> float:
+    """The seconds `hhbench run` may take of the `left` the run section has: less
+    GRACE_S, and, when scaling follows, less its reserve."""
+    usable = left - GRACE_S
+    if scaling_follows:
+        usable -= min(SCALING_RESERVE_S, SCALING_SHARE * max(usable, 0.0))
+    return usable
+
+
 def section_run(sec: Section) -> None:
     args = sec.args
     backends = ("numba", "numba-cuda", "jax", "cnn")
@@ -568,7 +583,7 @@ def section_run(sec: Section) -> None:
     devices = tuple(dict.fromkeys(("cpu", args.device)))
     cases = len(backends) * len(devices) * len(batches)
     processes = 1 if args.quick else 3  # fresh processes timing each case
-    left = sec.left() - GRACE_S
+    left = run_budget(sec.left(), "scaling" in args.sections)
     if left < 10:
         sec.skip_rest("hhbench run")
         return
@@ -902,6 +917,7 @@ def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int 
            "--device", args.device]
     if args.quick:
         cmd.append("--quick")
+    cmd += ["--sections", ",".join(args.sections)]  # the run section leaves scaling time
     env = child_env(env, name)
     log.write(f"\n===== {name} ({time.strftime('%H:%M:%S')}) =====\n")
     log.flush()

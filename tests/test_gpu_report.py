@@ -311,3 +311,31 @@ def test_stop_returns_within_its_waits_for_a_process_that_ignores_sigterm():
         assert time.monotonic() - start <= bound + 0.5
         assert proc.poll() is not None
         proc.stdout.close()
+
+
+def test_the_run_section_leaves_time_for_scaling(monkeypatch, tmp_path):
+    """Catches `hhbench run` taking every second left when scaling follows it (the scaling
+    figure then lost to the deadline): it leaves 60 s, or a third of what it has where
+    that is less, and the section's process is told which sections run."""
+    g = _script()
+    assert g.run_budget(300.0, scaling_follows=False) == pytest.approx(300.0 - g.GRACE_S)
+    assert g.run_budget(300.0, True) == pytest.approx(300.0 - g.GRACE_S - 60.0)
+    assert g.run_budget(63.0, True) == pytest.approx((63.0 - g.GRACE_S) * 2 / 3)
+    seen = []
+
+    class _Proc:
+        pid = 0
+
+        def __init__(self, cmd, **kw):
+            seen.append((cmd, kw["env"]))
+
+        def wait(self, timeout=None):
+            return 0
+    monkeypatch.setattr(g.subprocess, "Popen", _Proc)
+    args = g.parse([str(tmp_path), "--sections", "run,scaling"])
+    args.deadline_at = time.time() + 100
+    with open(tmp_path / "log", "w") as log:
+        assert g._child(args, "run", {}, log, 10.0) == ("done", 0)
+    cmd = seen[0][0]
+    assert cmd[cmd.index("--sections") + 1] == "run,scaling"
+    assert g.parse([str(tmp_path), "--sections", "run"]).sections == ("run",)
