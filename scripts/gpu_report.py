@@ -30,7 +30,8 @@ checks between rows:
   run         `hhbench run --device cpu,gpu` (the harness as a user runs it), with a case
               timeout set from the time left (less 60 s, or a third, kept for scaling
               when it follows); whatever it printed is kept;
-  scaling     per-trace cost over batches 1 … 10⁶ on the CPU and the GPU, scaling.png.
+  scaling     per-trace cost over batches 1 … 10⁶ on the CPU and the GPU, scaling.png
+              (its table and figure rewritten after each series).
 
 Output, in OUT_DIR, at most six files and a log: gpu_report.json and gpu_report.md
 (rewritten after every measured row, so a run stopped at any point keeps what it
@@ -645,15 +646,22 @@ def section_scaling(sec: Section) -> None:
         except Exception as exc:
             traceback.print_exc()
             sec.emit({"backend": name, "device": dev, "error": error_text(exc)})
-    if points:
-        merged = ScalingResults(config=results[0].config, points=tuple(points))
-        sec.set("markdown", merged.to_markdown())
-        try:
-            from hhbench.plot import plot_scaling
-            plot_scaling(merged, args.out / "scaling.png")
-        except Exception as exc:
-            traceback.print_exc()
-            sec.set("figure_error", error_text(exc))
+            continue
+        if points:  # the table and figure so far: a deadline later keeps them
+            _scaling_outputs(sec, ScalingResults(config=results[0].config,
+                                                 points=tuple(points)))
+
+
+def _scaling_outputs(sec: Section, merged) -> None:
+    """The scaling table (in the report) and scaling.png of every series so far."""
+    sec.set("markdown", merged.to_markdown())
+    try:
+        from hhbench.plot import plot_scaling
+        plot_scaling(merged, sec.out / "scaling.png")
+        sec.state.pop("figure_error", None)
+    except Exception as exc:
+        traceback.print_exc()
+        sec.set("figure_error", error_text(exc))
 
 
 RUNNERS = {"agreement": section_agreement, "throughput": section_throughput,

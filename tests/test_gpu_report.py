@@ -339,3 +339,38 @@ def test_the_run_section_leaves_time_for_scaling(monkeypatch, tmp_path):
     cmd = seen[0][0]
     assert cmd[cmd.index("--sections") + 1] == "run,scaling"
     assert g.parse([str(tmp_path), "--sections", "run"]).sections == ("run",)
+
+
+def test_scaling_writes_its_table_and_figure_after_each_series(monkeypatch, tmp_path):
+    """Catches a scaling section that writes its table and scaling.png only after its last
+    series: a deadline (a kill) in a later series lost every figure. Here the second
+    series is interrupted; the first's table and figure are already on disk."""
+    import hhbench.plot
+    import hhbench.scaling as scaling
+    g = _script()
+    args = g.parse([str(tmp_path), "--quick", "--device", "cpu"])
+    args.deadline_at = time.time() + 300
+    g.write_report(tmp_path, {"sections": {"scaling": {"status": "pending"}}})
+    calls, plotted = [], []
+
+    def fake_run(config, progress=False):
+        calls.append(config.backends[0])
+        if len(calls) > 1:
+            raise KeyboardInterrupt("the deadline's SIGTERM, say")
+        pts = tuple(scaling.ScalingPoint(backend="numba", axis="batch", batch=b,
+                                         n_samples=640, call_s=1e-3 * b) for b in (1, 4))
+        return scaling.ScalingResults(config=scaling.ScalingConfig(backends=("numba",)),
+                                      points=pts)
+
+    def fake_plot(results, path, **kw):
+        plotted.append(len(results.points))
+        Path(path).write_text("png")
+        return Path(path)
+    monkeypatch.setattr(scaling, "run_scaling", fake_run)
+    monkeypatch.setattr(hhbench.plot, "plot_scaling", fake_plot)
+    with pytest.raises(KeyboardInterrupt):
+        g.section_scaling(g.Section("scaling", args))
+    state = g.read_report(tmp_path)["sections"]["scaling"]
+    assert "| numba |" in state["markdown"] and plotted == [2]
+    assert (tmp_path / "scaling.png").exists()
+    assert "| numba |" in (tmp_path / "gpu_report.md").read_text()
