@@ -374,3 +374,29 @@ def test_scaling_writes_its_table_and_figure_after_each_series(monkeypatch, tmp_
     assert "| numba |" in state["markdown"] and plotted == [2]
     assert (tmp_path / "scaling.png").exists()
     assert "| numba |" in (tmp_path / "gpu_report.md").read_text()
+
+
+def test_a_warm_throughput_row_makes_no_extra_round_trip():
+    """Catches a throughput row that pays a cold round trip (seconds at 10⁶ traces) on a
+    backend whose prepare() has compiled its call already (numba-cuda: one kernel for
+    every shape): one round trip, not two; a JAX row (compiled per shape) keeps its cold
+    call."""
+    from types import SimpleNamespace
+    g = _script()
+    assert "numba-cuda" in g.WARM_AFTER_PREPARE and "jax" not in g.WARM_AFTER_PREPARE
+
+    class _Backend:
+        device = "gpu:0"
+        runs = 0
+
+        def run(self, stim):
+            self.runs += 1
+            return None
+
+        def device_call(self, stim):
+            return None
+    stim = SimpleNamespace(batch_size=10 ** 6)
+    for warm, runs in ((True, 1), (False, 2)):
+        b = _Backend()
+        row = g._timed_pair(b, stim, None, warm=warm)
+        assert b.runs == runs and row["round_trip_s"] >= 0
