@@ -183,10 +183,8 @@ def probe(args) -> dict:
                               "--format=csv,noheader,nounits"], capture_output=True,
                              text=True, timeout=10)
         out["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
-        first = out["nvidia_smi"].splitlines()[0].split(", ") if smi.returncode == 0 else []
-        if len(first) == 3:
-            out["gpu_name"], out["driver"] = first[0], first[1]
-            out["gpu_memory_bytes"] = int(float(first[2]) * 2 ** 20)
+        if smi.returncode == 0 and out["nvidia_smi"]:
+            out.update(parse_smi(out["nvidia_smi"].splitlines()[0]))
         cuda = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10)
         for token in cuda.stdout.split("|"):
             if "CUDA Version" in token:
@@ -198,7 +196,26 @@ def probe(args) -> dict:
         "numba-cuda", "cuda-bindings", "cuda-python", "nvidia-ml-py", "cupy-cuda12x",
         "cupy-cuda13x", "scipy", "tensorflow")}
     out["numba_cuda"] = _probe_numba_cuda()
+    total = out["numba_cuda"].get("memory_total_bytes")
+    if total:  # the CUDA driver's own figure, where numba-cuda runs on a real GPU
+        out["gpu_memory_bytes"], out["gpu_memory_from"] = int(total), "numba-cuda"
     out["jax"] = _probe_jax(args)
+    return out
+
+
+def parse_smi(line: str) -> dict:
+    """nvidia-smi's "name, driver, memory.total (MiB)" line; a field it cannot give
+    ("[N/A]", "[Not Supported]") recorded as unknown, never an error."""
+    fields = [f.strip() for f in line.split(", ")]
+    if len(fields) != 3:
+        return {}
+    out = {"gpu_name": fields[0], "driver": fields[1]}
+    try:
+        out["gpu_memory_bytes"] = int(float(fields[2]) * 2 ** 20)
+        out["gpu_memory_from"] = "nvidia-smi"
+    except ValueError:
+        out["gpu_memory_bytes"] = None
+        out["gpu_memory_unknown"] = f"nvidia-smi gave {fields[2]!r}"
     return out
 
 
@@ -224,6 +241,12 @@ def _probe_numba_cuda() -> dict:
         v, bad = cuda_engine.integrate_marked(np.full((2, 8), 10.0), 0.05)
         rec.update(works=bool(np.isfinite(v).all()), compile_and_run_s=time.perf_counter()
                    - start, device=cuda_engine.device_name(0))
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+            try:  # the card's memory as the driver tells (nvidia-smi may say [N/A])
+                rec["memory_total_bytes"] = int(
+                    cuda.current_context().get_memory_info().total)
+            except Exception as exc:
+                rec["memory_total_bytes_error"] = error_text(exc)
         if not rec["works"]:
             rec["why"] = "the probe kernel returned non-finite V"
     except Exception as exc:

@@ -400,3 +400,37 @@ def test_a_warm_throughput_row_makes_no_extra_round_trip():
         b = _Backend()
         row = g._timed_pair(b, stim, None, warm=warm)
         assert b.runs == runs and row["round_trip_s"] >= 0
+
+
+def _fake_smi(monkeypatch, g, line):
+    """nvidia-smi answering `line` to the probe's query (and a table to the plain call)."""
+    from types import SimpleNamespace
+
+    def run(cmd, **kw):
+        out = line if any("--query-gpu" in c for c in cmd) else "| CUDA Version: 13.0 |"
+        return SimpleNamespace(returncode=0, stdout=out + "\n", stderr="")
+    monkeypatch.setattr(g.subprocess, "run", run)
+
+
+def test_probe_survives_nvidia_smi_saying_not_available(monkeypatch, tmp_path):
+    """Catches `int(float("[N/A]"))` raising out of the probe (the whole probe lost, a
+    MIG or vGPU instance says [N/A] for memory.total): the field is recorded as unknown,
+    the rest kept, and numba-cuda's figure of the card's memory is taken where given."""
+    g = _script()
+    assert g.parse_smi("NVIDIA H100 80GB HBM3, 580.65, 81559") == {
+        "gpu_name": "NVIDIA H100 80GB HBM3", "driver": "580.65",
+        "gpu_memory_bytes": 81559 * 2 ** 20, "gpu_memory_from": "nvidia-smi"}
+    rec = g.parse_smi("NVIDIA H100 80GB HBM3 MIG 1g.10gb, 580.65, [N/A]")
+    assert rec["gpu_memory_bytes"] is None and "[N/A]" in rec["gpu_memory_unknown"]
+    _fake_smi(monkeypatch, g, "NVIDIA H200, 580.65, [N/A]")
+    monkeypatch.setattr(g, "_probe_jax", lambda args: {"works": False})
+    monkeypatch.setattr(g, "_probe_numba_cuda", lambda: {"works": True})
+    args = g.parse([str(tmp_path), "--quick"])
+    out = g.probe(args)
+    assert out["gpu_name"] == "NVIDIA H200" and out["cuda_driver_version"] == "13.0"
+    assert out["gpu_memory_bytes"] is None
+    monkeypatch.setattr(g, "_probe_numba_cuda",
+                        lambda: {"works": True, "memory_total_bytes": 150_000_000_000})
+    out = g.probe(args)
+    assert out["gpu_memory_bytes"] == 150_000_000_000
+    assert out["gpu_memory_from"] == "numba-cuda"
