@@ -10,8 +10,10 @@ process of its own, all under one deadline (`--deadline-s`, output included: the
 see it 7 s early, time to stop one that overruns and write the report) that every section
 checks between rows:
   probe       (first, at most 30 s) the GPU, driver and CUDA; versions of jax, jaxlib, the
-              jax CUDA plugin, numba, numba-cuda, cuda-bindings; where NVVM and libdevice
-              were found; one numba-cuda kernel compiled and run, one JAX function run.
+              jax CUDA plugin and PJRT packages, numba, numba-cuda, cuda-bindings; where
+              NVVM and libdevice were found; the host's memory fill rate (1 GiB allocated
+              and filled, GB/s); one numba-cuda kernel compiled and run, one JAX function
+              run.
               With `--device gpu`, where neither GPU runtime works the run stops there
               and says why;
   agreement   numba-cuda and jax (euler and exp-euler, float64 and float32) against the
@@ -174,6 +176,14 @@ def _version(module: str) -> str:
         return "not installed"
 
 
+#: the packages whose versions the probe records (JAX's CUDA support comes as a plugin and
+#: a PJRT package, one of each per CUDA major version)
+VERSIONS_OF = ("numpy", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin",
+               "jax-cuda12-pjrt", "jax-cuda13-pjrt", "numba", "numba-cuda", "cuda-bindings",
+               "cuda-python", "nvidia-ml-py", "cupy-cuda12x", "cupy-cuda13x", "scipy",
+               "tensorflow")
+
+
 def probe(args) -> dict:
     """What the machine is, and whether each GPU runtime compiles and runs one function."""
     out = {"python": platform.python_version(), "host": platform.node(),
@@ -191,16 +201,29 @@ def probe(args) -> dict:
                 out["cuda_driver_version"] = token.split("CUDA Version:")[-1].strip()
     except (OSError, subprocess.SubprocessError) as exc:
         out["nvidia_smi"] = f"unavailable: {error_text(exc)}"
-    out["versions"] = {m: _version(m) for m in (
-        "numpy", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "numba",
-        "numba-cuda", "cuda-bindings", "cuda-python", "nvidia-ml-py", "cupy-cuda12x",
-        "cupy-cuda13x", "scipy", "tensorflow")}
+    out["versions"] = {m: _version(m) for m in VERSIONS_OF}
+    out["host_fill"] = host_fill_rate(2 ** 26 if args.quick else 2 ** 30)
     out["numba_cuda"] = _probe_numba_cuda()
     total = out["numba_cuda"].get("memory_total_bytes")
     if total:  # the CUDA driver's own figure, where numba-cuda runs on a real GPU
         out["gpu_memory_bytes"], out["gpu_memory_from"] = int(total), "numba-cuda"
     out["jax"] = _probe_jax(args)
     return out
+
+
+def host_fill_rate(nbytes: int = 2 ** 30) -> dict:
+    """GB/s at which this host allocates and fills `nbytes` of fresh memory (page faults
+    included: what building a 10⁶-trace current, 20.5 GB, pays), for judging the budget."""
+    import numpy as np
+    try:
+        start = time.perf_counter()
+        a = np.empty(nbytes, dtype=np.uint8)
+        a.fill(1)
+        seconds = time.perf_counter() - start
+        del a
+    except MemoryError as exc:
+        return {"bytes": nbytes, "error": error_text(exc)}
+    return {"bytes": nbytes, "seconds": seconds, "gb_per_s": nbytes / seconds / 1e9}
 
 
 def parse_smi(line: str) -> dict:
@@ -736,7 +759,8 @@ def markdown(report: dict) -> str:
                   f"{p.get('cuda_driver_version', '?')}; Python {p.get('python')}; "
                   + ", ".join(f"{k} {x}" for k, x in v.items() if x != "not installed"), "",
                   f"numba-cuda: {_probe_line(p.get('numba_cuda', {}))}; "
-                  f"JAX: {_probe_line(p.get('jax', {}))}", ""]
+                  f"JAX: {_probe_line(p.get('jax', {}))}; host memory fill: "
+                  f"{_fmt((p.get('host_fill') or {}).get('gb_per_s'), '.3g')} GB/s", ""]
     s = report.get("settings", {})
     lines += [f"Settings: {json.dumps(s)}", ""]
     lines += ["| section | status | seconds |", "|---|---|---|"]

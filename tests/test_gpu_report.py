@@ -434,3 +434,21 @@ def test_probe_survives_nvidia_smi_saying_not_available(monkeypatch, tmp_path):
     out = g.probe(args)
     assert out["gpu_memory_bytes"] == 150_000_000_000
     assert out["gpu_memory_from"] == "numba-cuda"
+
+
+def test_probe_records_the_host_fill_rate_and_the_jax_pjrt_versions(monkeypatch, tmp_path):
+    """Catches a probe that leaves the operator no way to judge the budget's host side
+    (building a 10⁶-trace current is 20.5 GB of fresh memory) or that does not say which
+    JAX CUDA PJRT package is installed."""
+    g = _script()
+    rec = g.host_fill_rate(2 ** 20)
+    assert rec["bytes"] == 2 ** 20 and rec["gb_per_s"] > 0
+    _fake_smi(monkeypatch, g, "NVIDIA H200, 580.65, 143771")
+    monkeypatch.setattr(g, "_probe_jax", lambda args: {"works": False})
+    monkeypatch.setattr(g, "_probe_numba_cuda", lambda: {"works": False})
+    out = g.probe(g.parse([str(tmp_path), "--quick"]))
+    assert out["host_fill"]["bytes"] == 2 ** 26 and out["host_fill"]["gb_per_s"] > 0
+    for name in ("jax-cuda12-pjrt", "jax-cuda13-pjrt", "jax-cuda12-plugin",
+                 "jax-cuda13-plugin"):
+        assert name in out["versions"]
+    assert "host memory fill: " in g.markdown({"probe": out, "sections": {}})
