@@ -43,8 +43,11 @@ status is 0 when every section finished or was cut short by the deadline, 1 when
 failed (or no GPU runtime works), 2 for bad arguments.
 
 Energy: NVML's total-energy counter (nvidia-ml-py) over windows of at least 1 s, the idle
-power measured beside and subtracted; the SM clock, temperature and throttle reasons at
-every sample (`hhbench.energy`). On the CPU, RAPL where readable; otherwise recorded as
+power measured once at the section's start (before any work warms the GPU) and
+subtracted; the SM clock, temperature and throttle reasons at every sample
+(`hhbench.energy`). NVML ignores CUDA_VISIBLE_DEVICES: gpu:N is mapped through it (GPU
+numbers, or GPU-…/MIG-… UUIDs found by UUID), and the GPU NVML read is recorded by name
+and UUID beside each figure. On the CPU, RAPL where readable; otherwise recorded as
 unreadable.
 
 Memory at 10⁶ traces × 2,560 samples: one float64 array is 20.5 GB (10.2 GB float32).
@@ -486,13 +489,31 @@ def _energy(sec: Section, backend):
                                       min_window_s=0.2 if sec.args.quick else 1.0)
 
 
+def _idle_first(sec: Section, backends) -> dict:
+    """{(runtime, device): its energy recorder} for `backends` ((name, options) pairs),
+    each recorder's idle power measured now, at the section's start, before any work
+    warms the device (a backend that cannot be made here is left to its row to say)."""
+    from hhbench.suite import make_backend
+    energies = {}
+    for name, options in backends:
+        try:
+            b = make_backend(name, device=_device(sec.args, name), options=options)
+            key = (b.device_runtime().name, b.device)
+            if key not in energies:
+                energies[key] = _energy(sec, b)
+                energies[key].measure_idle()
+        except Exception:
+            traceback.print_exc()
+    return energies
+
+
 def section_throughput(sec: Section) -> None:
     from hhbench.suite import case_stimulus, make_backend
     args = sec.args
     stim = None
     steps = args.traces * args.samples
     card = _card_bytes(sec)
-    energies = {}
+    energies = _idle_first(sec, [(name, {}) for name in HH_GPU])
     for name in HH_GPU:
         for precision in _precisions(name):
             row = {"backend": name, "precision": precision, "traces": args.traces,
@@ -548,13 +569,14 @@ def section_cnn(sec: Section) -> None:
     from hhbench.floor import cnn_floor_s
     from hhbench.suite import case_stimulus, make_backend
     args = sec.args
+    # the idle power first, before the ceilings' work warms the device
+    energy = next(iter(_idle_first(sec, [("cnn", {"runtime": "jax"})]).values()), None)
     try:
         ceilings = _ceilings(sec)
     except Exception as exc:
         traceback.print_exc()
         ceilings = None
         sec.set("ceilings_error", error_text(exc))
-    energy = None
     for precision in args.cnn_precisions:
         try:
             b = make_backend("cnn", device=args.device, options={"runtime": "jax",

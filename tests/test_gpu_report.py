@@ -452,3 +452,38 @@ def test_probe_records_the_host_fill_rate_and_the_jax_pjrt_versions(monkeypatch,
                  "jax-cuda13-plugin"):
         assert name in out["versions"]
     assert "host memory fill: " in g.markdown({"probe": out, "sections": {}})
+
+
+def test_energy_sections_measure_idle_power_first(monkeypatch, tmp_path):
+    """Catches the idle power measured right after the timing loop, on a hot GPU (the
+    work's energy above idle under-counted): throughput and cnn make their recorders and
+    measure idle before any work, one recorder per runtime and device."""
+    g = _script()
+    args = g.parse([str(tmp_path), "--quick", "--device", "cpu"])
+    args.deadline_at = time.time() + 300
+    g.write_report(tmp_path, {"sections": {"throughput": {}, "cnn": {}}})
+    made = []
+
+    class _Rec:
+        def __init__(self, b):
+            self.b, self.idle = b, 0
+
+        def measure_idle(self):
+            self.idle += 1
+    monkeypatch.setattr(g, "_energy", lambda sec, b: made.append(_Rec(b)) or made[-1])
+    energies = g._idle_first(g.Section("throughput", args),
+                             [("jax", {}), ("jax", {"precision": "float32"})])
+    assert list(energies) == [("jax", "cpu")] and [r.idle for r in made] == [1]
+
+    class _First(Exception):
+        pass
+
+    def first(sec, backends):
+        raise _First([n for n, _ in backends])
+    monkeypatch.setattr(g, "_idle_first", first)
+    for name, runner, expect in (("throughput", g.section_throughput, list(g.HH_GPU)),
+                                 ("cnn", g.section_cnn, ["cnn"])):
+        monkeypatch.setattr(g, "_ceilings", lambda sec: pytest.fail("work before idle"))
+        with pytest.raises(_First) as got:
+            runner(g.Section(name, args))
+        assert got.value.args[0] == expect
