@@ -337,8 +337,6 @@ def _agreement_stimulus(n_samples: int):
 
 
 def section_agreement(sec: Section) -> None:
-    import numpy as np
-
     from hhbench.suite import make_backend
     stim = _agreement_stimulus(sec.args.samples)
     # euler's rows first: its reference is NumPy's, while exp-euler's is the CPU engine's

@@ -262,8 +262,6 @@ def test_agreement_on_the_sections_stimuli_with_numba_fma_against_numpy():
     """The same on the section's own stimuli: the CPU's numba (FMA) against NumPy, forward
     Euler in float64. The sine and the −20 µA/cm² step diverge; before their blow-up the
     two differ by hundreds of mV (595 mV on this machine), the other traces by ~1e-12."""
-    import numpy as np
-
     from hhbench.suite import make_backend
     g = _script()
     stim = g._agreement_stimulus(2560)
