@@ -420,47 +420,59 @@ def _card_bytes(sec: Section) -> int | None:
     return p.get("gpu_memory_bytes") or None
 
 
-#: backends whose `prepare()` compiles the call of every shape (numba-cuda: one kernel for
-#: all; JAX compiles each shape at its first call): their round trip needs no cold call
-WARM_AFTER_PREPARE = frozenset({"numba-cuda"})
+#: backends whose device-only call runs the very kernels their round trip runs (numba-cuda:
+#: the same kernel and transposes, at the same shape; JAX's round trip is another compiled
+#: function, batch-major with its input donated): after the device-only call their round
+#: trip needs no cold call
+WARMED_BY_DEVICE_ONLY = frozenset({"numba-cuda"})
 
 
 def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None,
                 warm: bool = False) -> dict:
-    """Round-trip and device-only seconds per call of `backend` on `stim`, each side's
+    """Device-only and round-trip seconds per call of `backend` on `stim`, each side's
     arrays freed before the other's are made (at 10⁶ float64 traces they are 20 GB each),
     and the energy of the device-only call; written into `out` as they are measured, so
-    that a device-only call that fails keeps the round trip. The device-only call waits
-    through the backend's runtime, which also says the memory in use on the device after
-    it (`device_memory_bytes`, where it can tell). `warm`: the backend has compiled
-    this call already (`WARM_AFTER_PREPARE`), so the round trip is timed without a cold
-    call first (at 10⁶ traces a full round trip of seconds saved)."""
+    that a device-only call that fails keeps the round trip (measured after it, then the
+    error raised). The device-only call waits through the backend's runtime, which also
+    says the memory in use on the device after it (`device_memory_bytes`, where it can
+    tell). `warm`: the device-only call, run first, has warmed the round trip's kernels
+    (`WARMED_BY_DEVICE_ONLY`), so the round trip is timed without a cold call (at 10⁶
+    traces a full round trip of seconds saved)."""
     import gc
 
     from hhbench.runtimes import device_memory, device_only_call
     from hhbench.timing import TimingSettings, measure
     out = {} if out is None else out
     out["device"] = backend.device
+    failed = None
+    try:
+        # the call's device arrays are dropped at once: no result kept
+        timed_call = device_only_call(backend, stim, cpu=True)  # JAX has one on the CPU too
+        if timed_call is not None:
+            timed, _ = measure(timed_call, settings)
+            out["device_only_s"] = timed.median_s
+            out["device_only_cold_s"] = timed.cold_s
+            out["device_memory_bytes"] = device_memory(backend)
+            if energy is not None:
+                out["energy"] = energy.measure(timed_call, traces_per_call=stim.batch_size,
+                                               steps_per_call=steps)
+    except Exception as exc:
+        failed, timed_call = exc, None
+    warmed = warm and "device_only_s" in out
+    timed_call = None  # the device's inputs go before the round trip's
+    gc.collect()
+    _release_numba_cuda_memory()
     timed, last = measure(lambda: backend.run(stim), TimingSettings(
         warmup_calls=0, min_repeats=1 if stim.batch_size >= 10 ** 5 else 3, min_time_s=0.0),
-        cold=not warm)
+        cold=not warmed)
     out["round_trip_s"] = timed.median_s
+    out["round_trip_cold_call"] = not warmed
     del last
-    gc.collect()
-    # the call's device arrays are dropped at once: no result kept
-    timed_call = device_only_call(backend, stim, cpu=True)  # JAX has one on the CPU too
-    if timed_call is not None:
-        timed, _ = measure(timed_call, settings)
-        out["device_only_s"] = timed.median_s
-        out["device_only_cold_s"] = timed.cold_s
-        out["device_memory_bytes"] = device_memory(backend)
-        if energy is not None:
-            out["energy"] = energy.measure(timed_call, traces_per_call=stim.batch_size,
-                                           steps_per_call=steps)
-    elif energy is not None:
+    if failed is not None:
+        raise failed
+    if energy is not None and "energy" not in out:
         out["energy"] = energy.measure(lambda: backend.run(stim),
                                        traces_per_call=stim.batch_size, steps_per_call=steps)
-    timed_call = None  # the device's inputs go before the next backend's
     gc.collect()
     _release_numba_cuda_memory()
     return out
@@ -536,7 +548,7 @@ def section_throughput(sec: Section) -> None:
                 if key not in energies:
                     energies[key] = _energy(sec, b)
                 _timed_pair(b, stim, args.timing, energies[key], steps, out=row,
-                            warm=name in WARM_AFTER_PREPARE)  # prepared above
+                            warm=name in WARMED_BY_DEVICE_ONLY)
             except Exception as exc:
                 traceback.print_exc()
                 row["error"] = error_text(exc)

@@ -375,29 +375,45 @@ def test_scaling_writes_its_table_and_figure_after_each_series(monkeypatch, tmp_
 
 
 def test_a_warm_throughput_row_makes_no_extra_round_trip():
-    """Catches a throughput row that pays a cold round trip (seconds at 10⁶ traces) on a
-    backend whose prepare() has compiled its call already (numba-cuda: one kernel for
-    every shape): one round trip, not two; a JAX row (compiled per shape) keeps its cold
-    call."""
+    """Catches a throughput row that pays a cold round trip (seconds at 10⁶ traces) after
+    its device-only call has already run the round trip's kernels at the same shape
+    (numba-cuda): the device-only call first, then one round trip, not two; a JAX row (its
+    round trip another compiled function) and a row whose device-only call failed keep
+    the cold call, the failure raised after the round trip is measured."""
     from types import SimpleNamespace
     g = _script()
-    assert "numba-cuda" in g.WARM_AFTER_PREPARE and "jax" not in g.WARM_AFTER_PREPARE
+    assert "numba-cuda" in g.WARMED_BY_DEVICE_ONLY and "jax" not in g.WARMED_BY_DEVICE_ONLY
 
     class _Backend:
         device = "gpu:0"
-        runs = 0
+
+        def __init__(self, broken=False):
+            self.calls, self.broken = [], broken
 
         def run(self, stim):
-            self.runs += 1
-            return None
+            self.calls.append("run")
 
         def device_call(self, stim):
-            return None
+            if self.broken:
+                raise RuntimeError("device-only failed")
+            return lambda: self.calls.append("device")
+
+        def device_runtime(self):
+            return SimpleNamespace(synchronize=lambda device, out: None,
+                                   memory_in_use=lambda device: None)
     stim = SimpleNamespace(batch_size=10 ** 6)
+    from hhbench.timing import TimingSettings
+    settings = TimingSettings(warmup_calls=0, min_repeats=1, min_time_s=0.0)
     for warm, runs in ((True, 1), (False, 2)):
         b = _Backend()
-        row = g._timed_pair(b, stim, None, warm=warm)
-        assert b.runs == runs and row["round_trip_s"] >= 0
+        row = g._timed_pair(b, stim, settings, warm=warm)
+        assert b.calls == ["device", "device"] + ["run"] * runs
+        assert row["round_trip_cold_call"] is (not warm) and "device_only_s" in row
+    b = _Backend(broken=True)
+    row = {}
+    with pytest.raises(RuntimeError, match="device-only failed"):
+        g._timed_pair(b, stim, settings, warm=True, out=row)
+    assert b.calls == ["run", "run"] and "round_trip_s" in row
 
 
 def _fake_smi(monkeypatch, g, line):
