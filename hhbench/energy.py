@@ -56,26 +56,68 @@ def is_throttled(mask: int) -> bool:
     return bool(int(mask) & ~BENIGN_REASONS)
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def is_uuid(entry: str) -> bool:
+    """Whether a CUDA_VISIBLE_DEVICES entry names a GPU or MIG instance by UUID."""
+    return entry.startswith(("GPU-", "MIG-"))
+
+
+def nvml_handle_by_uuid(pynvml, uuid: str):
+    """NVML's handle of the GPU or MIG instance `uuid` ("GPU-…", "MIG-…"); CUDA also
+    takes a unique prefix of a GPU's UUID, so a prefix is matched against every GPU's."""
+    try:
+        return pynvml.nvmlDeviceGetHandleByUUID(uuid)
+    except pynvml.NVMLError:
+        if not uuid.startswith("GPU-"):
+            raise
+    found = []
+    for k in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(k)
+        if _text(pynvml.nvmlDeviceGetUUID(handle)).startswith(uuid):
+            found.append(handle)
+    if len(found) != 1:
+        raise EnergyUnavailable(f"NVML: {len(found)} GPUs match CUDA_VISIBLE_DEVICES's "
+                                f"{uuid}")
+    return found[0]
+
+
 class NvmlMeter:
-    """NVML's energy counter and clocks of one GPU (index as NVML numbers them)."""
+    """NVML's energy counter and clocks of one GPU: `gpu` its index as NVML numbers them,
+    or its UUID ("GPU-…"; "MIG-…" for a MIG instance, whose parent GPU's counter is read,
+    the whole card's, which `note` says)."""
 
     kind = "nvml"
 
-    def __init__(self, gpu: int = 0):
+    def __init__(self, gpu: int | str = 0):
         try:
             import pynvml
         except ImportError:
             raise EnergyUnavailable("nvidia-ml-py (pynvml) is not installed") from None
+        self.note = None
         try:
             pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(int(gpu))
+            if isinstance(gpu, str) and is_uuid(gpu):
+                self._handle = nvml_handle_by_uuid(pynvml, gpu)
+                is_mig = getattr(pynvml, "nvmlDeviceIsMigDeviceHandle", None)
+                if is_mig is not None and is_mig(self._handle):
+                    self._handle = pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(
+                        self._handle)
+                    self.note = "a MIG instance: its GPU's counter, every instance's work"
+            else:
+                self._handle = pynvml.nvmlDeviceGetHandleByIndex(int(gpu))
             pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
         except pynvml.NVMLError as exc:  # no driver, no such GPU, a GPU without the counter
             raise EnergyUnavailable(f"NVML: {exc}") from None
         self._nvml = pynvml
-        self.gpu = int(gpu)
-        name = pynvml.nvmlDeviceGetName(self._handle)
-        self.name = name.decode() if isinstance(name, bytes) else str(name)
+        self.gpu = gpu if isinstance(gpu, str) else int(gpu)
+        self.name = _text(pynvml.nvmlDeviceGetName(self._handle))
+        try:
+            self.uuid = _text(pynvml.nvmlDeviceGetUUID(self._handle))
+        except pynvml.NVMLError:
+            self.uuid = None
 
     def read_j(self) -> float:
         return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle) / 1e3
@@ -150,6 +192,8 @@ def open_meter(where: str = "gpu:0"):
     if where == "cpu":
         return RaplMeter()
     kind, _, index = where.partition(":")
+    if is_uuid(index):
+        return NvmlMeter(index)
     return NvmlMeter(int(index) if index.isdigit() else 0)
 
 
@@ -166,13 +210,19 @@ def _cached_meter(where: str):
 
 
 def nvml_where(cuda_index: int) -> str:
-    """The NVML counter ("gpu:M") of the GPU a CUDA runtime numbers `cuda_index`: NVML
-    numbers every GPU, the runtimes those left by CUDA_VISIBLE_DEVICES, so index N there
-    is the N-th listed (where it lists GPU numbers; else N itself)."""
+    """The NVML counter of the GPU a CUDA runtime numbers `cuda_index`: NVML numbers every
+    GPU and ignores CUDA_VISIBLE_DEVICES, the runtimes number those it leaves, so index N
+    there is the N-th listed: "gpu:M" where it lists GPU numbers, "gpu:GPU-…" /
+    "gpu:MIG-…" where it lists UUIDs (NVML finds those by UUID); N itself where it is
+    unset (or N is past its list)."""
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
                if v.strip()]
-    if visible and all(v.isdigit() for v in visible) and cuda_index < len(visible):
-        return f"gpu:{int(visible[cuda_index])}"
+    if cuda_index < len(visible):
+        entry = visible[cuda_index]
+        if entry.isdigit():
+            return f"gpu:{int(entry)}"
+        if is_uuid(entry):
+            return f"gpu:{entry}"
     return f"gpu:{int(cuda_index)}"
 
 
@@ -206,6 +256,19 @@ def counter_name(where: str) -> str:
     return where if isinstance(meter, EnergyUnavailable) else f"{meter.kind} {meter.name}"
 
 
+def counter_device(where: str) -> dict:
+    """What the counter `where` reads, as its library names it: for NVML the GPU's name
+    and UUID (and a note for a MIG instance); {} where none is readable."""
+    meter = _cached_meter(where)
+    if isinstance(meter, EnergyUnavailable):
+        return {}
+    out = {"where": where, "name": meter.name}
+    for key in ("uuid", "note"):
+        if getattr(meter, key, None):
+            out[key] = getattr(meter, key)
+    return out
+
+
 class RuntimeMeter:
     """A device's energy counter as its runtime reads it (`Runtime.energy_j`, J)."""
 
@@ -220,6 +283,8 @@ class RuntimeMeter:
             raise EnergyUnavailable(f"{label}: no energy counter readable for {device}"
                                     + (f" ({why})" if why else ""))
         self.name = f"{label} {device}" + (f": {counter_name(where)}" if where else "")
+        #: the device the counter reads, as NVML names it (beside the runtime's name)
+        self.counter_device = counter_device(where) if where else {}
 
     def read_j(self) -> float:
         value = self.runtime.energy_j(self.device)
@@ -290,13 +355,14 @@ def energy_per_unit(window: Window, idle_w: float, *, traces_per_call: int,
 
 class EnergyRecorder:
     """What a report section uses: a meter opened once (or the reason there is none), the
-    idle power measured once beside the work, and `measure(call, ...)` per case, which
+    idle power measured once (`measure_idle()`, before any work; else at the first
+    `measure`, after the work, and said so), and `measure(call, ...)` per case, which
     returns a record, never raises."""
 
     def __init__(self, where: str = "gpu:0", *, min_window_s: float = MIN_WINDOW_S,
                  meter=None):
         self.where, self.min_window_s = where, min_window_s
-        self.idle_w = None
+        self.idle_w = self.idle_when = self.idle_error = None
         try:
             self.meter = open_meter(where) if meter is None else meter()
             self.reason = None
@@ -315,16 +381,34 @@ class EnergyRecorder:
     def available(self) -> bool:
         return self.meter is not None
 
+    def measure_idle(self) -> float | None:
+        """The idle power (W), measured now (once): call it before any work, while the
+        device is cool (measured after the work, a hot GPU's idle power is higher and the
+        work's energy is under-counted). None where no counter is readable; never raises."""
+        if self.meter is None or self.idle_w is not None:
+            return self.idle_w
+        try:
+            self.idle_w = idle_power_w(read_window(self.meter, None,
+                                                   min_window_s=self.min_window_s))
+            self.idle_when = "before the work" if self.idle_when is None else self.idle_when
+        except Exception as exc:  # recorded by `measure`, which tries again
+            self.idle_error = f"{type(exc).__name__}: {exc}"
+        return self.idle_w
+
     def measure(self, call, *, traces_per_call: int, steps_per_call: int | None = None
                 ) -> dict:
         if self.meter is None:
             return {"unavailable": self.reason, "counter": self.where}
         try:
-            if self.idle_w is None:
+            if self.idle_w is None:  # not measured before the work: measured beside it
+                self.idle_when = "after work (the device may be warm)"
                 self.idle_w = idle_power_w(read_window(self.meter, None,
                                                        min_window_s=self.min_window_s))
             window = read_window(self.meter, call, min_window_s=self.min_window_s)
+            device = getattr(self.meter, "counter_device", None) or {}
             return {"counter": f"{self.meter.kind} {self.meter.name}",
+                    **({"counter_device": device} if device else {}),
+                    "idle_measured": self.idle_when,
                     **energy_per_unit(window, self.idle_w, traces_per_call=traces_per_call,
                                       steps_per_call=steps_per_call)}
         except Exception as exc:  # a counter read failing mid-run is a fact to record
@@ -332,6 +416,7 @@ class EnergyRecorder:
 
 
 __all__ = ["EnergyUnavailable", "NvmlMeter", "RaplMeter", "RuntimeMeter", "open_meter",
-           "read_counter_j", "counter_sample", "counter_reason", "nvml_where", "Window",
+           "read_counter_j", "counter_sample", "counter_reason", "counter_device",
+           "nvml_where", "is_uuid", "Window",
            "read_window", "idle_power_w", "energy_per_unit", "EnergyRecorder",
            "counter_delta", "is_throttled", "throttle_names", "MIN_WINDOW_S"]

@@ -283,9 +283,14 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
 
     points, start = [], clock()
     for i, size in enumerate(sizes):
+        point_start = clock()
         batch, n = (size, config.n_samples) if axis == "batch" else (1, size)
         stim = case_stimulus(config.stimulus, batch, n_samples=n)
         timed, _ = measure(lambda: backend.run(stim), config.timing)
+        # the point's first calls (a compile, at the first size): not what a larger size
+        # repeats; each stands in below as one warm call of the larger size
+        first_calls_s = timed.cold_s or 0.0
+        warm_call_s = timed.median_s
         round_trip = None
         # on a GPU the cost compared is the device's: input already there, synchronised
         try:
@@ -293,6 +298,8 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
             call = device_only_call(backend, stim)
             if call is not None:
                 device_only, _ = measure(call, config.timing)
+                first_calls_s += device_only.cold_s or 0.0
+                warm_call_s += device_only.median_s
                 round_trip, timed = timed.median_s, device_only
         except Exception as exc:  # the round trip stands as this point's cost, and is said
             from hhbench.failures import not_run
@@ -310,13 +317,21 @@ def _sweep(backend, config: ScalingConfig, axis: str, sizes, clock=time.perf_cou
         if i + 1 == len(sizes):
             return points, None
         spent = clock() - start
-        # the next point: at least min_repeats + warm-up + cold calls of a larger size, and
-        # the warm-up's minimum time
-        calls = config.timing.min_repeats + config.timing.warmup_calls + 1
-        next_s = timed.median_s * sizes[i + 1] / size * calls + config.timing.warmup_min_s
-        if spent + next_s > config.budget_s:
+        if spent + next_point_s(clock() - point_start, first_calls_s, warm_call_s,
+                                sizes[i + 1] / size) > config.budget_s:
             return points, f"after {size} (budget {config.budget_s:g} s)"
     return points, None
+
+
+def next_point_s(wall_s: float, first_calls_s: float, warm_call_s: float,
+                 ratio: float) -> float:
+    """The predicted seconds of the next point of a sweep, `ratio` times larger: this
+    point's wall time (its stimulus built, every call timed: on a GPU several round trips
+    and the device-only calls, not the device-only time alone) scaled by `ratio`, its
+    first (cold) calls, `first_calls_s`, counted as one warm call each, `warm_call_s`,
+    so that a compile at the first size does not stop the sweep."""
+    steady = max(wall_s - first_calls_s, 0.0) + warm_call_s
+    return steady * ratio
 
 
 def run_scaling(config: ScalingConfig, *, progress: bool = False) -> ScalingResults:

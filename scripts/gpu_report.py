@@ -6,16 +6,21 @@ Run from a checkout with the GPU machine's own packages (no pip: `PYTHONPATH=.`)
     PYTHONPATH=. python scripts/gpu_report.py OUT_DIR --deadline-s 60 --quick --device cpu
 
 What runs, in this order (the most valuable figures per second first), each section in a
-process of its own, all under one deadline (`--deadline-s`) that every section checks
-between rows:
+process of its own, all under one deadline (`--deadline-s`, output included: the sections
+see it 7 s early, time to stop one that overruns and write the report) that every section
+checks between rows:
   probe       (first, at most 30 s) the GPU, driver and CUDA; versions of jax, jaxlib, the
-              jax CUDA plugin, numba, numba-cuda, cuda-bindings; where NVVM and libdevice
-              were found; one numba-cuda kernel compiled and run, one JAX function run.
+              jax CUDA plugin and PJRT packages, numba, numba-cuda, cuda-bindings; where
+              NVVM and libdevice were found; the host's memory fill rate (1 GiB allocated
+              and filled, GB/s); one numba-cuda kernel compiled and run, one JAX function
+              run.
               With `--device gpu`, where neither GPU runtime works the run stops there
               and says why;
   agreement   numba-cuda and jax (euler and exp-euler, float64 and float32) against the
               CPU's numpy and exp-euler on step, sine, noise and a diverging step: max
-              |ΔV| on finite samples, RMS, whether the diverged flags agree;
+              |ΔV| and RMS over the traces that diverged on neither side (before a
+              blow-up one-ulp differences grow to hundreds of mV); each side's diverged
+              traces and first bad sample, and whether they agree (within 3 samples);
   throughput  neuron-steps/s of numba-cuda and jax at 10⁶ traces × 2,560 samples, float64
               and float32, device only (input already on the GPU, synchronised) and round
               trip (host arrays in and out), with energy per trace and per neuron-step;
@@ -25,8 +30,10 @@ between rows:
   floor       `hhbench floor` for numba-cuda, jax and the CNN (device-only times for GPU
               backends, the round trip beside; the GPU ceilings the cnn section measured);
   run         `hhbench run --device cpu,gpu` (the harness as a user runs it), with a case
-              timeout set from the time left; whatever it printed is kept;
-  scaling     per-trace cost over batches 1 … 10⁶ on the CPU and the GPU, scaling.png.
+              timeout set from the time left (less 60 s, or a third, kept for scaling
+              when it follows); whatever it printed is kept;
+  scaling     per-trace cost over batches 1 … 10⁶ on the CPU and the GPU, scaling.png
+              (its table and figure rewritten after each series).
 
 Output, in OUT_DIR, at most six files and a log: gpu_report.json and gpu_report.md
 (rewritten after every measured row, so a run stopped at any point keeps what it
@@ -36,15 +43,20 @@ status is 0 when every section finished or was cut short by the deadline, 1 when
 failed (or no GPU runtime works), 2 for bad arguments.
 
 Energy: NVML's total-energy counter (nvidia-ml-py) over windows of at least 1 s, the idle
-power measured beside and subtracted; the SM clock, temperature and throttle reasons at
-every sample (`hhbench.energy`). On the CPU, RAPL where readable; otherwise recorded as
+power measured once at the section's start (before any work warms the GPU) and
+subtracted; the SM clock, temperature and throttle reasons at every sample
+(`hhbench.energy`). NVML ignores CUDA_VISIBLE_DEVICES: gpu:N is mapped through it (GPU
+numbers, or GPU-…/MIG-… UUIDs found by UUID), and the GPU NVML read is recorded by name
+and UUID beside each figure. On the CPU, RAPL where readable; otherwise recorded as
 unreadable.
 
 Memory at 10⁶ traces × 2,560 samples: one float64 array is 20.5 GB (10.2 GB float32).
 numba-cuda holds two arrays on the GPU at a time (41 GB in float64); JAX's device-only
 call two (41 GB), its round trip three (61 GB, the input donated). The throughput and
-scaling sections run with JAX's memory fraction raised to 0.95 (`XLA_CLIENT_MEM_FRACTION`;
-each section is a process of its own, so no later section inherits what JAX holds), so
+scaling sections run with JAX's memory fraction raised to 0.95 (`XLA_CLIENT_MEM_FRACTION`
+only: jaxlib refuses it beside the deprecated `XLA_PYTHON_CLIENT_MEM_FRACTION`, which no
+section gets; each section is a process of its own, so no later section inherits what JAX
+holds), so
 all of these fit an H100 (80 GB: 76 GB usable) and an H200 (141 GB: 134 GB usable); a
 case whose estimate does not fit the card is recorded as too big, with the memory it
 needed. The host holds the current and V (41 GB in float64; both machines have 128 GB).
@@ -77,8 +89,16 @@ SECTIONS = ("agreement", "throughput", "cnn", "floor", "run", "scaling")
 HH_GPU = ("numba-cuda", "jax")
 REPORT_JSON, REPORT_MD, LOG = "gpu_report.json", "gpu_report.md", "gpu_report.log"
 PROBE_S = 30.0
-#: seconds a section's process gets past the deadline to write its last row and exit
+#: seconds a section's process gets past its deadline to write its last row and exit
 GRACE_S = 3.0
+#: seconds `_stop` waits after SIGTERM, and after SIGKILL
+TERM_WAIT_S, KILL_WAIT_S = 1.0, 1.0
+#: seconds the parent takes for its last write of the report
+WRITE_S = 1.0
+#: the sections' deadline is this much before --deadline-s: a section cut at its deadline
+#: plus GRACE_S, stopped (SIGTERM, SIGKILL), the report written and the background
+#: compile killed all end within --deadline-s
+END_MARGIN_S = GRACE_S + TERM_WAIT_S + KILL_WAIT_S + WRITE_S + KILL_WAIT_S
 #: JAX's memory fraction in the throughput section (its 10⁶-trace float64 cases)
 MEM_FRACTION = 0.95
 #: arrays of batch × samples on the device at once (see the docstring): device only, round
@@ -159,6 +179,14 @@ def _version(module: str) -> str:
         return "not installed"
 
 
+#: the packages whose versions the probe records (JAX's CUDA support comes as a plugin and
+#: a PJRT package, one of each per CUDA major version)
+VERSIONS_OF = ("numpy", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin",
+               "jax-cuda12-pjrt", "jax-cuda13-pjrt", "numba", "numba-cuda", "cuda-bindings",
+               "cuda-python", "nvidia-ml-py", "cupy-cuda12x", "cupy-cuda13x", "scipy",
+               "tensorflow")
+
+
 def probe(args) -> dict:
     """What the machine is, and whether each GPU runtime compiles and runs one function."""
     out = {"python": platform.python_version(), "host": platform.node(),
@@ -168,22 +196,52 @@ def probe(args) -> dict:
                               "--format=csv,noheader,nounits"], capture_output=True,
                              text=True, timeout=10)
         out["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
-        first = out["nvidia_smi"].splitlines()[0].split(", ") if smi.returncode == 0 else []
-        if len(first) == 3:
-            out["gpu_name"], out["driver"] = first[0], first[1]
-            out["gpu_memory_bytes"] = int(float(first[2]) * 2 ** 20)
+        if smi.returncode == 0 and out["nvidia_smi"]:
+            out.update(parse_smi(out["nvidia_smi"].splitlines()[0]))
         cuda = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10)
         for token in cuda.stdout.split("|"):
             if "CUDA Version" in token:
                 out["cuda_driver_version"] = token.split("CUDA Version:")[-1].strip()
     except (OSError, subprocess.SubprocessError) as exc:
         out["nvidia_smi"] = f"unavailable: {error_text(exc)}"
-    out["versions"] = {m: _version(m) for m in (
-        "numpy", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "numba",
-        "numba-cuda", "cuda-bindings", "cuda-python", "nvidia-ml-py", "cupy-cuda12x",
-        "cupy-cuda13x", "scipy", "tensorflow")}
+    out["versions"] = {m: _version(m) for m in VERSIONS_OF}
+    out["host_fill"] = host_fill_rate(2 ** 26 if args.quick else 2 ** 30)
     out["numba_cuda"] = _probe_numba_cuda()
+    total = out["numba_cuda"].get("memory_total_bytes")
+    if total:  # the CUDA driver's own figure, where numba-cuda runs on a real GPU
+        out["gpu_memory_bytes"], out["gpu_memory_from"] = int(total), "numba-cuda"
     out["jax"] = _probe_jax(args)
+    return out
+
+
+def host_fill_rate(nbytes: int = 2 ** 30) -> dict:
+    """GB/s at which this host allocates and fills `nbytes` of fresh memory (page faults
+    included: what building a 10⁶-trace current, 20.5 GB, pays), for judging the budget."""
+    import numpy as np
+    try:
+        start = time.perf_counter()
+        a = np.empty(nbytes, dtype=np.uint8)
+        a.fill(1)
+        seconds = time.perf_counter() - start
+        del a
+    except MemoryError as exc:
+        return {"bytes": nbytes, "error": error_text(exc)}
+    return {"bytes": nbytes, "seconds": seconds, "gb_per_s": nbytes / seconds / 1e9}
+
+
+def parse_smi(line: str) -> dict:
+    """nvidia-smi's "name, driver, memory.total (MiB)" line; a field it cannot give
+    ("[N/A]", "[Not Supported]") recorded as unknown, never an error."""
+    fields = [f.strip() for f in line.split(", ")]
+    if len(fields) != 3:
+        return {}
+    out = {"gpu_name": fields[0], "driver": fields[1]}
+    try:
+        out["gpu_memory_bytes"] = int(float(fields[2]) * 2 ** 20)
+        out["gpu_memory_from"] = "nvidia-smi"
+    except ValueError:
+        out["gpu_memory_bytes"] = None
+        out["gpu_memory_unknown"] = f"nvidia-smi gave {fields[2]!r}"
     return out
 
 
@@ -209,6 +267,12 @@ def _probe_numba_cuda() -> dict:
         v, bad = cuda_engine.integrate_marked(np.full((2, 8), 10.0), 0.05)
         rec.update(works=bool(np.isfinite(v).all()), compile_and_run_s=time.perf_counter()
                    - start, device=cuda_engine.device_name(0))
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+            try:  # the card's memory as the driver tells (nvidia-smi may say [N/A])
+                rec["memory_total_bytes"] = int(
+                    cuda.current_context().get_memory_info().total)
+            except Exception as exc:
+                rec["memory_total_bytes_error"] = error_text(exc)
         if not rec["works"]:
             rec["why"] = "the probe kernel returned non-finite V"
     except Exception as exc:
@@ -273,8 +337,6 @@ def _agreement_stimulus(n_samples: int):
 
 
 def section_agreement(sec: Section) -> None:
-    import numpy as np
-
     from hhbench.suite import make_backend
     stim = _agreement_stimulus(sec.args.samples)
     # euler's rows first: its reference is NumPy's, while exp-euler's is the CPU engine's
@@ -292,17 +354,56 @@ def section_agreement(sec: Section) -> None:
                 r = b.run(stim)
                 if ref is None:
                     ref = make_backend(cpu_backend, device="cpu").run(stim)
-                both = np.isfinite(ref.v_batch) & np.isfinite(r.v_batch)
-                diff = np.abs(ref.v_batch - r.v_batch)[both]
-                row.update(device=b.device,
-                           max_abs_diff_mv=float(diff.max()) if diff.size else None,
-                           rms_diff_mv=float(np.sqrt(np.mean(diff ** 2)))
-                           if diff.size else None,
-                           diverged=r.diverged.tolist(), diverged_cpu=ref.diverged.tolist(),
-                           flags_agree=bool(np.array_equal(r.diverged, ref.diverged)))
+                row.update(device=b.device, **agreement(ref.v_batch, ref.diverged,
+                                                        r.v_batch, r.diverged))
             except Exception as exc:
                 row["error"] = error_text(exc)
             sec.emit(row)
+
+
+#: diverged traces' first bad samples agree when within this many samples
+FIRST_BAD_WITHIN = 3
+
+
+def first_bad_samples(v, diverged) -> list:
+    """Per trace, the first sample that is not finite or beyond DIVERGED_ABS_MV (None for
+    a trace not flagged diverged, or flagged with no such sample)."""
+    import numpy as np
+
+    from hhbench.backends.base import DIVERGED_ABS_MV
+    v = np.asarray(v)
+    bad = ~np.isfinite(v) | (np.abs(np.nan_to_num(v)) > DIVERGED_ABS_MV)
+    out = []
+    for k, flagged in enumerate(np.asarray(diverged, dtype=bool)):
+        idx = np.flatnonzero(bad[k])
+        out.append(int(idx[0]) if flagged and idx.size else None)
+    return out
+
+
+def agreement(ref_v, ref_diverged, v, diverged) -> dict:
+    """A GPU result `v` against the CPU's `ref_v` (traces x samples): max and RMS |ΔV| over
+    the traces that diverged in neither (on a trace where forward Euler blows up, a
+    one-ulp difference, e.g. a GPU's FMA against NumPy, grows to hundreds of mV before
+    the blow-up: no measure of agreement); each side's diverged traces and first bad
+    sample, and whether those agree (the same traces, within FIRST_BAD_WITHIN samples)."""
+    import numpy as np
+    ref_v, v = np.asarray(ref_v), np.asarray(v)
+    ref_div = np.asarray(ref_diverged, dtype=bool).reshape(-1)
+    div = np.asarray(diverged, dtype=bool).reshape(-1)
+    compared = ~(ref_div | div)
+    both = np.isfinite(ref_v) & np.isfinite(v) & compared[:, None]
+    diff = np.abs(ref_v - v)[both]
+    first, first_ref = first_bad_samples(v, div), first_bad_samples(ref_v, ref_div)
+    flags_agree = bool(np.array_equal(div, ref_div))
+    first_agree = flags_agree and all(
+        (a is None) == (b is None) and (a is None or abs(a - b) <= FIRST_BAD_WITHIN)
+        for a, b in zip(first, first_ref))
+    return {"max_abs_diff_mv": float(diff.max()) if diff.size else None,
+            "rms_diff_mv": float(np.sqrt(np.mean(diff ** 2))) if diff.size else None,
+            "traces_compared": int(compared.sum()),
+            "diverged": div.tolist(), "diverged_cpu": ref_div.tolist(),
+            "first_bad": first, "first_bad_cpu": first_ref,
+            "flags_agree": flags_agree, "first_bad_agree": first_agree}
 
 
 def _memory_needed(backend: str, precision: str, traces: int, samples: int) -> int:
@@ -319,38 +420,59 @@ def _card_bytes(sec: Section) -> int | None:
     return p.get("gpu_memory_bytes") or None
 
 
-def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None) -> dict:
-    """Round-trip and device-only seconds per call of `backend` on `stim`, each side's
+#: backends whose device-only call runs the very kernels their round trip runs (numba-cuda:
+#: the same kernel and transposes, at the same shape; JAX's round trip is another compiled
+#: function, batch-major with its input donated): after the device-only call their round
+#: trip needs no cold call
+WARMED_BY_DEVICE_ONLY = frozenset({"numba-cuda"})
+
+
+def _timed_pair(backend, stim, settings, energy=None, steps=None, out=None,
+                warm: bool = False) -> dict:
+    """Device-only and round-trip seconds per call of `backend` on `stim`, each side's
     arrays freed before the other's are made (at 10⁶ float64 traces they are 20 GB each),
     and the energy of the device-only call; written into `out` as they are measured, so
-    that a device-only call that fails keeps the round trip. The device-only call waits
-    through the backend's runtime, which also says the memory in use on the device after
-    it (`device_memory_bytes`, where it can tell)."""
+    that a device-only call that fails keeps the round trip (measured after it, then the
+    error raised). The device-only call waits through the backend's runtime, which also
+    says the memory in use on the device after it (`device_memory_bytes`, where it can
+    tell). `warm`: the device-only call, run first, has warmed the round trip's kernels
+    (`WARMED_BY_DEVICE_ONLY`), so the round trip is timed without a cold call (at 10⁶
+    traces a full round trip of seconds saved)."""
     import gc
 
     from hhbench.runtimes import device_memory, device_only_call
     from hhbench.timing import TimingSettings, measure
     out = {} if out is None else out
     out["device"] = backend.device
-    timed, last = measure(lambda: backend.run(stim), TimingSettings(
-        warmup_calls=0, min_repeats=1 if stim.batch_size >= 10 ** 5 else 3, min_time_s=0.0))
-    out["round_trip_s"] = timed.median_s
-    del last
+    failed = None
+    try:
+        # the call's device arrays are dropped at once: no result kept
+        timed_call = device_only_call(backend, stim, cpu=True)  # JAX has one on the CPU too
+        if timed_call is not None:
+            timed, _ = measure(timed_call, settings)
+            out["device_only_s"] = timed.median_s
+            out["device_only_cold_s"] = timed.cold_s
+            out["device_memory_bytes"] = device_memory(backend)
+            if energy is not None:
+                out["energy"] = energy.measure(timed_call, traces_per_call=stim.batch_size,
+                                               steps_per_call=steps)
+    except Exception as exc:
+        failed, timed_call = exc, None
+    warmed = warm and "device_only_s" in out
+    timed_call = None  # the device's inputs go before the round trip's
     gc.collect()
-    # the call's device arrays are dropped at once: no result kept
-    timed_call = device_only_call(backend, stim, cpu=True)  # JAX has one on the CPU too
-    if timed_call is not None:
-        timed, _ = measure(timed_call, settings)
-        out["device_only_s"] = timed.median_s
-        out["device_only_cold_s"] = timed.cold_s
-        out["device_memory_bytes"] = device_memory(backend)
-        if energy is not None:
-            out["energy"] = energy.measure(timed_call, traces_per_call=stim.batch_size,
-                                           steps_per_call=steps)
-    elif energy is not None:
+    _release_numba_cuda_memory()
+    timed, last = measure(lambda: backend.run(stim), TimingSettings(
+        warmup_calls=0, min_repeats=1 if stim.batch_size >= 10 ** 5 else 3, min_time_s=0.0),
+        cold=not warmed)
+    out["round_trip_s"] = timed.median_s
+    out["round_trip_cold_call"] = not warmed
+    del last
+    if failed is not None:
+        raise failed
+    if energy is not None and "energy" not in out:
         out["energy"] = energy.measure(lambda: backend.run(stim),
                                        traces_per_call=stim.batch_size, steps_per_call=steps)
-    timed_call = None  # the device's inputs go before the next backend's
     gc.collect()
     _release_numba_cuda_memory()
     return out
@@ -377,13 +499,31 @@ def _energy(sec: Section, backend):
                                       min_window_s=0.2 if sec.args.quick else 1.0)
 
 
+def _idle_first(sec: Section, backends) -> dict:
+    """{(runtime, device): its energy recorder} for `backends` ((name, options) pairs),
+    each recorder's idle power measured now, at the section's start, before any work
+    warms the device (a backend that cannot be made here is left to its row to say)."""
+    from hhbench.suite import make_backend
+    energies = {}
+    for name, options in backends:
+        try:
+            b = make_backend(name, device=_device(sec.args, name), options=options)
+            key = (b.device_runtime().name, b.device)
+            if key not in energies:
+                energies[key] = _energy(sec, b)
+                energies[key].measure_idle()
+        except Exception:
+            traceback.print_exc()
+    return energies
+
+
 def section_throughput(sec: Section) -> None:
     from hhbench.suite import case_stimulus, make_backend
     args = sec.args
     stim = None
     steps = args.traces * args.samples
     card = _card_bytes(sec)
-    energies = {}
+    energies = _idle_first(sec, [(name, {}) for name in HH_GPU])
     for name in HH_GPU:
         for precision in _precisions(name):
             row = {"backend": name, "precision": precision, "traces": args.traces,
@@ -407,7 +547,8 @@ def section_throughput(sec: Section) -> None:
                 key = (b.device_runtime().name, b.device)  # a recorder per runtime
                 if key not in energies:
                     energies[key] = _energy(sec, b)
-                _timed_pair(b, stim, args.timing, energies[key], steps, out=row)
+                _timed_pair(b, stim, args.timing, energies[key], steps, out=row,
+                            warm=name in WARMED_BY_DEVICE_ONLY)
             except Exception as exc:
                 traceback.print_exc()
                 row["error"] = error_text(exc)
@@ -438,13 +579,14 @@ def section_cnn(sec: Section) -> None:
     from hhbench.floor import cnn_floor_s
     from hhbench.suite import case_stimulus, make_backend
     args = sec.args
+    # the idle power first, before the ceilings' work warms the device
+    energy = next(iter(_idle_first(sec, [("cnn", {"runtime": "jax"})]).values()), None)
     try:
         ceilings = _ceilings(sec)
     except Exception as exc:
         traceback.print_exc()
         ceilings = None
         sec.set("ceilings_error", error_text(exc))
-    energy = None
     for precision in args.cnn_precisions:
         try:
             b = make_backend("cnn", device=args.device, options={"runtime": "jax",
@@ -508,6 +650,20 @@ def section_floor(sec: Section) -> None:
             sec.emit({"backend": name, "error": error_text(exc)})
 
 
+#: what the run section leaves for scaling when scaling follows: this many seconds, or
+#: this share of what is left where that is less
+SCALING_RESERVE_S, SCALING_SHARE = 60.0, 1 / 3
+
+
+def run_budget(left: float, scaling_follows: bool) -> float:
+    """The seconds `hhbench run` may take of the `left` the run section has: less
+    GRACE_S, and, when scaling follows, less its reserve."""
+    usable = left - GRACE_S
+    if scaling_follows:
+        usable -= min(SCALING_RESERVE_S, SCALING_SHARE * max(usable, 0.0))
+    return usable
+
+
 def section_run(sec: Section) -> None:
     args = sec.args
     backends = ("numba", "numba-cuda", "jax", "cnn")
@@ -516,7 +672,7 @@ def section_run(sec: Section) -> None:
     devices = tuple(dict.fromkeys(("cpu", args.device)))
     cases = len(backends) * len(devices) * len(batches)
     processes = 1 if args.quick else 3  # fresh processes timing each case
-    left = sec.left() - GRACE_S
+    left = run_budget(sec.left(), "scaling" in args.sections)
     if left < 10:
         sec.skip_rest("hhbench run")
         return
@@ -578,15 +734,22 @@ def section_scaling(sec: Section) -> None:
         except Exception as exc:
             traceback.print_exc()
             sec.emit({"backend": name, "device": dev, "error": error_text(exc)})
-    if points:
-        merged = ScalingResults(config=results[0].config, points=tuple(points))
-        sec.set("markdown", merged.to_markdown())
-        try:
-            from hhbench.plot import plot_scaling
-            plot_scaling(merged, args.out / "scaling.png")
-        except Exception as exc:
-            traceback.print_exc()
-            sec.set("figure_error", error_text(exc))
+            continue
+        if points:  # the table and figure so far: a deadline later keeps them
+            _scaling_outputs(sec, ScalingResults(config=results[0].config,
+                                                 points=tuple(points)))
+
+
+def _scaling_outputs(sec: Section, merged) -> None:
+    """The scaling table (in the report) and scaling.png of every series so far."""
+    sec.set("markdown", merged.to_markdown())
+    try:
+        from hhbench.plot import plot_scaling
+        plot_scaling(merged, sec.out / "scaling.png")
+        sec.state.pop("figure_error", None)
+    except Exception as exc:
+        traceback.print_exc()
+        sec.set("figure_error", error_text(exc))
 
 
 RUNNERS = {"agreement": section_agreement, "throughput": section_throughput,
@@ -628,7 +791,8 @@ def markdown(report: dict) -> str:
                   f"{p.get('cuda_driver_version', '?')}; Python {p.get('python')}; "
                   + ", ".join(f"{k} {x}" for k, x in v.items() if x != "not installed"), "",
                   f"numba-cuda: {_probe_line(p.get('numba_cuda', {}))}; "
-                  f"JAX: {_probe_line(p.get('jax', {}))}", ""]
+                  f"JAX: {_probe_line(p.get('jax', {}))}; host memory fill: "
+                  f"{_fmt((p.get('host_fill') or {}).get('gb_per_s'), '.3g')} GB/s", ""]
     s = report.get("settings", {})
     lines += [f"Settings: {json.dumps(s)}", ""]
     lines += ["| section | status | seconds |", "|---|---|---|"]
@@ -676,18 +840,32 @@ def _why(row: dict) -> str:
 
 
 def _md_agreement(state, rows):
-    out = ["float64 equal within 1e-9 mV is the bar; float32 is a different method", "",
+    out = ["float64 equal within 1e-9 mV is the bar; float32 is a different method. "
+           "|ΔV| over the traces that diverged on neither side; diverged traces as "
+           "trace@first bad sample, GPU / CPU", "",
            "| backend | kernel | precision | max abs diff (mV) | RMS diff (mV) | "
-           "diverged flags agree |", "|---|---|---|---|---|---|"]
+           "traces compared | diverged (GPU / CPU) | diverged agree |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "max_abs_diff_mv" in r:
             out.append(f"| {r['backend']} | {r['kernel']} | {r['precision']} | "
                        f"{_fmt(r['max_abs_diff_mv'])} | {_fmt(r.get('rms_diff_mv'))} | "
-                       f"{r.get('flags_agree')} |")
+                       f"{r.get('traces_compared', '-')} | "
+                       f"{_diverged_cell(r.get('diverged'), r.get('first_bad'))} / "
+                       f"{_diverged_cell(r.get('diverged_cpu'), r.get('first_bad_cpu'))} | "
+                       f"{r.get('first_bad_agree', r.get('flags_agree'))} |")
         else:
             out.append(f"| {r.get('backend')} | {r.get('kernel')} | {r.get('precision')} | "
-                       f"{_why(r)} | | |")
+                       f"{_why(r)} | | | | |")
     return out
+
+
+def _diverged_cell(flags, first) -> str:
+    """"1@652, 3@542" (trace@first bad sample), "none"."""
+    flags, first = flags or [], first or [None] * len(flags or [])
+    got = [f"{k}@{'?' if s is None else s}" for k, (f, s) in enumerate(zip(flags, first))
+           if f]
+    return ", ".join(got) or "none"
 
 
 def _energy_cells(r):
@@ -769,9 +947,11 @@ FORMATS = {"agreement": _md_agreement, "throughput": _md_throughput, "cnn": _md_
 
 # -- the parent: probe, sections in processes, one deadline ---------------------------------
 
-def _stop(proc) -> None:
-    """SIGTERM to the process' group, SIGKILL 2 s later (its workers included)."""
-    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+def _stop(proc, term_wait_s: float = TERM_WAIT_S) -> None:
+    """SIGTERM to the process' group, SIGKILL `term_wait_s` later (its workers included;
+    0: SIGKILL at once); returns within term_wait_s + KILL_WAIT_S."""
+    steps = ((signal.SIGTERM, term_wait_s),) if term_wait_s > 0 else ()
+    for sig, wait in steps + ((signal.SIGKILL, KILL_WAIT_S),):
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -796,18 +976,46 @@ def section_env(args) -> dict:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.device == "cpu":
         env["NUMBA_ENABLE_CUDASIM"] = "1"
+    return _one_mem_fraction(env)
+
+
+#: JAX's memory-fraction variable, and the deprecated name it replaced: jaxlib (0.11,
+#: `xla_client.generate_pjrt_gpu_plugin_options`) raises ValueError where both are set,
+#: inside the CUDA plugin's start, and JAX then runs on the CPU only
+MEM_FRACTION_VAR = "XLA_CLIENT_MEM_FRACTION"
+MEM_FRACTION_OLD = "XLA_PYTHON_CLIENT_MEM_FRACTION"
+
+
+def _one_mem_fraction(env: dict, fraction: float | None = None) -> dict:
+    """`env` with JAX's memory fraction under its current name only: `fraction` where
+    given, else the value inherited (the deprecated name's moved over where it is the only
+    one set)."""
+    env = dict(env)
+    old = env.pop(MEM_FRACTION_OLD, None)
+    if fraction is not None:
+        env[MEM_FRACTION_VAR] = str(fraction)
+    elif old and not env.get(MEM_FRACTION_VAR):
+        env[MEM_FRACTION_VAR] = old
     return env
+
+
+def child_env(env: dict, name: str) -> dict:
+    """The environment of section `name`'s process: throughput's and scaling's 10⁶-trace
+    cases get JAX's memory fraction raised to MEM_FRACTION (see the docstring)."""
+    if name in ("throughput", "scaling"):
+        return _one_mem_fraction(env, MEM_FRACTION)
+    return _one_mem_fraction(env)
 
 
 def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int | None]:
     """Run one section (or the probe) in its own process; (how it ended, exit code)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), str(args.out), "--_section", name,
-           "--_deadline-at", repr(args.deadline_at), "--device", args.device]
+           "--_deadline-at", repr(sections_deadline(args.deadline_at)),
+           "--device", args.device]
     if args.quick:
         cmd.append("--quick")
-    if name in ("throughput", "scaling"):  # their 10⁶-trace cases: see the docstring
-        env = {**env, "XLA_CLIENT_MEM_FRACTION": str(MEM_FRACTION),
-               "XLA_PYTHON_CLIENT_MEM_FRACTION": str(MEM_FRACTION)}
+    cmd += ["--sections", ",".join(args.sections)]  # the run section leaves scaling time
+    env = child_env(env, name)
     log.write(f"\n===== {name} ({time.strftime('%H:%M:%S')}) =====\n")
     log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -818,6 +1026,18 @@ def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int 
         _stop(proc)
         return "deadline", None
     return ("done" if rc == 0 else "failed"), rc
+
+
+def sections_deadline(deadline_at: float) -> float:
+    """The deadline the sections see: --deadline-s less END_MARGIN_S."""
+    return deadline_at - END_MARGIN_S
+
+
+def child_limit(deadline_at: float, now: float, probe: bool = False) -> float:
+    """How long the parent waits for a section's process started at `now` (the probe's:
+    at most PROBE_S) before stopping it: its deadline plus GRACE_S."""
+    left = sections_deadline(deadline_at) - now
+    return min(PROBE_S, left) if probe else left + GRACE_S
 
 
 def _last_error(out: Path, name: str) -> str | None:
@@ -845,7 +1065,7 @@ def parent(args) -> int:
             failed = _run_sections(args, env, log)
         finally:
             if warm is not None and warm.poll() is None:
-                _stop(warm)
+                _stop(warm, term_wait_s=0)  # compiles only: killed at once
     if failed is None:  # no GPU runtime works
         return 1
     print(f"gpu_report: wrote {args.out / REPORT_JSON}, {args.out / REPORT_MD} "
@@ -871,13 +1091,12 @@ def _run_sections(args, env: dict, log) -> bool | None:
     """The probe, then each section; whether one failed (None: no GPU runtime works)."""
     failed = False
     for name in ("probe",) + args.sections:
-        left = args.deadline_at - time.time()
         t0 = time.time()
-        if left < 2.0:
+        if sections_deadline(args.deadline_at) - t0 < 2.0:
             how, rc = "skipped", None
         else:
-            limit = min(PROBE_S, left) if name == "probe" else left + GRACE_S
-            how, rc = _child(args, name, env, log, limit)
+            how, rc = _child(args, name, env, log,
+                             child_limit(args.deadline_at, t0, probe=name == "probe"))
         for tmp in args.out.glob("*.tmp"):  # a write cut short by a kill
             tmp.unlink(missing_ok=True)
         report = read_report(args.out)

@@ -189,3 +189,109 @@ def test_cuda_numbering_is_mapped_to_nvmls(monkeypatch):
     assert energy.nvml_where(1) == "gpu:1"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert energy.nvml_where(0) == "gpu:0"
+
+
+def test_cuda_visible_devices_uuids_are_mapped_to_nvml_uuids(monkeypatch):
+    """Catches a CUDA_VISIBLE_DEVICES of UUIDs handed to NVML as the runtime's index:
+    NVML ignores CUDA_VISIBLE_DEVICES, so GPU-…/MIG-… entries are found by UUID."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5a1b-77, MIG-9c0d")
+    assert energy.nvml_where(0) == "gpu:GPU-5a1b-77"
+    assert energy.nvml_where(1) == "gpu:MIG-9c0d"
+    assert energy.nvml_where(2) == "gpu:2"
+
+
+class _FakeNvml:
+    """pynvml's calls NvmlMeter makes, over two GPUs and one MIG instance of the second."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self):
+        self.gpus = {"GPU-aaaa-1111": "NVIDIA H100 80GB HBM3", "GPU-bbbb-2222": "NVIDIA H200"}
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, k):
+        return list(self.gpus)[k]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid in self.gpus or uuid == "MIG-cccc":
+            return uuid
+        raise self.NVMLError("Not Found")
+
+    def nvmlDeviceIsMigDeviceHandle(self, handle):
+        return handle.startswith("MIG-")
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle):
+        return "GPU-bbbb-2222"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if handle.startswith("MIG-"):
+            raise self.NVMLError("Not Supported")
+        return 5000
+
+    def nvmlDeviceGetName(self, handle):
+        return self.gpus[handle].encode()
+
+    def nvmlDeviceGetUUID(self, handle):
+        return handle
+
+
+def test_nvml_meter_opens_a_gpu_by_uuid_prefix_or_mig_and_records_its_name(monkeypatch):
+    """Catches a UUID (or CUDA's unique UUID prefix, or a MIG instance) not found in NVML,
+    or a record that does not say which card NVML read."""
+    import sys
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml())
+    m = energy.open_meter("gpu:GPU-bbbb-2222")
+    assert (m.name, m.uuid, m.note) == ("NVIDIA H200", "GPU-bbbb-2222", None)
+    assert m.read_j() == 5.0
+    assert energy.open_meter("gpu:GPU-aaaa").name == "NVIDIA H100 80GB HBM3"  # a prefix
+    mig = energy.open_meter("gpu:MIG-cccc")
+    assert mig.uuid == "GPU-bbbb-2222" and "MIG" in mig.note
+    assert energy.open_meter("gpu:1").name == "NVIDIA H200"
+    with pytest.raises(energy.EnergyUnavailable):
+        energy.open_meter("gpu:GPU-ffff")
+    monkeypatch.setattr(energy, "_meters", {})
+    assert energy.counter_device("gpu:GPU-aaaa-1111") == {
+        "where": "gpu:GPU-aaaa-1111", "name": "NVIDIA H100 80GB HBM3",
+        "uuid": "GPU-aaaa-1111"}
+
+
+class _Warming(_Counter):
+    """A counter idling at 2 W while cool, at 5 W once work has run (a hot GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hot = False
+
+    def sleep(self, s):
+        self.t += s
+        self.j += (5.0 if self.hot else 2.0) * s
+
+    def call(self):
+        self.hot = True
+        self.sleep(0.3)
+        self.j += 1.0
+
+
+def test_idle_power_is_measured_before_the_work_when_asked(monkeypatch):
+    """Catches idle power measured right after the timing loop, on a hot GPU whose idle
+    draw is higher: the work's energy above idle comes out too low. `measure_idle()` at
+    the start reads the cool 2 W; a recorder never asked measures it after the work and
+    says so."""
+    c = _Warming()
+    monkeypatch.setattr(energy, "read_window", lambda meter, call=None, **kw: read_window(
+        meter, call, clock=c.clock, sleep=c.sleep, **kw))
+    rec = EnergyRecorder("test", min_window_s=1.0, meter=lambda: c)
+    assert rec.measure_idle() == pytest.approx(2.0)
+    c.call()  # the section's timing loop: the device is hot now
+    got = rec.measure(c.call, traces_per_call=1)
+    assert got["idle_w"] == pytest.approx(2.0)
+    assert got["idle_measured"] == "before the work"
+    late = EnergyRecorder("test", min_window_s=1.0, meter=lambda: c)
+    late_got = late.measure(c.call, traces_per_call=1)
+    assert late_got["idle_measured"].startswith("after") and late_got["idle_w"] > 4.0

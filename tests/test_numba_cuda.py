@@ -377,3 +377,71 @@ def test_cpu_is_refused_and_options_are_checked():
         assert "\n" not in str(info.value)
     assert cls.check_options({"kernel": "exp-euler", "precision": "float32"}) == {
         "kernel": "exp-euler", "precision": "float32"}
+
+
+#: numba finds no folder to cache kernels in (every locator refused), real numba-cuda (no
+#: simulator, no GPU needed: the cache is set up when a kernel is decorated)
+NO_LOCATOR_SCRIPT = textwrap.dedent(r"""
+    import importlib, json, warnings
+    from hhbench.runtimes.numba_cuda import module
+    module()  # NumPy 2.5 made compilable first
+    from hhbench.backends import cuda_engine
+    caching = importlib.import_module("numba.cuda.core.caching")
+    for cls in vars(caching).values():
+        if isinstance(cls, type) and "_locator_classes" in vars(cls):
+            cls._locator_classes = []
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        kernels = [cuda_engine.kernel("euler", "float64"),
+                   cuda_engine._transpose_kernel("float32")]
+    print(json.dumps({"types": [type(k).__name__ for k in kernels],
+                      "no_cache": cuda_engine._NO_CACHE,
+                      "warnings": [str(w.message) for w in got
+                                   if issubclass(w.category, RuntimeWarning)]}))
+""")
+
+
+def test_kernels_compile_without_the_cache_where_no_cache_folder_is_writable():
+    """Catches `cuda.jit(cache=True)` raising RuntimeError ("no locator available") where
+    no cache folder is writable (a read-only checkout and home): every kernel is then
+    compiled without the cache, tried once and said once."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", NO_LOCATOR_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["types"] == ["CUDADispatcher", "CUDADispatcher"]
+    assert "no locator available" in got["no_cache"]
+    assert len(got["warnings"]) == 1 and "compiled without it" in got["warnings"][0]
+
+
+def test_jit_cached_falls_back_once_and_lets_other_errors_through(monkeypatch):
+    from hhbench.backends import cuda_engine
+    monkeypatch.setattr(cuda_engine, "_NO_CACHE", None)
+    asked = []
+
+    class _Cuda:
+        def jit(self, func=None, cache=False):
+            asked.append(cache)
+            if cache:
+                def deco(f):
+                    raise RuntimeError("cannot cache function 'f': no locator available "
+                                       "for file 'x.py'")
+                return deco
+            return ("compiled", func)
+
+    def f():
+        pass
+    with pytest.warns(RuntimeWarning, match="compiled without it"):
+        assert cuda_engine.jit_cached(_Cuda(), f) == ("compiled", f)
+    assert cuda_engine.jit_cached(_Cuda(), f) == ("compiled", f)
+    assert asked == [True, False, False]  # the cache tried once
+    monkeypatch.setattr(cuda_engine, "_NO_CACHE", None)
+
+    class _Broken(_Cuda):
+        def jit(self, func=None, cache=False):
+            raise RuntimeError("something else")
+    with pytest.raises(RuntimeError, match="something else"):
+        cuda_engine.jit_cached(_Broken(), f)

@@ -59,9 +59,45 @@ def test_budget_stops_a_slow_sweep():
                            timing=QUICK)
     points, why = _sweep(fake, config, "batch", config.batches, clock=fake.clock)
     # a call at batch b spends b ms of the fake clock, two calls per size (cold + 1 timed):
-    # after 64 the sweep has spent 2·85 ms, after 256 it has spent 2·341 ms > 0.5 s: stop
-    assert [p.batch for p in points] == [1, 4, 16, 64, 256]
-    assert why == "after 256 (budget 0.5 s)"
+    # after 64 the sweep has spent 2·85 ms; 256 would take 2·256 ms more, past 0.5 s: stop
+    # (predicted from the point's own wall time, so the budget is not overrun)
+    assert [p.batch for p in points] == [1, 4, 16, 64]
+    assert why == "after 64 (budget 0.5 s)"
+    assert fake.now <= config.budget_s
+
+
+class _SlowHostFake(_Fake):
+    """A GPU-like backend: its round trip (run) costs 100x its device-only call."""
+    device = "gpu:0"
+
+    def device_call(self, stim):
+        def call():
+            self.now += stim.batch_size * stim.n_samples * 1e-8
+        return call
+
+    def device_runtime(self):
+        class _R:
+            def synchronize(self, device, out):
+                pass
+        return _R()
+
+
+def test_the_next_point_is_predicted_from_its_wall_time_not_the_device_only_time():
+    """Catches a sweep that predicts its next point from the device-only time while the
+    point really costs its round trips (and stimulus): the budget was overrun ~100x."""
+    fake = _SlowHostFake()
+    config = ScalingConfig(backends=("numpy",), max_batch=4096, n_samples=1000, budget_s=0.5,
+                           timing=QUICK)
+    points, why = _sweep(fake, config, "batch", config.batches, clock=fake.clock)
+    assert why is not None and fake.now <= config.budget_s
+    assert [p.batch for p in points] == [1, 4, 16, 64]
+
+
+def test_next_point_s_counts_a_compile_as_one_warm_call():
+    from hhbench.scaling import next_point_s
+    # 10 s wall of which 9.9 s the first (compiling) call; warm calls 0.01 s
+    assert next_point_s(10.0, 9.9, 0.01, 4) == pytest.approx((0.1 + 0.01) * 4)
+    assert next_point_s(1.0, 0.0, 0.1, 2) == pytest.approx(2.2)
 
 
 def test_tiny_run_writes_tables_and_figure(tmp_path):

@@ -187,7 +187,31 @@ def kernel(kernel_name: str = "euler", precision: str = "float64"):
     if simulator_enabled():
         return numba_cuda.jit(func)
     purge_stale_cache()
-    return numba_cuda.jit(cache=True)(func)
+    return jit_cached(numba_cuda, func)
+
+
+#: why numba-cuda's disk cache cannot be used here (None: not found unusable so far)
+_NO_CACHE: str | None = None
+
+
+def jit_cached(numba_cuda, func):
+    """`numba_cuda.jit(cache=True)(func)`; where numba finds no folder to cache in (a
+    read-only checkout and home: RuntimeError "no locator available"), `func` compiled
+    without the cache, and every later kernel too, tried once and said once (a
+    RuntimeWarning)."""
+    global _NO_CACHE
+    if _NO_CACHE is None:
+        try:
+            return numba_cuda.jit(cache=True)(func)
+        except RuntimeError as exc:
+            if "no locator available" not in str(exc):
+                raise
+            _NO_CACHE = str(exc)
+            import warnings
+            warnings.warn(f"numba-cuda's kernel cache is unusable here ({exc}); kernels are "
+                          "compiled without it, at every process' first launch",
+                          RuntimeWarning, stacklevel=2)
+    return numba_cuda.jit(func)
 
 
 #: the transpose's tile (TILE × TILE elements through shared memory) and its block of
@@ -236,7 +260,7 @@ def _transpose_kernel(precision: str):
              _DTYPE=float64 if precision == "float64" else float32),
         _transpose_tile.__name__)
     func.__qualname__ = f"_transpose_tile_{precision}"
-    return numba_cuda.jit(func) if simulator_enabled() else numba_cuda.jit(cache=True)(func)
+    return numba_cuda.jit(func) if simulator_enabled() else jit_cached(numba_cuda, func)
 
 
 def device_transpose(d_src, precision: str = "float64", tiled: bool | None = None):
@@ -396,5 +420,5 @@ def device_name(gpu: int = 0) -> str:
 
 
 __all__ = ["THREADS_PER_BLOCK", "PRECISIONS", "DeviceRun", "integrate_marked", "launch",
-           "device_transpose",
+           "device_transpose", "jit_cached",
            "kernel", "device_kernels", "compile_kernel", "device_name", "simulator_enabled"]
