@@ -283,3 +283,29 @@ def test_a_cpu_backend_has_no_device_only_call():
         call = device_only_call(jax_cpu, stim, cpu=True)
         assert call is not None and call() is None
         assert jax_cpu.device_runtime() is get_runtime("jax")
+
+
+@pytest.mark.parametrize("inherited", [
+    {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"},
+    {"XLA_CLIENT_MEM_FRACTION": "0.6", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"}])
+def test_no_worker_gets_both_jax_memory_fraction_names(monkeypatch, inherited):
+    """Catches a user's shell with the deprecated XLA_PYTHON_CLIENT_MEM_FRACTION reaching
+    `hhbench run`'s workers beside XLA_CLIENT_MEM_FRACTION: JAX 0.11's CUDA plugin refuses
+    the pair and JAX runs on the CPU only. The new name keeps its value, or takes the old
+    one's; jaxlib's own option builder accepts what the worker gets."""
+    from hhbench.workers import _worker_env
+    for name in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in inherited.items():
+        monkeypatch.setenv(name, value)
+    env = _worker_env()
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env
+    assert env["XLA_CLIENT_MEM_FRACTION"] == inherited.get("XLA_CLIENT_MEM_FRACTION", "0.5")
+    # in this process too (`Runtime.setup`, before JAX's first import)
+    get_runtime("jax").setup()
+    import os
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ
+    xla_client = pytest.importorskip("jaxlib.xla_client")
+    if hasattr(xla_client, "generate_pjrt_gpu_plugin_options"):
+        options = xla_client.generate_pjrt_gpu_plugin_options()  # raises for the pair
+        assert float(options["memory_fraction"]) == float(env["XLA_CLIENT_MEM_FRACTION"])

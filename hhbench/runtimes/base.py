@@ -92,13 +92,16 @@ class Runtime:
 
     def process_env(self, env: dict) -> None:
         """Set, in `env` (a fresh process' environment), what this runtime needs before it
-        is imported there; values already set are kept."""
+        is imported there; values already set are kept (a runtime may remove a setting
+        its framework refuses)."""
 
     def setup(self) -> None:
         """`process_env` applied to this process (before the framework's first import)."""
         import os
         env = dict(os.environ)
         self.process_env(env)
+        for key in [k for k in os.environ if k not in env]:
+            del os.environ[key]
         for key, value in env.items():
             os.environ.setdefault(key, value)
 

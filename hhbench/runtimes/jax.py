@@ -31,6 +31,11 @@ class JaxRuntime(Runtime):
 
     def process_env(self, env: dict) -> None:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        # JAX 0.11's CUDA plugin refuses to start (and JAX falls back to the CPU, saying so
+        # only in a log line) when both memory-fraction names are set: keep the new one
+        old = env.pop("XLA_PYTHON_CLIENT_MEM_FRACTION", None)
+        if old is not None:
+            env.setdefault("XLA_CLIENT_MEM_FRACTION", old)
 
     def gpu_count(self) -> int:
         """GPUs JAX sees (0 when it is missing, its GPU backend is absent or finds none)."""
