@@ -8,6 +8,13 @@ enter it. It is timed as `BLOCKS` blocks of `REPS_PER_BLOCK` repetitions:
 
   * `min_s`: the minimum over all repetitions (seconds per repetition) — the machine's
     speed with the least interference, the value two runs' ratio is taken of;
+A run takes its blocks at several moments (`Calibration`): some before the first worker
+process, one before each further one (when nothing else of the run is working), some at
+the end. On a virtual machine a core can run 20 % to 2.6× slower for a second or more
+(another tenant on its sibling): the blocks of one moment then all come out slow and
+tight, which one short calibration cannot tell from a slower machine; blocks spread over
+the run's minute can.
+
   * `spread`: (median block minimum − smallest block minimum) / smallest: how much the
     minimum itself moved while it was measured. A quiet machine gives well under 2 %; a
     machine whose cores are shared gives more. The median, not the largest, of the block
@@ -35,26 +42,47 @@ CALLS_PER_REP = 20
 STABLE_SPREAD = 0.03
 
 
+class Calibration:
+    """Blocks of the kernel taken at several moments of a run (`take`), summed up by
+    `result` as the dict of the results file (see the module doc)."""
+
+    def __init__(self, reps: int = REPS_PER_BLOCK):
+        self.reps = reps
+        self.x = np.random.default_rng(0).standard_normal(4096)
+        self.out = np.empty_like(self.x)
+        self.minima: list[float] = []
+        self.medians: list[float] = []
+        self.moments = 0
+
+    def take(self, blocks: int = 1) -> None:
+        """Time `blocks` blocks now (after a short warm-up of the code path and caches)."""
+        x, out, clock = self.x, self.out, time.perf_counter_ns
+        for _ in range(CALLS_PER_REP * 5):
+            np.exp(x, out=out)
+        for _ in range(blocks):
+            times = []
+            for _ in range(self.reps):
+                start = clock()
+                for _ in range(CALLS_PER_REP):
+                    np.exp(x, out=out)
+                times.append((clock() - start) / 1e9)
+            self.minima.append(min(times))
+            self.medians.append(float(np.median(times)))
+        self.moments += 1
+
+    def result(self) -> dict:
+        return {"kernel": KERNEL, "min_s": min(self.minima),
+                "median_s": float(np.median(self.medians)), "spread": spread_of(self.minima),
+                "block_min_s": list(self.minima), "moments": self.moments,
+                "repetitions": len(self.minima) * self.reps}
+
+
 def calibrate(blocks: int = BLOCKS, reps: int = REPS_PER_BLOCK) -> dict:
-    """Time the kernel (see the module doc); a dict for the results file."""
-    x = np.random.default_rng(0).standard_normal(4096)
-    out = np.empty_like(x)
-    for _ in range(CALLS_PER_REP * 5):  # warm the code path and the caches
-        np.exp(x, out=out)
-    minima, medians = [], []
-    clock = time.perf_counter_ns
-    for _ in range(blocks):
-        times = []
-        for _ in range(reps):
-            start = clock()
-            for _ in range(CALLS_PER_REP):
-                np.exp(x, out=out)
-            times.append((clock() - start) / 1e9)
-        minima.append(min(times))
-        medians.append(float(np.median(times)))
-    return {"kernel": KERNEL, "min_s": min(minima), "median_s": float(np.median(medians)),
-            "spread": spread_of(minima), "block_min_s": minima,
-            "repetitions": blocks * reps}
+    """Time the kernel now, `blocks` blocks at one moment (see the module doc); a dict
+    for the results file."""
+    calibration = Calibration(reps)
+    calibration.take(blocks)
+    return calibration.result()
 
 
 def spread_of(block_minima) -> float:

@@ -800,8 +800,8 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--config", help="suite settings from a JSON or TOML file")
     s.add_argument("--backends", help="comma-separated names (default: every backend of `hhbench backends` "
                         "that can run here on the requested devices; the others are named in "
-                        "one note, as are the slow baselines, odeint-lab and reference, run "
-                        "only at batch 1 unless named)")
+                        "one note, as are the cases a slow baseline skips unless named: "
+                        "odeint-lab runs on the step at batch 1, reference at batch 1)")
     s.add_argument("--stimuli", help="comma-separated: step,sine,noise (default: all)")
     s.add_argument("--batch", help="comma-separated batch sizes, e.g. 1,8,64 (default: 1,16)")
     s.add_argument("--device", help="devices, comma-separated: cpu,gpu,gpu:N,gpu:all,auto "

@@ -153,24 +153,34 @@ class SuiteConfig:
         if self.n_samples < 1:
             raise HHBenchError("n_samples must be >= 1")
 
-    def batches_of(self, name: str) -> tuple[int, ...]:
-        """The batches `name` runs at: all of `batches`, except in the default suite
-        (`all_backends`), where a backend declaring `default_batch_limit` runs only at
-        those up to it (`batch_limit_notes` says so)."""
-        limit = check_name(name).default_batch_limit if self.all_backends else None
-        return self.batches if limit is None else tuple(b for b in self.batches if b <= limit)
+    def runs(self, name: str, stimulus: str, batch: int) -> bool:
+        """Whether `name` runs on `stimulus` at `batch`: always in a suite that names its
+        backends; in the default suite (`all_backends`) only within what the backend
+        declares for it (`default_batch_limit`, `default_stimuli`: the slow baselines),
+        which `default_limit_notes` says."""
+        if not self.all_backends:
+            return True
+        cls = check_name(name)
+        return ((cls.default_batch_limit is None or batch <= cls.default_batch_limit)
+                and (cls.default_stimuli is None or stimulus in cls.default_stimuli))
 
-    def batch_limit_notes(self) -> dict[str, str]:
-        """{"backend at batch N": why} for each backend the default suite runs at fewer
-        batches than asked for (`batches_of`); {} for a suite that names its backends."""
+    def default_limit_notes(self) -> dict[str, str]:
+        """{"backend on sine, noise and at batch 16": why} for each backend the default
+        suite runs on fewer stimuli or batches than asked for (`runs`); {} for a suite
+        that names its backends."""
         notes = {}
         for name in self.backends:
-            dropped = [b for b in self.batches if b not in self.batches_of(name)]
-            if dropped:
-                limit = check_name(name).default_batch_limit
-                notes[f"{name} at batch {', '.join(map(str, dropped))}"] = (
-                    f"run only up to batch {limit} by default, as too slow per trace; "
-                    f"name it in --backends to run it at every batch")
+            stimuli = [s for s in self.stimuli
+                       if not any(self.runs(name, s, n) for n in self.batches)]
+            batches = [n for n in self.batches
+                       if not any(self.runs(name, s, n) for s in self.stimuli)]
+            if stimuli or batches:
+                where = " and ".join(filter(None, [
+                    stimuli and f"on {', '.join(stimuli)}",
+                    batches and f"at batch {', '.join(map(str, batches))}"]))
+                notes[f"{name} {where}"] = (
+                    "too slow per trace to run there by default; name it in --backends to "
+                    "run it on every stimulus and batch")
         return notes
 
     def backend_options(self, name: str) -> dict:
@@ -529,7 +539,7 @@ def score_case(case: CaseResult, result: SimResult | None, reference: SimResult)
 def suite_cases(config: SuiteConfig) -> list[tuple[str, str, int, str]]:
     """(backend, stimulus, batch, device request) of every case, in the order they run."""
     return [(b, s, n, d) for s in config.stimuli for b in config.backends
-            for n in config.batches_of(b) for d in config.devices]
+            for n in config.batches if config.runs(b, s, n) for d in config.devices]
 
 
 def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, NotRun | None]]]:
@@ -567,13 +577,13 @@ def planned_cases(config: SuiteConfig, plan: dict | None = None
     run, with the devices resolved (`plan_devices`)."""
     plan = plan_devices(config) if plan is None else plan
     return [(b, s, n, d, why) for s in config.stimuli for b in config.backends
-            for n in config.batches_of(b) for d, why in plan[b]]
+            for n in config.batches if config.runs(b, s, n) for d, why in plan[b]]
 
 
 def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, str]]:
     """For the default suite (`all_backends`): the config without the backends that cannot
     run here on any requested device, and {backend: why} for those (a note, not skipped
-    cases), with the batches a backend is not run at by default (`batch_limit_notes`).
+    cases), with where a slow baseline is not run by default (`default_limit_notes`).
     Any other config comes back as it is, with {}. When none can run, nothing is left
     out (the skipped cases then say why)."""
     if not config.all_backends:
@@ -584,10 +594,10 @@ def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, st
                for name, entries in plan_devices(config).items()
                if all(why is not None and why.status == "skipped" for _, why in entries)}
     if not reasons or len(reasons) == len(config.backends):
-        return config, config.batch_limit_notes()
+        return config, config.default_limit_notes()
     kept = dataclasses.replace(config, backends=tuple(
         b for b in config.backends if b not in reasons))
-    return kept, {**reasons, **kept.batch_limit_notes()}
+    return kept, {**reasons, **kept.default_limit_notes()}
 
 
 def check_memory(config: SuiteConfig) -> int:
@@ -634,8 +644,9 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
     source = package_source(suite_models(config), backends=config.backends)
     env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
     from hhbench.busy import LoadMeter
-    from hhbench.calibration import calibrate as calibrate_core
-    calib = calibrate_core()
+    from hhbench.calibration import Calibration
+    calibration = Calibration()
+    calibration.take(blocks=5)  # more before the workers, one between each, more at the end
     meter = LoadMeter().start()  # other work on the machine while the workers time
     bar = tqdm(total=len(runnable) * config.processes, disable=not progress, unit="case",
                dynamic_ncols=True, desc=f"hhbench run ({config.processes} processes)")
@@ -643,9 +654,12 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
         outputs = run_processes(config.as_dict(), [cases[i] for i in runnable],
                                 config.processes, keep_dir=Path(keep),
                                 on_case=lambda: bar.update(1),
-                                case_timeout_s=config.case_timeout_s, source=source)
+                                case_timeout_s=config.case_timeout_s, source=source,
+                                between=calibration.take)
         bar.close()
         env["load_during"] = meter.stop()
+        calibration.take(blocks=4)
+        calib = calibration.result()
         env["workers"] = [o.record for o in outputs]
         out, examples = [], {}
         position = {case_index: k for k, case_index in enumerate(runnable)}

@@ -67,7 +67,8 @@ def group_cases(cases: list[tuple], options: dict | None = None) -> dict[str, li
 def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep_dir: Path,
                   on_case: Callable[[], None] = lambda: None,
                   case_timeout_s: float | None = DEFAULT_CASE_TIMEOUT_S,
-                  source: dict | None = None) -> list[WorkerOutput]:
+                  source: dict | None = None,
+                  between: Callable[[], None] = lambda: None) -> list[WorkerOutput]:
     """Time every case in `processes` fresh processes per group; outputs of repetition 0
     are written to `keep_dir` as `<case index>.npz`.
 
@@ -83,7 +84,8 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     worker finished are kept either way, and so is the full report of a worker that
     exits non-zero after writing it (a crash in a GPU runtime's teardown); its record
     says so (`exit_after_report`). The record of a group's last process lists the errors
-    of the ones before it (`restarted_after`)."""
+    of the ones before it (`restarted_after`). `between` is called between one group's
+    processes and the next group's, while no worker runs (the calibration's moments)."""
     if source is None:  # what the workers' own hashes must match
         from hhbench.suite import SuiteConfig
         config = SuiteConfig.from_dict(config_dict)
@@ -103,6 +105,8 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
                                             cases={i: given_up[i] for i in all_indices},
                                             record={"error": "every case given up"}))
                 continue
+            if outputs:
+                between()
             job = {"config": config_dict, "keep_dir": str(keep_dir) if rep == 0 else None,
                    "group": group, "repetition": rep, "source": source}
             done, record = _run_group(job, cases, indices, on_case, case_timeout_s,

@@ -193,23 +193,34 @@ def test_the_default_suite_names_what_it_left_out(tmp_path, capsys):
     assert leave_out_unrunnable(named) == (named, {})
 
 
-def test_the_default_suite_runs_the_slow_baseline_at_batch_1_only_and_says_so():
-    # bug caught: odeint-lab (~1.5 s per trace) run at batch 16 by default, making the
-    # default run take minutes; or left out of a suite that names it
+def test_the_default_suite_runs_the_slow_baselines_on_less_and_says_so():
+    # bug caught: odeint-lab (1.3-1.5 s per trace on sine and noise) or the converged
+    # reference run everywhere by default, making the default run take minutes; or a
+    # baseline left out of a suite that names it
     from hhbench.backends import backend_classes
     from hhbench.suite import SuiteConfig, leave_out_unrunnable, planned_cases
-    assert backend_classes()["odeint-lab"].default_batch_limit == 1
-    assert backend_classes()["numba"].default_batch_limit is None
+    classes = backend_classes()
+    assert (classes["odeint-lab"].default_batch_limit,
+            classes["odeint-lab"].default_stimuli) == (1, ("step",))
+    assert (classes["reference"].default_batch_limit,
+            classes["reference"].default_stimuli) == (1, None)
+    assert (classes["numba"].default_batch_limit, classes["numba"].default_stimuli) == \
+        (None, None)
     config = SuiteConfig(devices=("cpu",), batches=(1, 16))
     kept, notes = leave_out_unrunnable(config)
-    batches = {(b, n) for b, _, n, _, _ in planned_cases(kept)}
-    assert ("odeint-lab", 1) in batches and ("odeint-lab", 16) not in batches
-    assert ("numpy", 16) in batches and ("odeint", 16) in batches
-    assert "--backends" in notes["odeint-lab at batch 16"]
+    cases = {(b, s, n) for b, s, n, _, _ in planned_cases(kept)}
+    assert {(s, n) for b, s, n in cases if b == "odeint-lab"} == {("step", 1)}
+    assert {(s, n) for b, s, n in cases if b == "reference"} == {
+        ("step", 1), ("sine", 1), ("noise", 1)}
+    assert {(s, n) for b, s, n in cases if b == "numpy"} == {
+        (s, n) for s in ("step", "sine", "noise") for n in (1, 16)}
+    assert "--backends" in notes["odeint-lab on sine, noise and at batch 16"]
+    assert "reference at batch 16" in notes
     assert not any(k.startswith("numpy") for k in notes)
-    # named, it runs at every batch asked for, with no note
+    # named, they run on every stimulus and batch asked for, with no note
     named = SuiteConfig(backends=("odeint-lab", "numpy"), batches=(1, 16))
-    assert {n for b, _, n, _, _ in planned_cases(named) if b == "odeint-lab"} == {1, 16}
+    assert {(s, n) for b, s, n, _, _ in planned_cases(named) if b == "odeint-lab"} == {
+        (s, n) for s in ("step", "sine", "noise") for n in (1, 16)}
     assert leave_out_unrunnable(named) == (named, {})
 
 

@@ -90,9 +90,11 @@ class Backend(ABC):
     option_defaults: ClassVar[Mapping[str, Any]] = {}
     #: options whose value is one of a fixed few, e.g. {"precision": ("float64", "float32")}
     option_choices: ClassVar[Mapping[str, tuple]] = {}
-    #: the largest batch the default suite (no backend named) runs it at; None: every
-    #: batch. For a baseline too slow per trace to run at every batch by default
+    #: the largest batch, and the stimuli, the default suite (no backend named) runs it
+    #: at and on; None: every one. For a baseline too slow per trace to run everywhere
+    #: by default
     default_batch_limit: ClassVar[int | None] = None
+    default_stimuli: ClassVar[tuple[str, ...] | None] = None
 
     @classmethod
     def runtime_of(cls, options: Mapping[str, Any] | None = None) -> str | None:

@@ -23,9 +23,11 @@ class OdeintLab(Backend):
     name = "odeint-lab"
     summary = "the lab's odeint: Python right-hand side, one LSODA call per trace (baseline)"
     requires = ("scipy",)
-    # ~1.5 s per trace of the lab's 2,560 samples (a Python call per right-hand side): at
-    # batch 16 it alone would take minutes of the default run; named, it runs at any batch
+    # 1.3-1.5 s per trace on the lab's sine and noise (a Python call per right-hand side,
+    # LSODA's steps following every spike): there, and at batch 16 anywhere, it alone would
+    # take most of the default run; named, it runs everywhere
     default_batch_limit = 1
+    default_stimuli = ("step",)
 
     def __init__(self, *, rtol: float = RTOL, atol: float = ATOL):
         self.rtol, self.atol = check_tolerances(rtol, atol)
