@@ -644,9 +644,9 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
     source = package_source(suite_models(config), backends=config.backends)
     env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
     from hhbench.busy import LoadMeter
-    from hhbench.calibration import Calibration
+    from hhbench.calibration import BLOCKS, Calibration
     calibration = Calibration()
-    calibration.take(blocks=5)  # more before the workers, one between each, more at the end
+    calibration.take(blocks=BLOCKS)  # then one between workers, some in each, some at the end
     meter = LoadMeter().start()  # other work on the machine while the workers time
     bar = tqdm(total=len(runnable) * config.processes, disable=not progress, unit="case",
                dynamic_ncols=True, desc=f"hhbench run ({config.processes} processes)")
@@ -658,7 +658,10 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
                                 between=calibration.take)
         bar.close()
         env["load_during"] = meter.stop()
-        calibration.take(blocks=4)
+        calibration.take(blocks=3)
+        for o in outputs:
+            if o.record.get("calibration_block_min_s"):
+                calibration.add(o.record["calibration_block_min_s"])
         calib = calibration.result()
         env["workers"] = [o.record for o in outputs]
         out, examples = [], {}

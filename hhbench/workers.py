@@ -118,6 +118,8 @@ def run_processes(config_dict: dict, cases: list[tuple], processes: int, *, keep
     return outputs
 
 
+#: blocks of the calibration kernel each worker process times before its first case
+WORKER_CALIBRATION_BLOCKS = 3
 #: processes a case may bring down (kill, crash, hang) before it is given up
 MAX_CASE_ATTEMPTS = 2
 
@@ -379,6 +381,11 @@ def work(job: dict, out_path: Path) -> None:
     results = {}
     mine = package_source(suite_models(config), backends=config.backends)
     parents = job.get("source")
+    # the machine's single-core speed from this process too: another process may sit on
+    # a faster or slower core (`hhbench.calibration`); before any case, so nothing of the
+    # run competes
+    from hhbench.calibration import calibrate
+    calibration = calibrate(blocks=WORKER_CALIBRATION_BLOCKS)["block_min_s"]
     for index, (name, kind, batch, device) in zip(job["indices"], job["cases"]):
         print(f"{STARTING} {index}", flush=True)
         stim = case_stimulus(kind, batch, n_samples=config.n_samples, seed=config.seed)
@@ -420,7 +427,7 @@ def work(job: dict, out_path: Path) -> None:
         record = {"group": job["group"], "repetition": job["repetition"], "pid": os.getpid(),
                   "load_average_start": load, "wall_s": time.perf_counter() - started,
                   "threads": threads.describe(), "numba_cache": threads.numba_cache_stats(),
-                  "source": mine}
+                  "source": mine, "calibration_block_min_s": calibration}
     _write_json(out_path, {"cases": results, "record": record})
 
 

@@ -36,14 +36,19 @@ def test_run_writes_valid_json_and_csv(quick_run, capsys):
     assert env["cpu"] and env["logical_cores"] >= 1 and env["versions"]["numpy"]
     assert data["calibration"]["kernel"] == "exp_f64_4096_x20"
     assert 0 < data["calibration"]["min_s"] <= data["calibration"]["median_s"]
-    # the calibration's blocks are spread over the run (a core slowed for a second by
-    # another tenant makes one moment's blocks slow, not the run's): 5 before the
-    # workers, one between each two worker processes, 4 after them
+    # the calibration's blocks are spread over the run and its processes (a core slowed
+    # for a second by another tenant makes one moment's blocks slow, not the run's): 9
+    # before the workers, one between each two worker processes, 3 in each, 3 after
     workers = len(env["workers"])
     assert workers == 2 * 3  # the simulators' and TensorFlow's groups, 3 processes each
-    assert data["calibration"]["spread"] >= 0
-    assert len(data["calibration"]["block_min_s"]) == 5 + (workers - 1) + 4
-    assert data["calibration"]["moments"] == 1 + (workers - 1) + 1
+    calibration = data["calibration"]
+    assert len(calibration["block_min_s"]) == 9 + (workers - 1) + 3 * workers + 3
+    assert calibration["moments"] == 1 + (workers - 1) + workers + 1
+    assert all(len(w["calibration_block_min_s"]) == 3 for w in env["workers"])
+    assert calibration["min_s"] == min(calibration["block_min_s"])
+    # the spread is the start's 9 blocks' (median - min) / min, not all the run's
+    first = sorted(calibration["block_min_s"][:9])
+    assert calibration["spread"] == pytest.approx((first[4] - first[0]) / first[0])
     assert env["load_during"]["wall_s"] > 0 and env["load_during"]["other_cores"] >= 0
     case = next(c for c in data["cases"] if c["backend"] == "numba" and c["stimulus"] == "step")
     assert case["status"] == "ok" and len(case["timing"]["samples_s"]) >= 2
