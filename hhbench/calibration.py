@@ -14,16 +14,17 @@ moments and processes spread through the run's minute can.
 
   * `min_s`: the minimum over all repetitions (seconds per repetition) — the machine's
     speed with the least interference, the value two runs' ratio is taken of;
-  * `spread`: (median − smallest) / smallest of the start's `BLOCKS` block minima: how
-    much the minimum moved while it was first measured. A quiet machine gives well under
-    2 %; a machine whose cores are shared gives more. The median, not the largest: one
-    block hit by an interrupt burst moves the largest by 25-30 % on the development
-    machine while the median stays near 1 %; sustained interference (another job on the
-    core's sibling) moves most blocks, and so the median. The start's blocks only: the
-    blocks right after a worker process exits run 10-30 % slow on the development
-    machine (its caches and clocks just left by the worker), which says nothing of
-    other work. `compare` shows the NEW/OLD ratio of `min_s` only where both sides'
-    spread is below `STABLE_SPREAD`.
+  * `spread`: (lower quartile − smallest) / smallest of the block minima taken at the
+    run's start, its end and in its workers: how far the minimum is from what the
+    machine gave most of the time. A quiet machine gives well under 3 %; sustained
+    interference (another job on a core's sibling) slows most blocks, and so the
+    quartile. The lower quartile, not the median or the largest: one block hit by an
+    interrupt burst moves the largest by 25-30 % on the development machine, and one of
+    a run's moments caught in a slow second moves a median of few blocks. The blocks
+    between worker processes are left out of it: right after a worker exits they run
+    10-30 % slow there (its caches and clocks just left by the worker), which says
+    nothing of other work. `compare` shows the NEW/OLD ratio of `min_s` only where both
+    sides' spread is below `STABLE_SPREAD`.
 
 Its use: the ratio says how much faster one machine (or one moment) runs single-threaded
 NumPy code than another, so a case's ratio across machines can be read against it. It is
@@ -53,13 +54,14 @@ class Calibration:
         self.reps = reps
         self.x = np.random.default_rng(0).standard_normal(4096)
         self.out = np.empty_like(self.x)
-        self.first: list[float] = []  # the start's blocks: the spread
+        self.clean: list[float] = []  # the blocks the spread is taken of
         self.minima: list[float] = []
         self.medians: list[float] = []
         self.moments = 0
 
-    def take(self, blocks: int = 1) -> None:
-        """Time `blocks` blocks now (after a short warm-up of the code path and caches)."""
+    def take(self, blocks: int = 1, *, clean: bool = True) -> None:
+        """Time `blocks` blocks now (after a short warm-up of the code path and caches);
+        `clean=False`: right after a worker process, left out of the spread."""
         x, out, clock = self.x, self.out, time.perf_counter_ns
         for _ in range(CALLS_PER_REP * 5):
             np.exp(x, out=out)
@@ -73,18 +75,22 @@ class Calibration:
                 times.append((clock() - start) / 1e9)
             minima.append(min(times))
             self.medians.append(float(np.median(times)))
-        self.add(minima)
+        self.add(minima, clean=clean)
 
-    def add(self, block_minima) -> None:
+    def between(self) -> None:
+        """One block between two worker processes (`run_processes`' `between`)."""
+        self.take(1, clean=False)
+
+    def add(self, block_minima, *, clean: bool = True) -> None:
         """Block minima (s) taken at one moment, here (`take`) or in a worker process."""
-        if not self.minima:
-            self.first = list(block_minima)
+        if clean:
+            self.clean.extend(block_minima)
         self.minima.extend(block_minima)
         self.moments += 1
 
     def result(self) -> dict:
         return {"kernel": KERNEL, "min_s": min(self.minima),
-                "median_s": float(np.median(self.medians)), "spread": spread_of(self.first),
+                "median_s": float(np.median(self.medians)), "spread": spread_of(self.clean),
                 "block_min_s": list(self.minima), "moments": self.moments,
                 "repetitions": len(self.minima) * self.reps}
 
@@ -98,9 +104,10 @@ def calibrate(blocks: int = BLOCKS, reps: int = REPS_PER_BLOCK) -> dict:
 
 
 def spread_of(block_minima) -> float:
-    """(median − smallest) / smallest block minimum (a fraction)."""
+    """(lower quartile − smallest) / smallest block minimum (a fraction; see the module
+    doc)."""
     lo = min(block_minima)
-    return (float(np.median(block_minima)) - lo) / lo if lo > 0 else float("inf")
+    return (float(np.percentile(block_minima, 25)) - lo) / lo if lo > 0 else float("inf")
 
 
 def speed_ratio(old: dict | None, new: dict | None) -> dict | None:

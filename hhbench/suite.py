@@ -655,7 +655,7 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
                                 config.processes, keep_dir=Path(keep),
                                 on_case=lambda: bar.update(1),
                                 case_timeout_s=config.case_timeout_s, source=source,
-                                between=calibration.take)
+                                between=calibration.between)
         bar.close()
         env["load_during"] = meter.stop()
         calibration.take(blocks=3)

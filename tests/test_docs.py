@@ -118,7 +118,7 @@ def test_no_page_links_outside_the_repository_or_to_shared():
 
 def test_the_readme_stays_short_and_keeps_its_sections():
     text = README.read_text()
-    assert len(text.encode()) < 16_000, "the README is for users: measurements go to docs/"
+    assert len(text.encode()) <= 15_000, "the README is for users: measurements go to docs/"
     for heading in ("## Two commands", "## A five-minute tour", "## Results on this machine",
                     "## CPU and GPU"):
         assert f"\n{heading}\n" in text, heading

@@ -46,9 +46,12 @@ def test_run_writes_valid_json_and_csv(quick_run, capsys):
     assert calibration["moments"] == 1 + (workers - 1) + workers + 1
     assert all(len(w["calibration_block_min_s"]) == 3 for w in env["workers"])
     assert calibration["min_s"] == min(calibration["block_min_s"])
-    # the spread is the start's 9 blocks' (median - min) / min, not all the run's
-    first = sorted(calibration["block_min_s"][:9])
-    assert calibration["spread"] == pytest.approx((first[4] - first[0]) / first[0])
+    # the spread: (lower quartile - min) / min of the blocks of the start, the end and
+    # the workers, not of those right after a worker exited (index 9 to 9 + workers - 2)
+    blocks = calibration["block_min_s"]
+    clean = blocks[:9] + blocks[9 + workers - 1:]
+    assert calibration["spread"] == pytest.approx(
+        (np.percentile(clean, 25) - min(clean)) / min(clean))
     assert env["load_during"]["wall_s"] > 0 and env["load_during"]["other_cores"] >= 0
     case = next(c for c in data["cases"] if c["backend"] == "numba" and c["stimulus"] == "step")
     assert case["status"] == "ok" and len(case["timing"]["samples_s"]) >= 2
