@@ -131,6 +131,15 @@ class Runtime:
         or None where this runtime knows of none."""
         return None
 
+    def nvml_counter(self, device: str) -> str | None:
+        """NVML's counter of GPU N of "gpu:N", N as this runtime numbers its GPUs (None
+        for one it does not see): what a GPU runtime's `energy_where` gives for a GPU."""
+        from hhbench.energy import nvml_where
+        try:
+            return nvml_where(self.gpu_index(device))
+        except CannotRunHere:
+            return None
+
     def memory_capacity(self, device: str) -> int | None:
         """Bytes free for a computation on `device`: the host's available memory (psutil)
         for "cpu"; None where this runtime cannot tell (a GPU, unless it says)."""

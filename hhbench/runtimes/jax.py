@@ -108,13 +108,7 @@ class JaxRuntime(Runtime):
     def energy_where(self, device: str) -> str | None:
         """NVML's counter of GPU N of "gpu:N" (None for a GPU JAX does not see); RAPL's
         CPU packages for "cpu"."""
-        if device == "cpu":
-            return "cpu"
-        from hhbench.energy import nvml_where
-        try:
-            return nvml_where(self.gpu_index(device))
-        except CannotRunHere:
-            return None
+        return "cpu" if device == "cpu" else self.nvml_counter(device)
 
 
 RUNTIME = JaxRuntime()

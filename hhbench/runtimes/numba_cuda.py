@@ -122,11 +122,7 @@ class NumbaCudaRuntime(Runtime):
         and for a GPU numba-cuda does not see)."""
         if simulator_enabled() or not device.startswith("gpu"):
             return None
-        from hhbench.energy import nvml_where
-        try:
-            return nvml_where(self.gpu_index(device))
-        except CannotRunHere:
-            return None
+        return self.nvml_counter(device)
 
     def ceilings(self, device: str) -> dict:
         if simulator_enabled():  # its kernels run in the Python interpreter: no ceiling

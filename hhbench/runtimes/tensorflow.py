@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from hhbench.errors import CannotRunHere
 from hhbench.runtimes.base import Runtime
 
 
@@ -39,15 +38,9 @@ class TensorFlowRuntime(Runtime):
         return f"/GPU:{self.gpu_index(device)}"
 
     def energy_where(self, device: str) -> str | None:
-        """NVML's counter of GPU N of "gpu:N" (None for one TensorFlow does not see);
-        RAPL's CPU packages for "cpu"."""
-        if device == "cpu":
-            return "cpu"
-        from hhbench.energy import nvml_where
-        try:
-            return nvml_where(self.gpu_index(device))
-        except CannotRunHere:
-            return None
+        """NVML's counter of GPU N of "gpu:N" (None for a GPU TensorFlow does not see); RAPL's
+        CPU packages for "cpu"."""
+        return "cpu" if device == "cpu" else self.nvml_counter(device)
 
     def memory_in_use(self, device: str) -> int | None:
         import tensorflow as tf
