@@ -221,16 +221,22 @@ def _value(v) -> str:
     return "-" if v is None else str(v)
 
 
+#: what a case's settings record of the run itself (measured, not asked for): never a
+#: difference of settings; besides these, keys named `*_s` and `*_bytes` are measurements
+MEASURED_SETTINGS = frozenset({"memory_chunk", "windows_per_call", "network_calls"})
+
+
 def case_differences(old: RunResults, new: RunResults, o: CaseResult, n: CaseResult
                      ) -> tuple[list[str], list[str]]:
     """(settings that differ, package versions that differ) for one pair of cases: every
-    setting the case recorded (runtime, precision, threads, ...; measurements, named
-    `*_s`, excluded) and its runtime; NumPy's version and those of its runtime."""
+    setting the case recorded (runtime, precision, threads, ...; measurements excluded:
+    `*_s`, `*_bytes`, `MEASURED_SETTINGS`) and its runtime; NumPy's version and those of
+    its runtime."""
     from hhbench.provenance import runtime_word
     settings = []
     for key in sorted(set(o.settings) | set(n.settings)):
         a, b = o.settings.get(key), n.settings.get(key)
-        if key.endswith("_s") or a == b:
+        if key.endswith(("_s", "_bytes")) or key in MEASURED_SETTINGS or a == b:
             continue
         settings.append(f"{key} {_value(a)} vs {_value(b)}")
     ro = runtime_word(o.backend, o.settings, case_options(old, o.backend))

@@ -166,21 +166,31 @@ class SuiteConfig:
 
     def default_limit_notes(self) -> dict[str, str]:
         """{"backend on sine, noise and at batch 16": why} for each backend the default
-        suite runs on fewer stimuli or batches than asked for (`runs`); {} for a suite
-        that names its backends."""
+        suite runs on fewer of the requested stimuli or batches than asked for (`runs`):
+        the stimuli outside its `default_stimuli` and the batches above its
+        `default_batch_limit`; {"backend": why} for one left with no case at all; {} for
+        a suite that names its backends."""
         notes = {}
+        if not self.all_backends:
+            return notes
+        advice = "name it in --backends to run it on every stimulus and batch"
         for name in self.backends:
+            cls = check_name(name)
             stimuli = [s for s in self.stimuli
-                       if not any(self.runs(name, s, n) for n in self.batches)]
-            batches = [n for n in self.batches
-                       if not any(self.runs(name, s, n) for s in self.stimuli)]
-            if stimuli or batches:
+                       if cls.default_stimuli is not None and s not in cls.default_stimuli]
+            batches = [n for n in self.batches if cls.default_batch_limit is not None
+                       and n > cls.default_batch_limit]
+            if not any(self.runs(name, s, n) for s in self.stimuli for n in self.batches):
+                where = " ".join(filter(None, [
+                    cls.default_stimuli and f"on {', '.join(cls.default_stimuli)}",
+                    cls.default_batch_limit and f"at batches up to {cls.default_batch_limit}"]))
+                notes[name] = (f"run by default only {where}, as too slow per trace, and "
+                               f"none of that was asked for; {advice}")
+            elif stimuli or batches:
                 where = " and ".join(filter(None, [
                     stimuli and f"on {', '.join(stimuli)}",
                     batches and f"at batch {', '.join(map(str, batches))}"]))
-                notes[f"{name} {where}"] = (
-                    "too slow per trace to run there by default; name it in --backends to "
-                    "run it on every stimulus and batch")
+                notes[f"{name} {where}"] = f"too slow per trace to run there by default; {advice}"
         return notes
 
     def backend_options(self, name: str) -> dict:

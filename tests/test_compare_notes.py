@@ -112,3 +112,31 @@ def test_run_sums_up_many_spread_warnings_in_one_line():
     # the worst three, worst first: the widest spreads
     assert summary.index("b4 step x1") < summary.index("b3 step x1") < summary.index("b2 step")
     assert "b1 step" not in summary
+
+
+def test_what_a_case_measured_of_its_run_is_no_difference_of_settings():
+    """Catches a real 1.5x slowdown discounted as "settings differ" because the CNN's
+    memory bound (from the free memory of the moment), its windows per call, network
+    calls or the device memory in use came out otherwise in NEW; a precision that differs
+    still discounts it."""
+    import dataclasses
+
+    from hhbench.compare import case_differences
+
+    def cnn(medians, **settings):
+        return dataclasses.replace(_case("cnn", medians), settings={
+            "precision": "float32", **settings})
+
+    measured_old = {"memory_chunk": 680, "windows_per_call": 16, "network_calls": 1,
+                    "device_memory_bytes": 10 ** 9, "device_only_s": 0.1}
+    measured_new = {"memory_chunk": 702, "windows_per_call": 32, "network_calls": 2,
+                    "device_memory_bytes": 2 * 10 ** 9, "device_only_s": 0.2}
+    o = cnn([1.0, 1.01, 0.99], **measured_old)
+    n = cnn([1.5, 1.52, 1.48], **measured_new)
+    old, new = _results(o), _results(n)
+    assert case_differences(old, new, o, n)[0] == []
+    assert compare(old, new).rows[0]["speed"] == "slower"
+    other = cnn([1.5, 1.52, 1.48], **{**measured_new, "precision": "bfloat16"})
+    assert case_differences(old, _results(other), o, other)[0] == [
+        "precision float32 vs bfloat16"]
+    assert compare(old, _results(other)).rows[0]["speed"] == "slower?"

@@ -217,6 +217,16 @@ def test_the_default_suite_runs_the_slow_baselines_on_less_and_says_so():
     assert "--backends" in notes["odeint-lab on sine, noise and at batch 16"]
     assert "reference at batch 16" in notes
     assert not any(k.startswith("numpy") for k in notes)
+    # a request outside what a baseline runs by default: left out whole, and said so;
+    # only what its declaration excludes is named, never a batch or stimulus it runs at
+    sine = SuiteConfig(devices=("cpu",), stimuli=("sine",), batches=(1, 16))
+    notes = sine.default_limit_notes()
+    assert "on step" in notes["odeint-lab"] and "at batches up to 1" in notes["odeint-lab"]
+    assert set(notes) == {"odeint-lab", "reference at batch 16"}
+    assert set(SuiteConfig(devices=("cpu",), batches=(64,)).default_limit_notes()) == {
+        "odeint-lab", "reference"}
+    assert SuiteConfig(devices=("cpu",), stimuli=("step",), batches=(1,)
+                       ).default_limit_notes() == {}
     # named, they run on every stimulus and batch asked for, with no note
     named = SuiteConfig(backends=("odeint-lab", "numpy"), batches=(1, 16))
     assert {(s, n) for b, s, n, _, _ in planned_cases(named) if b == "odeint-lab"} == {

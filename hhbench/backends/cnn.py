@@ -11,8 +11,9 @@ The option `runtime` chooses; "auto" (default) is TensorFlow when tensorflow, tf
 h5py are installed, else JAX when jax and h5py are. The option `chunk` is the windows per
 network call: None (default) puts every window of a call's batch through the network in
 one call (the chunk follows the batch), a number caps it; either way no call takes more
-windows than a quarter of the device's free memory holds (`memory_chunk`, from the
-network's per-window activations; `hhbench.cnn.windows.memory_chunk`). `settings()`
+windows than a quarter of the device's free memory holds, as the runtime reports it (8 GiB
+assumed where it cannot: TensorFlow on a GPU) (`memory_chunk`, from the network's
+per-window activations; `hhbench.cnn.windows.memory_chunk`). `settings()`
 records the runtime that ran, the precision that applied, the device, the chunk asked
 for, the memory bound and, after a run, the windows per network call and network calls
 of the last run.
