@@ -309,3 +309,18 @@ def test_no_worker_gets_both_jax_memory_fraction_names(monkeypatch, inherited):
     if hasattr(xla_client, "generate_pjrt_gpu_plugin_options"):
         options = xla_client.generate_pjrt_gpu_plugin_options()  # raises for the pair
         assert float(options["memory_fraction"]) == float(env["XLA_CLIENT_MEM_FRACTION"])
+
+
+def test_jax_memory_figures_never_raise_where_there_is_no_such_device():
+    """Catches memory_in_use / memory_capacity raising for a GPU JAX does not see (the CNN
+    asks for the capacity while preparing; the harness for the memory after a case):
+    None there; on the CPU the host's available memory (psutil's, read again here)."""
+    pytest.importorskip("jax")
+    import psutil
+    jax_runtime = get_runtime("jax")
+    if jax_runtime.gpu_count() == 0:
+        assert jax_runtime.memory_stats("gpu:0") == {}
+        assert jax_runtime.memory_capacity("gpu:0") is None
+        assert jax_runtime.memory_in_use("gpu:0") is None
+    available = psutil.virtual_memory().available
+    assert abs(jax_runtime.memory_capacity("cpu") - available) < 0.2 * available

@@ -81,27 +81,27 @@ class JaxRuntime(Runtime):
         from hhbench.jax_ceilings import measure_device_ceilings
         return measure_device_ceilings(device)
 
+    def memory_stats(self, device: str) -> dict:
+        """The device's `memory_stats()` ({} where it keeps none: the CPU, or a device JAX
+        does not see)."""
+        try:
+            return self.native_device(device).memory_stats() or {}
+        except (AttributeError, NotImplementedError, RuntimeError, CannotRunHere):
+            return {}
+
     def memory_in_use(self, device: str) -> int | None:
         """Bytes JAX holds on the device (`memory_stats()["bytes_in_use"]`); None where
         the device keeps no statistics (the CPU) or not that one."""
-        try:
-            stats = self.native_device(device).memory_stats()
-        except (AttributeError, NotImplementedError, RuntimeError, CannotRunHere):
-            return None
-        if not stats or "bytes_in_use" not in stats:
-            return None
-        return int(stats["bytes_in_use"])
+        stats = self.memory_stats(device)
+        return int(stats["bytes_in_use"]) if "bytes_in_use" in stats else None
 
     def memory_capacity(self, device: str) -> int | None:
         """Bytes JAX may still take on a GPU (`memory_stats()`: bytes_limit − bytes_in_use,
         the pool's cap under XLA's memory fraction); the host's for "cpu"."""
         if device == "cpu":
             return super().memory_capacity(device)
-        try:
-            stats = self.native_device(device).memory_stats()
-        except (AttributeError, NotImplementedError, RuntimeError, CannotRunHere):
-            return None
-        if not stats or "bytes_limit" not in stats:
+        stats = self.memory_stats(device)
+        if "bytes_limit" not in stats:
             return None
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
 
