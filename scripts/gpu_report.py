@@ -964,47 +964,30 @@ def _stop(proc, term_wait_s: float = TERM_WAIT_S) -> None:
 
 
 def section_env(args) -> dict:
-    """The sections' environment: the checkout importable, JAX's compilation cache shared
-    by every section and worker, numba-cuda's simulator for `--device cpu`."""
-    env = dict(os.environ)
+    """The sections' environment: the checkout importable, every runtime's process set-up
+    (`hhbench.runtimes.process_env`: JAX's preallocation off and its memory fraction under
+    its current name only, TensorFlow's start-up logging off), JAX's compilation cache
+    shared by every section and worker, numba-cuda's simulator for `--device cpu`."""
+    from hhbench.runtimes import process_env
+    env = process_env(dict(os.environ))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     env.setdefault("JAX_COMPILATION_CACHE_DIR",
                    str(Path(tempfile.gettempdir()) / "hhbench-jax-cache"))
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.device == "cpu":
         env["NUMBA_ENABLE_CUDASIM"] = "1"
-    return _one_mem_fraction(env)
-
-
-#: JAX's memory-fraction variable, and the deprecated name it replaced: jaxlib (0.11,
-#: `xla_client.generate_pjrt_gpu_plugin_options`) raises ValueError where both are set,
-#: inside the CUDA plugin's start, and JAX then runs on the CPU only
-MEM_FRACTION_VAR = "XLA_CLIENT_MEM_FRACTION"
-MEM_FRACTION_OLD = "XLA_PYTHON_CLIENT_MEM_FRACTION"
-
-
-def _one_mem_fraction(env: dict, fraction: float | None = None) -> dict:
-    """`env` with JAX's memory fraction under its current name only: `fraction` where
-    given, else the value inherited (the deprecated name's moved over where it is the only
-    one set)."""
-    env = dict(env)
-    old = env.pop(MEM_FRACTION_OLD, None)
-    if fraction is not None:
-        env[MEM_FRACTION_VAR] = str(fraction)
-    elif old and not env.get(MEM_FRACTION_VAR):
-        env[MEM_FRACTION_VAR] = old
     return env
 
 
 def child_env(env: dict, name: str) -> dict:
     """The environment of section `name`'s process: throughput's and scaling's 10⁶-trace
-    cases get JAX's memory fraction raised to MEM_FRACTION (see the docstring)."""
+    cases get JAX's memory fraction raised to MEM_FRACTION (see the docstring), under
+    `XLA_CLIENT_MEM_FRACTION`, the only name `section_env` leaves (jaxlib 0.11 refuses it
+    beside the deprecated XLA_PYTHON_CLIENT_MEM_FRACTION, and JAX then runs on the CPU)."""
     if name in ("throughput", "scaling"):
-        return _one_mem_fraction(env, MEM_FRACTION)
-    return _one_mem_fraction(env)
+        return {**env, "XLA_CLIENT_MEM_FRACTION": str(MEM_FRACTION)}
+    return env
 
 
 def _child(args, name: str, env: dict, log, timeout_s: float) -> tuple[str, int | None]:
