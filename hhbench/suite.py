@@ -164,6 +164,12 @@ class SuiteConfig:
         return ((cls.default_batch_limit is None or batch <= cls.default_batch_limit)
                 and (cls.default_stimuli is None or stimulus in cls.default_stimuli))
 
+    def grid(self) -> list[tuple[str, str, int]]:
+        """(backend, stimulus, batch) of every case, in the order they run (stimulus,
+        then backend, then batch), those the default suite leaves out dropped (`runs`)."""
+        return [(b, s, n) for s in self.stimuli for b in self.backends
+                for n in self.batches if self.runs(b, s, n)]
+
     def default_limit_notes(self) -> dict[str, str]:
         """{"backend on sine, noise and at batch 16": why} for each backend the default
         suite runs on fewer of the requested stimuli or batches than asked for (`runs`):
@@ -548,8 +554,7 @@ def score_case(case: CaseResult, result: SimResult | None, reference: SimResult)
 
 def suite_cases(config: SuiteConfig) -> list[tuple[str, str, int, str]]:
     """(backend, stimulus, batch, device request) of every case, in the order they run."""
-    return [(b, s, n, d) for s in config.stimuli for b in config.backends
-            for n in config.batches if config.runs(b, s, n) for d in config.devices]
+    return [(b, s, n, d) for b, s, n in config.grid() for d in config.devices]
 
 
 def plan_devices(config: SuiteConfig) -> dict[str, list[tuple[str, NotRun | None]]]:
@@ -586,8 +591,7 @@ def planned_cases(config: SuiteConfig, plan: dict | None = None
     """(backend, stimulus, batch, device, why not run) of every case, in the order they
     run, with the devices resolved (`plan_devices`)."""
     plan = plan_devices(config) if plan is None else plan
-    return [(b, s, n, d, why) for s in config.stimuli for b in config.backends
-            for n in config.batches if config.runs(b, s, n) for d, why in plan[b]]
+    return [(b, s, n, d, why) for b, s, n in config.grid() for d, why in plan[b]]
 
 
 def leave_out_unrunnable(config: SuiteConfig) -> tuple[SuiteConfig, dict[str, str]]:
