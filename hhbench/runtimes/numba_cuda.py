@@ -96,26 +96,28 @@ class NumbaCudaRuntime(Runtime):
         with cuda.gpus[self.gpu_index(device)]:
             cuda.synchronize()
 
-    def memory_in_use(self, device: str) -> int | None:
-        """Bytes in use on the GPU (total − free, every process), None under the simulator."""
+    def memory_info(self, device: str) -> tuple[int, int] | None:
+        """(free, total) bytes of GPU N of "gpu:N" as CUDA tells (every process' use
+        counted), None under the simulator."""
         if simulator_enabled():
             return None
         cuda = module()
         with cuda.gpus[self.gpu_index(device)]:
             free, total = cuda.current_context().get_memory_info()
-        return int(total - free)
+        return int(free), int(total)
+
+    def memory_in_use(self, device: str) -> int | None:
+        """Bytes in use on the GPU (total − free, every process), None under the simulator."""
+        info = self.memory_info(device)
+        return None if info is None else info[1] - info[0]
 
     def memory_capacity(self, device: str) -> int | None:
         """Bytes free on the GPU (CUDA's free memory), None under the simulator; the
         host's for "cpu"."""
         if device == "cpu":
             return super().memory_capacity(device)
-        if simulator_enabled():
-            return None
-        cuda = module()
-        with cuda.gpus[self.gpu_index(device)]:
-            free, _ = cuda.current_context().get_memory_info()
-        return int(free)
+        info = self.memory_info(device)
+        return None if info is None else info[0]
 
     def energy_where(self, device: str) -> str | None:
         """NVML's counter of GPU N of "gpu:N" (None under the simulator, which has no GPU,
