@@ -499,6 +499,17 @@ def _energy(sec: Section, backend):
                                       min_window_s=0.2 if sec.args.quick else 1.0)
 
 
+def _recorder(sec: Section, energies: dict, backend, *, idle_now: bool = False):
+    """`backend`'s energy recorder in `energies`, one per (runtime, device), made on first
+    use (`idle_now`: its idle power measured as it is made)."""
+    key = (backend.device_runtime().name, backend.device)
+    if key not in energies:
+        energies[key] = _energy(sec, backend)
+        if idle_now:
+            energies[key].measure_idle()
+    return energies[key]
+
+
 def _idle_first(sec: Section, backends) -> dict:
     """{(runtime, device): its energy recorder} for `backends` ((name, options) pairs),
     each recorder's idle power measured now, at the section's start, before any work
@@ -507,11 +518,8 @@ def _idle_first(sec: Section, backends) -> dict:
     energies = {}
     for name, options in backends:
         try:
-            b = make_backend(name, device=_device(sec.args, name), options=options)
-            key = (b.device_runtime().name, b.device)
-            if key not in energies:
-                energies[key] = _energy(sec, b)
-                energies[key].measure_idle()
+            _recorder(sec, energies, make_backend(name, device=_device(sec.args, name),
+                                                  options=options), idle_now=True)
         except Exception:
             traceback.print_exc()
     return energies
@@ -544,11 +552,8 @@ def section_throughput(sec: Section) -> None:
                 b.prepare()
                 if stim is None:
                     stim = case_stimulus("step", args.traces, n_samples=args.samples)
-                key = (b.device_runtime().name, b.device)  # a recorder per runtime
-                if key not in energies:
-                    energies[key] = _energy(sec, b)
-                _timed_pair(b, stim, args.timing, energies[key], steps, out=row,
-                            warm=name in WARMED_BY_DEVICE_ONLY)
+                _timed_pair(b, stim, args.timing, _recorder(sec, energies, b), steps,
+                            out=row, warm=name in WARMED_BY_DEVICE_ONLY)
             except Exception as exc:
                 traceback.print_exc()
                 row["error"] = error_text(exc)
