@@ -13,6 +13,8 @@ workers), divided by the wall time; and the time the hypervisor gave to other gu
     `CALIBRATION_SPREAD_LIMIT`: its minimum moved while it was measured;
   * for a results file without these measurements: the 1-minute load average when it
     started above half the logical cores plus one (one core's worth for the run before it).
+`compare` adds one relative rule (`hhbench.calibration.slower_run`): of two runs on the
+same kind of machine, the one whose core ran more than 5 % slower than the other's.
 
 A busy machine's load slows whole runs, every process alike, so no spread between
 processes reveals it: `compare` discounts a verdict that could come from it.

@@ -43,6 +43,10 @@ REPS_PER_BLOCK = 40
 CALLS_PER_REP = 20
 #: spread below which a calibration is stable enough for its ratio to be shown
 STABLE_SPREAD = 0.03
+#: two stable calibrations on the same kind of machine whose NEW/OLD ratio lies beyond
+#: 1 ± this: the machine itself ran at another speed in one of the runs (quiet back-to-back
+#: runs on one machine stay within it)
+SAME_MACHINE_TOLERANCE = 0.05
 
 
 class Calibration:
@@ -119,3 +123,20 @@ def speed_ratio(old: dict | None, new: dict | None) -> dict | None:
     stable = old["spread"] < STABLE_SPREAD and new["spread"] < STABLE_SPREAD
     return {"ratio": new["min_s"] / old["min_s"], "old_spread": old["spread"],
             "new_spread": new["spread"], "stable": stable}
+
+
+def slower_run(ratio: dict | None) -> tuple[str, str] | None:
+    """("NEW" or "OLD", why) when `speed_ratio`'s stable ratio of two runs on the same kind
+    of machine lies beyond 1 ± SAME_MACHINE_TOLERANCE: that run's core ran slower than the
+    other's, so its timings may be slower for that alone (another tenant on the host, a
+    clock that changed); None otherwise. The caller checks that the machines are the same
+    kind: between two kinds the ratio is the hardware's difference, not interference."""
+    if not ratio or not ratio["stable"]:
+        return None
+    r = ratio["ratio"]
+    by = "by the calibration kernel"
+    if r > 1 + SAME_MACHINE_TOLERANCE:
+        return "NEW", f"its core ran {r - 1:.0%} slower than OLD's, {by}"
+    if r < 1 / (1 + SAME_MACHINE_TOLERANCE):
+        return "OLD", f"its core ran {1 / r - 1:.0%} slower than NEW's, {by}"
+    return None

@@ -10,7 +10,10 @@ device or options is "not paired", with both shown. A case of OLD that NEW lacks
     it);
   * evidence is discounted where it may come from something other than the code:
       - a busy run (`hhbench.busy.busy_reasons`: other work measured during the run, steal
-        time, the calibration kernel's spread, or for old files the load at its start).
+        time, the calibration kernel's spread, or for old files the load at its start), or
+        on the same kind of machine a run whose core ran slower than the other's by more
+        than 5 % (`hhbench.calibration.slower_run`: another tenant of the host slows a
+        whole run, and no spread between its processes shows it).
         Load only slows a run: a slowdown measured while either side was busy is
         "slower?" when its whole interval lies beyond the threshold, else inconclusive;
         "same" or "faster" stand when only NEW was busy, and are inconclusive when OLD was
@@ -327,9 +330,17 @@ def what_is_compared(old: RunResults, new: RunResults) -> list[str]:
 
 
 def _busy(old: RunResults, new: RunResults) -> dict:
+    """{side: why} for each run whose timings may be slow for a reason other than the code:
+    its own load (`hhbench.busy.busy_reasons`), or, on the same kind of machine, a core
+    that ran slower than the other run's (`hhbench.calibration.slower_run`)."""
     from hhbench.busy import busy_reasons
-    return {side: "; ".join(r) for side, run in (("OLD", old), ("NEW", new))
-            if (r := busy_reasons(run.environment, run.calibration))}
+    from hhbench.calibration import slower_run, speed_ratio
+    reasons = {side: busy_reasons(run.environment, run.calibration)
+               for side, run in (("OLD", old), ("NEW", new))}
+    if one_line(old.environment) == one_line(new.environment):
+        if (slow := slower_run(speed_ratio(old.calibration, new.calibration))):
+            reasons[slow[0]].append(slow[1])
+    return {side: "; ".join(r) for side, r in reasons.items() if r}
 
 
 def _discount(row: dict, busy: dict, settings: list[str], tol: Tolerances) -> None:
