@@ -233,3 +233,16 @@ def test_gates_come_back_on_request():
 def test_bad_substeps():
     with pytest.raises(HHBenchError, match="substeps"):
         get_backend("numba", substeps=0)
+
+
+def test_the_numba_driver_compiles_once_for_writable_and_read_only_currents():
+    # a stimulus' current is read-only, a caller's array writable: numba types them apart,
+    # and a second compilation of a driver costs seconds in every fresh process
+    from hhbench.backends import numba_engine
+    stim = stimuli.step([3.0, 20.0])
+    writable = np.array(stim.current_ua)
+    assert not stim.current_ua.flags.writeable and writable.flags.writeable
+    a, _ = numba_engine.integrate(writable, stim.dt_ms, "euler")
+    b, _ = numba_engine.integrate(stim.current_ua, stim.dt_ms, "euler")
+    np.testing.assert_array_equal(a, b)
+    assert len(numba_engine._driver("euler").signatures) == 1

@@ -358,6 +358,10 @@ def _drive_once(current: np.ndarray, dt_ms: float, kernel: str, substeps: int, g
     if len(current) > lanes:  # more than one chunk: the parallel region's threads
         import numba
         numba.set_num_threads(n_threads)
+    # one type for the current: numba types a read-only array (a stimulus' current) apart
+    # from a writable one and would compile the whole driver, seconds, once for each
+    current = current.view()
+    current.flags.writeable = False
     interrupts.enter()  # Ctrl-C meanwhile is raised when the driver returns
     try:
         return _driver(kernel)(current, float(dt_ms), int(substeps), bool(gates), lanes,
