@@ -1,6 +1,7 @@
 """The CNN runner against real Keras: the lab's file format, scaling, windows, devices."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -217,3 +218,21 @@ def test_broken_keras3_file(tmp_path):
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"not a zip")
     assert "broken.keras: not a loadable Keras 3 model" in _error(bad)
+
+
+def test_runners_of_one_model_share_its_load_until_its_files_change(lab_small, tmp_path):
+    # `hhbench run` makes a runner per case; each read and built the model anew (0.3 s)
+    folder = tmp_path / "m"
+    shutil.copytree(lab_small, folder)
+    first, second = CnnRunner(str(folder)), CnnRunner(str(folder))
+    assert second.model is first.model
+    assert files.load_model(folder).keras_model is not first.model  # not shared: fresh
+    # new weights on disk (another size or time): read again, and the runner runs them
+    weights = folder / files.WEIGHTS_FILE
+    model = tf_keras.models.model_from_json((folder / files.ARCH_FILE).read_text())
+    model.set_weights([w * 0.5 for w in first.model.get_weights()])
+    model.save_weights(str(weights))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    third = CnnRunner(str(folder))
+    assert third.model is not first.model
+    np.testing.assert_allclose(third.model.get_weights()[0], first.model.get_weights()[0] * 0.5)

@@ -52,16 +52,55 @@ def _fail(path, why: str):
     raise HHBenchError(f"{path}: {why}")
 
 
-def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Load a lab folder (Gmodel.json + Gmodel.h5) or a Keras 3 `.keras` file."""
+#: models loaded with `shared_on`, by device and the identity of their files (`_identity`),
+#: the most recently used last
+_SHARED: dict[tuple, LoadedModel] = {}
+_KEEP_SHARED = 2
+
+
+def load_model(path: str | os.PathLike, *, shared_on: str | None = None) -> LoadedModel:
+    """Load a lab folder (Gmodel.json + Gmodel.h5) or a Keras 3 `.keras` file.
+
+    `shared_on=DEVICE` (the TensorFlow device whose scope the caller loads in, where the
+    weights are placed): a model already loaded this way in this process from the same
+    files (same path, modification times and sizes) for the same device is returned again
+    instead of being read and built anew (~0.3 s for the lab's model). For callers that
+    only run the model, such as `hhbench run`'s CNN cases, which make a runner each; never
+    for one that trains it."""
     path = Path(path)
+    key = None
+    if shared_on is not None and (ident := _identity(path)) is not None:
+        key = (shared_on, ident)
+    if key is not None and key in _SHARED:
+        _SHARED[key] = _SHARED.pop(key)  # now the most recently used
+        return _SHARED[key]
     if path.is_dir():
-        return _load_lab_folder(path)
-    if path.suffix == ".keras":
-        return _load_keras3(path)
-    if not path.exists():
+        loaded = _load_lab_folder(path)
+    elif path.suffix == ".keras":
+        loaded = _load_keras3(path)
+    elif not path.exists():
         _fail(path, "no such model folder or file")
-    _fail(path, "not a model: expected a folder with Gmodel.json + Gmodel.h5 or a .keras file")
+    else:
+        _fail(path, "not a model: expected a folder with Gmodel.json + Gmodel.h5 or a .keras "
+                    "file")
+    if key is not None:
+        while len(_SHARED) >= _KEEP_SHARED:
+            _SHARED.pop(next(iter(_SHARED)))
+        _SHARED[key] = loaded
+    return loaded
+
+
+def _identity(path: Path) -> tuple | None:
+    """(resolved path, (name, modification time, size) of each file the model is read
+    from), or None when one cannot be read (the load then fails with its own message)."""
+    names = (ARCH_FILE, WEIGHTS_FILE, META_FILE) if path.is_dir() else ("",)
+    try:
+        stats = [(name, (path / name).stat()) for name in names
+                 if name != META_FILE or (path / name).exists()]
+        return (str(path.resolve()),
+                tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats))
+    except OSError:
+        return None
 
 
 def read_meta(folder: Path, default_context) -> tuple[ModelMeta, dict]:

@@ -77,8 +77,10 @@ class CnnRunner:
         #: where the model came from (--model, HHBENCH_MODEL, package data, checkout)
         self.location = None if isinstance(model, files.LoadedModel) else locate_model(model)
         with tf.device(self.tf_device):
+            # shared: this runner only runs the model, so a process' runners of one model
+            # (`hhbench run` makes one per case) read and build it once
             self.loaded = model if self.location is None else files.load_model(
-                self.location.path)
+                self.location.path, shared_on=self.tf_device)
         self.model = self.loaded.keras_model
         meta = self.loaded.meta
         self.input_scale = float(input_scale if input_scale is not None else meta.input_scale)
