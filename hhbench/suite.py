@@ -657,6 +657,15 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
     # what the workers must import too
     source = package_source(suite_models(config), backends=config.backends)
     env = {**describe_machine(), "state": machine_state(), "hhbench_source": source}
+    # the first run after an install or an edit compiles numba's drivers: side by side,
+    # before any timing, rather than one after the other in the first worker
+    from hhbench.precompile import compile_ahead
+    say = (lambda line: tqdm.write(f"hhbench run: {line}", file=sys.stderr)) if progress \
+        else None
+    ahead = compile_ahead({name: config.backend_options(name)
+                           for name in dict.fromkeys(planned[i][0] for i in runnable)}, say=say)
+    if ahead:
+        env["compiled_ahead"] = ahead
     from hhbench.busy import LoadMeter
     from hhbench.calibration import BLOCKS, Calibration
     calibration = Calibration()

@@ -182,7 +182,7 @@ def _launch(job: dict, on_case, case_timeout_s: float | None = None) -> WorkerOu
             proc = subprocess.Popen([sys.executable, "-P", "-m", "hhbench.workers",
                                      str(job_path), str(out_path)], stdout=subprocess.PIPE,
                                     stderr=err, text=True, encoding="utf-8",
-                                    errors="replace", env=_worker_env(),
+                                    errors="replace", env=worker_env(),
                                     start_new_session=True)
             lines: queue.Queue = queue.Queue()
 
@@ -349,7 +349,7 @@ def _backend_module_files(root: Path, names=None) -> dict[str, Path]:
     return files
 
 
-def _worker_env() -> dict:
+def worker_env() -> dict:
     """The parent's environment; the worker imports this very copy of hhbench."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])

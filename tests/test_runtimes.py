@@ -293,12 +293,12 @@ def test_no_worker_gets_both_jax_memory_fraction_names(monkeypatch, inherited):
     `hhbench run`'s workers beside XLA_CLIENT_MEM_FRACTION: JAX 0.11's CUDA plugin refuses
     the pair and JAX runs on the CPU only. The new name keeps its value, or takes the old
     one's; jaxlib's own option builder accepts what the worker gets."""
-    from hhbench.workers import _worker_env
+    from hhbench.workers import worker_env
     for name in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):
         monkeypatch.delenv(name, raising=False)
     for name, value in inherited.items():
         monkeypatch.setenv(name, value)
-    env = _worker_env()
+    env = worker_env()
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env
     assert env["XLA_CLIENT_MEM_FRACTION"] == inherited.get("XLA_CLIENT_MEM_FRACTION", "0.5")
     # in this process too (`Runtime.setup`, before JAX's first import)

@@ -174,6 +174,19 @@ class Backend(ABC):
         from hhbench.runtimes.base import missing_modules_reason
         return missing_modules_reason(cls.requires, cls.install_hint)
 
+    @classmethod
+    def compile_ahead(cls, options: Mapping[str, Any] | None = None) -> str | None:
+        """What this backend's set-up would compile, seconds of work, that no on-disk cache
+        holds yet, as a name that backends compiling the same thing share (e.g.
+        "numba:euler"); None (the default) when there is nothing. `hhbench run` compiles
+        these before any timing, in fresh processes side by side
+        (`hhbench.precompile`), each calling `compile_now`."""
+        return None
+
+    @classmethod
+    def compile_now(cls, options: Mapping[str, Any] | None = None) -> None:
+        """Compile what `compile_ahead` names into its on-disk cache (in a fresh process)."""
+
     def prepare(self) -> None:
         """One-off work before the first run (compile, load). Idempotent."""
 

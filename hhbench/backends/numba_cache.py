@@ -91,4 +91,20 @@ def purge_stale_cache() -> None:
         pass                    # locations; a lock held for minutes: leave the cache be
 
 
-__all__ = ["purge_stale_cache", "sources_hash", "STAMP_FILE"]
+def driver_cached(kernel_name: str) -> bool:
+    """Does numba's cache hold the engine's driver of step kernel `kernel_name`, for this
+    Python, after stale code is purged? Looks for its index file where numba keeps it:
+    beside the sources, or under NUMBA_CACHE_DIR when that is set. An index compiled for
+    another CPU counts as there: the worker then compiles, as it would anyway."""
+    import sys
+
+    purge_stale_cache()
+    name = (f"numba_engine._drive_{kernel_name.replace('-', '_')}-*."
+            f"py{sys.version_info.major}{sys.version_info.minor}.nbi")
+    user_dir = os.environ.get("NUMBA_CACHE_DIR")
+    if user_dir:
+        return any(Path(user_dir).rglob(name))
+    return any((_HERE / "__pycache__").glob(name))
+
+
+__all__ = ["driver_cached", "purge_stale_cache", "sources_hash", "STAMP_FILE"]

@@ -297,6 +297,20 @@ def compile_engine(kernel_name: str = "euler") -> None:
     integrate(np.zeros((1, 2)), 0.05, kernel_name, 1, True)
 
 
+def compile_ahead_name(kernel_name: str) -> str | None:
+    """A backend's `compile_ahead` for one kernel's driver: "numba:KERNEL" when numba's
+    on-disk cache does not hold it yet, else None."""
+    from hhbench.backends.numba_cache import driver_cached
+    return None if driver_cached(kernel_name) else f"numba:{kernel_name}"
+
+
+def compile_into_cache(kernel_name: str) -> None:
+    """A backend's `compile_now`: the driver compiled under the timed processes' thread
+    policy (numba reads the threading layer at its first parallel compile)."""
+    threads.apply()
+    compile_engine(kernel_name)
+
+
 def call_threads(batch: int) -> int:
     """Threads a call over `batch` traces uses: the chunks are the parallel work items, so at
     most one thread per chunk (a batch of one runs on the calling thread alone); the pool
@@ -418,6 +432,14 @@ class EngineBackend(Backend):
 
     kernel: ClassVar[str]
     requires = ("numba",)
+
+    @classmethod
+    def compile_ahead(cls, options=None) -> str | None:
+        return compile_ahead_name(cls.kernel)
+
+    @classmethod
+    def compile_now(cls, options=None) -> None:
+        compile_into_cache(cls.kernel)
 
     def __init__(self, *, substeps: int = 1):
         self.substeps = check_substeps(substeps)

@@ -41,6 +41,14 @@ class Reference(Backend):
     def step_operations(self):
         return None, ADAPTIVE_NOTE
 
+    @classmethod
+    def compile_ahead(cls, options=None) -> str | None:
+        return numba_engine.compile_ahead_name(cls.kernel)
+
+    @classmethod
+    def compile_now(cls, options=None) -> None:
+        numba_engine.compile_into_cache(cls.kernel)
+
     def prepare(self):
         numba_engine.compile_engine(self.kernel)  # the converged runs use the engine directly
 
