@@ -51,12 +51,13 @@ from hhbench.timing import (WARMUP_MIN_S, ProcessTiming, TimingSettings,
 REFERENCES = {"converged": "reference", "lab": "numba"}
 
 #: per process: warm-up calls for at least 0.05 s (at least one), then timed calls until 2
-#: calls and 0.15 s (a fast case gets hundreds, a slow one 2: the evidence for a verdict is
+#: calls and 0.1 s (a fast case gets hundreds, a slow one 2: the evidence for a verdict is
 #: the spread between processes, not the samples of one); after a first call over 1 s (the
-#: converged reference at batch 16), no warm-up and one timed call; with 3 processes the
-#: default suite stays within 90 s on 2 cores
+#: converged reference at batch 16), no warm-up and one timed call. Every case of the
+#: default suite costs at least warm-up + timed calls in each of 3 processes: the time
+#: floor is what keeps that suite within a minute on 2 cores
 DEFAULT_TIMING = TimingSettings(warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=2,
-                                min_time_s=0.15, skip_warmup_after_s=1.0, long_call_repeats=1)
+                                min_time_s=0.1, skip_warmup_after_s=1.0, long_call_repeats=1)
 DEFAULT_PROCESSES = 3
 
 
