@@ -95,7 +95,9 @@ def driver_cached(kernel_name: str) -> bool:
     """Does numba's cache hold the engine's driver of step kernel `kernel_name`, for this
     Python, after stale code is purged? Looks for its index file where numba keeps it:
     beside the sources, or under NUMBA_CACHE_DIR when that is set. An index compiled for
-    another CPU counts as there: the worker then compiles, as it would anyway."""
+    another CPU counts as there: the worker then compiles, as it would anyway. On a
+    read-only install numba keeps it in its user-wide folder, not looked in: there it
+    counts as missing, and `hhbench run` loads it ahead (about a second) every time."""
     import sys
 
     purge_stale_cache()
