@@ -27,8 +27,10 @@ moments and processes spread through the run's minute can.
     sides' spread is below `STABLE_SPREAD`.
 
 Its use: the ratio says how much faster one machine (or one moment) runs single-threaded
-NumPy code than another, so a case's ratio across machines can be read against it. It is
-not a correction factor: backends differ in what limits them (threads, memory, a GPU).
+NumPy code than another, so a case's ratio across machines can be read against it; on one
+kind of machine, a run whose core ran more than 5 % slower than the other's has its
+slowdowns discounted by `compare` (`slower_run`). It is not a correction factor: backends
+differ in what limits them (threads, memory, a GPU).
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ REPS_PER_BLOCK = 40
 CALLS_PER_REP = 20
 #: spread below which a calibration is stable enough for its ratio to be shown
 STABLE_SPREAD = 0.03
-#: two stable calibrations on the same kind of machine whose NEW/OLD ratio lies beyond
-#: 1 ± this: the machine itself ran at another speed in one of the runs (quiet back-to-back
-#: runs on one machine stay within it)
+#: two stable calibrations on the same kind of machine, one more than this much slower than
+#: the other (NEW/OLD above 1 + this or below 1/(1 + this)): the machine itself ran at
+#: another speed in one of the runs (quiet back-to-back runs on one machine stay within it)
 SAME_MACHINE_TOLERANCE = 0.05
 
 
@@ -126,10 +128,10 @@ def speed_ratio(old: dict | None, new: dict | None) -> dict | None:
 
 
 def slower_run(ratio: dict | None) -> tuple[str, str] | None:
-    """("NEW" or "OLD", why) when `speed_ratio`'s stable ratio of two runs on the same kind
-    of machine lies beyond 1 ± SAME_MACHINE_TOLERANCE: that run's core ran slower than the
-    other's, so its timings may be slower for that alone (another tenant on the host, a
-    clock that changed); None otherwise. The caller checks that the machines are the same
+    """("NEW" or "OLD", why) when, by `speed_ratio`'s stable ratio of two runs on the same
+    kind of machine, one run's core ran more than SAME_MACHINE_TOLERANCE slower than the
+    other's: its timings may be slower for that alone (another tenant on the host, a clock
+    that changed); None otherwise. The caller checks that the machines are the same
     kind: between two kinds the ratio is the hardware's difference, not interference."""
     if not ratio or not ratio["stable"]:
         return None

@@ -331,16 +331,24 @@ def what_is_compared(old: RunResults, new: RunResults) -> list[str]:
 
 def _busy(old: RunResults, new: RunResults) -> dict:
     """{side: why} for each run whose timings may be slow for a reason other than the code:
-    its own load (`hhbench.busy.busy_reasons`), or, on the same kind of machine, a core
-    that ran slower than the other run's (`hhbench.calibration.slower_run`)."""
+    its own load (`hhbench.busy.busy_reasons`), or, on the same kind of machine with the
+    same NumPy, a core that ran slower than the other run's
+    (`hhbench.calibration.slower_run`)."""
     from hhbench.busy import busy_reasons
     from hhbench.calibration import slower_run, speed_ratio
     reasons = {side: busy_reasons(run.environment, run.calibration)
                for side, run in (("OLD", old), ("NEW", new))}
-    if one_line(old.environment) == one_line(new.environment):
+    if _same_kind_of_machine(old.environment, new.environment):
         if (slow := slower_run(speed_ratio(old.calibration, new.calibration))):
             reasons[slow[0]].append(slow[1])
     return {side: "; ".join(r) for side, r in reasons.items() if r}
+
+
+def _same_kind_of_machine(old: dict, new: dict) -> bool:
+    """Known and equal CPU model, cores, memory and GPUs, and the same NumPy (the
+    calibration kernel is NumPy's `exp`, whose speed is the build's as much as the CPU's)."""
+    numpy = [(env.get("versions") or {}).get("numpy") for env in (old, new)]
+    return bool(old.get("cpu")) and one_line(old) == one_line(new) and numpy[0] == numpy[1]
 
 
 def _discount(row: dict, busy: dict, settings: list[str], tol: Tolerances) -> None:

@@ -21,22 +21,34 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 
+#: seconds one compilation may take before it is left to the worker (the engine's largest
+#: driver compiles in about 15 s on the development machine)
+TIMEOUT_S = 600.0
+
+
 def pending(backends: Mapping[str, dict]) -> dict[str, tuple[str, dict]]:
-    """{what to compile: (a backend that compiles it, its options)} for {backend: options}."""
+    """{what to compile: (a backend that compiles it, its options)} for {backend: options};
+    a backend that is not registered, or whose `compile_ahead` raises, is left to its
+    worker (which reports its error with its case)."""
     from hhbench.backends import backend_classes
     classes = backend_classes()
     out: dict[str, tuple[str, dict]] = {}
     for name, options in backends.items():
-        what = classes[name].compile_ahead(options)
+        try:
+            what = classes[name].compile_ahead(options)
+        except Exception:  # noqa: BLE001  (a plugin's; its worker will say what)
+            continue
         if what is not None:
             out.setdefault(what, (name, options))
     return out
 
 
-def compile_ahead(backends: Mapping[str, dict], *, say=None) -> dict | None:
+def compile_ahead(backends: Mapping[str, dict], *, modules: tuple[str, ...] = (),
+                  say=None) -> dict | None:
     """Compile what `pending` lists, one fresh process each, at most one per core at a
-    time; `say(line)` is told what before it starts. {"compiled": [names], "failed":
-    [names], "wall_s"} for the results' environment, or None when nothing was pending."""
+    time, each importing `modules` first (the run's `extra_backend_modules`); `say(line)`
+    is told what before it starts. {"compiled": [names], "failed": [names], "wall_s"} for
+    the results' environment, or None when nothing was pending."""
     jobs = pending(backends)
     if not jobs:
         return None
@@ -49,9 +61,13 @@ def compile_ahead(backends: Mapping[str, dict], *, say=None) -> dict | None:
 
     def one(job: tuple[str, dict]) -> bool:
         name, options = job
-        done = subprocess.run([sys.executable, "-P", "-m", "hhbench.precompile", name,
-                               json.dumps(options)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+        try:
+            done = subprocess.run([sys.executable, "-P", "-m", "hhbench.precompile", name,
+                                   json.dumps(options), json.dumps(list(modules))], env=env,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:  # killed by subprocess.run; the worker compiles
+            return False
         return done.returncode == 0
 
     started = time.perf_counter()
@@ -63,9 +79,13 @@ def compile_ahead(backends: Mapping[str, dict], *, say=None) -> dict | None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m hhbench.precompile NAME OPTIONS_JSON`: backend NAME's `compile_now`."""
+    """`python -m hhbench.precompile NAME OPTIONS_JSON MODULES_JSON`: backend NAME's
+    `compile_now`, after importing the modules that register more backends."""
     from hhbench.backends import backend_classes
+    from hhbench.suite import import_backend_module
     name, options = argv[0], json.loads(argv[1])
+    for module in json.loads(argv[2]) if len(argv) > 2 else ():
+        import_backend_module(module)
     backend_classes()[name].compile_now(options)
     return 0
 

@@ -55,7 +55,8 @@ REFERENCES = {"converged": "reference", "lab": "numba"}
 #: the spread between processes, not the samples of one); after a first call over 1 s (the
 #: converged reference at batch 16), no warm-up and one timed call. Every case of the
 #: default suite costs at least warm-up + timed calls in each of 3 processes: the time
-#: floor is what keeps that suite within a minute on 2 cores
+#: floor weighs most in the default run's time (under a minute on 2 cores once numba's
+#: cache is warm)
 DEFAULT_TIMING = TimingSettings(warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=2,
                                 min_time_s=0.1, skip_warmup_after_s=1.0, long_call_repeats=1)
 DEFAULT_PROCESSES = 3
@@ -664,7 +665,8 @@ def run_suite(config: SuiteConfig, *, progress: bool = True,
     say = (lambda line: tqdm.write(f"hhbench run: {line}", file=sys.stderr)) if progress \
         else None
     ahead = compile_ahead({name: config.backend_options(name)
-                           for name in dict.fromkeys(planned[i][0] for i in runnable)}, say=say)
+                           for name in dict.fromkeys(planned[i][0] for i in runnable)},
+                          modules=tuple(config.extra_backend_modules), say=say)
     if ahead:
         env["compiled_ahead"] = ahead
     from hhbench.busy import LoadMeter

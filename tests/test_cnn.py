@@ -236,3 +236,15 @@ def test_runners_of_one_model_share_its_load_until_its_files_change(lab_small, t
     third = CnnRunner(str(folder))
     assert third.model is not first.model
     np.testing.assert_allclose(third.model.get_weights()[0], first.model.get_weights()[0] * 0.5)
+
+
+def test_the_labs_fresh_cnn_reads_its_files_as_a_users_first_run_does(lab_small):
+    # the lab's q3 times a CNN whose set-up loads the model files (a user's cold start);
+    # a shared load would leave reading and building the model out of that time
+    from hhbench.lab.common import LabSetup
+    setup = LabSetup(str(lab_small), device="cpu")
+    CnnRunner(str(lab_small), device="cpu")  # a run's runner, sharing its load
+    fresh = setup.backend("cnn", load_model=True)
+    fresh.prepare()
+    shared = CnnRunner(str(lab_small), device="cpu")
+    assert fresh.runner.model is not shared.model

@@ -348,8 +348,20 @@ def test_a_run_whose_core_ran_slower_on_the_same_machine_discounts_its_slowdowns
     # within the tolerance of back-to-back runs (±5 %): the verdict stands
     assert pair(68.0, 68.0 * 1.04).rows[0]["speed"] == "slower"
     assert pair(68.0, 68.0 * 1.04).status == 1
-    # another kind of machine: its speed is the hardware, not interference
+    # another kind of machine: its speed is the hardware, not interference; nor is a
+    # machine that is not described, or another NumPy (the kernel is its `exp`)
     assert pair(68.0, 68.0 * 1.08, cpu="other").rows[0]["speed"] == "slower"
+    unknown = compare(
+        dataclasses.replace(_run(_case("synthetic", A), env={"cpu": None}), calibration=cal(68.0)),
+        dataclasses.replace(_run(_case("synthetic", slow), env={"cpu": None}),
+                            calibration=cal(68.0 * 1.08)))
+    assert unknown.rows[0]["speed"] == "slower"
+    other_numpy = compare(
+        dataclasses.replace(_run(_case("synthetic", A), env={"versions": {"numpy": "2.3.1"}}),
+                            calibration=cal(68.0)),
+        dataclasses.replace(_run(_case("synthetic", slow), env={"versions": {"numpy": "2.4.0"}}),
+                            calibration=cal(68.0 * 1.08)))
+    assert other_numpy.rows[0]["speed"] == "slower"
     # OLD's core slower: it may hide a slowdown, so "same" is no longer sure
     same = compare(dataclasses.replace(_run(_case("synthetic", A)), calibration=cal(75.0)),
                    dataclasses.replace(_run(_case("synthetic", A)), calibration=cal(68.0)))

@@ -45,6 +45,9 @@ class Cnn(Backend):
     runtime = "tensorflow"
     option_defaults = {"model": None, "device": "auto", "mode": "auto", "runtime": "auto",
                        "precision": "float32", "jit_compile": False, "chunk": None}
+    #: set-up reuses a model this process already loaded from the same files (False: it
+    #: reads them, as a user's first run does; set before `prepare`)
+    share_model = True
 
     def __init__(self, *, model=None, device: str = "auto", mode: str = "auto",
                  runtime: str = "auto", input_scale: float | None = None,
@@ -126,7 +129,8 @@ class Cnn(Backend):
             from hhbench.cnn.fastgraph import FastGraphOptions
             from hhbench.cnn.runner import CnnRunner
             self.runner = CnnRunner(**opts, fast_options=FastGraphOptions(**self.fast),
-                                    max_windows_per_call=self.chunk)
+                                    max_windows_per_call=self.chunk,
+                                    share_model=self.share_model)
         # a batch's windows go through in one call only as far as the device's memory
         # allows (a million traces would not fit any card)
         from hhbench.cnn.windows import memory_chunk

@@ -93,20 +93,26 @@ def purge_stale_cache() -> None:
 
 def driver_cached(kernel_name: str) -> bool:
     """Does numba's cache hold the engine's driver of step kernel `kernel_name`, for this
-    Python, after stale code is purged? Looks for its index file where numba keeps it:
-    beside the sources, or under NUMBA_CACHE_DIR when that is set. An index compiled for
-    another CPU counts as there: the worker then compiles, as it would anyway. On a
-    read-only install numba keeps it in its user-wide folder, not looked in: there it
-    counts as missing, and `hhbench run` loads it ahead (about a second) every time."""
+    Python, after stale code is purged? Looks for its index file where numba keeps it (its
+    cache locators): under NUMBA_CACHE_DIR when that is set, else beside the sources or,
+    where those are read-only, in numba's user-wide cache folder. An index compiled for
+    another CPU counts as there: the worker then compiles, as it would anyway."""
+    import hashlib
     import sys
 
     purge_stale_cache()
     name = (f"numba_engine._drive_{kernel_name.replace('-', '_')}-*."
             f"py{sys.version_info.major}{sys.version_info.minor}.nbi")
+    here = os.path.abspath(_HERE)
+    # numba's `get_suitable_cache_subpath`: the folder's name and the SHA-1 of its path
+    subpath = f"{os.path.basename(here)}_{hashlib.sha1(here.encode()).hexdigest()}"
     user_dir = os.environ.get("NUMBA_CACHE_DIR")
     if user_dir:
-        return any(Path(user_dir).rglob(name))
-    return any((_HERE / "__pycache__").glob(name))
+        folders = [Path(user_dir) / subpath]
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        folders = [_HERE / "__pycache__", Path(xdg) / "numba" / subpath]
+    return any(any(folder.glob(name)) for folder in folders)
 
 
 __all__ = ["driver_cached", "purge_stale_cache", "sources_hash", "STAMP_FILE"]

@@ -58,7 +58,8 @@ class CnnRunner:
 
     def __init__(self, model=None, *, device: str = "auto", mode: str = "auto",
                  input_scale: float | None = None, output_scale: float | None = None,
-                 max_windows_per_call: int | None = None, fast_options=None):
+                 max_windows_per_call: int | None = None, fast_options=None,
+                 share_model: bool = True):
         import tensorflow as tf
 
         from hhbench.cnn.devices import resolve_device
@@ -78,9 +79,10 @@ class CnnRunner:
         self.location = None if isinstance(model, files.LoadedModel) else locate_model(model)
         with tf.device(self.tf_device):
             # shared: this runner only runs the model, so a process' runners of one model
-            # (`hhbench run` makes one per case) read and build it once
+            # (`hhbench run` makes one per case) read and build it once; not shared where
+            # the set-up must read the files, as a user's cold start does (the lab)
             self.loaded = model if self.location is None else files.load_model(
-                self.location.path, shared_on=self.tf_device)
+                self.location.path, shared_on=self.tf_device if share_model else None)
         self.model = self.loaded.keras_model
         meta = self.loaded.meta
         self.input_scale = float(input_scale if input_scale is not None else meta.input_scale)

@@ -160,7 +160,10 @@ class LabSetup:
         model = None
         if "model" in cls.option_defaults:
             model = self.model_path if load_model else self.runner.loaded
-        return make_backend(name, device=device, model=model)
+        backend = make_backend(name, device=device, model=model)
+        if load_model and hasattr(backend, "share_model"):
+            backend.share_model = False  # its set-up reads the files, as a user's does
+        return backend
 
     def describe(self) -> dict:
         runner = self.runner
