@@ -5,7 +5,7 @@ numba's drivers (`hhbench.backends.numba_engine`, seconds each) into numba's on-
 cache. Left to the timed workers, the first worker process would compile them one after
 the other while a single core works. `compile_ahead` asks each backend of the run what it
 would compile that no cache holds yet (`Backend.compile_ahead`) and compiles those in fresh
-processes (`python -m hhbench.precompile NAME OPTIONS`), up to one per core at a time,
+processes (`python -m hhbench.precompile NAME OPTIONS MODULES`), up to one per core at a time,
 before any timing; the workers then load from the cache, as on every later run. A
 compilation that fails here is left to the worker, which reports its error with its case.
 """
@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 
-#: seconds one compilation may take before it is left to the worker (the engine's largest
-#: driver compiles in about 15 s on the development machine)
+#: seconds one compilation may take before it is left to the worker (a driver compiles in
+#: seconds; this only stops one that hangs)
 TIMEOUT_S = 600.0
 
 

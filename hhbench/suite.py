@@ -54,9 +54,8 @@ REFERENCES = {"converged": "reference", "lab": "numba"}
 #: calls and 0.1 s (a fast case gets hundreds, a slow one 2: the evidence for a verdict is
 #: the spread between processes, not the samples of one); after a first call over 1 s (the
 #: converged reference at batch 16), no warm-up and one timed call. Every case of the
-#: default suite costs at least warm-up + timed calls in each of 3 processes: the time
-#: floor weighs most in the default run's time (under a minute on 2 cores once numba's
-#: cache is warm)
+#: default suite costs at least warm-up + timed calls in each of 3 processes, so this time
+#: floor weighs most in the default run's time
 DEFAULT_TIMING = TimingSettings(warmup_calls=1, warmup_min_s=WARMUP_MIN_S, min_repeats=2,
                                 min_time_s=0.1, skip_warmup_after_s=1.0, long_call_repeats=1)
 DEFAULT_PROCESSES = 3
