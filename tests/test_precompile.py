@@ -5,9 +5,16 @@ processes then load from."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from hhbench.backends.numba_cache import driver_cached
+from hhbench.backends import numba_engine
+from hhbench.backends.numba_cache import function_cached
 from hhbench.precompile import compile_ahead, pending
+
+
+def driver_cached(kernel: str) -> bool:
+    return function_cached(Path(numba_engine.__file__), numba_engine.driver_qualname(kernel))
+
 
 LOAD_IN_A_FRESH_PROCESS = """
 from hhbench import threads

@@ -91,8 +91,8 @@ def purge_stale_cache() -> None:
         pass                    # locations; a lock held for minutes: leave the cache be
 
 
-def driver_cached(kernel_name: str) -> bool:
-    """Does numba's cache hold the engine's driver of step kernel `kernel_name`, for this
+def function_cached(source: Path, qualname: str) -> bool:
+    """Does numba's cache hold function `qualname` of file `source`, compiled for this
     Python, after stale code is purged? Looks for its index file where numba keeps it (its
     cache locators): under NUMBA_CACHE_DIR when that is set, else beside the sources or,
     where those are read-only, in numba's user-wide cache folder. An index compiled for
@@ -101,18 +101,18 @@ def driver_cached(kernel_name: str) -> bool:
     import sys
 
     purge_stale_cache()
-    name = (f"numba_engine._drive_{kernel_name.replace('-', '_')}-*."
+    name = (f"{source.stem}.{qualname}-*."
             f"py{sys.version_info.major}{sys.version_info.minor}.nbi")
-    here = os.path.abspath(_HERE)
+    folder = os.path.abspath(source.parent)
     # numba's `get_suitable_cache_subpath`: the folder's name and the SHA-1 of its path
-    subpath = f"{os.path.basename(here)}_{hashlib.sha1(here.encode()).hexdigest()}"
+    subpath = f"{os.path.basename(folder)}_{hashlib.sha1(folder.encode()).hexdigest()}"
     user_dir = os.environ.get("NUMBA_CACHE_DIR")
     if user_dir:
         folders = [Path(user_dir) / subpath]
     else:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-        folders = [_HERE / "__pycache__", Path(xdg) / "numba" / subpath]
-    return any(any(folder.glob(name)) for folder in folders)
+        folders = [source.parent / "__pycache__", Path(xdg) / "numba" / subpath]
+    return any(any(f.glob(name)) for f in folders)
 
 
-__all__ = ["driver_cached", "purge_stale_cache", "sources_hash", "STAMP_FILE"]
+__all__ = ["function_cached", "purge_stale_cache", "sources_hash", "STAMP_FILE"]

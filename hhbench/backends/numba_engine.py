@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import time
 import types
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -271,8 +272,13 @@ def driver_function(kernel_name: str):
                                       _step_one=kernel.build(_compiled_kernels(one_trace=True))))
     chunk = njit(_copy_function(_run_chunk, f"_run_chunk_{suffix}", _advance=advance,
                                 _advance_one=advance_one))
-    return _copy_function(_drive, f"_drive_{suffix}", prange=numba.prange,
+    return _copy_function(_drive, driver_qualname(kernel_name), prange=numba.prange,
                           _chunk=chunk)
+
+
+def driver_qualname(kernel_name: str) -> str:
+    """The name one kernel's driver compiles and is cached under ("_drive_exp_euler")."""
+    return f"_drive_{kernel_name.replace('-', '_')}"
 
 
 def _copy_function(func, qualname: str, **module_globals):
@@ -297,18 +303,24 @@ def compile_engine(kernel_name: str = "euler") -> None:
     integrate(np.zeros((1, 2)), 0.05, kernel_name, 1, True)
 
 
-def compile_ahead_name(kernel_name: str) -> str | None:
-    """A backend's `compile_ahead` for one kernel's driver: "numba:KERNEL" when numba's
-    on-disk cache does not hold it yet, else None."""
-    from hhbench.backends.numba_cache import driver_cached
-    return None if driver_cached(kernel_name) else f"numba:{kernel_name}"
+class CompilesDriver:
+    """For a backend whose set-up compiles the driver of step kernel `kernel`: its
+    `Backend.compile_ahead` ("numba:KERNEL" while numba's on-disk cache lacks that driver)
+    and `compile_now` (the driver compiled under the timed processes' thread policy: numba
+    reads the threading layer at its first parallel compile)."""
 
+    kernel: ClassVar[str]
 
-def compile_into_cache(kernel_name: str) -> None:
-    """A backend's `compile_now`: the driver compiled under the timed processes' thread
-    policy (numba reads the threading layer at its first parallel compile)."""
-    threads.apply()
-    compile_engine(kernel_name)
+    @classmethod
+    def compile_ahead(cls, options=None) -> str | None:
+        from hhbench.backends.numba_cache import function_cached
+        cached = function_cached(Path(__file__), driver_qualname(cls.kernel))
+        return None if cached else f"numba:{cls.kernel}"
+
+    @classmethod
+    def compile_now(cls, options=None) -> None:
+        threads.apply()
+        compile_engine(cls.kernel)
 
 
 def call_threads(batch: int) -> int:
@@ -426,20 +438,12 @@ def thread_count() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
 
-class EngineBackend(Backend):
+class EngineBackend(CompilesDriver, Backend):
     """A backend that runs one registered step kernel (`kernel`) of this engine, parallel over
     chunks of the batch; `substeps` > 1 splits each sample interval into that many steps."""
 
     kernel: ClassVar[str]
     requires = ("numba",)
-
-    @classmethod
-    def compile_ahead(cls, options=None) -> str | None:
-        return compile_ahead_name(cls.kernel)
-
-    @classmethod
-    def compile_now(cls, options=None) -> None:
-        compile_into_cache(cls.kernel)
 
     def __init__(self, *, substeps: int = 1):
         self.substeps = check_substeps(substeps)

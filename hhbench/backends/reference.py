@@ -20,7 +20,7 @@ from hhbench.errors import HHBenchError
 
 
 @register
-class Reference(Backend):
+class Reference(numba_engine.CompilesDriver, Backend):
     name = "reference"
     summary = "converged reference: exponential midpoint, steps halved until V changes < 0.01 mV"
     requires = ("numba",)
@@ -40,14 +40,6 @@ class Reference(Backend):
 
     def step_operations(self):
         return None, ADAPTIVE_NOTE
-
-    @classmethod
-    def compile_ahead(cls, options=None) -> str | None:
-        return numba_engine.compile_ahead_name(cls.kernel)
-
-    @classmethod
-    def compile_now(cls, options=None) -> None:
-        numba_engine.compile_into_cache(cls.kernel)
 
     def prepare(self):
         numba_engine.compile_engine(self.kernel)  # the converged runs use the engine directly
