@@ -329,17 +329,17 @@ def what_is_compared(old: RunResults, new: RunResults) -> list[str]:
     return run_notes(old, new)[0]
 
 
-def _busy(old: RunResults, new: RunResults) -> dict:
+def _busy(old: RunResults, new: RunResults, speed: dict | None) -> dict:
     """{side: why} for each run whose timings may be slow for a reason other than the code:
     its own load (`hhbench.busy.busy_reasons`), or, on the same kind of machine with the
     same NumPy, a core that ran slower than the other run's
-    (`hhbench.calibration.slower_run`)."""
+    (`hhbench.calibration.slower_run` of `speed`, the runs' `speed_ratio`)."""
     from hhbench.busy import busy_reasons
-    from hhbench.calibration import slower_run, speed_ratio
+    from hhbench.calibration import slower_run
     reasons = {side: busy_reasons(run.environment, run.calibration)
                for side, run in (("OLD", old), ("NEW", new))}
     if _same_kind_of_machine(old.environment, new.environment):
-        if (slow := slower_run(speed_ratio(old.calibration, new.calibration))):
+        if (slow := slower_run(speed)):
             reasons[slow[0]].append(slow[1])
     return {side: "; ".join(r) for side, r in reasons.items() if r}
 
@@ -381,8 +381,10 @@ def _discount(row: dict, busy: dict, settings: list[str], tol: Tolerances) -> No
 
 
 def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) -> Comparison:
+    from hhbench.calibration import speed_ratio
     notes, run_discounts = run_notes(old, new)
-    busy = _busy(old, new)
+    speed = speed_ratio(old.calibration, new.calibration)
+    busy = _busy(old, new, speed)
     rows = []
     pairs = match_cases(old, new)
     for o, n in pairs:
@@ -417,7 +419,6 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
             _discount(row, busy, settings + run_discounts, tol)
             row.update(_accuracy(o, n, tol))
         rows.append(row)
-    from hhbench.calibration import speed_ratio
     machines = {"old": one_line(old.environment), "new": one_line(new.environment),
                 "busy": busy,
                 "old_commit": (old.environment.get("git") or {}).get("commit"),
@@ -426,7 +427,7 @@ def compare(old: RunResults, new: RunResults, tol: Tolerances = Tolerances()) ->
                 "new_dirty": (new.environment.get("git") or {}).get("dirty"),
                 "old_source": (old.environment.get("hhbench_source") or {}).get("sha256"),
                 "new_source": (new.environment.get("hhbench_source") or {}).get("sha256"),
-                "calibration": speed_ratio(old.calibration, new.calibration),
+                "calibration": speed,
                 "notes": notes}
     status, conclusion, advice = _conclude(rows, busy, tol)
     return Comparison(rows=rows, machines=machines, status=status, conclusion=conclusion,
