@@ -81,23 +81,16 @@ def _run(out: Path, name: str, config: Path, cost_us: float, planted_calls: int 
     return out
 
 
-def flagged(old: Path, new: Path) -> tuple[int, dict]:
-    """(exit status of `hhbench compare`, {case: speed verdict})."""
+def flagged(old: Path, new: Path) -> tuple[int, dict, bool]:
+    """(exit status of `hhbench compare`, {case: speed verdict}, whether it finds a
+    regression other than speed: a case missing, or less accurate)."""
     from hhbench.compare import compare
     from hhbench.results import RunResults
     code = hhbench("compare", str(old), str(new)).returncode
     rows = compare(RunResults.load(old), RunResults.load(new)).rows
-    return code, {(r["backend"], r["stimulus"], r["batch"]): r["speed"] for r in rows}
-
-
-def other_regressions(old: Path, new: Path) -> bool:
-    """Does `compare` find a regression other than speed (a case missing, or less
-    accurate)? Such an exit 1 is never retried."""
-    from hhbench.compare import compare
-    from hhbench.results import RunResults
-    rows = compare(RunResults.load(old), RunResults.load(new)).rows
-    return any(r.get("speed") == "MISSING in NEW"
-               or str(r.get("accuracy", "")).startswith("WORSE") for r in rows)
+    others = any(r.get("speed") == "MISSING in NEW"
+                 or str(r.get("accuracy", "")).startswith("WORSE") for r in rows)
+    return code, {(r["backend"], r["stimulus"], r["batch"]): r["speed"] for r in rows}, others
 
 
 def load_of(path: Path) -> str:
@@ -129,7 +122,7 @@ def confirmed(folder: Path, config: Path, cases: list, what: str) -> bool:
     tag = what.replace("/", "").replace(" ", "")
     a = run(folder, f"confirm-{tag}-A", config, BASE_US)
     b = run(folder, f"confirm-{tag}-B", config, BASE_US)
-    code, speeds = flagged(a, b)
+    code, speeds, _ = flagged(a, b)
     again = [k for k in cases if speeds.get(k) == "slower"]
     print(f"  {what}: {cases} slower; a fresh pair of runs: exit {code} "
           f"({calibration_words(a, b)}); " + ", ".join(f"{k[0]} x{k[2]}: {speeds.get(k)}"
@@ -146,7 +139,7 @@ def trials(folder: Path, config: Path, mode: str, rounds: int, loops: int) -> li
         a = run(folder, f"{mode}-A{i}", config, BASE_US, loops if mode == "ab-loaded" else 0)
         b = run(folder, f"{mode}-B{i}", config, slow, loops if mode != "aa-quiet" else 0,
                 planted_calls=planted)
-        code, speeds = flagged(a, b)
+        code, speeds, _ = flagged(a, b)
         ok = {"ab-loaded": code in (1, 3), "aa-busy": code in (0, 3),
               "aa-quiet": code == 0}[mode]
         trial = {"mode": mode, "exit": code, "ok": ok, "speeds": speeds,
@@ -240,7 +233,7 @@ def classic(args) -> int:
         failures, aa_alarms, aa_case_alarms, aa_cases, aa_unsure = [], 0, 0, 0, 0
         unconfirmed = []  # real-backend alarms that a fresh pair of runs did not repeat
         for i in range(args.rounds):
-            code, speeds = flagged(a_runs[i], a_runs[i + 1])
+            code, speeds, others = flagged(a_runs[i], a_runs[i + 1])
             slow = [k for k, v in speeds.items() if v == "slower"]
             aa_alarms += code == 1
             aa_case_alarms += len(slow)
@@ -253,15 +246,14 @@ def classic(args) -> int:
             # --inconclusive-ok it is accepted like an inconclusive case
             if code == 1 or (code != 0 and not args.inconclusive_ok):
                 real = [k for k in slow if k[0] != "synthetic"]
-                if (code == 1 and real and real == slow
-                        and not other_regressions(a_runs[i], a_runs[i + 1])
+                if (code == 1 and real and real == slow and not others
                         and not confirmed(folder, config, real, f"A/A {i + 1}")):
                     unconfirmed.append(f"A/A {i + 1}: {real}")
                     continue
                 failures.append(f"A/A {i + 1}: exit {code} on {slow}")
         b_hits, b_case_hits, b_cases, b_extra = 0, 0, 0, 0
         for i in range(args.rounds):
-            code, speeds = flagged(a_runs[i], b_runs[i])
+            code, speeds, _ = flagged(a_runs[i], b_runs[i])
             synthetic = {k for k in speeds if k[0] == "synthetic"}
             slow = {k for k, v in speeds.items() if v == "slower"}
             b_case_hits += len(slow & synthetic)
